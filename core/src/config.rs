@@ -1,0 +1,97 @@
+//! What the pool is asked to keep: sizes, waiting, lifetimes, order.
+
+use crate::Error;
+use core::time::Duration;
+
+/// Which idle connection a checkout gets.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum IdleOrder {
+    /// The most recently returned (psycopg2): a warm connection, and the cold ones expire by `max_idle`.
+    #[default]
+    Lifo,
+    /// The least recently returned: spreads use over every connection.
+    Fifo,
+}
+
+/// How many returned connections stay idle.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum KeepIdle {
+    /// Keep every returned connection (up to `max`); `max_idle` shrinks the pool back to `min`.
+    #[default]
+    UpToMax,
+    /// psycopg2: a returned connection is kept only while fewer than `min` are idle, else closed.
+    UpToMin,
+}
+
+/// The pool's settings. [`Config::new`] gives the defaults; [`Config::psycopg2`] psycopg2's behaviour.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Connections kept open even when unused: opened at start, refilled after closes and failures.
+    pub min: usize,
+    /// The most connections that exist at once, counting those being opened and closed.
+    pub max: usize,
+    /// The most checkouts waiting at once; more get [`Error::TooManyWaiters`].
+    pub max_waiting: usize,
+    /// How many returned connections stay idle.
+    pub keep_idle: KeepIdle,
+    /// Idle order.
+    pub idle_order: IdleOrder,
+    /// A connection older than this is closed when idle or returned, and replaced down to `min`.
+    pub max_lifetime: Option<Duration>,
+    /// Each connection's lifetime is shortened by a pseudo-random part of this, so that connections
+    /// opened together do not all expire together.
+    pub lifetime_jitter: Duration,
+    /// An idle connection unused for this long is closed while more than `min` are open.
+    pub max_idle: Option<Duration>,
+    /// The delay after the first failed open; doubled per consecutive failure.
+    pub backoff_initial: Duration,
+    /// The longest delay between open retries.
+    pub backoff_max: Duration,
+    /// Seed for the lifetime jitter: the core has no entropy of its own.
+    pub seed: u64,
+    /// This pool's identity in every handle it issues, so a handle from another pool is refused.
+    /// Drivers running several pools give each a distinct tag.
+    pub tag: u32,
+}
+
+impl Config {
+    /// `min..=max` connections; waits allowed (up to 1 024 waiters); LIFO; returned connections kept;
+    /// no lifetime limits; backoff from 100 ms to 10 s.
+    pub fn new(min: usize, max: usize) -> Config {
+        Config {
+            min,
+            max,
+            max_waiting: 1024,
+            keep_idle: KeepIdle::UpToMax,
+            idle_order: IdleOrder::Lifo,
+            max_lifetime: None,
+            lifetime_jitter: Duration::ZERO,
+            max_idle: None,
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
+            seed: 0x5eed,
+            tag: 0,
+        }
+    }
+
+    /// psycopg2's pool: returned connections beyond `min` idle are closed. Checkouts that do not wait
+    /// ([`Wait::No`](crate::Wait::No)) then behave exactly like psycopg2's `getconn`.
+    pub fn psycopg2(min: usize, max: usize) -> Config {
+        Config {
+            keep_idle: KeepIdle::UpToMin,
+            ..Config::new(min, max)
+        }
+    }
+
+    pub(crate) fn check_sizes(min: usize, max: usize, capacity: usize) -> Result<(), Error> {
+        if max == 0 {
+            Err(Error::MaxZero)
+        } else if min > max {
+            Err(Error::MinAboveMax)
+        } else if max > capacity || max > usize::from(u16::MAX) {
+            Err(Error::CapacityExceeded)
+        } else {
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! [`Pool::assert_invariants`]: the invariants documented on [`Pool`], checked from scratch.
+
+use super::{Pool, Ready};
+use crate::slot::{Counts, State};
+use crate::storage::{Holder, KeyIndex, Queue, Storage};
+use crate::Command;
+
+impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
+    /// Recompute everything the pool keeps incrementally and panic on any disagreement. Costs
+    /// O(slots² + waiters²); meant for tests and fuzzers, which call it after every step.
+    pub fn assert_invariants(&self) {
+        let slots = crate::storage::Buffer::as_slice(&self.slots);
+
+        // 1. counts, and `max` (through the shrink ceiling).
+        let mut counts = Counts::default();
+        for s in slots {
+            if let Some(count) = Counts::of(&s.state) {
+                *count(&mut counts) += 1;
+            }
+        }
+        assert_eq!(counts, self.counts, "per-state counts drifted");
+        assert!(self.ceiling >= self.config.max);
+        assert!(
+            counts.occupied() <= self.ceiling,
+            "more connections than max"
+        );
+        assert!(slots.len() <= self.ceiling, "slot array grew past max");
+
+        // 2. the idle queue.
+        assert_eq!(
+            self.idle.len(),
+            counts.idle,
+            "idle queue and idle slots disagree"
+        );
+        let mut last = None;
+        for p in 0..self.idle.len() {
+            let i = usize::from(*self.idle.get(p).expect("len"));
+            assert!(
+                matches!(slots[i].state, State::Idle(_)),
+                "idle queue names a non-idle slot"
+            );
+            assert_eq!(
+                self.idle.position(|&j| usize::from(j) == i),
+                Some(p),
+                "slot idle twice"
+            );
+            assert!(last <= Some(slots[i].idle_since), "idle queue out of order");
+            last = Some(slots[i].idle_since);
+        }
+
+        // 3. keys: unique holders, and the index finds each.
+        let mut keyed = 0;
+        for (i, s) in slots.iter().enumerate() {
+            if let Some(k) = s.key() {
+                keyed += 1;
+                assert_eq!(
+                    self.keys.find(k, slots, &self.waiters),
+                    Some(Holder::Slot(i as u16)),
+                    "key lost"
+                );
+            }
+        }
+        for p in 0..self.waiters.len() {
+            let w = self.waiters.get(p).expect("len");
+            if let Some(k) = &w.key {
+                keyed += 1;
+                assert_eq!(
+                    self.keys.find(k, slots, &self.waiters),
+                    Some(Holder::Waiter(w.id)),
+                    "key lost"
+                );
+            }
+            if p > 0 {
+                assert!(
+                    self.waiters.get(p - 1).expect("len").id < w.id,
+                    "waiters out of arrival order"
+                );
+            }
+        }
+        if let Some(recorded) = self.keys.recorded() {
+            assert_eq!(recorded, keyed, "key index holds keys nobody holds");
+        }
+
+        // 4. waiters are served before anything idles, and have opens coming when opens are allowed.
+        if !self.waiters.is_empty() {
+            assert_eq!(
+                counts.idle, 0,
+                "a checkout waits while a connection is idle"
+            );
+        }
+        let backing_off = self.retry_at.is_some_and(|t| self.now < t);
+        if !self.closed && !backing_off && counts.occupied() < self.config.max {
+            assert!(
+                self.waiters.len() <= counts.opening,
+                "a waiter has no open coming"
+            );
+            assert!(
+                counts.open() + counts.opening >= self.config.min,
+                "below min with room to open"
+            );
+        }
+        assert!(
+            self.waiters.len() + self.fails.len() <= self.waiter_bound().max(self.waiters.len())
+        );
+
+        // 5. every queued command matches its slot's stage and flag; one per slot at most.
+        let queued = slots.iter().filter(|s| s.queued).count();
+        assert_eq!(
+            queued,
+            self.commands.len(),
+            "queued flags and command queue disagree"
+        );
+        for p in 0..self.commands.len() {
+            let q = self.commands.get(p).expect("len");
+            let (r, ok): (_, fn(&State<C, K>) -> bool) = match &q.item {
+                Command::Open(t) => (t.0, |s| matches!(s, State::Opening)),
+                Command::Close { ticket, .. } => (ticket.0, |s| matches!(s, State::Closing)),
+                Command::Reset { ticket, .. } | Command::Check { ticket, .. } => {
+                    (ticket.0, |s| matches!(s, State::Resetting))
+                }
+                Command::Grant { lease, .. } => (lease.0, |s| matches!(s, State::InUse(_))),
+                Command::Fail { .. } | Command::Ready => panic!("waiter command in the slot queue"),
+            };
+            let s = &slots[usize::from(r.index)];
+            assert!(
+                s.queued && s.gen == r.gen && ok(&s.state),
+                "queued command does not match its slot"
+            );
+            if p > 0 {
+                assert!(
+                    self.commands.get(p - 1).expect("len").seq < q.seq,
+                    "commands out of order"
+                );
+            }
+        }
+
+        // 6. after close.
+        if self.closed {
+            assert!(
+                self.waiters.is_empty() && counts.idle == 0,
+                "closed pool keeps waiters or idle"
+            );
+            assert!(self
+                .commands
+                .position(|q| matches!(q.item, Command::Open(_)))
+                .is_none());
+            assert!(!matches!(self.ready, Ready::Queued(_)));
+        }
+    }
+}

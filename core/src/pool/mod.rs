@@ -1,0 +1,838 @@
+//! The state machine: every rule of the pool, in one place.
+//!
+//! Inputs are `handle_*` methods (and the user operations `resize`, `drain`, `check_idle`, `close`);
+//! outputs are drained with [`Pool::poll_command`] and [`Pool::poll_timeout`]. Each input first
+//! advances the pool's clock, then acts, then [`settles`](Pool::settle): orders the opens that `min`
+//! and the waiters call for. Nothing here blocks, allocates (with [`Fixed`](crate::Fixed) storage),
+//! or panics.
+
+use crate::config::{Config, KeepIdle};
+use crate::handle::SlotRef;
+use crate::slot::{Counts, Slot, State, Waiter};
+use crate::storage::{Buffer, Holder, KeyIndex, Queue, Queued, Storage};
+use crate::time::nanos;
+use crate::{
+    Checkout, Command, Error, IdleOrder, Lease, Rejected, Returned, Stats, Ticket, Time, Wait,
+    WaiterId,
+};
+use core::cmp::{max, min};
+use core::time::Duration;
+
+/// A connection pool's bookkeeping, generic over the connection `C`, the checkout key `K` and the
+/// storage backend `S`.
+///
+/// Invariants (documented here once, checked by [`Pool::assert_invariants`] after every input in
+/// debug builds):
+/// 1. the per-state counts match the slots; occupied slots (opening, idle, in use, resetting,
+///    closing) never exceed `max`, except right after a shrinking [`resize`](Pool::resize), when they
+///    may exceed it only by connections that existed before it and no open is ordered until they are
+///    back under `max`;
+/// 2. the idle queue holds each idle slot exactly once, least recently returned first;
+/// 3. a key has at most one holder (an in-use slot or a waiter), and a slot or waiter at most one key;
+/// 4. no checkout waits while a connection is idle; none waits without an open on its way unless the
+///    pool is at `max`, backing off after a failed open, or closed; waiters are served oldest first;
+/// 5. every connection the core received is in exactly one place: idle inside, with a borrower,
+///    or inside an emitted command (reset, check, grant, close) — detached ones have left;
+/// 6. after [`close`](Pool::close), no `Open` is emitted, nothing waits, nothing is idle, and every
+///    connection that comes back leaves in a `Close` command.
+pub struct Pool<C, K, S: Storage<C, K>> {
+    config: Config,
+    now: Time,
+    closed: bool,
+    slots: S::Slots,
+    idle: S::Idle,
+    waiters: S::Waiters,
+    commands: S::SlotCommands,
+    fails: S::Fails,
+    keys: S::Keys,
+    counts: Counts,
+    /// `max`, raised to the occupied count by a shrinking resize and lowered as connections leave.
+    ceiling: usize,
+    next_waiter: u64,
+    next_seq: u64,
+    ready: Ready,
+    /// The drain generation: connections opened in an older one are retired when they come back.
+    epoch: u32,
+    /// Consecutive failed opens, and when the next may be tried.
+    failures: u32,
+    retry_at: Option<Time>,
+    rng: u64,
+    stats: Stats,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Ready {
+    NotYet,
+    Queued(u64),
+    Sent,
+}
+
+impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
+    /// A pool with this configuration. The opens for `min` connections are queued at once.
+    pub fn new(config: Config) -> Result<Self, Error> {
+        let slots = S::Slots::default();
+        Config::check_sizes(config.min, config.max, slots.capacity())?;
+        let mut pool = Pool {
+            ceiling: config.max,
+            rng: config.seed | 1,
+            config,
+            now: Time::ZERO,
+            closed: false,
+            slots,
+            idle: S::Idle::default(),
+            waiters: S::Waiters::default(),
+            commands: S::SlotCommands::default(),
+            fails: S::Fails::default(),
+            keys: S::Keys::default(),
+            counts: Counts::default(),
+            next_waiter: 0,
+            next_seq: 0,
+            ready: Ready::NotYet,
+            epoch: 0,
+            failures: 0,
+            retry_at: None,
+            stats: Stats::default(),
+        };
+        pool.settle();
+        Ok(pool)
+    }
+
+    // ---------------------------------------------------------------- inputs: checkout and checkin
+
+    /// A checkout: `key` (psycopg2's `getconn(key)`) and how long it may wait.
+    ///
+    /// In order: a closed pool refuses ([`Error::Closed`]); a key that holds a connection gets its
+    /// lease again ([`Checkout::Held`]); an idle connection is handed over ([`Checkout::Ready`]; one
+    /// past its lifetime is closed instead); otherwise the checkout is queued ([`Checkout::Waiting`])
+    /// and an open is ordered if there is room, or refused with [`Error::Exhausted`] (no room and
+    /// [`Wait::No`]) or [`Error::TooManyWaiters`].
+    pub fn handle_checkout(
+        &mut self,
+        now: Time,
+        key: Option<K>,
+        wait: Wait,
+    ) -> Result<Checkout<C>, Error> {
+        self.advance(now);
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        if let Some(k) = &key {
+            match self.keys.find(k, self.slots.as_slice(), &self.waiters) {
+                Some(Holder::Slot(i)) if !self.slots.as_slice()[usize::from(i)].queued => {
+                    return Ok(Checkout::Held(Lease(self.slot_ref(usize::from(i)))));
+                }
+                Some(_) => return Err(Error::KeyBusy),
+                None => {}
+            }
+        }
+        let out = self.checkout_idle(key, wait);
+        self.settle();
+        out
+    }
+
+    fn checkout_idle(&mut self, key: Option<K>, wait: Wait) -> Result<Checkout<C>, Error> {
+        while let Some(i) = self.pop_idle() {
+            if self.outlived(i) {
+                self.stats.expired += 1;
+                self.close_idle(i);
+                continue;
+            }
+            if let Some(k) = &key {
+                self.keys.insert(k, Holder::Slot(slot_u16(i)));
+            }
+            let Some(conn) = self.take_idle(i, State::InUse(key)) else {
+                return Err(Error::Exhausted);
+            };
+            self.stats.checkouts += 1;
+            return Ok(Checkout::Ready {
+                lease: Lease(self.slot_ref(i)),
+                conn,
+            });
+        }
+        if wait == Wait::No && self.counts.occupied() >= self.config.max {
+            return Err(Error::Exhausted);
+        }
+        if self.waiters.len() + self.fails.len() >= self.waiter_bound() {
+            return Err(Error::TooManyWaiters);
+        }
+        let id = WaiterId(self.next_waiter);
+        let waiter = Waiter {
+            id,
+            deadline: match wait {
+                Wait::Until(t) => Some(t),
+                Wait::No | Wait::Forever => None,
+            },
+            fail_fast: wait == Wait::No,
+            since: self.now,
+            key,
+        };
+        if let Some(k) = &waiter.key {
+            self.keys.insert(k, Holder::Waiter(id));
+        }
+        if let Err(w) = self.waiters.push_back(waiter) {
+            if let Some(k) = &w.key {
+                self.keys.remove(k);
+            }
+            return Err(Error::TooManyWaiters);
+        }
+        self.next_waiter += 1;
+        // psycopg2 connects on demand: a checkout that will not wait gets its own open at once,
+        // backoff or not, and hears if it fails.
+        if wait == Wait::No && self.waiters.len() > self.counts.opening {
+            self.order_open();
+        }
+        Ok(Checkout::Waiting(id))
+    }
+
+    /// A checkin (psycopg2's `putconn(conn, key, close)`): the lease, optionally the key to verify,
+    /// the connection and its state.
+    ///
+    /// The key is released. A broken connection or [`Returned::Close`] is closed; a dirty one is sent
+    /// for reset; a clean one goes to the oldest waiter, else idle — unless the pool no longer keeps it
+    /// (closed, over `max` after a shrink, past its lifetime, opened before a [`drain`](Pool::drain), or
+    /// beyond the idle it keeps with [`KeepIdle::UpToMin`]), then it is closed.
+    pub fn handle_checkin(
+        &mut self,
+        now: Time,
+        lease: Lease,
+        key: Option<&K>,
+        conn: C,
+        returned: Returned,
+    ) -> Result<(), Rejected<C>> {
+        self.advance(now);
+        let i = match self.lease_slot(lease) {
+            Ok(i) => i,
+            Err(error) => {
+                return Err(Rejected {
+                    error,
+                    conn: Some(conn),
+                })
+            }
+        };
+        if key.is_some() && self.slots.as_slice()[i].key() != key {
+            return Err(Rejected {
+                error: Error::WrongKey,
+                conn: Some(conn),
+            });
+        }
+        self.release_key(i);
+        if self.closed {
+            self.close_conn(i, conn);
+            return Err(Rejected {
+                error: Error::Closed,
+                conn: None,
+            });
+        }
+        match returned {
+            Returned::Clean => self.place(i, conn, true),
+            Returned::Dirty if self.keeps(i, true) => {
+                self.stats.resets += 1;
+                self.set_state(i, State::Resetting);
+                let ticket = Ticket(self.slot_ref(i));
+                self.push_command(i, Command::Reset { ticket, conn });
+            }
+            Returned::Broken => {
+                self.stats.broken_returns += 1;
+                self.close_conn(i, conn);
+            }
+            Returned::Dirty | Returned::Close => self.close_conn(i, conn),
+        }
+        self.settle();
+        Ok(())
+    }
+
+    /// The borrower keeps the connection for good: it leaves the pool (no close command) and its
+    /// place is freed, to be refilled if `min` asks.
+    pub fn handle_detach(&mut self, now: Time, lease: Lease) -> Result<(), Error> {
+        self.advance(now);
+        let i = self.lease_slot(lease)?;
+        self.release_key(i);
+        self.set_state(i, State::Free);
+        self.stats.detached += 1;
+        self.settle();
+        Ok(())
+    }
+
+    /// A queued checkout gives up (its caller went away). Its outcome will not be emitted.
+    pub fn handle_cancel(&mut self, now: Time, waiter: WaiterId) -> Result<(), Error> {
+        self.advance(now);
+        let pos = self
+            .waiters
+            .position(|w| w.id == waiter)
+            .ok_or(Error::UnknownWaiter)?;
+        if let Some(w) = self.waiters.remove(pos) {
+            self.forget_key(w.key.as_ref());
+        }
+        self.settle();
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- inputs: the driver's reports
+
+    /// The open for `ticket` succeeded. The connection goes to the oldest waiter, else idle (or is
+    /// closed if the pool was closed or shrunk meanwhile). Resets the open backoff.
+    pub fn handle_opened(&mut self, now: Time, ticket: Ticket, conn: C) -> Result<(), Rejected<C>> {
+        self.advance(now);
+        let i = match self.ticket_slot(ticket, |s| matches!(s, State::Opening)) {
+            Ok(i) => i,
+            Err(error) => {
+                return Err(Rejected {
+                    error,
+                    conn: Some(conn),
+                })
+            }
+        };
+        self.stats.opens += 1;
+        self.failures = 0;
+        self.retry_at = None;
+        let lifetime = self
+            .config
+            .max_lifetime
+            .map(|d| d.saturating_sub(self.jitter()));
+        let slot = &mut self.slots.as_mut_slice()[i];
+        slot.epoch = self.epoch;
+        slot.expires = lifetime.map(|d| self.now.saturating_add(d));
+        self.place(i, conn, false);
+        self.settle();
+        Ok(())
+    }
+
+    /// The open for `ticket` failed. The next open waits for the backoff (doubling per consecutive
+    /// failure, from `backoff_initial` to `backoff_max`); the oldest checkout that does not wait
+    /// fails with [`Error::OpenFailed`]; waiting ones keep waiting until their deadline.
+    pub fn handle_open_failed(&mut self, now: Time, ticket: Ticket) -> Result<(), Error> {
+        self.advance(now);
+        let i = self.ticket_slot(ticket, |s| matches!(s, State::Opening))?;
+        self.set_state(i, State::Free);
+        self.stats.open_failures += 1;
+        self.failures = self.failures.saturating_add(1);
+        let doubled =
+            nanos(self.config.backoff_initial).saturating_mul(1 << min(self.failures - 1, 63));
+        let delay = Duration::from_nanos(doubled).min(self.config.backoff_max);
+        self.retry_at = Some(self.now.saturating_add(delay));
+        if let Some(pos) = self.waiters.position(|w| w.fail_fast) {
+            self.fail_waiter(pos, Error::OpenFailed);
+        }
+        self.settle();
+        Ok(())
+    }
+
+    /// The reset or check for `ticket` finished: `ok` puts the connection back in service (as a
+    /// clean checkin would), otherwise it is closed.
+    pub fn handle_reset(
+        &mut self,
+        now: Time,
+        ticket: Ticket,
+        conn: C,
+        ok: bool,
+    ) -> Result<(), Rejected<C>> {
+        self.advance(now);
+        let i = match self.ticket_slot(ticket, |s| matches!(s, State::Resetting)) {
+            Ok(i) => i,
+            Err(error) => {
+                return Err(Rejected {
+                    error,
+                    conn: Some(conn),
+                })
+            }
+        };
+        if ok {
+            self.place(i, conn, true);
+        } else {
+            self.close_conn(i, conn);
+        }
+        self.settle();
+        Ok(())
+    }
+
+    /// The close for `ticket` is done: its place is free (and may be refilled).
+    pub fn handle_closed(&mut self, now: Time, ticket: Ticket) -> Result<(), Error> {
+        self.advance(now);
+        let i = self.ticket_slot(ticket, |s| matches!(s, State::Closing))?;
+        self.set_state(i, State::Free);
+        self.settle();
+        Ok(())
+    }
+
+    /// Time has reached `now`: waiters past their deadline fail with [`Error::Timeout`]; idle
+    /// connections past their lifetime, or idle longer than `max_idle` while more than `min` are
+    /// open, are closed; opens delayed by backoff are ordered.
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.advance(now);
+        let mut pos = 0;
+        while let Some(w) = self.waiters.get(pos) {
+            if w.deadline.is_some_and(|d| d <= self.now) {
+                self.stats.timeouts += 1;
+                self.fail_waiter(pos, Error::Timeout);
+            } else {
+                pos += 1;
+            }
+        }
+        let mut pos = 0;
+        while let Some(&i) = self.idle.get(pos) {
+            let i = usize::from(i);
+            let idle_for = self
+                .now
+                .saturating_since(self.slots.as_slice()[i].idle_since);
+            let idled_out = self.config.max_idle.is_some_and(|d| idle_for >= d)
+                && self.counts.open() > self.config.min;
+            if self.outlived(i) || idled_out {
+                self.stats.expired += 1;
+                self.idle.remove(pos);
+                self.close_idle(i);
+            } else {
+                pos += 1;
+            }
+        }
+        self.settle();
+    }
+
+    // ---------------------------------------------------------------- inputs: user operations
+
+    /// New `min` and `max`. Growing orders opens at once; shrinking closes idle connections (least
+    /// recently used first) and in-use ones as they come back, until at most `max` remain.
+    pub fn resize(&mut self, now: Time, new_min: usize, new_max: usize) -> Result<(), Error> {
+        self.advance(now);
+        Config::check_sizes(new_min, new_max, self.slots.capacity())?;
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        self.config.min = new_min;
+        self.config.max = new_max;
+        self.ceiling = max(new_max, self.counts.occupied());
+        while self.counts.occupied() > new_max {
+            let Some(i) = self.idle.pop_front() else {
+                break;
+            };
+            self.close_idle(usize::from(i));
+        }
+        self.settle();
+        Ok(())
+    }
+
+    /// Retire every connection that exists now (psycopg_pool's `drain`): idle ones are closed at
+    /// once, in-use and resetting ones when they come back; the pool stays open and refills.
+    pub fn drain(&mut self, now: Time) -> Result<(), Error> {
+        self.advance(now);
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        while let Some(i) = self.idle.pop_front() {
+            self.close_idle(usize::from(i));
+        }
+        self.settle();
+        Ok(())
+    }
+
+    /// Send every idle connection out for a [`Command::Check`]; the answers come back through
+    /// [`handle_reset`](Pool::handle_reset). Returns how many were sent.
+    pub fn check_idle(&mut self, now: Time) -> Result<usize, Error> {
+        self.advance(now);
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        let mut sent = 0;
+        while let Some(i) = self.idle.pop_front() {
+            let i = usize::from(i);
+            if let Some(conn) = self.take_idle(i, State::Resetting) {
+                let ticket = Ticket(self.slot_ref(i));
+                self.push_command(i, Command::Check { ticket, conn });
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Close the pool (psycopg2's `closeall`): refuse new checkouts, fail every waiter with
+    /// [`Error::Closed`], close idle connections at once and the others as they come back, cancel
+    /// opens not yet drained. A second close is [`Error::Closed`].
+    pub fn close(&mut self, now: Time) -> Result<(), Error> {
+        self.advance(now);
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        self.closed = true;
+        while !self.waiters.is_empty() {
+            self.fail_waiter(0, Error::Closed);
+        }
+        while let Some(i) = self.idle.pop_front() {
+            self.close_idle(usize::from(i));
+        }
+        let mut pos = 0;
+        while let Some(q) = self.commands.get(pos) {
+            if let Command::Open(t) = q.item {
+                self.commands.remove(pos);
+                let i = usize::from(t.0.index);
+                self.slots.as_mut_slice()[i].queued = false;
+                self.set_state(i, State::Free);
+            } else {
+                pos += 1;
+            }
+        }
+        if let Ready::Queued(_) = self.ready {
+            self.ready = Ready::NotYet;
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- outputs
+
+    /// The next command, in the order the core decided them; `None` when there is nothing to do.
+    pub fn poll_command(&mut self) -> Option<Command<C>> {
+        let slot_seq = self.commands.get(0).map(|q| q.seq);
+        let fail_seq = self.fails.get(0).map(|q| q.seq);
+        let ready_seq = match self.ready {
+            Ready::Queued(seq) => Some(seq),
+            _ => None,
+        };
+        let first = [slot_seq, fail_seq, ready_seq]
+            .into_iter()
+            .flatten()
+            .min()?;
+        if ready_seq == Some(first) {
+            self.ready = Ready::Sent;
+            return Some(Command::Ready);
+        }
+        if fail_seq == Some(first) {
+            let (waiter, error) = self.fails.pop_front()?.item;
+            return Some(Command::Fail { waiter, error });
+        }
+        let cmd = self.commands.pop_front()?.item;
+        let index = match &cmd {
+            Command::Open(t) | Command::Close { ticket: t, .. } => t.0.index,
+            Command::Reset { ticket: t, .. } | Command::Check { ticket: t, .. } => t.0.index,
+            Command::Grant { lease, .. } => lease.0.index,
+            Command::Fail { .. } | Command::Ready => return Some(cmd),
+        };
+        if let Some(slot) = self.slots.as_mut_slice().get_mut(usize::from(index)) {
+            slot.queued = false;
+        }
+        Some(cmd)
+    }
+
+    /// When the driver must call [`handle_timeout`](Pool::handle_timeout) next: the earliest waiter
+    /// deadline, idle expiry or end of an open backoff that matters. `None`: only inputs matter.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let waiters = (0..self.waiters.len()).filter_map(|p| self.waiters.get(p)?.deadline);
+        let lifetimes = (0..self.idle.len()).filter_map(|p| self.slot_at_idle(p)?.expires);
+        let shrink = self
+            .config
+            .max_idle
+            .filter(|_| self.counts.open() > self.config.min);
+        let idled = shrink.and_then(|d| Some(self.slot_at_idle(0)?.idle_since.saturating_add(d)));
+        let retry = self
+            .retry_at
+            .filter(|_| self.open_deficit() > 0 && self.has_room());
+        waiters.chain(lifetimes).chain(idled).chain(retry).min()
+    }
+
+    // ---------------------------------------------------------------- reading
+
+    /// Gauges and counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            size: self.counts.occupied(),
+            idle: self.counts.idle,
+            in_use: self.counts.in_use,
+            waiting: self.waiters.len(),
+            opening: self.counts.opening,
+            resetting: self.counts.resetting,
+            closing: self.counts.closing,
+            ..self.stats
+        }
+    }
+
+    /// The configuration in force (after any [`resize`](Pool::resize)).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether [`close`](Pool::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Whether at least `min` connections have been open at once (the [`Command::Ready`] point).
+    pub fn is_ready(&self) -> bool {
+        self.ready != Ready::NotYet
+    }
+
+    /// The pool's clock: the latest `now` it was given.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// Whether the pool still holds anything: nothing occupied, nothing to drain. After close, the
+    /// driver is done when this is true.
+    pub fn is_empty(&self) -> bool {
+        self.counts.occupied() == 0 && self.commands.is_empty() && self.fails.is_empty()
+    }
+
+    // ---------------------------------------------------------------- the rules' helpers
+
+    /// The pool's clock never goes back: an earlier `now` is taken as the latest one seen.
+    fn advance(&mut self, now: Time) {
+        self.now = max(self.now, now);
+    }
+
+    /// Order the opens that `min` and the waiters call for, as far as room and backoff allow, and
+    /// queue the ready signal when `min` is first reached.
+    fn settle(&mut self) {
+        if self.closed {
+            return;
+        }
+        let backing_off = self.retry_at.is_some_and(|t| self.now < t);
+        while !backing_off && self.open_deficit() > 0 && self.has_room() && self.order_open() {}
+        if self.ready == Ready::NotYet && self.counts.open() >= self.config.min {
+            self.ready = Ready::Queued(self.next_seq());
+        }
+    }
+
+    /// Opens wanted: up to `min`, and one per waiter without an open on its way.
+    fn open_deficit(&self) -> usize {
+        if self.closed {
+            return 0;
+        }
+        let size = self.counts.open() + self.counts.opening;
+        let unserved = self.waiters.len().saturating_sub(self.counts.opening);
+        max(self.config.min.saturating_sub(size), unserved)
+    }
+
+    fn has_room(&self) -> bool {
+        self.counts.occupied() < self.config.max
+    }
+
+    /// Take a free slot (growing the slot array up to `max`) and queue its `Open`.
+    fn order_open(&mut self) -> bool {
+        if !self.has_room() {
+            return false;
+        }
+        let free = self
+            .slots
+            .as_slice()
+            .iter()
+            .position(|s| matches!(s.state, State::Free));
+        let i = match free {
+            Some(i) => i,
+            None => {
+                if self.slots.push(Slot::free()).is_err() {
+                    return false;
+                }
+                self.slots.as_slice().len() - 1
+            }
+        };
+        self.set_state(i, State::Opening);
+        let ticket = Ticket(self.slot_ref(i));
+        self.push_command(i, Command::Open(ticket));
+        true
+    }
+
+    /// Where a connection arriving in slot `i` goes (opened, returned clean, reset): closed if the
+    /// pool does not keep it, else to the oldest waiter, else idle.
+    fn place(&mut self, i: usize, conn: C, returned: bool) {
+        if !self.keeps(i, returned) {
+            if self.outlived(i) {
+                self.stats.expired += 1;
+            }
+            self.close_conn(i, conn);
+        } else if let Some(w) = self.waiters.pop_front() {
+            if let Some(k) = &w.key {
+                self.keys.insert(k, Holder::Slot(slot_u16(i)));
+            }
+            self.set_state(i, State::InUse(w.key));
+            self.stats.checkouts += 1;
+            self.stats.waits += 1;
+            self.stats.wait_time += self.now.saturating_since(w.since);
+            let lease = Lease(self.slot_ref(i));
+            self.push_command(
+                i,
+                Command::Grant {
+                    waiter: w.id,
+                    lease,
+                    conn,
+                },
+            );
+        } else {
+            self.set_state(i, State::Idle(conn));
+            self.slots.as_mut_slice()[i].idle_since = self.now;
+            let _ = self.idle.push_back(slot_u16(i));
+        }
+    }
+
+    /// Whether the pool keeps the connection in slot `i`. `returned`: it comes back from a borrower,
+    /// so psycopg2's "keep only up to `min` idle" applies when configured.
+    fn keeps(&self, i: usize, returned: bool) -> bool {
+        let current = self.slots.as_slice()[i].epoch == self.epoch;
+        let wanted = !returned
+            || self.config.keep_idle == KeepIdle::UpToMax
+            || !self.waiters.is_empty()
+            || self.counts.idle < self.config.min;
+        !self.closed
+            && self.counts.occupied() <= self.config.max
+            && current
+            && !self.outlived(i)
+            && wanted
+    }
+
+    fn outlived(&self, i: usize) -> bool {
+        self.slots.as_slice()[i]
+            .expires
+            .is_some_and(|t| t <= self.now)
+    }
+
+    fn pop_idle(&mut self) -> Option<usize> {
+        let i = match self.config.idle_order {
+            IdleOrder::Lifo => self.idle.pop_back(),
+            IdleOrder::Fifo => self.idle.pop_front(),
+        };
+        i.map(usize::from)
+    }
+
+    fn slot_at_idle(&self, pos: usize) -> Option<&Slot<C, K>> {
+        self.slots.as_slice().get(usize::from(*self.idle.get(pos)?))
+    }
+
+    /// Move idle slot `i` (already out of the idle queue) to `next`, giving back its connection.
+    fn take_idle(&mut self, i: usize, next: State<C, K>) -> Option<C> {
+        if !matches!(self.slots.as_slice()[i].state, State::Idle(_)) {
+            debug_assert!(false, "idle queue points at slot {i}, which is not idle");
+            return None;
+        }
+        match self.set_state(i, next) {
+            State::Idle(conn) => Some(conn),
+            _ => None,
+        }
+    }
+
+    fn close_idle(&mut self, i: usize) {
+        if let Some(conn) = self.take_idle(i, State::Resetting) {
+            self.close_conn(i, conn);
+        }
+    }
+
+    fn close_conn(&mut self, i: usize, conn: C) {
+        self.set_state(i, State::Closing);
+        self.stats.closes += 1;
+        let ticket = Ticket(self.slot_ref(i));
+        self.push_command(i, Command::Close { ticket, conn });
+    }
+
+    fn fail_waiter(&mut self, pos: usize, error: Error) {
+        if let Some(w) = self.waiters.remove(pos) {
+            self.forget_key(w.key.as_ref());
+            let seq = self.next_seq();
+            let pushed = self.fails.push_back(Queued {
+                seq,
+                item: (w.id, error),
+            });
+            debug_assert!(pushed.is_ok(), "fail queue over its bound");
+        }
+    }
+
+    fn release_key(&mut self, i: usize) {
+        if let State::InUse(key) = &mut self.slots.as_mut_slice()[i].state {
+            if let Some(k) = key.take() {
+                self.keys.remove(&k);
+            }
+        }
+    }
+
+    fn forget_key(&mut self, key: Option<&K>) {
+        if let Some(k) = key {
+            self.keys.remove(k);
+        }
+    }
+
+    /// The one place a slot changes state: counts follow, the generation moves on (so every handle
+    /// for the old state goes stale), and the shrink ceiling comes down as connections leave.
+    fn set_state(&mut self, i: usize, state: State<C, K>) -> State<C, K> {
+        let slot = &mut self.slots.as_mut_slice()[i];
+        let old = core::mem::replace(&mut slot.state, state);
+        slot.gen = slot.gen.wrapping_add(1);
+        if let Some(count) = Counts::of(&old) {
+            *count(&mut self.counts) -= 1;
+        }
+        if let Some(count) = Counts::of(&slot.state) {
+            *count(&mut self.counts) += 1;
+        }
+        self.ceiling = max(self.config.max, min(self.ceiling, self.counts.occupied()));
+        old
+    }
+
+    fn push_command(&mut self, i: usize, cmd: Command<C>) {
+        let seq = self.next_seq();
+        self.slots.as_mut_slice()[i].queued = true;
+        let pushed = self.commands.push_back(Queued { seq, item: cmd });
+        debug_assert!(pushed.is_ok(), "command queue over its bound");
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    fn waiter_bound(&self) -> usize {
+        min(
+            self.config.max_waiting,
+            min(self.waiters.capacity(), self.fails.capacity()),
+        )
+    }
+
+    fn slot_ref(&self, i: usize) -> SlotRef {
+        SlotRef {
+            tag: self.config.tag,
+            index: slot_u16(i),
+            gen: self.slots.as_slice()[i].gen,
+        }
+    }
+
+    fn lease_slot(&self, lease: Lease) -> Result<usize, Error> {
+        let r = lease.0;
+        if r.tag != self.config.tag {
+            return Err(Error::Foreign);
+        }
+        let i = usize::from(r.index);
+        let slot = self.slots.as_slice().get(i).ok_or(Error::Unkeyed)?;
+        if slot.gen == r.gen && !slot.queued && matches!(slot.state, State::InUse(_)) {
+            Ok(i)
+        } else if r.gen < slot.gen {
+            Err(Error::AlreadyReturned)
+        } else {
+            Err(Error::Unkeyed)
+        }
+    }
+
+    fn ticket_slot(
+        &self,
+        ticket: Ticket,
+        stage: impl Fn(&State<C, K>) -> bool,
+    ) -> Result<usize, Error> {
+        let r = ticket.0;
+        let i = usize::from(r.index);
+        match self.slots.as_slice().get(i) {
+            Some(s)
+                if r.tag == self.config.tag && s.gen == r.gen && !s.queued && stage(&s.state) =>
+            {
+                Ok(i)
+            }
+            _ => Err(Error::UnknownTicket),
+        }
+    }
+
+    /// A pseudo-random part of `lifetime_jitter` (xorshift64 from the configured seed).
+    fn jitter(&mut self) -> Duration {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let span = nanos(self.config.lifetime_jitter);
+        Duration::from_nanos(if span == 0 { 0 } else { self.rng % (span + 1) })
+    }
+}
+
+fn slot_u16(i: usize) -> u16 {
+    // Slot counts are bounded by `max`, which `Config::check_sizes` keeps within u16.
+    u16::try_from(i).unwrap_or(u16::MAX)
+}
+
+mod invariants;

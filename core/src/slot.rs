@@ -1,0 +1,106 @@
+//! A slot: the place of one connection, whatever stage of its life it is in.
+
+use crate::Time;
+
+/// One place for a connection.
+///
+/// Invariants (checked by `Pool::assert_invariants`):
+/// - a slot is in exactly one [`State`]; the pool's per-state counts match the slots;
+/// - `queued` is set exactly while a command about this slot sits in the command queue; while it is
+///   set, the handle in that command is not accepted back (the driver cannot have it yet);
+/// - an `Idle` slot's index is in the idle queue exactly once, and no other slot's is;
+/// - an `InUse` slot with a key is the one slot that key maps to.
+#[derive(Debug)]
+pub struct Slot<C, K> {
+    pub(crate) gen: u32,
+    pub(crate) state: State<C, K>,
+    pub(crate) queued: bool,
+    /// When the connection's lifetime ends (`None`: never).
+    pub(crate) expires: Option<Time>,
+    /// When it was last made idle (for `max_idle`).
+    pub(crate) idle_since: Time,
+    /// The drain epoch it was opened in: older than the pool's means "retire on return".
+    pub(crate) epoch: u32,
+}
+
+/// A slot's stage. Only `Idle` holds the connection itself: in every other stage it is with the
+/// driver (being opened, reset, checked or closed) or with a borrower.
+#[derive(Debug)]
+pub enum State<C, K> {
+    /// No connection.
+    Free,
+    /// An open was ordered; the connection does not exist yet.
+    Opening,
+    /// Held by the pool, ready to hand out.
+    Idle(C),
+    /// With a borrower, under an optional key.
+    InUse(Option<K>),
+    /// With the driver for a reset or a check.
+    Resetting,
+    /// With the driver to be closed; still counts against `max` until reported closed.
+    Closing,
+}
+
+impl<C, K> Slot<C, K> {
+    pub(crate) fn free() -> Self {
+        Slot {
+            gen: 0,
+            state: State::Free,
+            queued: false,
+            expires: None,
+            idle_since: Time::ZERO,
+            epoch: 0,
+        }
+    }
+
+    pub(crate) fn key(&self) -> Option<&K> {
+        match &self.state {
+            State::InUse(key) => key.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// Per-stage slot counts, kept in step with every transition (`Pool::set_state`).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) opening: usize,
+    pub(crate) idle: usize,
+    pub(crate) in_use: usize,
+    pub(crate) resetting: usize,
+    pub(crate) closing: usize,
+}
+
+impl Counts {
+    pub(crate) fn of<C, K>(state: &State<C, K>) -> Option<fn(&mut Counts) -> &mut usize> {
+        match state {
+            State::Free => None,
+            State::Opening => Some(|c| &mut c.opening),
+            State::Idle(_) => Some(|c| &mut c.idle),
+            State::InUse(_) => Some(|c| &mut c.in_use),
+            State::Resetting => Some(|c| &mut c.resetting),
+            State::Closing => Some(|c| &mut c.closing),
+        }
+    }
+
+    /// Slots that hold or will hold a server connection: what `max` bounds.
+    pub(crate) fn occupied(&self) -> usize {
+        self.opening + self.idle + self.in_use + self.resetting + self.closing
+    }
+
+    /// Connections that exist and are not on their way out: what `min` asks for.
+    pub(crate) fn open(&self) -> usize {
+        self.idle + self.in_use + self.resetting
+    }
+}
+
+/// A queued checkout.
+#[derive(Clone, Debug)]
+pub struct Waiter<K> {
+    pub(crate) id: crate::WaiterId,
+    pub(crate) key: Option<K>,
+    pub(crate) deadline: Option<Time>,
+    /// Queued only for the open it triggered ([`Wait::No`](crate::Wait::No)): fails if an open fails.
+    pub(crate) fail_fast: bool,
+    pub(crate) since: Time,
+}

@@ -1,0 +1,44 @@
+//! Counters and gauges, read at any time with [`Pool::stats`](crate::Pool::stats).
+
+use core::time::Duration;
+
+/// A snapshot of the pool. Gauges describe now; counters add up since the pool was made.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections that exist or are being opened or closed (what `max` bounds).
+    pub size: usize,
+    /// Idle connections.
+    pub idle: usize,
+    /// Connections with borrowers (including grants not yet drained).
+    pub in_use: usize,
+    /// Queued checkouts.
+    pub waiting: usize,
+    /// Opens ordered and not yet reported.
+    pub opening: usize,
+    /// Connections out for reset or check.
+    pub resetting: usize,
+    /// Connections out to be closed.
+    pub closing: usize,
+    /// Checkouts served (at once or after waiting).
+    pub checkouts: u64,
+    /// Checkouts served after waiting.
+    pub waits: u64,
+    /// Total time served checkouts spent waiting.
+    pub wait_time: Duration,
+    /// Queued checkouts that timed out.
+    pub timeouts: u64,
+    /// Opens that succeeded.
+    pub opens: u64,
+    /// Opens that failed.
+    pub open_failures: u64,
+    /// Close commands emitted.
+    pub closes: u64,
+    /// Connections returned broken.
+    pub broken_returns: u64,
+    /// Connections returned dirty and sent for reset.
+    pub resets: u64,
+    /// Connections closed for age (`max_lifetime`) or idleness (`max_idle`).
+    pub expired: u64,
+    /// Connections detached by their borrowers (they leave the pool without a close).
+    pub detached: u64,
+}
