@@ -5,6 +5,8 @@ use crate::slot::{Counts, State};
 use crate::storage::{Holder, KeyIndex, Queue, Storage};
 use crate::Command;
 
+type StageTest<C, K> = fn(&State<C, K>) -> bool;
+
 impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// Recompute everything the pool keeps incrementally and panic on any disagreement. Costs
     /// O(slots² + waiters²); meant for tests and fuzzers, which call it after every step.
@@ -112,7 +114,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         );
         for p in 0..self.commands.len() {
             let q = self.commands.get(p).expect("len");
-            let (r, ok): (_, fn(&State<C, K>) -> bool) = match &q.item {
+            let (r, ok): (_, StageTest<C, K>) = match &q.item {
                 Command::Open(t) => (t.0, |s| matches!(s, State::Opening)),
                 Command::Close { ticket, .. } => (ticket.0, |s| matches!(s, State::Closing)),
                 Command::Reset { ticket, .. } | Command::Check { ticket, .. } => {
