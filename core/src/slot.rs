@@ -88,6 +88,11 @@ impl Counts {
         self.opening + self.idle + self.in_use + self.resetting + self.closing
     }
 
+    /// Slots not on their way out: what a shrink brings down to `max`.
+    pub(crate) fn live(&self) -> usize {
+        self.occupied() - self.closing
+    }
+
     /// Connections that exist and are not on their way out: what `min` asks for.
     pub(crate) fn open(&self) -> usize {
         self.idle + self.in_use + self.resetting

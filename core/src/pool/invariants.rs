@@ -26,7 +26,6 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             counts.occupied() <= self.ceiling,
             "more connections than max"
         );
-        assert!(slots.len() <= self.ceiling, "slot array grew past max");
 
         // 2. the idle queue.
         assert_eq!(
@@ -102,7 +101,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             );
         }
         assert!(
-            self.waiters.len() + self.fails.len() <= self.waiter_bound().max(self.waiters.len())
+            self.waiters.len() + self.fails.len() <= self.waiter_bound(),
+            "waiters over their bound"
         );
 
         // 5. every queued command matches its slot's stage and flag; one per slot at most.

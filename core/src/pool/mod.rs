@@ -400,7 +400,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.config.min = new_min;
         self.config.max = new_max;
         self.ceiling = max(new_max, self.counts.occupied());
-        while self.counts.occupied() > new_max {
+        for _ in new_max..self.counts.live() {
             let Some(i) = self.idle.pop_front() else {
                 break;
             };
@@ -669,7 +669,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             || !self.waiters.is_empty()
             || self.counts.idle < self.config.min;
         !self.closed
-            && self.counts.occupied() <= self.config.max
+            && self.counts.live() <= self.config.max
             && current
             && !self.outlived(i)
             && wanted
