@@ -1,0 +1,419 @@
+//! A throwaway PostgreSQL server for the integration tests and the demo.
+//!
+//! [`PgServer::start`] runs `initdb` on a fresh directory under the system temp dir and starts the server on
+//! a free port of 127.0.0.1; dropping the [`PgServer`] stops it and removes the directory. [`test_db`] and
+//! [`shared_dsn`] honour `SANSPOOL_TEST_DSN`, so the same tests can run against an existing server.
+//!
+//! Cleanup does not rely on `Drop` alone. Each server has a watchdog: a small `sh` process, in its own
+//! process group, that blocks reading a pipe whose only writer is this process, and on end-of-file stops the
+//! server and removes its directory. Dropping the server closes the pipe and waits for the watchdog; if the
+//! test process dies instead (abort, `SIGKILL`, a timeout), the kernel closes the pipe and the watchdog
+//! cleans up all the same. The shared server lives in a static, which is never dropped: an `atexit` hook
+//! drops it, so it is gone by the time the test binary has exited.
+//!
+//! As root, PostgreSQL refuses to run: the harness then runs `initdb` and `pg_ctl` through
+//! `runuser -u postgres --` and hands the directory to the `postgres` user.
+
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The environment variable naming an existing server to test against instead of a throwaway one.
+pub const DSN_ENV: &str = "SANSPOOL_TEST_DSN";
+
+/// Why the harness could not provide a server.
+#[derive(Debug)]
+pub enum HarnessError {
+    /// A PostgreSQL program was found in none of the searched directories.
+    MissingBinary {
+        /// The program's name, such as `initdb`.
+        name: String,
+        /// The directories searched, in order.
+        searched: Vec<PathBuf>,
+    },
+    /// A system call or a program launch failed.
+    Io {
+        /// What the harness was doing.
+        action: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A program ran and failed.
+    Command {
+        /// What the harness was doing.
+        action: String,
+        /// The exit status, the program's output and the tail of the server log.
+        output: String,
+    },
+}
+
+impl fmt::Display for HarnessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingBinary { name, searched } => write!(
+                f,
+                "PostgreSQL program `{name}` not found on PATH or in /usr/lib/postgresql/*/bin \
+                 ({} directories searched): install PostgreSQL (apt-get install -y postgresql) \
+                 or set {DSN_ENV} to the connection string of a server to test against",
+                searched.len()
+            ),
+            Self::Io { action, source } => write!(f, "{action}: {source}"),
+            Self::Command { action, output } => write!(f, "{action} failed: {output}"),
+        }
+    }
+}
+
+impl std::error::Error for HarnessError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+fn io_error(action: impl Into<String>) -> impl FnOnce(io::Error) -> HarnessError {
+    let action = action.into();
+    move |source| HarnessError::Io { action, source }
+}
+
+/// The directories searched for PostgreSQL programs: those of `PATH`, then `/usr/lib/postgresql/*/bin`,
+/// highest version first.
+pub fn pg_bin_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect())
+        .unwrap_or_default();
+    let mut versioned: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let version = name
+                .split('.')
+                .map(|part| part.parse().unwrap_or(0))
+                .collect();
+            (version, entry.path().join("bin"))
+        })
+        .collect();
+    versioned.sort_by(|a, b| b.0.cmp(&a.0));
+    dirs.extend(versioned.into_iter().map(|(_, dir)| dir));
+    dirs
+}
+
+/// Finds the executable file `name` in the first of `dirs` that holds one.
+pub fn find_pg_bin_in(name: &str, dirs: &[PathBuf]) -> Result<PathBuf, HarnessError> {
+    let executable = |path: &PathBuf| {
+        path.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    dirs.iter()
+        .map(|dir| dir.join(name))
+        .find(executable)
+        .ok_or_else(|| HarnessError::MissingBinary {
+            name: name.into(),
+            searched: dirs.to_vec(),
+        })
+}
+
+/// Finds the PostgreSQL program `name` in [`pg_bin_dirs`].
+pub fn find_pg_bin(name: &str) -> Result<PathBuf, HarnessError> {
+    find_pg_bin_in(name, &pg_bin_dirs())
+}
+
+/// A throwaway PostgreSQL cluster: its own data directory, port and server process, all gone on drop.
+#[derive(Debug)]
+pub struct PgServer {
+    dir: PathBuf,
+    bin_dir: PathBuf,
+    pg_ctl: PathBuf,
+    port: u16,
+    as_postgres: bool,
+    running: bool,
+    watchdog: Option<Child>,
+}
+
+impl PgServer {
+    /// Creates a fresh cluster in a new temp directory and starts it on a free port of 127.0.0.1
+    /// (user `postgres`, trust authentication).
+    pub fn start() -> Result<PgServer, HarnessError> {
+        let dirs = pg_bin_dirs();
+        let initdb = find_pg_bin_in("initdb", &dirs)?;
+        let initdb = initdb.canonicalize().unwrap_or(initdb);
+        let bin_dir = initdb.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let pg_ctl = find_pg_bin_in("pg_ctl", &[std::slice::from_ref(&bin_dir), &dirs].concat())?;
+        let dir = unique_dir();
+        std::fs::create_dir(&dir).map_err(io_error(format!("create {}", dir.display())))?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let as_postgres = unsafe { libc::geteuid() } == 0;
+        let mut server = PgServer {
+            dir,
+            bin_dir,
+            pg_ctl,
+            port: 0,
+            as_postgres,
+            running: false,
+            watchdog: None,
+        };
+        // From here on, dropping `server` (on any error below, too) removes the directory.
+        server.watchdog = Some(server.spawn_watchdog()?);
+        if as_postgres {
+            let mut chown = Command::new("chown");
+            chown.args(["-R", "postgres:postgres"]).arg(&server.dir);
+            server.run(&mut chown, "chown the data directory to the postgres user")?;
+        }
+        let mut init = server.pg_command(&initdb);
+        init.arg("-D").arg(&server.dir);
+        init.args(["-A", "trust", "-U", "postgres", "-E", "UTF8"]);
+        init.args(["--locale=C", "--no-sync"]);
+        server.run(&mut init, "initdb")?;
+        let mut attempts = 0;
+        loop {
+            // Another process may take the port between our probe and the server's bind: retry.
+            server.port = free_port()?;
+            match server.start_again() {
+                Ok(()) => return Ok(server),
+                Err(e) if attempts >= 4 => return Err(e),
+                Err(_) => attempts += 1,
+            }
+        }
+    }
+
+    /// A libpq-style connection string for this server.
+    pub fn dsn(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.port
+        )
+    }
+
+    /// The TCP port the server listens on (kept across [`stop`](Self::stop) and
+    /// [`start_again`](Self::start_again)).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The cluster's data directory; it also holds the Unix socket and the server log (`log`).
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The directory of the `initdb` and `pg_ctl` used (`psql` is usually there too).
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// Whether the server is running, as far as this handle's own starts and stops tell.
+    pub fn is_running(&self) -> bool {
+        self.running
+    }
+
+    /// The last `lines` lines of the server log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Stops the server at once (`pg_ctl stop -m immediate`), as a crash would; does nothing if it is stopped.
+    pub fn stop(&mut self) -> Result<(), HarnessError> {
+        if !self.running {
+            return Ok(());
+        }
+        let mut cmd = self.pg_command(&self.pg_ctl);
+        cmd.arg("-D")
+            .arg(&self.dir)
+            .args(["-m", "immediate", "-w", "stop"]);
+        self.run(&mut cmd, "stop PostgreSQL")?;
+        self.running = false;
+        Ok(())
+    }
+
+    /// Starts the server again on the same data directory and port; does nothing if it is running.
+    pub fn start_again(&mut self) -> Result<(), HarnessError> {
+        if self.running {
+            return Ok(());
+        }
+        let options = format!(
+            "-k '{}' -p {} -c listen_addresses=127.0.0.1 -c max_connections=100 -c fsync=off",
+            self.dir.display(),
+            self.port
+        );
+        let mut cmd = self.pg_command(&self.pg_ctl);
+        cmd.arg("-D")
+            .arg(&self.dir)
+            .arg("-l")
+            .arg(self.dir.join("log"));
+        cmd.arg("-o").arg(options).args(["-w", "start"]);
+        self.run(&mut cmd, &format!("start PostgreSQL on port {}", self.port))?;
+        self.running = true;
+        Ok(())
+    }
+
+    /// Stops the server (immediately) and starts it again on the same data directory and port.
+    pub fn restart(&mut self) -> Result<(), HarnessError> {
+        self.stop()?;
+        self.start_again()
+    }
+
+    /// A command running `program` as the user PostgreSQL must run as.
+    fn pg_command(&self, program: &Path) -> Command {
+        let mut cmd = if self.as_postgres {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(program);
+            cmd
+        } else {
+            Command::new(program)
+        };
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `cmd` to completion; a failure carries its output and the tail of the server log.
+    fn run(&self, cmd: &mut Command, action: &str) -> Result<(), HarnessError> {
+        let out = cmd.output().map_err(io_error(action))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let mut output = format!(
+            "{}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let log = self.log_tail(20);
+        if !log.is_empty() {
+            output = format!(
+                "{output}--- tail of {} ---\n{log}",
+                self.dir.join("log").display()
+            );
+        }
+        Err(HarnessError::Command {
+            action: action.into(),
+            output,
+        })
+    }
+
+    /// Spawns the process that stops the server and removes the directory once our end of its stdin closes.
+    fn spawn_watchdog(&self) -> Result<Child, HarnessError> {
+        const SCRIPT: &str = r#"trap '' HUP INT; dir=$1; shift; cat >/dev/null
+"$@" -D "$dir" -m immediate -w stop >/dev/null 2>&1; rm -rf "$dir""#;
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", SCRIPT, "sanspool-pg-watchdog"])
+            .arg(&self.dir);
+        if self.as_postgres {
+            cmd.args(["runuser", "-u", "postgres", "--"]);
+        }
+        cmd.arg(&self.pg_ctl)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // Its own process group: a Ctrl-C meant for the tests must not kill the cleanup.
+        cmd.process_group(0)
+            .spawn()
+            .map_err(io_error("spawn the cleanup watchdog (sh)"))
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        if let Some(mut watchdog) = self.watchdog.take() {
+            drop(watchdog.stdin.take());
+            let _ = watchdog.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn unique_dir() -> PathBuf {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!(
+        "sanspool-pg-{}-{count}-{nanos}",
+        std::process::id()
+    ))
+}
+
+fn free_port() -> Result<u16, HarnessError> {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(io_error("find a free port on 127.0.0.1"))
+}
+
+fn external_dsn() -> Option<String> {
+    std::env::var(DSN_ENV)
+        .ok()
+        .filter(|dsn| !dsn.trim().is_empty())
+}
+
+/// A database for a test: an existing server named by `SANSPOOL_TEST_DSN`, or a throwaway one.
+#[derive(Debug)]
+pub enum TestDb {
+    /// A throwaway server this process started and owns.
+    Owned(PgServer),
+    /// The connection string from `SANSPOOL_TEST_DSN`.
+    External(String),
+}
+
+impl TestDb {
+    /// The connection string of the database.
+    pub fn dsn(&self) -> String {
+        match self {
+            Self::Owned(server) => server.dsn(),
+            Self::External(dsn) => dsn.clone(),
+        }
+    }
+}
+
+/// The server named by `SANSPOOL_TEST_DSN` if set, else a new throwaway one. Tests that stop or restart
+/// the server need one of their own: they call [`PgServer::start`] instead.
+pub fn test_db() -> Result<TestDb, HarnessError> {
+    match external_dsn() {
+        Some(dsn) => Ok(TestDb::External(dsn)),
+        None => PgServer::start().map(TestDb::Owned),
+    }
+}
+
+type Shared = Result<(String, Mutex<Option<PgServer>>), String>;
+static SHARED: OnceLock<Shared> = OnceLock::new();
+
+/// The connection string of a server shared by all tests of this process that leave it running:
+/// `SANSPOOL_TEST_DSN` if set, else a throwaway server started on first use and removed at exit.
+///
+/// # Panics
+/// If no server can be started (the message says why and what to install).
+pub fn shared_dsn() -> String {
+    if let Some(dsn) = external_dsn() {
+        return dsn;
+    }
+    let shared = SHARED.get_or_init(|| {
+        let server = PgServer::start().map_err(|e| e.to_string())?;
+        // SAFETY: registers a function without preconditions; it runs once, when the process exits.
+        unsafe { libc::atexit(drop_shared) };
+        Ok((server.dsn(), Mutex::new(Some(server))))
+    });
+    match shared {
+        Ok((dsn, _)) => dsn.clone(),
+        Err(e) => panic!("cannot start the shared PostgreSQL server: {e}"),
+    }
+}
+
+extern "C" fn drop_shared() {
+    if let Some(Ok((_, server))) = SHARED.get() {
+        // Never block at exit; should the lock be held, the watchdog still cleans up once we are gone.
+        if let Ok(mut server) = server.try_lock() {
+            drop(server.take());
+        }
+    }
+}

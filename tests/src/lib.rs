@@ -1,0 +1,7 @@
+//! Integration, fault and load tests of sanspool against a real PostgreSQL server.
+//!
+//! The library part is the [`harness`]: throwaway PostgreSQL servers for the tests and the demo.
+
+pub mod harness;
+
+pub use harness::{shared_dsn, test_db, HarnessError, PgServer, TestDb};
