@@ -51,7 +51,7 @@ impl<T, const N: usize> Queue<T> for heapless::Deque<T, N> {
         heapless::Deque::pop_back(self)
     }
     fn get(&self, index: usize) -> Option<&T> {
-        self.iter().nth(index)
+        heapless::Deque::get(self, index)
     }
     fn remove(&mut self, index: usize) -> Option<T> {
         // Rotate once through the ring, dropping the one element: O(N) on a small N, order kept.
