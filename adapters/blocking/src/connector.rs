@@ -1,0 +1,37 @@
+//! The connection-maker trait: what a blocking client implements to be pooled.
+
+use sanspool_core::Returned;
+
+/// Opens, judges, resets, checks and closes connections of one kind.
+///
+/// The pools call these methods *outside* their locks, from whichever thread needs the work done:
+/// [`connect`](Connector::connect) on a background opener thread (threaded and persistent pools) or
+/// inline (simple pool); the others on the thread that returns, checks out or maintains. A method
+/// that panics counts as a failure (the panic hook still prints it): the connection is closed, or the
+/// open reported failed, so the pool's bookkeeping stays whole.
+pub trait Connector: Send + Sync + 'static {
+    /// The connection.
+    type Conn: Send + 'static;
+    /// What opening or using a connection can fail with.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Opens a new connection.
+    fn connect(&self) -> Result<Self::Conn, Self::Error>;
+
+    /// The state of a returned connection, judged locally without I/O when possible:
+    /// [`Returned::Clean`] (reuse as it is), [`Returned::Dirty`] (inside a transaction or mid-request:
+    /// [`reset`](Connector::reset) before reuse), [`Returned::Broken`] (close and replace).
+    fn state(&self, conn: &mut Self::Conn) -> Returned;
+
+    /// Makes a dirty connection clean again (for a database: `ROLLBACK`). On error the connection is
+    /// closed.
+    fn reset(&self, conn: &mut Self::Conn) -> Result<(), Self::Error>;
+
+    /// Checks that the connection still works (a round trip). On error it is closed and replaced.
+    fn check(&self, conn: &mut Self::Conn) -> Result<(), Self::Error>;
+
+    /// Closes a connection the pool no longer keeps. By default, drops it.
+    fn close(&self, conn: Self::Conn) {
+        drop(conn)
+    }
+}

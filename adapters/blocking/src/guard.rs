@@ -1,0 +1,122 @@
+//! The Rust idiom's checkout: a guard that derefs to the connection and gives it back on drop.
+
+use crate::{Connector, ThreadedPool};
+use sanspool_core::Lease;
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A pool a [`PooledConn`] goes back to: [`SimplePool`](crate::SimplePool) or
+/// [`ThreadedPool`] (which the [`PersistentPool`](crate::PersistentPool) runs on). Sealed.
+pub trait Home<M: Connector, K>: sealed::Sealed {
+    /// Gives a connection back: judged with [`Connector::state`], or closed if `close`.
+    #[doc(hidden)]
+    fn give_back(&self, lease: Lease, key: Option<&K>, conn: M::Conn, close: bool);
+    /// The borrower keeps the connection for good.
+    #[doc(hidden)]
+    fn detach(&self, lease: Lease);
+}
+
+impl<M: Connector, K> sealed::Sealed for crate::SimplePool<M, K> where
+    K: std::hash::Hash + Eq + Clone
+{
+}
+impl<M: Connector, K> sealed::Sealed for ThreadedPool<M, K> where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static
+{
+}
+
+/// A checked-out connection. Derefs to `M::Conn`; given back to its pool when dropped, its state
+/// judged by [`Connector::state`] (clean: reused; dirty: reset first; broken: closed and replaced).
+///
+/// `P` is the pool it came from: the default is the [`ThreadedPool`] (and the
+/// [`PersistentPool`](crate::PersistentPool), keyed by thread); the
+/// [`SimplePool`](crate::SimplePool)'s guard is [`LocalPooledConn`](crate::LocalPooledConn).
+/// A guard keeps its pool alive.
+pub struct PooledConn<M: Connector, K = u64, P: Home<M, K> = ThreadedPool<M, K>> {
+    /// `None` only inside `take`, `discard` and `drop`.
+    conn: Option<M::Conn>,
+    lease: Lease,
+    key: Option<K>,
+    pool: P,
+}
+
+impl<M: Connector, K, P: Home<M, K>> PooledConn<M, K, P> {
+    pub(crate) fn new(pool: P, lease: Lease, key: Option<K>, conn: M::Conn) -> Self {
+        PooledConn {
+            conn: Some(conn),
+            lease,
+            key,
+            pool,
+        }
+    }
+
+    /// The key it was checked out under ([`get_keyed`](ThreadedPool::get_keyed)).
+    pub fn key(&self) -> Option<&K> {
+        self.key.as_ref()
+    }
+
+    /// Detaches the connection: it leaves the pool for good (the pool may open another in its
+    /// place) and is yours to keep or close.
+    pub fn take(mut self) -> M::Conn {
+        let conn = self.conn.take();
+        self.pool.detach(self.lease);
+        match conn {
+            Some(conn) => conn,
+            None => unreachable!("a live guard holds its connection"),
+        }
+    }
+
+    /// Gives the connection back to be closed (psycopg2's `putconn(conn, close=True)`).
+    pub fn discard(mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool
+                .give_back(self.lease, self.key.as_ref(), conn, true);
+        }
+    }
+}
+
+impl<M: Connector, K, P: Home<M, K>> Deref for PooledConn<M, K, P> {
+    type Target = M::Conn;
+
+    fn deref(&self) -> &M::Conn {
+        match &self.conn {
+            Some(conn) => conn,
+            None => unreachable!("a live guard holds its connection"),
+        }
+    }
+}
+
+impl<M: Connector, K, P: Home<M, K>> DerefMut for PooledConn<M, K, P> {
+    fn deref_mut(&mut self) -> &mut M::Conn {
+        match &mut self.conn {
+            Some(conn) => conn,
+            None => unreachable!("a live guard holds its connection"),
+        }
+    }
+}
+
+impl<M: Connector, K, P: Home<M, K>> Drop for PooledConn<M, K, P> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool
+                .give_back(self.lease, self.key.as_ref(), conn, false);
+        }
+    }
+}
+
+impl<M: Connector, K: fmt::Debug, P: Home<M, K>> fmt::Debug for PooledConn<M, K, P>
+where
+    M::Conn: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledConn")
+            .field("conn", &self.conn)
+            .field("key", &self.key)
+            .field("slot", &self.lease.slot())
+            .finish()
+    }
+}

@@ -1,0 +1,432 @@
+//! The threaded pool's concurrency: fairness, timeouts, no lock held across I/O, closeall,
+//! maintenance. Timing assertions are only generous "did not deadlock" bounds.
+
+mod common;
+
+use common::{eventually, Counters, Fake, LONG};
+use sanspool::{Builder, Conn, PersistentPool, PoolError, PooledConn, ThreadedPool};
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn pool(min: usize, max: usize) -> (ThreadedPool<Fake>, Arc<Counters>) {
+    let fake = Fake::default();
+    let counters = Arc::clone(&fake.0);
+    let pool = Builder::new(fake)
+        .min(min)
+        .max(max)
+        .timeout(LONG)
+        .build_threaded()
+        .unwrap();
+    (pool, counters)
+}
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<ThreadedPool<Fake>>();
+    send_sync::<PersistentPool<Fake>>();
+    send_sync::<Conn<Fake>>();
+    send::<PooledConn<Fake>>();
+}
+
+#[test]
+fn waiters_are_served_in_arrival_order() {
+    let (pool, _) = pool(1, 1);
+    let held = pool.get().unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut threads = Vec::new();
+    for i in 0..6 {
+        let p = pool.clone();
+        let order = Arc::clone(&order);
+        threads.push(thread::spawn(move || {
+            let conn = p.get().unwrap();
+            order.lock().unwrap().push(i);
+            drop(conn);
+        }));
+        // The next waiter starts only once this one is queued.
+        eventually("waiter queued", || pool.stats().waiting == i + 1);
+    }
+    drop(held);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), (0..6).collect::<Vec<_>>());
+    assert_eq!(pool.stats().waits, 6);
+}
+
+#[test]
+fn a_waiter_times_out_with_a_typed_error() {
+    let fake = Fake::default();
+    let pool = Builder::new(fake)
+        .min(1)
+        .max(1)
+        .timeout(Duration::from_millis(30))
+        .build_threaded()
+        .unwrap();
+    let held = pool.get().unwrap();
+    let started = Instant::now();
+    let err = thread::scope(|s| s.spawn(|| pool.get().unwrap_err()).join().unwrap());
+    assert!(matches!(err, PoolError::Timeout(None)), "{err:?}");
+    assert_eq!(err.to_string(), "timed out waiting for a connection");
+    assert!(started.elapsed() >= Duration::from_millis(30));
+    assert!(started.elapsed() < LONG);
+    assert_eq!(pool.stats().timeouts, 1);
+    assert_eq!(pool.stats().waiting, 0);
+    drop(held);
+    assert!(pool.get().is_ok(), "the pool still works");
+}
+
+#[test]
+fn a_timeout_carries_the_last_connect_error() {
+    let fake = Fake::default();
+    let c = Arc::clone(&fake.0);
+    let pool: ThreadedPool<Fake> = Builder::new(fake)
+        .min(0)
+        .max(1)
+        .timeout(Duration::from_millis(50))
+        .backoff(Duration::from_millis(5), Duration::from_millis(5))
+        .build_threaded()
+        .unwrap();
+    c.fail_connect.store(true, SeqCst);
+    let err = pool.get().unwrap_err();
+    match &err {
+        PoolError::Timeout(Some(e)) => assert_eq!(e.0, "server down"),
+        other => panic!("{other:?}"),
+    }
+    assert!(std::error::Error::source(&err).is_some());
+    assert!(c.get(&c.attempts) >= 2, "retried with backoff");
+    c.fail_connect.store(false, SeqCst);
+    assert!(pool.get().is_ok());
+}
+
+#[test]
+fn psycopg2_mode_fails_at_once() {
+    let fake = Fake::default();
+    let c = Arc::clone(&fake.0);
+    let pool: ThreadedPool<Fake> = Builder::new(fake)
+        .min(1)
+        .max(2)
+        .psycopg2()
+        .build_threaded()
+        .unwrap();
+    let _a = pool.getconn(None).unwrap();
+    let _b = pool.getconn(None).unwrap();
+    let started = Instant::now();
+    assert!(matches!(pool.getconn(None), Err(PoolError::Exhausted)));
+    assert!(started.elapsed() < LONG);
+    c.fail_connect.store(true, SeqCst);
+    pool.resize(1, 3).unwrap();
+    // Room to open: the checkout waits for its own open, and hears its error.
+    let err = pool.getconn(None).unwrap_err();
+    assert!(
+        matches!(&err, PoolError::Connect(e) if e.0 == "server down"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn no_lock_is_held_during_connect() {
+    let (pool, c) = pool(1, 3);
+    c.close_gate();
+    // Two opens start and block in connect.
+    pool.resize(3, 3).unwrap();
+    eventually("two connects blocked", || c.get(&c.connecting) == 2);
+    // Meanwhile the idle connection is served, from this thread and from another.
+    let (tx, rx) = mpsc::channel();
+    let p = pool.clone();
+    thread::spawn(move || {
+        let conn = p.get().unwrap();
+        let stats = p.stats();
+        drop(conn);
+        tx.send(stats).unwrap();
+    });
+    let stats = rx
+        .recv_timeout(LONG)
+        .expect("a checkout stalled behind a connect");
+    assert_eq!(stats.opening, 2);
+    assert!(pool.get().is_ok());
+    c.open_gate();
+    assert!(pool.wait_ready(LONG).is_ok());
+    assert_eq!(pool.stats().idle, 3);
+}
+
+#[test]
+fn a_returned_connection_goes_to_the_waiter_not_a_new_open() {
+    let (pool, c) = pool(1, 1);
+    let held = pool.get().unwrap();
+    let id = held.id;
+    let p = pool.clone();
+    let waiter = thread::spawn(move || p.get().unwrap().id);
+    eventually("queued", || pool.stats().waiting == 1);
+    drop(held);
+    assert_eq!(waiter.join().unwrap(), id);
+    assert_eq!(c.get(&c.opens), 1);
+}
+
+#[test]
+fn closeall_fails_waiters_and_closes_returns() {
+    let (pool, c) = pool(2, 2);
+    let keyed = pool.getconn(Some(1)).unwrap();
+    let guard = pool.get().unwrap();
+    let p = pool.clone();
+    let waiter = thread::spawn(move || p.get().map(|_| ()));
+    eventually("queued", || pool.stats().waiting == 1);
+    pool.closeall().unwrap();
+    assert!(matches!(waiter.join().unwrap(), Err(PoolError::Closed)));
+    assert!(matches!(pool.closeall(), Err(PoolError::Closed)));
+    assert!(matches!(pool.getconn(None), Err(PoolError::Closed)));
+    assert!(pool.is_closed());
+    let err = pool.putconn(keyed, Some(&1), false).unwrap_err();
+    assert!(matches!(err, PoolError::Closed));
+    assert_eq!(c.get(&c.closes), 1, "taken and closed");
+    drop(guard);
+    assert_eq!(c.live(), 0);
+}
+
+#[test]
+fn putconn_errors() {
+    let (pool, _) = pool(1, 2);
+    let (other, _) = self::pool(1, 1);
+    let a = pool.getconn(Some(1)).unwrap();
+    assert!(a.ptr_eq(&pool.getconn(Some(1)).unwrap()));
+    assert!(matches!(
+        pool.putconn(a.clone(), Some(&2), false),
+        Err(PoolError::WrongKey)
+    ));
+    assert!(a.lock().is_ok(), "kept its connection");
+    assert!(matches!(
+        other.putconn(a.clone(), None, false),
+        Err(PoolError::Foreign)
+    ));
+    pool.putconn(a.clone(), None, false).unwrap();
+    assert!(matches!(
+        pool.putconn(a.clone(), None, false),
+        Err(PoolError::AlreadyReturned)
+    ));
+    assert!(matches!(a.lock(), Err(PoolError::AlreadyReturned)));
+    // The key is free.
+    let b = pool.getconn(Some(1)).unwrap();
+    assert!(!a.ptr_eq(&b));
+}
+
+#[test]
+fn keys_across_threads() {
+    let (pool, _) = pool(1, 3);
+    let a = pool.getconn(Some(7)).unwrap();
+    let p = pool.clone();
+    let b = thread::spawn(move || p.getconn(Some(7)).unwrap())
+        .join()
+        .unwrap();
+    assert!(
+        a.ptr_eq(&b),
+        "psycopg2: the same key gives the same connection"
+    );
+    let g = pool.get_keyed(8).unwrap();
+    let p = pool.clone();
+    let busy = thread::spawn(move || p.get_keyed(8).map(|_| ()))
+        .join()
+        .unwrap();
+    assert!(matches!(busy, Err(PoolError::KeyBusy)));
+    drop(g);
+    pool.putconn(a, Some(&7), false).unwrap();
+}
+
+#[test]
+fn dirty_broken_take_discard() {
+    let (pool, c) = pool(1, 2);
+    pool.get().unwrap().dirty = true;
+    assert_eq!(c.get(&c.resets), 1);
+    assert!(!pool.get().unwrap().dirty);
+    pool.get().unwrap().broken = true;
+    assert_eq!(c.get(&c.closes), 1);
+    eventually("refilled", || pool.stats().idle == 1);
+    let conn = pool.get().unwrap().take();
+    assert_eq!(pool.stats().detached, 1);
+    eventually("refilled after take", || pool.stats().idle == 1);
+    drop(conn);
+    let closes = c.get(&c.closes);
+    pool.get().unwrap().discard();
+    assert_eq!(c.get(&c.closes), closes + 1);
+}
+
+#[test]
+fn check_on_checkout_replaces_a_dead_connection() {
+    let fake = Fake::default();
+    let c = Arc::clone(&fake.0);
+    let pool: ThreadedPool<Fake> = Builder::new(fake)
+        .min(1)
+        .max(1)
+        .timeout(LONG)
+        .check_on_checkout(true)
+        .build_threaded()
+        .unwrap();
+    c.fail_check.store(true, SeqCst);
+    c.close_gate();
+    // The idle one fails its check and is closed; the checkout waits for the connection opened in
+    // its place, which is handed over fresh, without a check.
+    thread::scope(|s| {
+        let checkout = s.spawn(|| pool.get().unwrap().id);
+        eventually("waiting for the replacement", || {
+            pool.stats().waiting == 1 && c.get(&c.connecting) == 1
+        });
+        c.open_gate();
+        assert_eq!(checkout.join().unwrap(), 1);
+    });
+    assert_eq!(c.get(&c.checks), 1);
+    assert_eq!(c.get(&c.closes), 1);
+    assert_eq!(pool.check().unwrap(), 1);
+}
+
+#[test]
+fn many_threads_never_exceed_max() {
+    let (pool, c) = pool(1, 4);
+    thread::scope(|s| {
+        for t in 0..16 {
+            let pool = &pool;
+            s.spawn(move || {
+                for i in 0..200 {
+                    let mut conn = pool.get().unwrap();
+                    if (t + i) % 17 == 0 {
+                        conn.dirty = true;
+                    }
+                    if (t + i) % 31 == 0 {
+                        conn.broken = true;
+                    }
+                }
+            });
+        }
+    });
+    assert!(c.get(&c.peak) <= 4, "peak {}", c.get(&c.peak));
+    let stats = pool.stats();
+    assert_eq!(stats.checkouts, 16 * 200);
+    assert_eq!(stats.in_use, 0);
+    assert_eq!(stats.waiting, 0);
+    drop(pool);
+    eventually("all closed", || c.live() == 0);
+}
+
+#[test]
+fn maintenance_expires_idle_and_refills() {
+    let fake = Fake::default();
+    let c = Arc::clone(&fake.0);
+    let pool: ThreadedPool<Fake> = Builder::new(fake)
+        .min(1)
+        .max(3)
+        .timeout(LONG)
+        .max_idle(Duration::from_millis(10))
+        .backoff(Duration::from_millis(5), Duration::from_millis(5))
+        .build_threaded()
+        .unwrap();
+    let (a, b) = (pool.get().unwrap(), pool.get().unwrap());
+    drop((a, b));
+    assert_eq!(pool.stats().idle, 2);
+    // No input: the maintenance thread closes the extra idle one.
+    eventually("idle expiry", || pool.stats().idle == 1);
+    assert_eq!(c.get(&c.closes), 1);
+
+    // A failed refill is retried after its backoff, with no input.
+    c.fail_connect.store(true, SeqCst);
+    pool.drain().unwrap();
+    eventually("a failed attempt", || pool.stats().open_failures > 0);
+    c.fail_connect.store(false, SeqCst);
+    pool.wait_ready(LONG).unwrap();
+}
+
+#[test]
+fn lifetime_closes_old_connections() {
+    let fake = Fake::default();
+    let c = Arc::clone(&fake.0);
+    let pool: ThreadedPool<Fake> = Builder::new(fake)
+        .min(1)
+        .max(1)
+        .max_lifetime(Duration::from_millis(10))
+        .build_threaded()
+        .unwrap();
+    eventually("replaced by age", || {
+        pool.stats().expired >= 1 && pool.stats().idle == 1
+    });
+    assert!(c.get(&c.opens) >= 2);
+}
+
+#[test]
+fn guards_keep_the_pool_alive_and_drop_closes_everything() {
+    let (pool, c) = pool(2, 2);
+    let guard = pool.get().unwrap();
+    let handle = pool.getconn(None).unwrap();
+    drop(pool);
+    assert_eq!(c.live(), 2, "the guard keeps the pool alive");
+    drop(guard);
+    // The unkeyed handle outlived the pool: its connection is dropped with it.
+    assert_eq!(c.live(), 1);
+    drop(handle);
+    assert_eq!(c.live(), 0);
+}
+
+#[test]
+fn unkeyed_handle_goes_back_when_dropped() {
+    let (pool, _) = pool(1, 1);
+    let h = pool.getconn(None).unwrap();
+    let h2 = h.clone();
+    drop(h);
+    assert_eq!(pool.stats().in_use, 1);
+    thread::spawn(move || drop(h2)).join().unwrap();
+    assert_eq!(pool.stats().in_use, 0);
+    assert!(pool.getconn(None).is_ok());
+}
+
+#[test]
+fn too_many_waiters() {
+    let fake = Fake::default();
+    let pool: ThreadedPool<Fake> = Builder::new(fake)
+        .min(1)
+        .max(1)
+        .max_waiting(1)
+        .timeout(LONG)
+        .build_threaded()
+        .unwrap();
+    let held = pool.get().unwrap();
+    let p = pool.clone();
+    let waiter = thread::spawn(move || p.get().map(|_| ()));
+    eventually("queued", || pool.stats().waiting == 1);
+    assert!(matches!(pool.get(), Err(PoolError::TooManyWaiters)));
+    drop(held);
+    waiter.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_grant_racing_the_deadline_is_never_lost() {
+    let fake = Fake::default();
+    let c = Arc::clone(&fake.0);
+    let pool: ThreadedPool<Fake> = Builder::new(fake)
+        .min(1)
+        .max(1)
+        .timeout(Duration::from_millis(2))
+        .build_threaded()
+        .unwrap();
+    let (mut served, mut timed_out) = (0, 0);
+    for i in 0..200u64 {
+        let held = pool.get().unwrap();
+        thread::scope(|s| {
+            let waiter = s.spawn(|| pool.get().map(|conn| conn.id));
+            // Give the connection back around the waiter's deadline.
+            thread::sleep(Duration::from_micros(1500 + (i % 10) * 100));
+            drop(held);
+            match waiter.join().unwrap() {
+                Ok(_) => served += 1,
+                Err(PoolError::Timeout(None)) => timed_out += 1,
+                Err(e) => panic!("{e:?}"),
+            }
+        });
+        let stats = pool.stats();
+        assert_eq!(
+            (stats.in_use, stats.idle, stats.waiting),
+            (0, 1, 0),
+            "round {i}"
+        );
+    }
+    assert_eq!(served + timed_out, 200);
+    assert_eq!(c.get(&c.opens), 1, "never lost, never replaced");
+}
