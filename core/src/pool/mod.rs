@@ -112,7 +112,6 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         key: Option<K>,
         wait: Wait,
     ) -> Result<Checkout<C>, Error> {
-        self.advance(now);
         if self.closed {
             return Err(Error::Closed);
         }
@@ -125,6 +124,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 None => {}
             }
         }
+        self.advance(now);
         let out = self.checkout_idle(key, wait);
         self.settle();
         out
@@ -199,7 +199,6 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         conn: C,
         returned: Returned,
     ) -> Result<(), Rejected<C>> {
-        self.advance(now);
         let i = match self.lease_slot(lease) {
             Ok(i) => i,
             Err(error) => {
@@ -215,6 +214,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 conn: Some(conn),
             });
         }
+        self.advance(now);
         self.release_key(i);
         if self.closed {
             self.close_conn(i, conn);
@@ -235,6 +235,11 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 self.stats.broken_returns += 1;
                 self.close_conn(i, conn);
             }
+            Returned::Dirty if self.outlived(i) => {
+                // Not worth a reset: closed for age, as a clean one past its lifetime is.
+                self.stats.expired += 1;
+                self.close_conn(i, conn);
+            }
             Returned::Dirty | Returned::Close => self.close_conn(i, conn),
         }
         self.settle();
@@ -244,8 +249,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// The borrower keeps the connection for good: it leaves the pool (no close command) and its
     /// place is freed, to be refilled if `min` asks.
     pub fn handle_detach(&mut self, now: Time, lease: Lease) -> Result<(), Error> {
-        self.advance(now);
         let i = self.lease_slot(lease)?;
+        self.advance(now);
         self.release_key(i);
         self.set_state(i, State::Free);
         self.stats.detached += 1;
@@ -255,11 +260,11 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     /// A queued checkout gives up (its caller went away). Its outcome will not be emitted.
     pub fn handle_cancel(&mut self, now: Time, waiter: WaiterId) -> Result<(), Error> {
-        self.advance(now);
         let pos = self
             .waiters
             .position(|w| w.id == waiter)
             .ok_or(Error::UnknownWaiter)?;
+        self.advance(now);
         if let Some(w) = self.waiters.remove(pos) {
             self.forget_key(w.key.as_ref());
         }
@@ -272,7 +277,6 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// The open for `ticket` succeeded. The connection goes to the oldest waiter, else idle (or is
     /// closed if the pool was closed or shrunk meanwhile). Resets the open backoff.
     pub fn handle_opened(&mut self, now: Time, ticket: Ticket, conn: C) -> Result<(), Rejected<C>> {
-        self.advance(now);
         let i = match self.ticket_slot(ticket, |s| matches!(s, State::Opening)) {
             Ok(i) => i,
             Err(error) => {
@@ -282,6 +286,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 })
             }
         };
+        self.advance(now);
         self.stats.opens += 1;
         self.failures = 0;
         self.retry_at = None;
@@ -301,8 +306,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// failure, from `backoff_initial` to `backoff_max`); the oldest checkout that does not wait
     /// fails with [`Error::OpenFailed`]; waiting ones keep waiting until their deadline.
     pub fn handle_open_failed(&mut self, now: Time, ticket: Ticket) -> Result<(), Error> {
-        self.advance(now);
         let i = self.ticket_slot(ticket, |s| matches!(s, State::Opening))?;
+        self.advance(now);
         self.set_state(i, State::Free);
         self.stats.open_failures += 1;
         self.failures = self.failures.saturating_add(1);
@@ -326,7 +331,6 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         conn: C,
         ok: bool,
     ) -> Result<(), Rejected<C>> {
-        self.advance(now);
         let i = match self.ticket_slot(ticket, |s| matches!(s, State::Resetting)) {
             Ok(i) => i,
             Err(error) => {
@@ -336,6 +340,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 })
             }
         };
+        self.advance(now);
         if ok {
             self.place(i, conn, true);
         } else {
@@ -347,8 +352,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     /// The close for `ticket` is done: its place is free (and may be refilled).
     pub fn handle_closed(&mut self, now: Time, ticket: Ticket) -> Result<(), Error> {
-        self.advance(now);
         let i = self.ticket_slot(ticket, |s| matches!(s, State::Closing))?;
+        self.advance(now);
         self.set_state(i, State::Free);
         self.settle();
         Ok(())
@@ -392,14 +397,28 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// New `min` and `max`. Growing orders opens at once; shrinking closes idle connections (least
     /// recently used first) and in-use ones as they come back, until at most `max` remain.
     pub fn resize(&mut self, now: Time, new_min: usize, new_max: usize) -> Result<(), Error> {
-        self.advance(now);
         Config::check_sizes(new_min, new_max, self.slots.capacity())?;
         if self.closed {
             return Err(Error::Closed);
         }
+        self.advance(now);
         self.config.min = new_min;
         self.config.max = new_max;
         self.ceiling = max(new_max, self.counts.occupied());
+        let mut pos = self.commands.len();
+        while pos > 0 && self.counts.occupied() > new_max {
+            pos -= 1;
+            if let Some(Queued {
+                item: Command::Open(t),
+                ..
+            }) = self.commands.get(pos)
+            {
+                let i = usize::from(t.0.index);
+                self.commands.remove(pos);
+                self.slots.as_mut_slice()[i].queued = false;
+                self.set_state(i, State::Free);
+            }
+        }
         for _ in new_max..self.counts.live() {
             let Some(i) = self.idle.pop_front() else {
                 break;
@@ -413,10 +432,10 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// Retire every connection that exists now (psycopg_pool's `drain`): idle ones are closed at
     /// once, in-use and resetting ones when they come back; the pool stays open and refills.
     pub fn drain(&mut self, now: Time) -> Result<(), Error> {
-        self.advance(now);
         if self.closed {
             return Err(Error::Closed);
         }
+        self.advance(now);
         self.epoch = self.epoch.wrapping_add(1);
         while let Some(i) = self.idle.pop_front() {
             self.close_idle(usize::from(i));
@@ -428,10 +447,10 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// Send every idle connection out for a [`Command::Check`]; the answers come back through
     /// [`handle_reset`](Pool::handle_reset). Returns how many were sent.
     pub fn check_idle(&mut self, now: Time) -> Result<usize, Error> {
-        self.advance(now);
         if self.closed {
             return Err(Error::Closed);
         }
+        self.advance(now);
         let mut sent = 0;
         while let Some(i) = self.idle.pop_front() {
             let i = usize::from(i);
@@ -441,6 +460,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 sent += 1;
             }
         }
+        self.settle();
         Ok(sent)
     }
 
@@ -448,10 +468,10 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// [`Error::Closed`], close idle connections at once and the others as they come back, cancel
     /// opens not yet drained. A second close is [`Error::Closed`].
     pub fn close(&mut self, now: Time) -> Result<(), Error> {
-        self.advance(now);
         if self.closed {
             return Err(Error::Closed);
         }
+        self.advance(now);
         self.closed = true;
         while !self.waiters.is_empty() {
             self.fail_waiter(0, Error::Closed);
@@ -558,7 +578,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.ready != Ready::NotYet
     }
 
-    /// The pool's clock: the latest `now` it was given.
+    /// The pool's clock: the latest `now` given with an input it accepted.
     pub fn now(&self) -> Time {
         self.now
     }
@@ -571,7 +591,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     // ---------------------------------------------------------------- the rules' helpers
 
-    /// The pool's clock never goes back: an earlier `now` is taken as the latest one seen.
+    /// The pool's clock never goes back: an earlier `now` is taken as the latest one seen. Inputs
+    /// call this only once their arguments are accepted: a refused input changes nothing, not even
+    /// the clock (which would otherwise pass a deadline without the pool acting on it).
     fn advance(&mut self, now: Time) {
         self.now = max(self.now, now);
     }
