@@ -1,4 +1,93 @@
-//! The sanspool `Connector` for the blocking `postgres` crate.
+//! The sanspool [`Connector`] for the blocking [`postgres`] crate: pooled `postgres::Client`s
+//! whose cleanliness is read, not queried.
+//!
+//! [`PgConnector`] opens each connection through [`tracked`], a transparent observer of the
+//! protocol that keeps the transaction status the server sends in every ReadyForQuery message (what
+//! libpq's `PQtransactionStatus` reports, and `postgres::Client` does not). So when a connection
+//! comes back to the pool:
+//!
+//! - idle: it is reused as it is — **no round trip**;
+//! - inside a transaction, in a failed one, or mid-request (a `Transaction` leaked with
+//!   `mem::forget`, `BEGIN` sent by hand, a `COPY` left half done, unread results): one `ROLLBACK`
+//!   before the next borrower gets it, who never sees the previous transaction;
+//! - closed (the server went away, the backend was terminated): closed and replaced.
+//!
+//! Everything a program needs comes from this crate: the connector, the pools and their builder
+//! (re-exported from [`sanspool`]), and [`postgres`] itself.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use sanspool_postgres::{Builder, PgConnector};
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let connector = PgConnector::new("host=localhost user=postgres application_name=shop")?;
+//! let pool = Builder::new(connector)
+//!     .min(2)
+//!     .max(8)
+//!     .timeout(Duration::from_secs(5))
+//!     .build_threaded()?;
+//!
+//! // The Rust idiom: a guard that derefs to `postgres::Client`, given back on drop.
+//! {
+//!     let mut conn = pool.get()?;
+//!     let row = conn.query_one("SELECT $1::text", &[&"hello"])?;
+//!     assert_eq!(row.get::<_, &str>(0), "hello");
+//!
+//!     // Left inside a transaction: the pool rolls it back before anyone else gets it.
+//!     conn.batch_execute("BEGIN; CREATE TEMP TABLE scratch (x int)")?;
+//! }
+//!
+//! // psycopg2's API: getconn / putconn / closeall.
+//! let conn = pool.getconn(Some(1))?;
+//! conn.lock()?.execute("SELECT 1", &[])?;
+//! pool.putconn(conn, Some(&1), false)?;
+//!
+//! println!("{:?}", pool.stats());
+//! pool.closeall()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # TLS
+//!
+//! [`PgConnector::new`] and [`PgConnector::from_config`] connect without TLS. For TLS, give any
+//! `MakeTlsConnect` implementation (`postgres-native-tls`, `postgres-openssl`) to
+//! [`PgConnector::with_tls`]; the status is then tracked above the encryption. See [`tracked`] for
+//! the sessions that cannot be tracked (Unix-domain sockets, a `prefer` session that fell back to
+//! plaintext): those are rolled back after every checkout that used them — one round trip, as
+//! other pools always pay — and never judged clean by guesswork.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod connector;
 pub mod tracked;
 mod wire;
+
+pub use connector::{Error, PgConn, PgConnector, DEFAULT_CHECK_TIMEOUT};
+pub use tracked::{StatusCell, TxStatus};
+
+pub use postgres;
+pub use sanspool;
+pub use sanspool::{
+    Builder, Conn, ConnGuard, Connector, IdleOrder, KeepIdle, LocalConn, LocalPooledConn,
+    PersistentPool, PoolError, PooledConn, Returned, SimplePool, Stats, ThreadedPool,
+};
+
+/// A thread-safe pool of PostgreSQL connections ([`ThreadedPool`]).
+pub type PgPool<K = u64> = ThreadedPool<PgConnector, K>;
+
+/// A single-threaded pool of PostgreSQL connections ([`SimplePool`]).
+pub type PgSimplePool<K = u64> = SimplePool<PgConnector, K>;
+
+/// A pool giving each thread its own PostgreSQL connection ([`PersistentPool`]).
+pub type PgPersistentPool = PersistentPool<PgConnector>;
+
+/// A checked-out connection of a [`PgPool`] or [`PgPersistentPool`]: derefs to [`PgConn`], and
+/// through it to `postgres::Client`.
+pub type PgPooledConn<K = u64> = PooledConn<PgConnector, K>;
+
+/// What the pools of PostgreSQL connections fail with.
+pub type PgPoolError = PoolError<Error>;
