@@ -376,10 +376,13 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         let mut pos = 0;
         while let Some(&i) = self.idle.get(pos) {
             let i = usize::from(i);
-            let idle_for = self
-                .now
-                .saturating_since(self.slots.as_slice()[i].idle_since);
-            let idled_out = self.config.max_idle.is_some_and(|d| idle_for >= d)
+            // The same saturating deadline `poll_timeout` reports, so that at the end of time a
+            // deadline it reports is one this acts on (no busy loop for the driver).
+            let since = self.slots.as_slice()[i].idle_since;
+            let idled_out = self
+                .config
+                .max_idle
+                .is_some_and(|d| since.saturating_add(d) <= self.now)
                 && self.counts.open() > self.config.min;
             if self.outlived(i) || idled_out {
                 self.stats.expired += 1;
@@ -848,7 +851,12 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
         let span = nanos(self.config.lifetime_jitter);
-        Duration::from_nanos(if span == 0 { 0 } else { self.rng % (span + 1) })
+        // `span + 1` overflows for a jitter of `Duration::MAX`: then every value is in range.
+        let part = self
+            .rng
+            .checked_rem(span.wrapping_add(1))
+            .unwrap_or(self.rng);
+        Duration::from_nanos(if span == 0 { 0 } else { part })
     }
 }
 
