@@ -76,8 +76,9 @@ pub enum Checkout<C> {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Wait {
     /// psycopg2: fail with [`Error::Exhausted`] when the pool is at `max`. When there is room, the
-    /// checkout is queued for the open it triggers (skipping any backoff) and fails with
-    /// [`Error::OpenFailed`] if that open fails.
+    /// checkout is queued for the open it triggers (skipping any backoff, not counted in
+    /// `max_waiting`) and fails with [`Error::OpenFailed`] if an open fails, or with
+    /// [`Error::Exhausted`] if the connection goes to an older waiter and no room is left.
     No,
     /// Queue until this deadline, then [`Error::Timeout`].
     Until(crate::Time),

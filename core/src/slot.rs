@@ -21,6 +21,8 @@ pub struct Slot<C, K> {
     pub(crate) idle_since: Time,
     /// The drain epoch it was opened in: older than the pool's means "retire on return".
     pub(crate) epoch: u32,
+    /// Out for a check (not a reset): it comes back to its old place among the idle.
+    pub(crate) checking: bool,
 }
 
 /// A slot's stage. Only `Idle` holds the connection itself: in every other stage it is with the
@@ -50,6 +52,7 @@ impl<C, K> Slot<C, K> {
             expires: None,
             idle_since: Time::ZERO,
             epoch: 0,
+            checking: false,
         }
     }
 

@@ -176,6 +176,7 @@ struct Tally {
     failed_timeout: u64,
     failed_open: u64,
     failed_closed: u64,
+    failed_exhausted: u64,
     ready: u64,
     // user operations
     timeouts_handled: u64,
@@ -293,6 +294,7 @@ impl Driver {
                         Error::Timeout => self.tally.failed_timeout += 1,
                         Error::OpenFailed => self.tally.failed_open += 1,
                         Error::Closed => self.tally.failed_closed += 1,
+                        Error::Exhausted => self.tally.failed_exhausted += 1,
                         other => panic!("waiter failed with {other:?}"),
                     }
                 }
@@ -753,6 +755,10 @@ fn the_fixed_backend_does_not_allocate() {
         ("waiter timeouts", t.failed_timeout),
         ("waiters failed by an open", t.failed_open),
         ("waiters failed by close", t.failed_closed),
+        (
+            "non-waiting checkouts exhausted after queueing",
+            t.failed_exhausted,
+        ),
         ("ready signals", t.ready),
         ("handle_timeout", t.timeouts_handled),
         ("resizes", t.resizes),

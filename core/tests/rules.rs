@@ -89,6 +89,10 @@ on_both_backends! {
     refused_inputs_do_not_move_the_clock,
     long_simulated_run,
     random_drivers_across_configs,
+    non_waiting_checkout_is_exhausted_when_its_open_serves_an_older_waiter,
+    non_waiting_checkout_is_not_bounded_by_max_waiting,
+    check_keeps_idle_time_and_order,
+    detach_after_close_hands_the_connection_over,
 }
 
 fn checkin_err(out: Result<(), Rejected<Conn>>) -> (Error, Option<Conn>) {
@@ -1552,4 +1556,78 @@ fn random_driver<S: Storage<Conn, u64>>(seed: u64) {
     }
     assert!(sim.pool().is_empty(), "seed {seed}: {:?}", sim.stats());
     assert!(sim.waiting.is_empty());
+}
+
+// ---------------------------------------------------------------------- later rules
+
+/// A checkout that will not wait orders its own open, but opens serve the oldest waiter: when that
+/// is someone else and no room is left, it fails with `Exhausted` instead of waiting for ever.
+fn non_waiting_checkout_is_exhausted_when_its_open_serves_an_older_waiter<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(backoff_config(0, 1));
+    sim.fail_opens = 1;
+    let older = sim.wait(None, Wait::Forever);
+    assert_eq!(sim.stats().open_failures, 1);
+    let eager = match sim.checkout(None, Wait::No) {
+        Ok(Checkout::Waiting(w)) => w,
+        other => panic!("expected a queued checkout, got {other:?}"),
+    };
+    assert_eq!(sim.fails.get(&eager), Some(&Error::Exhausted));
+    assert!(sim.grants.contains_key(&older));
+    assert_eq!(sim.stats().waiting, 0);
+}
+
+/// `max_waiting` bounds checkouts that wait; one that will not is only queued for the open it
+/// triggers, so even `max_waiting = 0` lets psycopg2's getconn open on demand.
+fn non_waiting_checkout_is_not_bounded_by_max_waiting<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(Config {
+        max_waiting: 0,
+        ..Config::new(0, 2)
+    });
+    let (_, first) = sim.get(None);
+    assert_eq!(first, 1);
+    let out = sim.unchanged(|s| s.checkout(None, Wait::Forever));
+    assert_eq!(out, Err(Error::TooManyWaiters));
+    assert_eq!(sim.get(None).1, 2);
+}
+
+/// A check is not a use: checked connections keep their idle time (so `max_idle` still expires
+/// them) and their place in the idle order, whatever order the checks finish in.
+fn check_keeps_idle_time_and_order<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(Config {
+        max_idle: Some(Duration::from_secs(10)),
+        ..Config::new(0, 3)
+    });
+    let conns: Vec<Conn> = (0..3).map(|_| sim.get(None).1).collect();
+    for &c in &conns {
+        sim.put(c, Returned::Clean);
+        sim.advance(Duration::from_secs(1));
+    }
+    sim.auto_reset = false;
+    assert_eq!(sim.check_idle(), Ok(3));
+    sim.resets.reverse(); // the checks finish newest first
+    while !sim.resets.is_empty() {
+        sim.reset_next();
+    }
+    assert_eq!(sim.pool().poll_timeout(), Some(secs(10)));
+    sim.take_log();
+    sim.advance_to(secs(10));
+    assert_eq!(sim.take_log(), [Cmd::Close(conns[0])]);
+    assert_eq!(
+        sim.get(None).1,
+        conns[2],
+        "LIFO order kept through the checks"
+    );
+}
+
+/// After close a detach is still accepted: the connection becomes the borrower's, so it is no
+/// longer the pool's to close, and the closed pool ends empty.
+fn detach_after_close_hands_the_connection_over<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(Config::new(1, 1));
+    let (_, conn) = sim.get(None);
+    sim.close().unwrap();
+    sim.take_log();
+    assert_eq!(sim.detach(conn), Ok(()));
+    assert_eq!(sim.take_log(), []);
+    assert_eq!(sim.stats().detached, 1);
+    assert!(sim.pool().is_empty());
 }

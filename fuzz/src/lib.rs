@@ -731,7 +731,10 @@ impl<S: Storage<Conn, Key>> Driver<S> {
                     .expect("failure of a waiter nobody waits on");
                 self.waiting.remove(i);
                 assert!(
-                    matches!(error, Error::Timeout | Error::Closed | Error::OpenFailed),
+                    matches!(
+                        error,
+                        Error::Timeout | Error::Closed | Error::OpenFailed | Error::Exhausted
+                    ),
                     "a waiter failed with {error:?}"
                 );
             }

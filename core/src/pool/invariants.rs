@@ -101,8 +101,14 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             );
         }
         assert!(
-            self.waiters.len() + self.fails.len() <= self.waiter_bound(),
-            "waiters over their bound"
+            self.waiters.len() + self.fails.len() <= self.waiter_capacity(),
+            "waiters over the storage's bound"
+        );
+        let waiting =
+            (0..self.waiters.len()).filter(|&p| self.waiters.get(p).is_some_and(|w| !w.fail_fast));
+        assert!(
+            waiting.count() <= self.waiter_bound(),
+            "waiters over max_waiting"
         );
 
         // 5. every queued command matches its slot's stage and flag; one per slot at most.

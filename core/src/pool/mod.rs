@@ -60,6 +60,17 @@ pub struct Pool<C, K, S: Storage<C, K>> {
     stats: Stats,
 }
 
+/// How a connection arrives in a slot, which decides whether the pool keeps it and where.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Arrival {
+    /// Just opened.
+    Opened,
+    /// Back from a borrower, directly or through a reset.
+    Returned,
+    /// Back from a check of an idle connection.
+    Checked,
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum Ready {
     NotYet,
@@ -152,7 +163,13 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         if wait == Wait::No && self.counts.occupied() >= self.config.max {
             return Err(Error::Exhausted);
         }
-        if self.waiters.len() + self.fails.len() >= self.waiter_bound() {
+        // `max_waiting` bounds checkouts that wait; one that will not is queued only for the open
+        // it triggers (at most `max` of those), so only the storage bounds it.
+        let bound = match wait {
+            Wait::No => self.waiter_capacity(),
+            Wait::Until(_) | Wait::Forever => self.waiter_bound(),
+        };
+        if self.waiters.len() + self.fails.len() >= bound {
             return Err(Error::TooManyWaiters);
         }
         let id = WaiterId(self.next_waiter);
@@ -224,7 +241,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             });
         }
         match returned {
-            Returned::Clean => self.place(i, conn, true),
+            Returned::Clean => self.place(i, conn, Arrival::Returned),
             Returned::Dirty if self.keeps(i, true) => {
                 self.stats.resets += 1;
                 self.set_state(i, State::Resetting);
@@ -247,7 +264,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     }
 
     /// The borrower keeps the connection for good: it leaves the pool (no close command) and its
-    /// place is freed, to be refilled if `min` asks.
+    /// place is freed, to be refilled if `min` asks. Also after [`close`](Pool::close): a detached
+    /// connection is no longer the pool's to close.
     pub fn handle_detach(&mut self, now: Time, lease: Lease) -> Result<(), Error> {
         let i = self.lease_slot(lease)?;
         self.advance(now);
@@ -297,7 +315,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         let slot = &mut self.slots.as_mut_slice()[i];
         slot.epoch = self.epoch;
         slot.expires = lifetime.map(|d| self.now.saturating_add(d));
-        self.place(i, conn, false);
+        self.place(i, conn, Arrival::Opened);
         self.settle();
         Ok(())
     }
@@ -341,8 +359,13 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             }
         };
         self.advance(now);
+        let arrival = if core::mem::take(&mut self.slots.as_mut_slice()[i].checking) {
+            Arrival::Checked
+        } else {
+            Arrival::Returned
+        };
         if ok {
-            self.place(i, conn, true);
+            self.place(i, conn, arrival);
         } else {
             self.close_conn(i, conn);
         }
@@ -408,20 +431,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.config.min = new_min;
         self.config.max = new_max;
         self.ceiling = max(new_max, self.counts.occupied());
-        let mut pos = self.commands.len();
-        while pos > 0 && self.counts.occupied() > new_max {
-            pos -= 1;
-            if let Some(Queued {
-                item: Command::Open(t),
-                ..
-            }) = self.commands.get(pos)
-            {
-                let i = usize::from(t.0.index);
-                self.commands.remove(pos);
-                self.slots.as_mut_slice()[i].queued = false;
-                self.set_state(i, State::Free);
-            }
-        }
+        self.withdraw_opens(|pool| pool.counts.occupied() > pool.config.max);
         for _ in new_max..self.counts.live() {
             let Some(i) = self.idle.pop_front() else {
                 break;
@@ -458,6 +468,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         while let Some(i) = self.idle.pop_front() {
             let i = usize::from(i);
             if let Some(conn) = self.take_idle(i, State::Resetting) {
+                self.slots.as_mut_slice()[i].checking = true;
                 let ticket = Ticket(self.slot_ref(i));
                 self.push_command(i, Command::Check { ticket, conn });
                 sent += 1;
@@ -482,17 +493,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         while let Some(i) = self.idle.pop_front() {
             self.close_idle(usize::from(i));
         }
-        let mut pos = 0;
-        while let Some(q) = self.commands.get(pos) {
-            if let Command::Open(t) = q.item {
-                self.commands.remove(pos);
-                let i = usize::from(t.0.index);
-                self.slots.as_mut_slice()[i].queued = false;
-                self.set_state(i, State::Free);
-            } else {
-                pos += 1;
-            }
-        }
+        self.withdraw_opens(|_| true);
         if let Ready::Queued(_) = self.ready {
             self.ready = Ready::NotYet;
         }
@@ -609,6 +610,18 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         }
         let backing_off = self.retry_at.is_some_and(|t| self.now < t);
         while !backing_off && self.open_deficit() > 0 && self.has_room() && self.order_open() {}
+        // A checkout that would not wait, whose open went to an older waiter, with no room for
+        // another: exhausted after all, as psycopg2 would have said at once.
+        if !self.has_room() {
+            let mut pos = self.counts.opening;
+            while let Some(w) = self.waiters.get(pos) {
+                if w.fail_fast {
+                    self.fail_waiter(pos, Error::Exhausted);
+                } else {
+                    pos += 1;
+                }
+            }
+        }
         if self.ready == Ready::NotYet && self.counts.open() >= self.config.min {
             self.ready = Ready::Queued(self.next_seq());
         }
@@ -626,6 +639,25 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     fn has_room(&self) -> bool {
         self.counts.occupied() < self.config.max
+    }
+
+    /// Take back opens not yet drained, newest first, while `more` says so: the driver never saw
+    /// them, so no connection is lost.
+    fn withdraw_opens(&mut self, more: fn(&Self) -> bool) {
+        let mut pos = self.commands.len();
+        while pos > 0 && more(self) {
+            pos -= 1;
+            if let Some(Queued {
+                item: Command::Open(t),
+                ..
+            }) = self.commands.get(pos)
+            {
+                let i = usize::from(t.0.index);
+                self.commands.remove(pos);
+                self.slots.as_mut_slice()[i].queued = false;
+                self.set_state(i, State::Free);
+            }
+        }
     }
 
     /// Take a free slot (growing the slot array up to `max`) and queue its `Open`.
@@ -655,8 +687,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     /// Where a connection arriving in slot `i` goes (opened, returned clean, reset): closed if the
     /// pool does not keep it, else to the oldest waiter, else idle.
-    fn place(&mut self, i: usize, conn: C, returned: bool) {
-        if !self.keeps(i, returned) {
+    fn place(&mut self, i: usize, conn: C, arrival: Arrival) {
+        if !self.keeps(i, arrival == Arrival::Returned) {
             if self.outlived(i) {
                 self.stats.expired += 1;
             }
@@ -678,6 +710,16 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                     conn,
                 },
             );
+        } else if arrival == Arrival::Checked {
+            // A check is not a use: the connection keeps its idle time and its place in the order.
+            self.set_state(i, State::Idle(conn));
+            let since = self.slots.as_slice()[i].idle_since;
+            let slots = self.slots.as_slice();
+            let pos = self
+                .idle
+                .position(|&j| slots[usize::from(j)].idle_since > since)
+                .unwrap_or(self.idle.len());
+            let _ = self.idle.insert(pos, slot_u16(i));
         } else {
             self.set_state(i, State::Idle(conn));
             self.slots.as_mut_slice()[i].idle_since = self.now;
@@ -798,10 +840,11 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     }
 
     fn waiter_bound(&self) -> usize {
-        min(
-            self.config.max_waiting,
-            min(self.waiters.capacity(), self.fails.capacity()),
-        )
+        min(self.config.max_waiting, self.waiter_capacity())
+    }
+
+    fn waiter_capacity(&self) -> usize {
+        min(self.waiters.capacity(), self.fails.capacity())
     }
 
     fn slot_ref(&self, i: usize) -> SlotRef {

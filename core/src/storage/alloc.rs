@@ -61,6 +61,10 @@ impl<T> Queue<T> for VecDeque<T> {
     fn remove(&mut self, index: usize) -> Option<T> {
         VecDeque::remove(self, index)
     }
+    fn insert(&mut self, index: usize, value: T) -> Result<(), T> {
+        VecDeque::insert(self, index.min(self.len()), value);
+        Ok(())
+    }
 }
 
 /// Keys in a hash map: O(1) keyed checkout with any number of keys.

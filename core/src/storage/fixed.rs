@@ -68,6 +68,28 @@ impl<T, const N: usize> Queue<T> for heapless::Deque<T, N> {
         }
         removed
     }
+    fn insert(&mut self, index: usize, value: T) -> Result<(), T> {
+        if self.is_full() {
+            return Err(value);
+        }
+        // Rotate once through the ring, dropping the value in on the way: O(N), order kept.
+        let len = self.len();
+        let mut value = Some(value);
+        for i in 0..len {
+            if i == index {
+                if let Some(v) = value.take() {
+                    let _ = heapless::Deque::push_back(self, v);
+                }
+            }
+            if let Some(v) = heapless::Deque::pop_front(self) {
+                let _ = heapless::Deque::push_back(self, v);
+            }
+        }
+        match value {
+            Some(v) => heapless::Deque::push_back(self, v),
+            None => Ok(()),
+        }
+    }
 }
 
 /// No index at all: a key is found by scanning the slots and waiters that record it. O(SLOTS +

@@ -73,6 +73,9 @@ pub trait Queue<T> {
     fn get(&self, index: usize) -> Option<&T>;
     /// Removes the element at `index`, keeping the others in order.
     fn remove(&mut self, index: usize) -> Option<T>;
+    /// Inserts at `index` (at most `len`), keeping the others in order, or gives the value back
+    /// when full.
+    fn insert(&mut self, index: usize, value: T) -> Result<(), T>;
     /// The position of the first element matching `f`.
     fn position(&self, mut f: impl FnMut(&T) -> bool) -> Option<usize> {
         (0..self.len()).find(|&i| self.get(i).is_some_and(&mut f))

@@ -56,6 +56,8 @@ pub struct Place {
     pub idle_since: u64,
     /// The drain epoch it was opened in.
     pub epoch: u32,
+    /// Out for a check (not a reset).
+    pub checking: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -369,7 +371,11 @@ impl Model {
             .iter()
             .filter(|c| matches!(c, Cmd::Fail(..)))
             .count();
-        let bound = self.cfg.max_waiting.min(self.cfg.waiter_capacity);
+        // max_waiting bounds checkouts that wait; one that will not is bounded by storage only.
+        let bound = match wait {
+            MWait::No => self.cfg.waiter_capacity,
+            _ => self.cfg.max_waiting.min(self.cfg.waiter_capacity),
+        };
         if self.waiters.len() + pending_fails >= bound {
             return Err(Error::TooManyWaiters);
         }
@@ -418,7 +424,7 @@ impl Model {
             return Err((Error::Closed, false));
         }
         match returned {
-            Returned::Clean => self.arrive(p, conn, true),
+            Returned::Clean => self.arrive(p, conn, Arrival::Returned),
             Returned::Dirty => {
                 if self.keeps(p, true) {
                     self.counters.resets += 1;
@@ -471,7 +477,7 @@ impl Model {
         self.retry_at = None;
         self.places[p].epoch = self.epoch;
         self.places[p].expires = self.cfg.max_lifetime.map(|d| self.now.saturating_add(d));
-        self.arrive(p, conn, false);
+        self.arrive(p, conn, Arrival::Opened);
         self.settle();
         Ok(())
     }
@@ -506,8 +512,13 @@ impl Model {
             .ticket(ticket, &Stage::Resetting)
             .map_err(|e| (e, true))?;
         self.advance(now);
+        let arrival = if std::mem::take(&mut self.places[p].checking) {
+            Arrival::Checked
+        } else {
+            Arrival::Returned
+        };
         if ok {
-            self.arrive(p, conn, true);
+            self.arrive(p, conn, arrival);
         } else {
             self.close_conn(p, conn);
         }
@@ -630,6 +641,7 @@ impl Model {
             let Stage::Idle(conn) = self.places[p].stage else {
                 unreachable!()
             };
+            self.places[p].checking = true;
             let ticket = self.set_stage(p, Stage::Resetting);
             self.emit(Cmd::Check(ticket, conn));
         }
@@ -702,8 +714,8 @@ impl Model {
 
     /// A connection arriving at place `p` (opened, returned clean, reset or checked): closed if the
     /// pool does not keep it, else to the oldest waiter, else idle.
-    fn arrive(&mut self, p: usize, conn: Conn, returned: bool) {
-        if !self.keeps(p, returned) {
+    fn arrive(&mut self, p: usize, conn: Conn, arrival: Arrival) {
+        if !self.keeps(p, arrival == Arrival::Returned) {
             self.close_unkept(p, conn);
         } else if !self.waiters.is_empty() {
             let w = self.waiters.remove(0);
@@ -712,6 +724,16 @@ impl Model {
             self.counters.wait_time += Duration::from_nanos(self.now.saturating_sub(w.since));
             let lease = self.set_stage(p, Stage::InUse(w.key));
             self.emit(Cmd::Grant(w.id, lease, conn));
+        } else if arrival == Arrival::Checked {
+            // A check is not a use: back to its old place among the idle, by idle time.
+            let since = self.places[p].idle_since;
+            let h = self.set_stage(p, Stage::Idle(conn));
+            let pos = self
+                .idle
+                .iter()
+                .position(|&i| self.places[self.place_of(i).unwrap()].idle_since > since)
+                .unwrap_or(self.idle.len());
+            self.idle.insert(pos, h);
         } else {
             let h = self.set_stage(p, Stage::Idle(conn));
             self.places[p].idle_since = self.now;
@@ -766,6 +788,7 @@ impl Model {
             expires: None,
             idle_since: 0,
             epoch: self.epoch,
+            checking: false,
         });
         let p = self.places.len() - 1;
         let ticket = self.set_stage(p, Stage::Opening);
@@ -782,9 +805,31 @@ impl Model {
         while !backing_off && self.open_deficit() > 0 && self.size() < self.cfg.max {
             self.order_open();
         }
+        // A checkout that would not wait, beyond the waiters the opens in flight serve, with no
+        // room for another open: exhausted.
+        if self.size() >= self.cfg.max {
+            let served = self.opening();
+            let mut pos = served;
+            while pos < self.waiters.len() {
+                if self.waiters[pos].fail_fast {
+                    self.fail_waiter(pos, Error::Exhausted);
+                } else {
+                    pos += 1;
+                }
+            }
+        }
         if self.ready == ReadyState::NotYet && self.open() >= self.cfg.min {
             self.ready = ReadyState::Queued;
             self.emit(Cmd::Ready);
         }
     }
+}
+
+/// How a connection arrives at a place: opened, back from a borrower (or its reset), or back from
+/// a check of an idle connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Arrival {
+    Opened,
+    Returned,
+    Checked,
 }
