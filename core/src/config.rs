@@ -83,6 +83,19 @@ impl Config {
         }
     }
 
+    /// Durations that would make the pool churn: a lifetime of zero (or eaten whole by its jitter)
+    /// closes every connection as it opens; a zero backoff retries a failing server in a busy loop.
+    pub(crate) fn check_timing(&self) -> Result<(), Error> {
+        let lifetime_ok = self
+            .max_lifetime
+            .is_none_or(|d| !d.is_zero() && self.lifetime_jitter < d);
+        if lifetime_ok && !self.backoff_initial.is_zero() {
+            Ok(())
+        } else {
+            Err(Error::InvalidTiming)
+        }
+    }
+
     pub(crate) fn check_sizes(min: usize, max: usize, capacity: usize) -> Result<(), Error> {
         if max == 0 {
             Err(Error::MaxZero)

@@ -38,6 +38,8 @@ pub enum Error {
     MaxZero,
     /// `max` exceeds what the storage can hold (the fixed backend's slot count, or 65 535).
     CapacityExceeded,
+    /// `max_lifetime` is zero or not longer than `lifetime_jitter`, or `backoff_initial` is zero.
+    InvalidTiming,
 }
 
 impl fmt::Display for Error {
@@ -58,6 +60,9 @@ impl fmt::Display for Error {
             Error::MinAboveMax => "min connections is greater than max connections",
             Error::MaxZero => "max connections must be at least 1",
             Error::CapacityExceeded => "max connections exceeds the pool's storage capacity",
+            Error::InvalidTiming => {
+                "max_lifetime must be longer than zero and than lifetime_jitter, and backoff_initial longer than zero"
+            }
         })
     }
 }

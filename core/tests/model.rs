@@ -507,15 +507,28 @@ fn dirty_past_lifetime_counts_as_expired() {
 // ------------------------------------------------------------------------------ found by fuzzing
 
 /// A lifetime jitter of `Duration::MAX` overflowed `span + 1` as a connection opened (debug: an
-/// overflow panic; release: a division by zero). Found by the fuzz seed "end-of-time".
+/// overflow panic; release: a division by zero). Found by the fuzz seed "end-of-time". A jitter
+/// not below the lifetime is now refused; the largest accepted one must not overflow either.
 #[test]
 fn huge_lifetime_jitter_does_not_overflow() {
-    use sanspool_core::{Command, Config, Pool, Time};
+    use sanspool_core::{Command, Config, Error, Pool, Time};
     use std::time::Duration;
     for lifetime in [Duration::from_millis(1), Duration::MAX] {
         let config = Config {
             max_lifetime: Some(lifetime),
             lifetime_jitter: Duration::MAX,
+            ..Config::new(1, 1)
+        };
+        let refused = Pool::<u64, u8, Alloc>::new(config).err();
+        assert_eq!(refused, Some(Error::InvalidTiming));
+    }
+    for jitter in [
+        Duration::MAX - Duration::from_nanos(1),
+        Duration::from_nanos(u64::MAX),
+    ] {
+        let config = Config {
+            max_lifetime: Some(Duration::MAX),
+            lifetime_jitter: jitter,
             ..Config::new(1, 1)
         };
         let mut pool: Pool<u64, u8, Alloc> = Pool::new(config).unwrap();

@@ -93,6 +93,7 @@ on_both_backends! {
     non_waiting_checkout_is_not_bounded_by_max_waiting,
     check_keeps_idle_time_and_order,
     detach_after_close_hands_the_connection_over,
+    invalid_timing_is_refused,
 }
 
 fn checkin_err(out: Result<(), Rejected<Conn>>) -> (Error, Option<Conn>) {
@@ -1630,4 +1631,35 @@ fn detach_after_close_hands_the_connection_over<S: Storage<Conn, u64>>() {
     assert_eq!(sim.take_log(), []);
     assert_eq!(sim.stats().detached, 1);
     assert!(sim.pool().is_empty());
+}
+
+/// Durations that would make the pool churn or spin are refused at construction: a zero
+/// lifetime, a jitter as long as the lifetime, a zero backoff.
+fn invalid_timing_is_refused<S: Storage<Conn, u64>>() {
+    let second = Duration::from_secs(1);
+    let bad = [
+        (Some(Duration::ZERO), Duration::ZERO, second),
+        (Some(second), second, second),
+        (Some(second), Duration::MAX, second),
+        (None, Duration::ZERO, Duration::ZERO),
+    ];
+    for (max_lifetime, lifetime_jitter, backoff_initial) in bad {
+        let config = Config {
+            max_lifetime,
+            lifetime_jitter,
+            backoff_initial,
+            ..Config::new(1, 2)
+        };
+        assert_eq!(
+            Pool::<Conn, u64, S>::new(config).err(),
+            Some(Error::InvalidTiming)
+        );
+    }
+    let fine = Config {
+        max_lifetime: Some(second),
+        lifetime_jitter: second - Duration::from_nanos(1),
+        ..Config::new(1, 2)
+    };
+    assert!(Pool::<Conn, u64, S>::new(fine).is_ok());
+    assert!(Error::InvalidTiming.to_string().contains("max_lifetime"));
 }

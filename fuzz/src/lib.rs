@@ -249,6 +249,14 @@ fn size_error(min: usize, max: usize, capacity: usize) -> Option<Error> {
     }
 }
 
+/// What `Config::check_timing` must answer.
+fn timing_error(config: &Config) -> Option<Error> {
+    let churns = config
+        .max_lifetime
+        .is_some_and(|d| d.is_zero() || config.lifetime_jitter >= d);
+    (churns || config.backoff_initial.is_zero()).then_some(Error::InvalidTiming)
+}
+
 struct Held {
     lease: Lease,
     conn: Conn,
@@ -283,7 +291,8 @@ struct Driver<S: Storage<Conn, Key>> {
 /// Runs one case on a pool with storage `S` of `capacity` slots.
 pub fn run<S: Storage<Conn, Key>>(input: &Input, capacity: usize) {
     let config = input.setup.config();
-    let expected = size_error(config.min, config.max, capacity.min(65_535));
+    let expected =
+        size_error(config.min, config.max, capacity.min(65_535)).or(timing_error(&config));
     let pool = match Pool::<Conn, Key, S>::new(config) {
         Ok(pool) => {
             assert_eq!(expected, None, "a bad configuration was accepted");

@@ -83,6 +83,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     pub fn new(config: Config) -> Result<Self, Error> {
         let slots = S::Slots::default();
         Config::check_sizes(config.min, config.max, slots.capacity())?;
+        config.check_timing()?;
         let mut pool = Pool {
             ceiling: config.max,
             rng: config.seed | 1,

@@ -171,6 +171,10 @@ impl Model {
     /// psycopg2's constructor opens `minconn` connections at once.
     pub fn new(cfg: ModelConfig) -> Result<Model, Error> {
         check_sizes(cfg.min, cfg.max, cfg.slot_capacity)?;
+        // A zero lifetime or backoff would churn or spin (the model has no jitter).
+        if cfg.max_lifetime == Some(0) || cfg.backoff_initial == 0 {
+            return Err(Error::InvalidTiming);
+        }
         let mut m = Model {
             cfg,
             now: 0,
