@@ -142,7 +142,7 @@ impl<M: Connector> Settings<M> {
     /// when `check_on_checkout` is set.
     pub(crate) fn vet(&self, conn: &mut M::Conn) -> bool {
         guarded(|| {
-            self.before_reuse.as_ref().map_or(true, |h| h(conn).is_ok())
+            self.before_reuse.as_ref().is_none_or(|h| h(conn).is_ok())
                 && (!self.check_on_checkout || self.connector.check(conn).is_ok())
         })
         .unwrap_or(false)
