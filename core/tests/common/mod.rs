@@ -372,7 +372,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
         self.pool.handle_timeout(self.now);
         let next = self.pool.poll_timeout();
         assert!(
-            next.map_or(true, |next| next > self.pool.now()),
+            next.is_none_or(|next| next > self.pool.now()),
             "after handle_timeout, poll_timeout still reports {next:?}"
         );
         self.run();
