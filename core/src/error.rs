@@ -82,6 +82,16 @@ pub struct Rejected<C> {
     pub conn: Option<C>,
 }
 
+impl<C> Rejected<C> {
+    /// Refused, and the connection goes back to the caller: the input changed nothing.
+    pub(crate) fn handing_back(error: Error, conn: C) -> Self {
+        Rejected {
+            error,
+            conn: Some(conn),
+        }
+    }
+}
+
 impl<C> fmt::Display for Rejected<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.error, f)

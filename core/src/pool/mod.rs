@@ -219,18 +219,10 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     ) -> Result<(), Rejected<C>> {
         let i = match self.lease_slot(lease) {
             Ok(i) => i,
-            Err(error) => {
-                return Err(Rejected {
-                    error,
-                    conn: Some(conn),
-                })
-            }
+            Err(error) => return Err(Rejected::handing_back(error, conn)),
         };
         if key.is_some() && self.slots.as_slice()[i].key() != key {
-            return Err(Rejected {
-                error: Error::WrongKey,
-                conn: Some(conn),
-            });
+            return Err(Rejected::handing_back(Error::WrongKey, conn));
         }
         self.advance(now);
         self.release_key(i);
@@ -298,12 +290,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     pub fn handle_opened(&mut self, now: Time, ticket: Ticket, conn: C) -> Result<(), Rejected<C>> {
         let i = match self.ticket_slot(ticket, |s| matches!(s, State::Opening)) {
             Ok(i) => i,
-            Err(error) => {
-                return Err(Rejected {
-                    error,
-                    conn: Some(conn),
-                })
-            }
+            Err(error) => return Err(Rejected::handing_back(error, conn)),
         };
         self.advance(now);
         self.stats.opens += 1;
@@ -352,12 +339,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     ) -> Result<(), Rejected<C>> {
         let i = match self.ticket_slot(ticket, |s| matches!(s, State::Resetting)) {
             Ok(i) => i,
-            Err(error) => {
-                return Err(Rejected {
-                    error,
-                    conn: Some(conn),
-                })
-            }
+            Err(error) => return Err(Rejected::handing_back(error, conn)),
         };
         self.advance(now);
         let arrival = if core::mem::take(&mut self.slots.as_mut_slice()[i].checking) {
