@@ -15,7 +15,9 @@ mod model {
     pub mod reference;
 }
 
-use model::harness::{run, Backend, KeyArg::*, Op, Op::*, Pick::*, Setup, WPick::*, WaitOp};
+use model::harness::{
+    replay, run, Backend, KeyArg::*, Op, Op::*, Pick::*, Setup, WPick::*, WaitOp,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError};
 use sanspool_core::{Alloc, Fixed, IdleOrder::*, KeepIdle::*, Returned::*};
@@ -35,7 +37,7 @@ fn setup(slots: usize) -> impl Strategy<Value = Setup> {
                 prop_oneof![Just(Lifo), Just(Fifo)],
                 prop_oneof![2 => Just(None), 1 => Just(Some(500u64)), 1 => Just(Some(2_000))],
                 prop_oneof![2 => Just(None), 1 => Just(Some(300u64)), 1 => Just(Some(1_000))],
-                prop_oneof![Just(0u64), Just(100)],
+                prop_oneof![Just(1u64), Just(100)],
                 prop_oneof![Just(50u64), Just(1_000)],
             )
         })
@@ -319,6 +321,19 @@ fn construction_errors_agree() {
         run::<Alloc>(&Setup::new(min, max), &[]).unwrap();
     }
     run::<Alloc>(&Setup::new(0, 65_536), &[]).unwrap();
+    for setup in [
+        Setup {
+            backoff_initial: 0,
+            ..Setup::new(1, 2)
+        },
+        Setup {
+            max_lifetime: Some(0),
+            ..Setup::new(1, 2)
+        },
+    ] {
+        run::<Alloc>(&setup, &[]).unwrap();
+        run::<Fixed<3, 1>>(&setup, &[]).unwrap();
+    }
 }
 
 /// A walk through the main paths, so a broken harness shows up even when proptest finds nothing.
@@ -371,8 +386,8 @@ fn a_plain_life() {
         Poll { n: 0 },
         CloseDone { ticket: Live(0) },
     ];
-    run::<Alloc>(&setup, &ops).unwrap();
-    run::<Fixed<2, 1>>(&setup, &ops).unwrap();
+    replay::<Alloc>(&setup, &ops);
+    replay::<Fixed<2, 1>>(&setup, &ops);
 }
 
 /// A shrink closes only the excess idle connections, least recently used first (the core once
@@ -415,8 +430,8 @@ fn shrink_closes_only_the_excess() {
         Resize { min: 0, max: 1 },
         Poll { n: 0 },
     ];
-    run::<Alloc>(&Setup::new(0, 3), &ops).unwrap();
-    run::<Fixed<3, 2>>(&Setup::new(0, 3), &ops).unwrap();
+    replay::<Alloc>(&Setup::new(0, 3), &ops);
+    replay::<Fixed<3, 2>>(&Setup::new(0, 3), &ops);
 }
 
 /// A refused input does not move the clock: a stale report arriving after the open backoff ended
@@ -435,8 +450,8 @@ fn refused_input_leaves_the_clock() {
         Tick { ms: 60 },
         OpenFailed { ticket: Old(0) },
     ];
-    run::<Alloc>(&setup, &ops).unwrap();
-    run::<Fixed<2, 1>>(&setup, &ops).unwrap();
+    replay::<Alloc>(&setup, &ops);
+    replay::<Fixed<2, 1>>(&setup, &ops);
 }
 
 /// The same through the other early exits: a checkout answered `Held` and a `check_idle` (which
@@ -464,7 +479,7 @@ fn held_and_check_idle_leave_no_open_unordered() {
         Tick { ms: 150 },
         CheckIdle,
     ];
-    run::<Alloc>(&setup, &ops).unwrap();
+    replay::<Alloc>(&setup, &ops);
     let ops = [
         Poll { n: 0 },
         Opened { ticket: Live(0) },
@@ -472,7 +487,7 @@ fn held_and_check_idle_leave_no_open_unordered() {
         Tick { ms: 150 },
         CheckIdle,
     ];
-    run::<Alloc>(&setup, &ops).unwrap();
+    replay::<Alloc>(&setup, &ops);
 }
 
 /// A dirty connection returned past its lifetime is closed, not reset, and counted as expired,
@@ -481,7 +496,7 @@ fn held_and_check_idle_leave_no_open_unordered() {
 fn dirty_past_lifetime_counts_as_expired() {
     let setup = Setup {
         max_lifetime: Some(500),
-        backoff_initial: 0,
+        backoff_initial: 1,
         backoff_max: 50,
         ..Setup::new(0, 1)
     };
@@ -500,8 +515,8 @@ fn dirty_past_lifetime_counts_as_expired() {
             returned: Dirty,
         },
     ];
-    run::<Alloc>(&setup, &ops).unwrap();
-    run::<Fixed<2, 1>>(&setup, &ops).unwrap();
+    replay::<Alloc>(&setup, &ops);
+    replay::<Fixed<2, 1>>(&setup, &ops);
 }
 
 // ------------------------------------------------------------------------------ found by fuzzing

@@ -56,12 +56,14 @@ pub struct Setup {
     pub fifo: bool,
     pub up_to_min: bool,
     pub max_lifetime_ms: Option<u16>,
+    /// Taken modulo the lifetime (a jitter not below it is refused: `InvalidTiming`).
     pub jitter_ms: u16,
     pub max_idle_ms: Option<u16>,
+    /// 0 is refused (`InvalidTiming`).
     pub backoff_initial_ms: u16,
     pub backoff_max_ms: u16,
-    /// Bit 0: lifetime `Duration::MAX`; 1: jitter MAX; 2: backoff_initial MAX; 3: backoff_max MAX;
-    /// 4: max_idle MAX.
+    /// Bit 0: lifetime `Duration::MAX`; 1: jitter the largest accepted (lifetime - 1 ns; without a
+    /// lifetime, `Duration::MAX`); 2: backoff_initial MAX; 3: backoff_max MAX; 4: max_idle MAX.
     pub huge: u8,
     pub seed: u64,
 }
@@ -75,6 +77,15 @@ impl Setup {
             } else {
                 d
             }
+        };
+        let max_lifetime = self.max_lifetime_ms.map(|v| huge(0, ms(v)));
+        let jitter = match max_lifetime {
+            _ if self.huge & 2 == 0 => match self.max_lifetime_ms {
+                Some(life) if life > 0 => ms(self.jitter_ms % life),
+                _ => ms(self.jitter_ms),
+            },
+            Some(life) => life.saturating_sub(Duration::from_nanos(1)),
+            None => Duration::MAX,
         };
         Config {
             max_waiting: match self.max_waiting {
@@ -91,8 +102,8 @@ impl Setup {
             } else {
                 IdleOrder::Lifo
             },
-            max_lifetime: self.max_lifetime_ms.map(|v| huge(0, ms(v))),
-            lifetime_jitter: huge(1, ms(self.jitter_ms)),
+            max_lifetime,
+            lifetime_jitter: jitter,
             max_idle: self.max_idle_ms.map(|v| huge(4, ms(v))),
             backoff_initial: huge(2, ms(self.backoff_initial_ms)),
             backoff_max: huge(3, ms(self.backoff_max_ms)),
@@ -1371,7 +1382,9 @@ pub mod seeds {
 
         #[test]
         fn seeds_pass() {
-            for (_, input) in all() {
+            for (name, input) in all() {
+                let pool = sanspool_core::AllocPool::<u64, u8>::new(input.setup.config());
+                assert!(pool.is_ok(), "seed {name} builds no pool: {:?}", pool.err());
                 run::<sanspool_core::Alloc>(&input, usize::MAX);
                 run::<sanspool_core::Fixed<3, 2>>(&input, 3);
                 run::<sanspool_core::Fixed<1, 1>>(&input, 1);
