@@ -94,6 +94,7 @@ on_both_backends! {
     check_keeps_idle_time_and_order,
     detach_after_close_hands_the_connection_over,
     invalid_timing_is_refused,
+    close_drops_an_undrained_ready_but_stays_ready,
 }
 
 fn checkin_err(out: Result<(), Rejected<Conn>>) -> (Error, Option<Conn>) {
@@ -1662,4 +1663,15 @@ fn invalid_timing_is_refused<S: Storage<Conn, u64>>() {
     };
     assert!(Pool::<Conn, u64, S>::new(fine).is_ok());
     assert!(Error::InvalidTiming.to_string().contains("max_lifetime"));
+}
+
+/// A `Ready` still queued at close is not emitted (nothing is owed after close), but `min` was
+/// reached, so `is_ready` stays true.
+fn close_drops_an_undrained_ready_but_stays_ready<S: Storage<Conn, u64>>() {
+    let mut pool = Pool::<Conn, u64, S>::new(Config::new(0, 1)).unwrap();
+    assert!(pool.is_ready());
+    pool.close(Time::ZERO).unwrap();
+    assert_eq!(pool.poll_command(), None);
+    assert!(pool.is_ready());
+    pool.assert_invariants();
 }

@@ -478,7 +478,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         }
         self.withdraw_opens(|_| true);
         if let Ready::Queued(_) = self.ready {
-            self.ready = Ready::NotYet;
+            // Not emitted after close; `min` was reached all the same, so `is_ready` stays true.
+            self.ready = Ready::Sent;
         }
         Ok(())
     }

@@ -681,8 +681,9 @@ impl Model {
             self.remove_place(p);
         }
         if self.ready == ReadyState::Queued {
+            // Not emitted after close, but `min` was reached: is_ready stays true.
             self.queue.retain(|c| *c != Cmd::Ready);
-            self.ready = ReadyState::NotYet;
+            self.ready = ReadyState::Sent;
         }
         Ok(())
     }
