@@ -3,20 +3,13 @@
 mod common;
 
 use common::{eventually, Counters, Fake, LONG};
-use sanspool::{Builder, PersistentPool, PoolError};
+use sanspool::{PersistentPool, PoolError};
 use std::sync::Arc;
 use std::thread;
 
 fn pool(min: usize, max: usize) -> (PersistentPool<Fake>, Arc<Counters>) {
-    let fake = Fake::default();
-    let counters = Arc::clone(&fake.0);
-    let pool = Builder::new(fake)
-        .min(min)
-        .max(max)
-        .timeout(LONG)
-        .build_persistent()
-        .unwrap();
-    (pool, counters)
+    let (builder, counters) = common::builder(min, max);
+    (builder.timeout(LONG).build_persistent().unwrap(), counters)
 }
 
 #[test]

@@ -9,10 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn pool(min: usize, max: usize) -> (SimplePool<Fake>, Arc<Counters>) {
-    let fake = Fake::default();
-    let counters = Arc::clone(&fake.0);
-    let pool = Builder::new(fake).min(min).max(max).build_simple().unwrap();
-    (pool, counters)
+    let (builder, counters) = common::builder(min, max);
+    (builder.build_simple().unwrap(), counters)
 }
 
 #[test]

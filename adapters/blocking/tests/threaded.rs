@@ -11,15 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 fn pool(min: usize, max: usize) -> (ThreadedPool<Fake>, Arc<Counters>) {
-    let fake = Fake::default();
-    let counters = Arc::clone(&fake.0);
-    let pool = Builder::new(fake)
-        .min(min)
-        .max(max)
-        .timeout(LONG)
-        .build_threaded()
-        .unwrap();
-    (pool, counters)
+    let (builder, counters) = common::builder(min, max);
+    (builder.timeout(LONG).build_threaded().unwrap(), counters)
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use sanspool::{Connector, Returned};
+use sanspool::{Builder, Connector, Returned};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
@@ -154,4 +154,11 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(start.elapsed() < LONG, "timed out waiting for: {what}");
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// A builder over a fresh [`Fake`] for `min..=max` connections, and the fake's counters.
+pub fn builder(min: usize, max: usize) -> (Builder<Fake>, Arc<Counters>) {
+    let fake = Fake::default();
+    let counters = Arc::clone(&fake.0);
+    (Builder::new(fake).min(min).max(max), counters)
 }
