@@ -1,34 +1,36 @@
-//! What flows out of the core: commands for the driver, and the answer to a checkout.
+//! What crosses the boundary between the core and its driver: the commands the core emits, the
+//! completions the driver reports back, and the answers to a checkout.
 
-use crate::{Error, Lease, Ticket, WaiterId};
+use crate::{Error, Lease, Ticket, Time, WaiterId};
 
-/// Work the driver must do, drained with [`Pool::poll_command`](crate::Pool::poll_command) in order.
+/// Work the driver must do, drained with [`Pool::poll_command`](crate::Pool::poll_command) in the
+/// order the core decided it.
 ///
-/// A command that carries a connection carries it *out*: the driver owns it until it reports back
-/// with the ticket (or, for a grant, until the borrower checks it in with the lease).
+/// A command that carries a connection carries it *out*: the driver owns it until it reports the
+/// matching [`Completion`] with the ticket (or, for a grant, until the borrower checks it in with
+/// the lease).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command<C> {
-    /// Open a connection; report [`handle_opened`](crate::Pool::handle_opened) or
-    /// [`handle_open_failed`](crate::Pool::handle_open_failed) with this ticket.
+    /// Open a connection; report [`Completion::Opened`] or [`Completion::OpenFailed`].
     Open(Ticket),
-    /// Close this connection; report [`handle_closed`](crate::Pool::handle_closed) once it is gone
-    /// (until then it counts against `max`: the server may still see it).
+    /// Close this connection; report [`Completion::Closed`] once it is gone (until then it counts
+    /// against `max`: the server may still see it).
     Close {
         /// Reported back on completion.
         ticket: Ticket,
         /// The connection to close.
         conn: C,
     },
-    /// Roll this connection back to a clean session (it was returned inside a transaction, failed, or
-    /// mid-request); report [`handle_reset`](crate::Pool::handle_reset).
+    /// Roll this connection back to a clean session (it was returned inside a transaction, failed,
+    /// or mid-request); report [`Completion::Reset`].
     Reset {
         /// Reported back on completion.
         ticket: Ticket,
         /// The connection to reset.
         conn: C,
     },
-    /// Check that this idle connection still works (asked for by [`Pool::check_idle`](crate::Pool::check_idle));
-    /// report [`handle_reset`](crate::Pool::handle_reset).
+    /// Check that this idle connection still works (asked for by
+    /// [`Pool::check_idle`](crate::Pool::check_idle)); report [`Completion::Checked`].
     Check {
         /// Reported back on completion.
         ticket: Ticket,
@@ -43,19 +45,87 @@ pub enum Command<C> {
         lease: Lease,
         /// The connection.
         conn: C,
+        /// Opened for this very checkout, never used before: a driver that vets connections
+        /// before reuse may skip it.
+        fresh: bool,
     },
-    /// That queued checkout failed: [`Error::Timeout`], [`Error::Closed`] or [`Error::OpenFailed`].
+    /// That queued checkout failed: [`Error::Timeout`], [`Error::Closed`], [`Error::OpenFailed`]
+    /// or [`Error::Exhausted`].
     Fail {
         /// The checkout.
         waiter: WaiterId,
         /// Why.
         error: Error,
     },
-    /// `min` connections are open for the first time: a warm-up wait can end. Emitted once.
-    Ready,
 }
 
-/// The answer to [`Pool::handle_checkout`](crate::Pool::handle_checkout).
+/// What the driver reports back through [`Pool::handle`](crate::Pool::handle): the outcome of a
+/// command, one variant per command that asks for I/O, with the command's ticket.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Completion<C> {
+    /// The [`Command::Open`] succeeded: here is the connection.
+    Opened {
+        /// The open's ticket.
+        ticket: Ticket,
+        /// The new connection.
+        conn: C,
+    },
+    /// The [`Command::Open`] failed.
+    OpenFailed {
+        /// The open's ticket.
+        ticket: Ticket,
+    },
+    /// The [`Command::Reset`] finished: `ok` puts the connection back in service, otherwise the
+    /// core closes it.
+    Reset {
+        /// The reset's ticket.
+        ticket: Ticket,
+        /// The connection, back from the driver.
+        conn: C,
+        /// Whether the session is clean now.
+        ok: bool,
+    },
+    /// The [`Command::Check`] finished: `ok` puts the connection back in its place among the idle,
+    /// otherwise the core closes it.
+    Checked {
+        /// The check's ticket.
+        ticket: Ticket,
+        /// The connection, back from the driver.
+        conn: C,
+        /// Whether it works.
+        ok: bool,
+    },
+    /// The [`Command::Close`] is done: the server no longer sees the connection.
+    Closed {
+        /// The close's ticket.
+        ticket: Ticket,
+    },
+}
+
+impl<C> Completion<C> {
+    /// The ticket it answers.
+    pub fn ticket(&self) -> Ticket {
+        match self {
+            Completion::Opened { ticket, .. }
+            | Completion::OpenFailed { ticket }
+            | Completion::Reset { ticket, .. }
+            | Completion::Checked { ticket, .. }
+            | Completion::Closed { ticket } => *ticket,
+        }
+    }
+
+    /// The connection it carries, if any (the one a refused completion hands back).
+    pub fn into_conn(self) -> Option<C> {
+        match self {
+            Completion::Opened { conn, .. }
+            | Completion::Reset { conn, .. }
+            | Completion::Checked { conn, .. } => Some(conn),
+            Completion::OpenFailed { .. } | Completion::Closed { .. } => None,
+        }
+    }
+}
+
+/// The answer to [`Pool::checkout`](crate::Pool::checkout).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Checkout<C> {
     /// Served at once with an idle connection.
@@ -81,13 +151,13 @@ pub enum Wait {
     /// [`Error::Exhausted`] if the connection goes to an older waiter and no room is left.
     No,
     /// Queue until this deadline, then [`Error::Timeout`].
-    Until(crate::Time),
+    Until(Time),
     /// Queue until served, cancelled, or the pool closes.
     Forever,
 }
 
 /// The state of a connection given back at checkin.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Returned {
     /// Idle session: reusable as it is.
     Clean,

@@ -37,6 +37,7 @@ pub struct Config {
     /// Idle order.
     pub idle_order: IdleOrder,
     /// A connection older than this is closed when idle or returned, and replaced down to `min`.
+    /// A lifetime that would end past the end of [`Time`](crate::Time) never ends.
     pub max_lifetime: Option<Duration>,
     /// Each connection's lifetime is shortened by a pseudo-random part of this, so that connections
     /// opened together do not all expire together.

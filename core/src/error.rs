@@ -69,11 +69,14 @@ impl fmt::Display for Error {
 
 impl core::error::Error for Error {}
 
-/// A refused connection-carrying input: the error and, unless the core took it, the connection.
+/// A refused input that may carry a connection ([`Pool::checkin`](crate::Pool::checkin),
+/// [`Pool::handle`](crate::Pool::handle)): the error and, unless the core took it, the connection.
 ///
-/// `conn` is `Some` whenever the input changed nothing: the caller gets its connection back and
-/// nothing is lost. It is `None` only for [`Error::Closed`] on checkin, where the core kept the
-/// connection to close it.
+/// `conn` is `Some` whenever the input carried a connection and changed nothing: the caller gets
+/// its connection back and nothing is lost. It is `None` when the input carried none (an
+/// [`OpenFailed`](crate::Completion::OpenFailed) or [`Closed`](crate::Completion::Closed)
+/// completion), and for [`Error::Closed`] on checkin, where the core kept the connection to close
+/// it.
 #[derive(Debug)]
 pub struct Rejected<C> {
     /// Why.

@@ -1,90 +1,113 @@
 //! A sans-IO connection pool: psycopg2's `pool` module as a `no_std` state machine.
 //!
-//! The pool here does no I/O, reads no clock and starts no thread. Its inputs are what happens — a
-//! checkout, a checkin, "the open succeeded", "the time is now T" — given as `handle_*` calls; its
-//! outputs are what to do next — open a connection, close this one, reset that one, hand this one
-//! to that waiter — drained with [`Pool::poll_command`], and when to wake it up next,
-//! [`Pool::poll_timeout`]. A driver (the blocking pools of the `sanspool` crate, an async runtime,
-//! a microcontroller's main loop) performs the I/O and reports back. Time is a plain [`Time`] value,
-//! so a test drives hours of pool life in microseconds.
+//! The pool here does no I/O, reads no clock and starts no thread (str0m's and quinn-proto's
+//! manner). What happens is given to it as inputs; what to do next is drained from it as outputs:
 //!
-//! The pool owns idle connections (any type `C`): a command that closes, resets or grants one carries
-//! it out, a checkin carries it back, so ownership shows where every connection is. Checked-out
-//! connections are named by a [`Lease`], operations in flight by a [`Ticket`]; both carry a slot
-//! generation, so a stale or foreign handle is a typed [`Error`], never an alias.
+//! | inputs | outputs |
+//! |---|---|
+//! | user actions: [`checkout`](Pool::checkout), [`checkin`](Pool::checkin), [`detach`](Pool::detach), [`cancel`](Pool::cancel), [`resize`](Pool::resize), [`drain`](Pool::drain), [`check_idle`](Pool::check_idle), [`close`](Pool::close) | [`poll_command`](Pool::poll_command): a [`Command`] — open a connection, close / reset / check this one, grant this one to that waiter, fail that waiter |
+//! | driver reports: [`handle`](Pool::handle) with a [`Completion`] (one per command that asks for I/O), [`handle_timeout`](Pool::handle_timeout) | [`poll_timeout`](Pool::poll_timeout): when to call `handle_timeout` next (O(1)) |
 //!
-//! Storage is the caller's: [`Alloc`] (feature `alloc`, the default: hashbrown keys, grows with
-//! `max`) or [`Fixed`] (heapless, no allocation at all).
+//! Getters ([`stats`](Pool::stats), [`is_warm`](Pool::is_warm), ...) read at any moment.
 //!
-//! # A hand-driven pool
+//! **Mutate, then drain.** A driver — the blocking pools of the `sanspool` crate, an async runtime,
+//! a microcontroller's main loop — runs one loop: feed an input; drain every command and start
+//! each one's I/O; report each outcome as a [`Completion`] when it is known (now or later); sleep
+//! until [`poll_timeout`](Pool::poll_timeout) or the next input. Time is a plain [`Time`] value
+//! given with every input, so a test drives hours of pool life in microseconds.
 //!
-//! Here the "connections" are numbers and the driver is a loop; a real driver opens sockets.
+//! The pool owns idle connections (any type `C`): a command that closes, resets or grants one
+//! carries it out, a checkin or a completion carries it back, so ownership shows where every
+//! connection is. Checked-out connections are named by a [`Lease`], operations in flight by a
+//! [`Ticket`]; both carry a slot generation, so a stale or foreign handle is a typed [`Error`],
+//! never an alias, and the refused connection is handed back in [`Rejected`].
+//!
+//! Storage is the caller's (smoltcp's manner): [`Alloc`] (feature `alloc`, the default: hashbrown
+//! keys, grows with `max`) or [`Fixed`] (heapless, no allocation at all). Feature `testkit` adds
+//! the [`testkit`] module: the input vocabulary, the checking simulated driver and handle forgers
+//! that the tests, the fuzzers and the benchmarks share.
+//!
+//! # A driver loop
+//!
+//! Here the "connections" are numbers and the I/O is done on the spot; a real driver opens
+//! sockets, and may report completions later, from other threads or tasks.
 //!
 //! ```
-//! use sanspool_core::{Checkout, Command, Config, Fixed, Pool, Returned, Time, Wait};
+//! use sanspool_core::{Checkout, Command, Completion, Config, Fixed, Pool, Returned, Time, Wait};
+//! use sanspool_core::{Lease, WaiterId};
 //!
 //! // At most 2 connections, 1 kept open; up to 4 queued checkouts; no heap.
-//! let mut pool: Pool<u32, &str, Fixed<2, 4>> = Pool::new(Config::new(1, 2)).unwrap();
-//! let mut next_conn = 100;
+//! type MyPool = Pool<u32, &'static str, Fixed<2, 4>>;
 //!
-//! // The driver loop: do what the pool asks, report the outcome.
-//! let mut drive = |pool: &mut Pool<u32, &str, Fixed<2, 4>>, now: Time| {
+//! /// Drain every command, perform it, report it; return what queued checkouts received.
+//! fn drive(pool: &mut MyPool, now: Time, next_conn: &mut u32) -> Vec<(WaiterId, Lease, u32)> {
 //!     let mut granted = Vec::new();
 //!     while let Some(cmd) = pool.poll_command() {
-//!         match cmd {
+//!         let done = match cmd {
 //!             Command::Open(ticket) => {
-//!                 next_conn += 1; // "connect"
-//!                 pool.handle_opened(now, ticket, next_conn).unwrap();
+//!                 *next_conn += 1; // "connect"
+//!                 Completion::Opened { ticket, conn: *next_conn }
 //!             }
-//!             Command::Close { ticket, conn: _ } => pool.handle_closed(now, ticket).unwrap(),
-//!             Command::Reset { ticket, conn } | Command::Check { ticket, conn } => {
-//!                 pool.handle_reset(now, ticket, conn, true).unwrap() // "ROLLBACK" worked
+//!             Command::Close { ticket, conn: _ } => Completion::Closed { ticket },
+//!             Command::Reset { ticket, conn } => Completion::Reset { ticket, conn, ok: true },
+//!             Command::Check { ticket, conn } => Completion::Checked { ticket, conn, ok: true },
+//!             Command::Grant { waiter, lease, conn, fresh: _ } => {
+//!                 granted.push((waiter, lease, conn));
+//!                 continue;
 //!             }
-//!             Command::Grant { waiter, lease, conn } => granted.push((waiter, lease, conn)),
 //!             Command::Fail { waiter, error } => panic!("{waiter:?} failed: {error}"),
-//!             Command::Ready => {} // min connections are open: a warm-up wait ends here
-//!         }
+//!         };
+//!         pool.handle(now, done).expect("a drained command's completion is accepted");
 //!     }
 //!     granted
-//! };
+//! }
 //!
+//! let mut pool = MyPool::new(Config::new(1, 2)).unwrap();
+//! let mut next_conn = 100;
 //! let t0 = Time::ZERO;
-//! drive(&mut pool, t0); // opens the `min` connection
+//! drive(&mut pool, t0, &mut next_conn); // opens the `min` connection
+//! assert!(pool.is_warm());
 //! assert_eq!(pool.stats().idle, 1);
 //!
 //! // psycopg2's getconn(key="a"): the idle connection.
-//! let Ok(Checkout::Ready { lease, conn }) = pool.handle_checkout(t0, Some("a"), Wait::No) else {
+//! let Ok(Checkout::Ready { lease, conn }) = pool.checkout(t0, Some("a"), Wait::No) else {
 //!     panic!()
 //! };
 //! // The same key gets the same connection again.
-//! assert_eq!(pool.handle_checkout(t0, Some("a"), Wait::No), Ok(Checkout::Held(lease)));
+//! assert_eq!(pool.checkout(t0, Some("a"), Wait::No), Ok(Checkout::Held(lease)));
 //!
 //! // Another checkout finds nothing idle: it queues, the pool orders an open, the driver serves it.
-//! let Ok(Checkout::Waiting(w)) = pool.handle_checkout(t0, None, Wait::Forever) else { panic!() };
-//! let granted = drive(&mut pool, t0);
+//! let Ok(Checkout::Waiting(w)) = pool.checkout(t0, None, Wait::Forever) else { panic!() };
+//! let granted = drive(&mut pool, t0, &mut next_conn);
 //! assert_eq!(granted[0].0, w);
 //!
 //! // A third would exceed max = 2: psycopg2's error.
-//! let exhausted = pool.handle_checkout(t0, None, Wait::No).unwrap_err();
+//! let exhausted = pool.checkout(t0, None, Wait::No).unwrap_err();
 //! assert_eq!(exhausted.to_string(), "connection pool exhausted");
 //!
+//! // Nothing is due until an input comes: no lifetimes, no waiter deadlines here.
+//! assert_eq!(pool.poll_timeout(), None);
+//!
 //! // putconn: a connection left inside a transaction is reset before it is reused.
-//! pool.handle_checkin(t0, lease, Some(&"a"), conn, Returned::Dirty).unwrap();
-//! drive(&mut pool, t0);
+//! pool.checkin(t0, lease, Some(&"a"), conn, Returned::Dirty).unwrap();
+//! drive(&mut pool, t0, &mut next_conn);
 //! assert_eq!(pool.stats().idle, 1);
 //!
 //! // closeall: idle connections close now, the borrowed one when it comes back.
 //! pool.close(t0).unwrap();
-//! drive(&mut pool, t0);
+//! drive(&mut pool, t0, &mut next_conn);
 //! let (_, lease, conn) = granted.into_iter().next().unwrap();
-//! let late = pool.handle_checkin(t0, lease, None, conn, Returned::Clean).unwrap_err();
+//! let late = pool.checkin(t0, lease, None, conn, Returned::Clean).unwrap_err();
 //! assert_eq!(late.error.to_string(), "connection pool is closed");
-//! drive(&mut pool, t0);
+//! drive(&mut pool, t0, &mut next_conn);
 //! assert!(pool.is_empty());
 //! ```
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+#[cfg(feature = "testkit")]
+extern crate std;
 
 mod command;
 mod config;
@@ -93,19 +116,21 @@ mod handle;
 mod pool;
 mod slot;
 mod stats;
-pub mod storage;
+mod storage;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 mod time;
+mod timer;
 
-pub use command::{Checkout, Command, Returned, Wait};
+pub use command::{Checkout, Command, Completion, Returned, Wait};
 pub use config::{Config, IdleOrder, KeepIdle};
 pub use error::{Error, Rejected};
 pub use handle::{Lease, Ticket, WaiterId};
 pub use pool::Pool;
-pub use slot::{Slot, State, Waiter};
 pub use stats::Stats;
 #[cfg(feature = "alloc")]
 pub use storage::Alloc;
-pub use storage::Fixed;
+pub use storage::{Fixed, Storage};
 pub use time::Time;
 
 /// A pool with growable storage (hashbrown keys).

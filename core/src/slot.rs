@@ -4,7 +4,8 @@ use crate::Time;
 
 /// One place for a connection.
 ///
-/// Invariants (checked by `Pool::assert_invariants`):
+/// Not part of the public API (it appears only in the sealed [`Storage`](crate::Storage)'s
+/// associated types). Invariants (checked by `Pool::assert_invariants`):
 /// - a slot is in exactly one [`State`]; the pool's per-state counts match the slots;
 /// - `queued` is set exactly while a command about this slot sits in the command queue; while it is
 ///   set, the handle in that command is not accepted back (the driver cannot have it yet);
@@ -75,14 +76,15 @@ pub(crate) struct Counts {
 }
 
 impl Counts {
-    pub(crate) fn of<C, K>(state: &State<C, K>) -> Option<fn(&mut Counts) -> &mut usize> {
+    /// The count of `state`'s stage (`None` for `Free`, which is not counted).
+    pub(crate) fn of<C, K>(&mut self, state: &State<C, K>) -> Option<&mut usize> {
         match state {
             State::Free => None,
-            State::Opening => Some(|c| &mut c.opening),
-            State::Idle(_) => Some(|c| &mut c.idle),
-            State::InUse(_) => Some(|c| &mut c.in_use),
-            State::Resetting => Some(|c| &mut c.resetting),
-            State::Closing => Some(|c| &mut c.closing),
+            State::Opening => Some(&mut self.opening),
+            State::Idle(_) => Some(&mut self.idle),
+            State::InUse(_) => Some(&mut self.in_use),
+            State::Resetting => Some(&mut self.resetting),
+            State::Closing => Some(&mut self.closing),
         }
     }
 

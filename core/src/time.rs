@@ -28,6 +28,11 @@ impl Time {
         Time(self.0.saturating_add(nanos(d)))
     }
 
+    /// `self + d`, or `None` past the end of time.
+    pub(crate) fn checked_add(self, d: Duration) -> Option<Time> {
+        self.0.checked_add(u64::try_from(d.as_nanos()).ok()?).map(Time)
+    }
+
     /// How long after `earlier` this is; zero if it is not after.
     pub fn saturating_since(self, earlier: Time) -> Duration {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))

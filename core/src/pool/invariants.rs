@@ -1,23 +1,24 @@
 //! [`Pool::assert_invariants`]: the invariants documented on [`Pool`], checked from scratch.
 
-use super::{Pool, Ready};
+use super::Pool;
 use crate::slot::{Counts, State};
 use crate::storage::{Holder, KeyIndex, Queue, Storage};
+use crate::timer::Timer;
 use crate::Command;
 
 type StageTest<C, K> = fn(&State<C, K>) -> bool;
 
 impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// Recompute everything the pool keeps incrementally and panic on any disagreement. Costs
-    /// O(slots² + waiters²); meant for tests and fuzzers, which call it after every step.
+    /// O(slots² + waiters²); the test kit's driver calls it after every step.
     pub fn assert_invariants(&self) {
         let slots = crate::storage::Buffer::as_slice(&self.slots);
 
         // 1. counts, and `max` (through the shrink ceiling).
         let mut counts = Counts::default();
         for s in slots {
-            if let Some(count) = Counts::of(&s.state) {
-                *count(&mut counts) += 1;
+            if let Some(count) = counts.of(&s.state) {
+                *count += 1;
             }
         }
         assert_eq!(counts, self.counts, "per-state counts drifted");
@@ -127,7 +128,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                     (ticket.0, |s| matches!(s, State::Resetting))
                 }
                 Command::Grant { lease, .. } => (lease.0, |s| matches!(s, State::InUse(_))),
-                Command::Fail { .. } | Command::Ready => panic!("waiter command in the slot queue"),
+                Command::Fail { .. } => panic!("waiter command in the slot queue"),
             };
             let s = &slots[usize::from(r.index)];
             assert!(
@@ -152,7 +153,22 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 .commands
                 .position(|q| matches!(q.item, Command::Open(_)))
                 .is_none());
-            assert!(!matches!(self.ready, Ready::Queued(_)));
         }
+
+        // 7. the timer table, recomputed from its definitions.
+        let deadlines = (0..self.waiters.len()).filter_map(|p| self.waiters.get(p)?.deadline);
+        assert_eq!(self.timers.get(Timer::Wait), deadlines.min(), "waiter timer");
+        let ends = (0..self.idle.len()).filter_map(|p| self.slot_at_idle(p)?.expires);
+        assert_eq!(self.timers.get(Timer::Lifetime), ends.min(), "lifetime timer");
+        let idle = self
+            .config
+            .max_idle
+            .filter(|_| counts.open() > self.config.min)
+            .and_then(|d| Some(self.slot_at_idle(0)?.idle_since.saturating_add(d)));
+        assert_eq!(self.timers.get(Timer::Idle), idle, "idle timer");
+        let retry = self
+            .retry_at
+            .filter(|_| self.open_deficit() > 0 && counts.occupied() < self.config.max);
+        assert_eq!(self.timers.get(Timer::Backoff), retry, "backoff timer");
     }
 }

@@ -1,9 +1,10 @@
 //! The state machine: every rule of the pool, in one place.
 //!
-//! Inputs are `handle_*` methods (and the user operations `resize`, `drain`, `check_idle`, `close`);
-//! outputs are drained with [`Pool::poll_command`] and [`Pool::poll_timeout`]. Each input first
-//! advances the pool's clock, then acts, then [`settles`](Pool::settle): orders the opens that `min`
-//! and the waiters call for. Nothing here blocks, allocates (with [`Fixed`](crate::Fixed) storage),
+//! User actions (`checkout`, `checkin`, `detach`, `cancel`, `resize`, `drain`, `check_idle`,
+//! `close`) and driver reports (`handle`, `handle_timeout`) first advance the pool's clock, then
+//! act, then [`settle`](Pool::settle): order the opens that `min` and the waiters call for, and
+//! re-arm the deadlines. Outputs are drained with [`Pool::poll_command`] and
+//! [`Pool::poll_timeout`]. Nothing here blocks, allocates (with [`Fixed`](crate::Fixed) storage),
 //! or panics.
 
 use crate::config::{Config, KeepIdle};
@@ -11,18 +12,49 @@ use crate::handle::SlotRef;
 use crate::slot::{Counts, Slot, State, Waiter};
 use crate::storage::{Buffer, Holder, KeyIndex, Queue, Queued, Storage};
 use crate::time::nanos;
+use crate::timer::{Timer, TimerTable};
 use crate::{
-    Checkout, Command, Error, IdleOrder, Lease, Rejected, Returned, Stats, Ticket, Time, Wait,
-    WaiterId,
+    Checkout, Command, Completion, Error, IdleOrder, Lease, Rejected, Returned, Stats, Ticket,
+    Time, Wait, WaiterId,
 };
 use core::cmp::{max, min};
 use core::time::Duration;
 
 /// A connection pool's bookkeeping, generic over the connection `C`, the checkout key `K` and the
-/// storage backend `S`.
+/// storage backend `S` ([`Alloc`](crate::Alloc) or [`Fixed`](crate::Fixed)).
 ///
-/// Invariants (documented here once, checked by [`Pool::assert_invariants`] after every input in
-/// debug builds):
+/// # Driving it
+///
+/// The pool never calls out. Its methods come in four kinds (quinn-proto's split):
+///
+/// - **getters** read and change nothing: [`stats`](Pool::stats), [`config`](Pool::config),
+///   [`is_warm`](Pool::is_warm), [`is_closed`](Pool::is_closed), [`is_empty`](Pool::is_empty),
+///   [`now`](Pool::now);
+/// - **user actions**, plain verbs for what borrowers and the application ask:
+///   [`checkout`](Pool::checkout), [`checkin`](Pool::checkin), [`detach`](Pool::detach),
+///   [`cancel`](Pool::cancel), [`resize`](Pool::resize), [`drain`](Pool::drain),
+///   [`check_idle`](Pool::check_idle), [`close`](Pool::close);
+/// - **driver reports**: [`handle`](Pool::handle) with the [`Completion`] of a command the driver
+///   performed, and [`handle_timeout`](Pool::handle_timeout) when the deadline came;
+/// - **outputs**: [`poll_command`](Pool::poll_command) and [`poll_timeout`](Pool::poll_timeout).
+///
+/// Every input takes `now`; the pool's clock only moves forward. The loop a driver runs:
+///
+/// 1. feed one input (a user action, a completion, or `handle_timeout` once `poll_timeout` has
+///    passed);
+/// 2. drain *every* command with `poll_command` until `None`, and start each: an `Open`, `Close`,
+///    `Reset` or `Check` is I/O whose outcome comes back later as a [`Completion`]; a `Grant` or
+///    `Fail` is delivered to the queued checkout it names;
+/// 3. sleep until `poll_timeout` or the next input, whichever comes first.
+///
+/// Mutate, then drain: a command's handle is not accepted back before the command was drained,
+/// and each input is O(1) (amortized) in the pool's size, `poll_timeout` included, so a driver may
+/// run the whole loop after every input.
+///
+/// # Invariants
+///
+/// Documented here once, recomputed from scratch by `assert_invariants` (feature `testkit`),
+/// which the test kit's simulated driver calls after every step:
 /// 1. the per-state counts match the slots; occupied slots (opening, idle, in use, resetting,
 ///    closing) never exceed `max`, except right after a shrinking [`resize`](Pool::resize), when they
 ///    may exceed it only by connections that existed before it and no open is ordered until they are
@@ -34,7 +66,9 @@ use core::time::Duration;
 /// 5. every connection the core received is in exactly one place: idle inside, with a borrower,
 ///    or inside an emitted command (reset, check, grant, close) — detached ones have left;
 /// 6. after [`close`](Pool::close), no `Open` is emitted, nothing waits, nothing is idle, and every
-///    connection that comes back leaves in a `Close` command.
+///    connection that comes back leaves in a `Close` command;
+/// 7. each deadline in the timer table is the one its definition gives for the current state, so
+///    `poll_timeout` is exact and a `handle_timeout` at it acts.
 pub struct Pool<C, K, S: Storage<C, K>> {
     config: Config,
     now: Time,
@@ -46,11 +80,11 @@ pub struct Pool<C, K, S: Storage<C, K>> {
     fails: S::Fails,
     keys: S::Keys,
     counts: Counts,
+    timers: TimerTable,
     /// `max`, raised to the occupied count by a shrinking resize and lowered as connections leave.
     ceiling: usize,
     next_waiter: u64,
     next_seq: u64,
-    ready: Ready,
     /// The drain generation: connections opened in an older one are retired when they come back.
     epoch: u32,
     /// Consecutive failed opens, and when the next may be tried.
@@ -69,13 +103,6 @@ enum Arrival {
     Returned,
     /// Back from a check of an idle connection.
     Checked,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum Ready {
-    NotYet,
-    Queued(u64),
-    Sent,
 }
 
 impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
@@ -97,9 +124,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             fails: S::Fails::default(),
             keys: S::Keys::default(),
             counts: Counts::default(),
+            timers: TimerTable::default(),
             next_waiter: 0,
             next_seq: 0,
-            ready: Ready::NotYet,
             epoch: 0,
             failures: 0,
             retry_at: None,
@@ -109,7 +136,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         Ok(pool)
     }
 
-    // ---------------------------------------------------------------- inputs: checkout and checkin
+    // ---------------------------------------------------------------- user actions: borrowers
 
     /// A checkout: `key` (psycopg2's `getconn(key)`) and how long it may wait.
     ///
@@ -117,8 +144,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// lease again ([`Checkout::Held`]); an idle connection is handed over ([`Checkout::Ready`]; one
     /// past its lifetime is closed instead); otherwise the checkout is queued ([`Checkout::Waiting`])
     /// and an open is ordered if there is room, or refused with [`Error::Exhausted`] (no room and
-    /// [`Wait::No`]) or [`Error::TooManyWaiters`].
-    pub fn handle_checkout(
+    /// [`Wait::No`]) or [`Error::TooManyWaiters`]. A key that is already waiting is
+    /// [`Error::KeyBusy`].
+    pub fn checkout(
         &mut self,
         now: Time,
         key: Option<K>,
@@ -143,7 +171,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     }
 
     fn checkout_idle(&mut self, key: Option<K>, wait: Wait) -> Result<Checkout<C>, Error> {
-        while let Some(i) = self.pop_idle() {
+        while let Some(i) = self.idle_pop(self.config.idle_order) {
             if self.outlived(i) {
                 self.stats.expired += 1;
                 self.close_idle(i);
@@ -187,12 +215,12 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         if let Some(k) = &waiter.key {
             self.keys.insert(k, Holder::Waiter(id));
         }
+        let deadline = waiter.deadline;
         if let Err(w) = self.waiters.push_back(waiter) {
-            if let Some(k) = &w.key {
-                self.keys.remove(k);
-            }
+            self.forget_key(w.key.as_ref());
             return Err(Error::TooManyWaiters);
         }
+        self.timers.add(Timer::Wait, deadline);
         self.next_waiter += 1;
         // psycopg2 connects on demand: a checkout that will not wait gets its own open at once,
         // backoff or not, and hears if it fails.
@@ -209,7 +237,13 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// for reset; a clean one goes to the oldest waiter, else idle — unless the pool no longer keeps it
     /// (closed, over `max` after a shrink, past its lifetime, opened before a [`drain`](Pool::drain), or
     /// beyond the idle it keeps with [`KeepIdle::UpToMin`]), then it is closed.
-    pub fn handle_checkin(
+    ///
+    /// Refused with the connection handed back: a lease this pool never issued
+    /// ([`Error::Unkeyed`]), another pool's ([`Error::Foreign`]), one already checked in
+    /// ([`Error::AlreadyReturned`]), or a key the connection is not held under
+    /// ([`Error::WrongKey`]). After [`close`](Pool::close) the connection is taken and closed, and
+    /// the answer is [`Error::Closed`] (psycopg2's behaviour).
+    pub fn checkin(
         &mut self,
         now: Time,
         lease: Lease,
@@ -259,7 +293,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// The borrower keeps the connection for good: it leaves the pool (no close command) and its
     /// place is freed, to be refilled if `min` asks. Also after [`close`](Pool::close): a detached
     /// connection is no longer the pool's to close.
-    pub fn handle_detach(&mut self, now: Time, lease: Lease) -> Result<(), Error> {
+    pub fn detach(&mut self, now: Time, lease: Lease) -> Result<(), Error> {
         let i = self.lease_slot(lease)?;
         self.advance(now);
         self.release_key(i);
@@ -269,30 +303,76 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         Ok(())
     }
 
-    /// A queued checkout gives up (its caller went away). Its outcome will not be emitted.
-    pub fn handle_cancel(&mut self, now: Time, waiter: WaiterId) -> Result<(), Error> {
+    /// A queued checkout gives up (its caller went away): it leaves the queue and its outcome will
+    /// not be emitted. [`Error::UnknownWaiter`] if it is not waiting (served, failed, or never
+    /// queued).
+    pub fn cancel(&mut self, now: Time, waiter: WaiterId) -> Result<(), Error> {
         let pos = self
             .waiters
             .position(|w| w.id == waiter)
             .ok_or(Error::UnknownWaiter)?;
         self.advance(now);
         if let Some(w) = self.waiters.remove(pos) {
+            self.timers.remove(Timer::Wait, w.deadline);
             self.forget_key(w.key.as_ref());
         }
         self.settle();
         Ok(())
     }
 
-    // ---------------------------------------------------------------- inputs: the driver's reports
+    // ---------------------------------------------------------------- driver reports
 
-    /// The open for `ticket` succeeded. The connection goes to the oldest waiter, else idle (or is
-    /// closed if the pool was closed or shrunk meanwhile). Resets the open backoff.
-    pub fn handle_opened(&mut self, now: Time, ticket: Ticket, conn: C) -> Result<(), Rejected<C>> {
-        let i = match self.ticket_slot(ticket, |s| matches!(s, State::Opening)) {
+    /// The driver reports the outcome of a command it drained.
+    ///
+    /// - [`Completion::Opened`]: the connection goes to the oldest waiter, else idle (or is closed
+    ///   if the pool was closed or shrunk meanwhile); the open backoff resets.
+    /// - [`Completion::OpenFailed`]: the next open waits for the backoff (doubling per consecutive
+    ///   failure, from `backoff_initial` to `backoff_max`); the oldest checkout that does not wait
+    ///   fails with [`Error::OpenFailed`]; waiting ones keep waiting until their deadline.
+    /// - [`Completion::Reset`] and [`Completion::Checked`]: `ok` puts the connection back in
+    ///   service (a reset one as a clean checkin would, a checked one in its old place among the
+    ///   idle); otherwise it is closed.
+    /// - [`Completion::Closed`]: its place is free, and may be refilled.
+    ///
+    /// A ticket that does not answer a drained command of that kind is [`Error::UnknownTicket`],
+    /// and the connection, if any, is handed back: nothing changed.
+    pub fn handle(&mut self, now: Time, completion: Completion<C>) -> Result<(), Rejected<C>> {
+        let ticket = completion.ticket();
+        let stage: fn(&Slot<C, K>) -> bool = match &completion {
+            Completion::Opened { .. } | Completion::OpenFailed { .. } => {
+                |s| matches!(s.state, State::Opening)
+            }
+            Completion::Reset { .. } => |s| matches!(s.state, State::Resetting) && !s.checking,
+            Completion::Checked { .. } => |s| matches!(s.state, State::Resetting) && s.checking,
+            Completion::Closed { .. } => |s| matches!(s.state, State::Closing),
+        };
+        let i = match self.ticket_slot(ticket, stage) {
             Ok(i) => i,
-            Err(error) => return Err(Rejected::handing_back(error, conn)),
+            Err(error) => {
+                return Err(Rejected {
+                    error,
+                    conn: completion.into_conn(),
+                })
+            }
         };
         self.advance(now);
+        match completion {
+            Completion::Opened { conn, .. } => self.opened(i, conn),
+            Completion::OpenFailed { .. } => self.open_failed(i),
+            Completion::Reset { conn, ok, .. } => self.back_from_driver(i, conn, ok, Arrival::Returned),
+            Completion::Checked { conn, ok, .. } => {
+                self.slots.as_mut_slice()[i].checking = false;
+                self.back_from_driver(i, conn, ok, Arrival::Checked)
+            }
+            Completion::Closed { .. } => {
+                self.set_state(i, State::Free);
+            }
+        }
+        self.settle();
+        Ok(())
+    }
+
+    fn opened(&mut self, i: usize, conn: C) {
         self.stats.opens += 1;
         self.failures = 0;
         self.retry_at = None;
@@ -302,18 +382,13 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             .map(|d| d.saturating_sub(self.jitter()));
         let slot = &mut self.slots.as_mut_slice()[i];
         slot.epoch = self.epoch;
-        slot.expires = lifetime.map(|d| self.now.saturating_add(d));
+        // A lifetime that would end past the end of `Time` never ends: saturating would make a
+        // connection opened at the end of time expire at once, and the pool churn.
+        slot.expires = lifetime.and_then(|d| self.now.checked_add(d));
         self.place(i, conn, Arrival::Opened);
-        self.settle();
-        Ok(())
     }
 
-    /// The open for `ticket` failed. The next open waits for the backoff (doubling per consecutive
-    /// failure, from `backoff_initial` to `backoff_max`); the oldest checkout that does not wait
-    /// fails with [`Error::OpenFailed`]; waiting ones keep waiting until their deadline.
-    pub fn handle_open_failed(&mut self, now: Time, ticket: Ticket) -> Result<(), Error> {
-        let i = self.ticket_slot(ticket, |s| matches!(s, State::Opening))?;
-        self.advance(now);
+    fn open_failed(&mut self, i: usize) {
         self.set_state(i, State::Free);
         self.stats.open_failures += 1;
         self.failures = self.failures.saturating_add(1);
@@ -324,61 +399,44 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         if let Some(pos) = self.waiters.position(|w| w.fail_fast) {
             self.fail_waiter(pos, Error::OpenFailed);
         }
-        self.settle();
-        Ok(())
     }
 
-    /// The reset or check for `ticket` finished: `ok` puts the connection back in service (as a
-    /// clean checkin would), otherwise it is closed.
-    pub fn handle_reset(
-        &mut self,
-        now: Time,
-        ticket: Ticket,
-        conn: C,
-        ok: bool,
-    ) -> Result<(), Rejected<C>> {
-        let i = match self.ticket_slot(ticket, |s| matches!(s, State::Resetting)) {
-            Ok(i) => i,
-            Err(error) => return Err(Rejected::handing_back(error, conn)),
-        };
-        self.advance(now);
-        let arrival = if core::mem::take(&mut self.slots.as_mut_slice()[i].checking) {
-            Arrival::Checked
-        } else {
-            Arrival::Returned
-        };
+    /// A reset or check came back: in service if `ok`, else closed.
+    fn back_from_driver(&mut self, i: usize, conn: C, ok: bool, arrival: Arrival) {
         if ok {
             self.place(i, conn, arrival);
         } else {
             self.close_conn(i, conn);
         }
-        self.settle();
-        Ok(())
     }
 
-    /// The close for `ticket` is done: its place is free (and may be refilled).
-    pub fn handle_closed(&mut self, now: Time, ticket: Ticket) -> Result<(), Error> {
-        let i = self.ticket_slot(ticket, |s| matches!(s, State::Closing))?;
-        self.advance(now);
-        self.set_state(i, State::Free);
-        self.settle();
-        Ok(())
-    }
-
-    /// Time has reached `now`: waiters past their deadline fail with [`Error::Timeout`]; idle
-    /// connections past their lifetime, or idle longer than `max_idle` while more than `min` are
-    /// open, are closed; opens delayed by backoff are ordered.
+    /// Time has reached `now` (call it once [`poll_timeout`](Pool::poll_timeout) has passed; at
+    /// any other time it is harmless): waiters past their deadline fail with [`Error::Timeout`];
+    /// idle connections past their lifetime, or idle longer than `max_idle` while more than `min`
+    /// are open, are closed; opens delayed by backoff are ordered.
     pub fn handle_timeout(&mut self, now: Time) {
         self.advance(now);
-        let mut pos = 0;
-        while let Some(w) = self.waiters.get(pos) {
-            if w.deadline.is_some_and(|d| d <= self.now) {
-                self.stats.timeouts += 1;
-                self.fail_waiter(pos, Error::Timeout);
-            } else {
-                pos += 1;
+        let now = self.now;
+        let due = |t: Option<Time>| t.is_some_and(|t| t <= now);
+        if due(self.timers.get(Timer::Wait)) {
+            let mut pos = 0;
+            while let Some(w) = self.waiters.get(pos) {
+                if w.deadline.is_some_and(|d| d <= self.now) {
+                    self.stats.timeouts += 1;
+                    self.fail_waiter(pos, Error::Timeout);
+                } else {
+                    pos += 1;
+                }
             }
         }
+        if due(self.timers.get(Timer::Lifetime)) || due(self.timers.get(Timer::Idle)) {
+            self.expire_idle();
+        }
+        self.settle();
+    }
+
+    /// Closes the idle connections past their lifetime or their `max_idle`.
+    fn expire_idle(&mut self) {
         let mut pos = 0;
         while let Some(&i) = self.idle.get(pos) {
             let i = usize::from(i);
@@ -393,15 +451,15 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             if self.outlived(i) || idled_out {
                 self.stats.expired += 1;
                 self.idle.remove(pos);
+                self.timers.remove(Timer::Lifetime, self.slots.as_slice()[i].expires);
                 self.close_idle(i);
             } else {
                 pos += 1;
             }
         }
-        self.settle();
     }
 
-    // ---------------------------------------------------------------- inputs: user operations
+    // ---------------------------------------------------------------- user actions: the application
 
     /// New `min` and `max`. Growing orders opens at once; shrinking closes idle connections (least
     /// recently used first) and in-use ones as they come back, until at most `max` remain.
@@ -416,10 +474,10 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.ceiling = max(new_max, self.counts.occupied());
         self.withdraw_opens(|pool| pool.counts.occupied() > pool.config.max);
         for _ in new_max..self.counts.live() {
-            let Some(i) = self.idle.pop_front() else {
+            let Some(i) = self.idle_pop(IdleOrder::Fifo) else {
                 break;
             };
-            self.close_idle(usize::from(i));
+            self.close_idle(i);
         }
         self.settle();
         Ok(())
@@ -433,23 +491,22 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         }
         self.advance(now);
         self.epoch = self.epoch.wrapping_add(1);
-        while let Some(i) = self.idle.pop_front() {
-            self.close_idle(usize::from(i));
+        while let Some(i) = self.idle_pop(IdleOrder::Fifo) {
+            self.close_idle(i);
         }
         self.settle();
         Ok(())
     }
 
-    /// Send every idle connection out for a [`Command::Check`]; the answers come back through
-    /// [`handle_reset`](Pool::handle_reset). Returns how many were sent.
+    /// Send every idle connection out for a [`Command::Check`]; the answers come back as
+    /// [`Completion::Checked`]. Returns how many were sent.
     pub fn check_idle(&mut self, now: Time) -> Result<usize, Error> {
         if self.closed {
             return Err(Error::Closed);
         }
         self.advance(now);
         let mut sent = 0;
-        while let Some(i) = self.idle.pop_front() {
-            let i = usize::from(i);
+        while let Some(i) = self.idle_pop(IdleOrder::Fifo) {
             if let Some(conn) = self.take_idle(i, State::Resetting) {
                 self.slots.as_mut_slice()[i].checking = true;
                 let ticket = Ticket(self.slot_ref(i));
@@ -473,36 +530,26 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         while !self.waiters.is_empty() {
             self.fail_waiter(0, Error::Closed);
         }
-        while let Some(i) = self.idle.pop_front() {
-            self.close_idle(usize::from(i));
+        while let Some(i) = self.idle_pop(IdleOrder::Fifo) {
+            self.close_idle(i);
         }
         self.withdraw_opens(|_| true);
-        if let Ready::Queued(_) = self.ready {
-            // Not emitted after close; `min` was reached all the same, so `is_ready` stays true.
-            self.ready = Ready::Sent;
-        }
+        self.settle();
         Ok(())
     }
 
     // ---------------------------------------------------------------- outputs
 
     /// The next command, in the order the core decided them; `None` when there is nothing to do.
+    #[must_use = "every command must be performed: a connection or a waiter's outcome may be in it"]
     pub fn poll_command(&mut self) -> Option<Command<C>> {
-        let slot_seq = self.commands.get(0).map(|q| q.seq);
-        let fail_seq = self.fails.get(0).map(|q| q.seq);
-        let ready_seq = match self.ready {
-            Ready::Queued(seq) => Some(seq),
-            _ => None,
+        let fail_first = match (self.commands.get(0), self.fails.get(0)) {
+            (None, None) => return None,
+            (Some(c), Some(f)) => f.seq < c.seq,
+            (None, Some(_)) => true,
+            (Some(_), None) => false,
         };
-        let first = [slot_seq, fail_seq, ready_seq]
-            .into_iter()
-            .flatten()
-            .min()?;
-        if ready_seq == Some(first) {
-            self.ready = Ready::Sent;
-            return Some(Command::Ready);
-        }
-        if fail_seq == Some(first) {
+        if fail_first {
             let (waiter, error) = self.fails.pop_front()?.item;
             return Some(Command::Fail { waiter, error });
         }
@@ -511,7 +558,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             Command::Open(t) | Command::Close { ticket: t, .. } => t.0.index,
             Command::Reset { ticket: t, .. } | Command::Check { ticket: t, .. } => t.0.index,
             Command::Grant { lease, .. } => lease.0.index,
-            Command::Fail { .. } | Command::Ready => return Some(cmd),
+            Command::Fail { .. } => return Some(cmd),
         };
         if let Some(slot) = self.slots.as_mut_slice().get_mut(usize::from(index)) {
             slot.queued = false;
@@ -521,18 +568,10 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     /// When the driver must call [`handle_timeout`](Pool::handle_timeout) next: the earliest waiter
     /// deadline, idle expiry or end of an open backoff that matters. `None`: only inputs matter.
+    /// O(1): the deadlines are kept as inputs change them, not searched for.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        let waiters = (0..self.waiters.len()).filter_map(|p| self.waiters.get(p)?.deadline);
-        let lifetimes = (0..self.idle.len()).filter_map(|p| self.slot_at_idle(p)?.expires);
-        let shrink = self
-            .config
-            .max_idle
-            .filter(|_| self.counts.open() > self.config.min);
-        let idled = shrink.and_then(|d| Some(self.slot_at_idle(0)?.idle_since.saturating_add(d)));
-        let retry = self
-            .retry_at
-            .filter(|_| self.open_deficit() > 0 && self.has_room());
-        waiters.chain(lifetimes).chain(idled).chain(retry).min()
+        self.timers.next()
     }
 
     // ---------------------------------------------------------------- reading
@@ -561,9 +600,10 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.closed
     }
 
-    /// Whether at least `min` connections have been open at once (the [`Command::Ready`] point).
-    pub fn is_ready(&self) -> bool {
-        self.ready != Ready::NotYet
+    /// Whether at least `min` connections are open now (idle, in use, or being reset): a warm-up
+    /// wait ends when this turns true. False once the pool is closed.
+    pub fn is_warm(&self) -> bool {
+        !self.closed && self.counts.open() >= self.config.min
     }
 
     /// The pool's clock: the latest `now` given with an input it accepted.
@@ -577,6 +617,18 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.counts.occupied() == 0 && self.commands.is_empty() && self.fails.is_empty()
     }
 
+    /// The most slots this pool's storage can hold.
+    #[cfg(feature = "testkit")]
+    pub(crate) fn storage_capacity(&self) -> usize {
+        self.slots.capacity()
+    }
+
+    /// The most slots storage `S` can hold.
+    #[cfg(feature = "testkit")]
+    pub(crate) fn capacity_for() -> usize {
+        S::Slots::default().capacity()
+    }
+
     // ---------------------------------------------------------------- the rules' helpers
 
     /// The pool's clock never goes back: an earlier `now` is taken as the latest one seen. Inputs
@@ -586,17 +638,15 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.now = max(self.now, now);
     }
 
-    /// Order the opens that `min` and the waiters call for, as far as room and backoff allow, and
-    /// queue the ready signal when `min` is first reached.
+    /// Order the opens that `min` and the waiters call for, as far as room and backoff allow, then
+    /// re-arm the deadlines. After an input that changed nothing this is a handful of compares.
     fn settle(&mut self) {
-        if self.closed {
-            return;
+        if self.open_deficit() > 0 && !self.retry_at.is_some_and(|t| self.now < t) {
+            while self.open_deficit() > 0 && self.order_open() {}
         }
-        let backing_off = self.retry_at.is_some_and(|t| self.now < t);
-        while !backing_off && self.open_deficit() > 0 && self.has_room() && self.order_open() {}
         // A checkout that would not wait, whose open went to an older waiter, with no room for
         // another: exhausted after all, as psycopg2 would have said at once.
-        if !self.has_room() {
+        if !self.waiters.is_empty() && !self.has_room() {
             let mut pos = self.counts.opening;
             while let Some(w) = self.waiters.get(pos) {
                 if w.fail_fast {
@@ -606,9 +656,31 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 }
             }
         }
-        if self.ready == Ready::NotYet && self.counts.open() >= self.config.min {
-            self.ready = Ready::Queued(self.next_seq());
+        self.rearm();
+    }
+
+    /// Brings the timer table up to date (invariant 7). The kept minima are searched for only when
+    /// the entry that set them left.
+    fn rearm(&mut self) {
+        if self.timers.take_stale(Timer::Wait) {
+            let deadlines = (0..self.waiters.len()).filter_map(|p| self.waiters.get(p)?.deadline);
+            self.timers.set(Timer::Wait, deadlines.min());
         }
+        if self.timers.take_stale(Timer::Lifetime) {
+            let ends = (0..self.idle.len()).filter_map(|p| self.slot_at_idle(p)?.expires);
+            self.timers.set(Timer::Lifetime, ends.min());
+        }
+        let idle = match self.config.max_idle {
+            Some(d) if self.counts.open() > self.config.min => {
+                self.slot_at_idle(0).map(|s| s.idle_since.saturating_add(d))
+            }
+            _ => None,
+        };
+        self.timers.set(Timer::Idle, idle);
+        let retry = self
+            .retry_at
+            .filter(|_| self.open_deficit() > 0 && self.has_room());
+        self.timers.set(Timer::Backoff, retry);
     }
 
     /// Opens wanted: up to `min`, and one per waiter without an open on its way.
@@ -678,6 +750,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             }
             self.close_conn(i, conn);
         } else if let Some(w) = self.waiters.pop_front() {
+            self.timers.remove(Timer::Wait, w.deadline);
             if let Some(k) = &w.key {
                 self.keys.insert(k, Holder::Slot(slot_u16(i)));
             }
@@ -692,6 +765,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                     waiter: w.id,
                     lease,
                     conn,
+                    fresh: arrival == Arrival::Opened,
                 },
             );
         } else if arrival == Arrival::Checked {
@@ -704,10 +778,12 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 .position(|&j| slots[usize::from(j)].idle_since > since)
                 .unwrap_or(self.idle.len());
             let _ = self.idle.insert(pos, slot_u16(i));
+            self.timers.add(Timer::Lifetime, self.slots.as_slice()[i].expires);
         } else {
             self.set_state(i, State::Idle(conn));
             self.slots.as_mut_slice()[i].idle_since = self.now;
             let _ = self.idle.push_back(slot_u16(i));
+            self.timers.add(Timer::Lifetime, self.slots.as_slice()[i].expires);
         }
     }
 
@@ -732,12 +808,14 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             .is_some_and(|t| t <= self.now)
     }
 
-    fn pop_idle(&mut self) -> Option<usize> {
-        let i = match self.config.idle_order {
+    /// Takes the most (`Lifo`) or least (`Fifo`) recently returned idle slot out of the queue.
+    fn idle_pop(&mut self, end: IdleOrder) -> Option<usize> {
+        let i = usize::from(match end {
             IdleOrder::Lifo => self.idle.pop_back(),
             IdleOrder::Fifo => self.idle.pop_front(),
-        };
-        i.map(usize::from)
+        }?);
+        self.timers.remove(Timer::Lifetime, self.slots.as_slice()[i].expires);
+        Some(i)
     }
 
     fn slot_at_idle(&self, pos: usize) -> Option<&Slot<C, K>> {
@@ -771,6 +849,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     fn fail_waiter(&mut self, pos: usize, error: Error) {
         if let Some(w) = self.waiters.remove(pos) {
+            self.timers.remove(Timer::Wait, w.deadline);
             self.forget_key(w.key.as_ref());
             let seq = self.next_seq();
             let pushed = self.fails.push_back(Queued {
@@ -801,11 +880,11 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         let slot = &mut self.slots.as_mut_slice()[i];
         let old = core::mem::replace(&mut slot.state, state);
         slot.gen = slot.gen.wrapping_add(1);
-        if let Some(count) = Counts::of(&old) {
-            *count(&mut self.counts) -= 1;
+        if let Some(count) = self.counts.of(&old) {
+            *count -= 1;
         }
-        if let Some(count) = Counts::of(&slot.state) {
-            *count(&mut self.counts) += 1;
+        if let Some(count) = self.counts.of(&slot.state) {
+            *count += 1;
         }
         self.ceiling = max(self.config.max, min(self.ceiling, self.counts.occupied()));
         old
@@ -855,17 +934,11 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         }
     }
 
-    fn ticket_slot(
-        &self,
-        ticket: Ticket,
-        stage: impl Fn(&State<C, K>) -> bool,
-    ) -> Result<usize, Error> {
+    fn ticket_slot(&self, ticket: Ticket, stage: fn(&Slot<C, K>) -> bool) -> Result<usize, Error> {
         let r = ticket.0;
         let i = usize::from(r.index);
         match self.slots.as_slice().get(i) {
-            Some(s)
-                if r.tag == self.config.tag && s.gen == r.gen && !s.queued && stage(&s.state) =>
-            {
+            Some(s) if r.tag == self.config.tag && s.gen == r.gen && !s.queued && stage(s) => {
                 Ok(i)
             }
             _ => Err(Error::UnknownTicket),
@@ -892,4 +965,5 @@ fn slot_u16(i: usize) -> u16 {
     u16::try_from(i).unwrap_or(u16::MAX)
 }
 
+#[cfg(feature = "testkit")]
 mod invariants;

@@ -13,6 +13,8 @@ use core::hash::Hash;
 #[derive(Debug)]
 pub enum Alloc {}
 
+impl super::sealed::Sealed for Alloc {}
+
 impl<C, K: Hash + Eq + Clone> Storage<C, K> for Alloc {
     type Slots = Vec<Slot<C, K>>;
     type Idle = VecDeque<u16>;

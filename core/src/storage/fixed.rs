@@ -10,6 +10,8 @@ use crate::{Command, Error, WaiterId};
 #[derive(Debug)]
 pub enum Fixed<const SLOTS: usize, const WAITERS: usize> {}
 
+impl<const SLOTS: usize, const WAITERS: usize> super::sealed::Sealed for Fixed<SLOTS, WAITERS> {}
+
 impl<C, K: Eq, const SLOTS: usize, const WAITERS: usize> Storage<C, K> for Fixed<SLOTS, WAITERS> {
     type Slots = heapless::Vec<Slot<C, K>, SLOTS>;
     type Idle = heapless::Deque<u16, SLOTS>;

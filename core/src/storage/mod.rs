@@ -4,34 +4,51 @@
 //! - [`Alloc`] (feature `alloc`): growable `Vec`/`VecDeque`, keys in a hashbrown map.
 //! - [`Fixed`]: heapless arrays sized by const parameters; no heap allocation at all, keys found by
 //!   scanning the (small) slot and waiter arrays.
+//!
+//! The module is private: the container traits below are nameable only inside the crate, and
+//! [`Storage`] is sealed, so these two backends are the only ones and their plumbing can change
+//! without breaking anyone.
 
 #[cfg(feature = "alloc")]
 mod alloc;
 mod fixed;
 
 #[cfg(feature = "alloc")]
-pub use self::alloc::{Alloc, HashKeys};
-pub use self::fixed::{Fixed, ScanKeys};
+pub use self::alloc::Alloc;
+pub use self::fixed::Fixed;
 
 use crate::slot::{Slot, Waiter};
 use crate::{Command, Error, WaiterId};
 
-/// A storage backend: the container types one pool uses.
-pub trait Storage<C, K> {
+/// A storage backend for a pool of connections `C` under keys `K`: [`Alloc`] or [`Fixed`].
+///
+/// Sealed: its container types are the core's own business.
+pub trait Storage<C, K>: sealed::Sealed {
     /// Slot array (grows up to `max`, never shrinks: slot indices stay valid).
+    #[doc(hidden)]
     type Slots: Buffer<Slot<C, K>> + Default;
     /// Idle slot indices, least recently returned at the front.
+    #[doc(hidden)]
     type Idle: Queue<u16> + Default;
     /// Queued checkouts, oldest at the front.
+    #[doc(hidden)]
     type Waiters: Queue<Waiter<K>> + Default;
     /// Commands about slots, in emission order. At most one per slot, so it never needs more room
     /// than the slot array.
+    #[doc(hidden)]
     type SlotCommands: Queue<Queued<Command<C>>> + Default;
     /// Failed waiters awaiting their `Fail` command. A waiter keeps its place in `max_waiting` until
     /// drained, so this never needs more room than the waiter queue.
+    #[doc(hidden)]
     type Fails: Queue<Queued<(WaiterId, Error)>> + Default;
     /// Key to holder index.
+    #[doc(hidden)]
     type Keys: KeyIndex<K> + Default;
+}
+
+pub(crate) mod sealed {
+    /// Only this crate's backends implement [`Storage`](super::Storage).
+    pub trait Sealed {}
 }
 
 /// A command (or failure) with its emission sequence number, so two queues drain in one order.

@@ -1,0 +1,1124 @@
+//! [`Sim`]: the one simulated driver. It wraps a [`Pool`] with a fake clock, numbers the
+//! connections it "opens" (1, 2, 3, ... in open order), drains and records every command and
+//! performs it (opens succeed or fail on request; closes, resets and checks are reported back),
+//! collects grants and failures per waiter, and after every step checks what must always hold:
+//!
+//! - the pool's own `assert_invariants()`;
+//! - a clock that never goes back, and never more than `max` occupied (a shrinking `resize` may
+//!   leave more, never add);
+//! - conservation: every connection the pool accepted is exactly one of idle inside the pool,
+//!   held by the test, inside an undrained command, out with the driver (a close, reset or check
+//!   not reported yet), closed, or detached; one that leaves the pool was inside it, once;
+//! - every handle the pool issues is new (never an alias of an older one); a grant is `fresh`
+//!   exactly when its connection never left the pool before; no `Open` drains after close;
+//! - waiters are served oldest first, each once; a refused input hands back the very connection
+//!   it was given;
+//! - after `handle_timeout(t)`, no deadline at or before `t` is left (no busy loop).
+//!
+//! Rule tests call its methods one input at a time; fuzzers, property tests and benchmarks play
+//! [`Op`]s through [`Sim::step`]; [`Sim::finish`] closes, serves and checks that every connection
+//! ended closed or detached.
+
+use super::vocab::{Case, KeyArg, Op, Pick, Setup, WPick, WaitArg, TAG};
+use crate::handle::SlotRef;
+use crate::{
+    Checkout, Command, Completion, Config, Error, Lease, Pool, Rejected, Returned, Stats, Storage,
+    Ticket, Time, Wait, WaiterId,
+};
+use core::fmt::Debug;
+use core::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::vec::Vec;
+
+/// A simulated connection: its number in open order, from 1.
+pub type Conn = u32;
+
+/// Connections made up for inputs the pool must refuse (never really opened).
+const BOGUS: Conn = 1 << 30;
+const MS: u64 = 1_000_000;
+
+/// A drained command, with the connection ids it carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cmd {
+    /// [`Command::Open`].
+    Open,
+    /// [`Command::Close`].
+    Close(Conn),
+    /// [`Command::Reset`].
+    Reset(Conn),
+    /// [`Command::Check`].
+    Check(Conn),
+    /// [`Command::Grant`] (its `fresh` flag is checked, not recorded).
+    Grant(WaiterId, Conn),
+    /// [`Command::Fail`].
+    Fail(WaiterId, Error),
+}
+
+/// `t` seconds after the origin.
+pub fn secs(t: u64) -> Time {
+    Time::from_nanos(t * 1_000_000_000)
+}
+
+/// `t` milliseconds after the origin.
+pub fn ms(t: u64) -> Time {
+    Time::from_nanos(t * MS)
+}
+
+/// The simulated driver; see the [module](self).
+pub struct Sim<S: Storage<Conn, K>, K = u64> {
+    pool: Pool<Conn, K, S>,
+    /// The fake clock: passed with every input.
+    pub now: Time,
+    next_conn: Conn,
+    next_bogus: Conn,
+    /// Drain commands after every input (off: they stay queued until [`Sim::poll`]).
+    pub auto_poll: bool,
+    /// Perform drained `Open`s at once (off: they wait in `opens`).
+    pub auto_open: bool,
+    /// Report drained `Close`s at once (off: they wait in `closes`).
+    pub auto_close: bool,
+    /// Report drained `Reset`s and `Check`s at once (off: they wait in `resets` and `checks`).
+    pub auto_reset: bool,
+    /// The next this many opens fail.
+    pub fail_opens: usize,
+    /// The next this many resets or checks fail.
+    pub fail_resets: usize,
+    log: Vec<Cmd>,
+    /// Drained opens not performed yet.
+    pub opens: Vec<Ticket>,
+    /// Drained closes not reported yet.
+    pub closes: Vec<(Ticket, Conn)>,
+    /// Drained resets not reported yet.
+    pub resets: Vec<(Ticket, Conn)>,
+    /// Drained checks not reported yet.
+    pub checks: Vec<(Ticket, Conn)>,
+    /// Connections the test holds, with their leases.
+    pub held: BTreeMap<Conn, Lease>,
+    /// Every grant, per waiter.
+    pub grants: BTreeMap<WaiterId, (Lease, Conn)>,
+    /// Every failure, per waiter.
+    pub fails: BTreeMap<WaiterId, Error>,
+    /// Queued checkouts, as the test saw them queue (their outcome not drained yet).
+    pub waiting: BTreeSet<WaiterId>,
+    /// Connections whose close was reported, and when.
+    pub closed: BTreeMap<Conn, Time>,
+    waiter_keys: Vec<(WaiterId, K)>,
+    held_keys: Vec<(Conn, K)>,
+    opened: BTreeSet<Conn>,
+    /// Connections that have left the pool at least once (a grant of one is not fresh).
+    outings: BTreeSet<Conn>,
+    detached: BTreeSet<Conn>,
+    /// Every slot handle issued, in order, and as a set: a new one must be new.
+    history: Vec<SlotRef>,
+    seen: HashSet<SlotRef>,
+    waiter_history: Vec<WaiterId>,
+    capacity: usize,
+    ceiling: usize,
+    last_now: Time,
+    steps: u64,
+}
+
+impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
+    /// A pool with this configuration and a driver that performs everything at once.
+    pub fn new(config: Config) -> Self {
+        Self::try_new(config).expect("valid config")
+    }
+
+    /// A driver that drains commands but performs nothing until told to.
+    pub fn manual(config: Config) -> Self {
+        Self::build(config, true, false).expect("valid config")
+    }
+
+    /// A driver that leaves commands queued until [`Sim::poll`].
+    pub fn undrained(config: Config) -> Self {
+        Self::build(config, false, false).expect("valid config")
+    }
+
+    /// [`Sim::new`], or the pool's refusal of the configuration.
+    pub fn try_new(config: Config) -> Result<Self, Error> {
+        Self::build(config, true, true)
+    }
+
+    fn build(config: Config, auto_poll: bool, perform: bool) -> Result<Self, Error> {
+        let ceiling = config.max;
+        let pool = Pool::new(config)?;
+        let mut sim = Sim {
+            pool,
+            now: Time::ZERO,
+            next_conn: 0,
+            next_bogus: BOGUS,
+            auto_poll,
+            auto_open: perform,
+            auto_close: perform,
+            auto_reset: perform,
+            fail_opens: 0,
+            fail_resets: 0,
+            log: Vec::new(),
+            opens: Vec::new(),
+            closes: Vec::new(),
+            resets: Vec::new(),
+            checks: Vec::new(),
+            held: BTreeMap::new(),
+            grants: BTreeMap::new(),
+            fails: BTreeMap::new(),
+            waiting: BTreeSet::new(),
+            closed: BTreeMap::new(),
+            waiter_keys: Vec::new(),
+            held_keys: Vec::new(),
+            opened: BTreeSet::new(),
+            outings: BTreeSet::new(),
+            detached: BTreeSet::new(),
+            history: Vec::new(),
+            seen: HashSet::new(),
+            waiter_history: Vec::new(),
+            capacity: 0,
+            ceiling,
+            last_now: Time::ZERO,
+            steps: 0,
+        };
+        sim.capacity = sim.pool.storage_capacity();
+        sim.run();
+        Ok(sim)
+    }
+
+    // ------------------------------------------------------------------ reading
+
+    /// The pool.
+    pub fn pool(&self) -> &Pool<Conn, K, S> {
+        &self.pool
+    }
+
+    /// The pool's stats.
+    pub fn stats(&self) -> Stats {
+        self.pool.stats()
+    }
+
+    /// The commands drained since the last call.
+    pub fn take_log(&mut self) -> Vec<Cmd> {
+        core::mem::take(&mut self.log)
+    }
+
+    /// The lease of a held connection.
+    pub fn lease(&self, conn: Conn) -> Lease {
+        *self
+            .held
+            .get(&conn)
+            .expect("the test holds this connection")
+    }
+
+    /// Steps checked so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Connections opened so far.
+    pub fn opened(&self) -> usize {
+        self.opened.len()
+    }
+
+    // ------------------------------------------------------------------ inputs
+
+    /// A checkout at the current time.
+    pub fn checkout(&mut self, key: Option<K>, wait: Wait) -> Result<Checkout<Conn>, Error> {
+        let out = self.pool.checkout(self.now, key.clone(), wait);
+        let key_holder = key.as_ref().and_then(|k| self.key_holder(k));
+        let strict = self.auto_poll;
+        match (&out, key) {
+            (Ok(Checkout::Held(lease)), Some(_)) => {
+                let conn = self.conn_of(*lease);
+                let key_holder = key_holder.filter(|_| strict).or(Some(Ok(conn)));
+                assert_eq!(key_holder, Some(Ok(conn)), "Held for a key held elsewhere");
+            }
+            (Ok(Checkout::Held(_)), None) => panic!("Held without a key"),
+            (Err(Error::KeyBusy), key) => {
+                assert!(key.is_some(), "KeyBusy without a key");
+                assert!(
+                    !strict || matches!(key_holder, Some(Err(_))),
+                    "KeyBusy for a key without a waiter"
+                );
+            }
+            (Ok(Checkout::Ready { lease, conn }), key) => {
+                assert!(
+                    !strict || key_holder.is_none(),
+                    "a held key got a second connection"
+                );
+                self.take_out(*conn);
+                self.issued(lease.0);
+                self.held.insert(*conn, *lease);
+                self.held_keys.extend(key.map(|k| (*conn, k)));
+            }
+            (Ok(Checkout::Waiting(w)), key) => {
+                assert!(
+                    !strict || key_holder.is_none(),
+                    "a held key queued a second checkout"
+                );
+                assert!(self.waiting.insert(*w), "{w:?} issued twice");
+                assert!(
+                    self.waiter_history.last().is_none_or(|last| last < w),
+                    "waiter ids out of arrival order"
+                );
+                self.waiter_history.push(*w);
+                self.waiter_keys.extend(key.map(|k| (*w, k)));
+            }
+            (Err(e), _) => {
+                assert_eq!(
+                    *e == Error::Closed,
+                    self.pool.is_closed(),
+                    "checkout refused with {e:?}"
+                );
+                assert!(
+                    matches!(
+                        e,
+                        Error::Closed | Error::Exhausted | Error::KeyBusy | Error::TooManyWaiters
+                    ),
+                    "checkout refused with {e:?}"
+                );
+            }
+        }
+        self.run();
+        out
+    }
+
+    /// psycopg2's `getconn(key)`: a checkout that does not wait, served at once or by the open it
+    /// triggers. Panics if it is refused.
+    pub fn get(&mut self, key: Option<K>) -> (Lease, Conn) {
+        match self.checkout(key, Wait::No).expect("getconn") {
+            Checkout::Ready { lease, conn } => (lease, conn),
+            Checkout::Held(lease) => (lease, self.conn_of(lease)),
+            Checkout::Waiting(w) => *self.grants.get(&w).expect("granted by the open it ordered"),
+        }
+    }
+
+    /// A checkout that must queue; returns its waiter.
+    pub fn wait(&mut self, key: Option<K>, wait: Wait) -> WaiterId {
+        match self.checkout(key, wait) {
+            Ok(Checkout::Waiting(w)) => w,
+            other => panic!("expected to wait, got {other:?}"),
+        }
+    }
+
+    /// psycopg2's `putconn(conn)`: check a held connection in with its lease.
+    pub fn put(&mut self, conn: Conn, returned: Returned) {
+        let lease = self.lease(conn);
+        self.checkin(lease, None, conn, returned)
+            .expect("checkin accepted");
+    }
+
+    /// A raw checkin. A held connection leaves `held` unless it is handed back.
+    pub fn checkin(
+        &mut self,
+        lease: Lease,
+        key: Option<&K>,
+        conn: Conn,
+        returned: Returned,
+    ) -> Result<(), Rejected<Conn>> {
+        let was_held = self.held.remove(&conn);
+        let out = self.pool.checkin(self.now, lease, key, conn, returned);
+        match &out {
+            Err(Rejected { conn: Some(c), .. }) => {
+                assert_eq!(*c, conn, "a refused checkin hands back the same connection");
+                if let Some(l) = was_held {
+                    self.held.insert(conn, l);
+                }
+            }
+            Err(Rejected { error, conn: None }) => {
+                assert_eq!(
+                    *error,
+                    Error::Closed,
+                    "only a checkin after close keeps the connection"
+                );
+                assert_eq!(was_held, Some(lease), "took a connection it never lent");
+                self.release(conn);
+            }
+            Ok(()) => {
+                assert_eq!(was_held, Some(lease), "took a connection it never lent");
+                self.release(conn);
+            }
+        }
+        self.run();
+        out
+    }
+
+    /// The borrower of `conn` keeps it.
+    pub fn detach(&mut self, conn: Conn) -> Result<(), Error> {
+        let lease = self.lease(conn);
+        self.detach_lease(lease)
+    }
+
+    fn detach_lease(&mut self, lease: Lease) -> Result<(), Error> {
+        let out = self.pool.detach(self.now, lease);
+        let held = self.held.iter().find(|(_, l)| **l == lease).map(|(c, _)| *c);
+        match (&out, held) {
+            (Ok(()), Some(conn)) => {
+                self.held.remove(&conn);
+                self.release(conn);
+                self.detached.insert(conn);
+            }
+            (Ok(()), None) => panic!("detach accepted a lease the driver does not hold"),
+            (Err(e), _) => assert!(
+                matches!(e, Error::Unkeyed | Error::Foreign | Error::AlreadyReturned),
+                "detach refused with {e:?}"
+            ),
+        }
+        self.run();
+        out
+    }
+
+    /// A queued checkout gives up.
+    pub fn cancel(&mut self, waiter: WaiterId) -> Result<(), Error> {
+        let out = self.pool.cancel(self.now, waiter);
+        match &out {
+            Ok(()) => {
+                self.resolve(waiter);
+            }
+            Err(e) => assert_eq!(*e, Error::UnknownWaiter),
+        }
+        self.run();
+        out
+    }
+
+    /// New sizes.
+    pub fn resize(&mut self, min: usize, max: usize) -> Result<(), Error> {
+        let before = self.stats().size;
+        let out = self.pool.resize(self.now, min, max);
+        if out.is_ok() {
+            self.ceiling = before.max(max);
+        }
+        self.run();
+        out
+    }
+
+    /// Retire every connection.
+    pub fn drain(&mut self) -> Result<(), Error> {
+        let out = self.pool.drain(self.now);
+        self.run();
+        out
+    }
+
+    /// Check every idle connection.
+    pub fn check_idle(&mut self) -> Result<usize, Error> {
+        let idle = self.stats().idle;
+        let out = self.pool.check_idle(self.now);
+        if let Ok(n) = out {
+            assert_eq!(n, idle, "check_idle sent another count than idle");
+        }
+        self.run();
+        out
+    }
+
+    /// Close the pool.
+    pub fn close(&mut self) -> Result<(), Error> {
+        let out = self.pool.close(self.now);
+        self.run();
+        out
+    }
+
+    /// Any other input, straight on the pool, then the usual draining and checks. Whatever
+    /// connection the closure gives the pool must come from `held` (and be removed from it) or be
+    /// one the pool refuses.
+    pub fn with<R>(&mut self, f: impl FnOnce(&mut Pool<Conn, K, S>, Time) -> R) -> R {
+        let out = f(&mut self.pool, self.now);
+        self.run();
+        out
+    }
+
+    /// Moves the clock by `d` and tells the pool.
+    pub fn advance(&mut self, d: Duration) {
+        let t = self.now.saturating_add(d);
+        self.advance_to(t);
+    }
+
+    /// Moves the clock to `t` (if later) and tells the pool.
+    pub fn advance_to(&mut self, t: Time) {
+        self.now = self.now.max(t);
+        self.timeout(self.now);
+    }
+
+    /// `handle_timeout(at)` (at may be in the past), then the check that nothing due is left.
+    fn timeout(&mut self, at: Time) {
+        self.pool.handle_timeout(at);
+        let next = self.pool.poll_timeout();
+        assert!(
+            next.is_none_or(|next| next > self.pool.now()),
+            "after handle_timeout, poll_timeout still reports {next:?}"
+        );
+        self.run();
+    }
+
+    /// Lives until `t`, waking at every deadline the pool reports on the way.
+    pub fn run_until(&mut self, t: Time) {
+        for _ in 0..1_000_000 {
+            match self.pool.poll_timeout() {
+                Some(next) if next <= t => self.advance_to(next),
+                _ => return self.advance_to(t),
+            }
+        }
+        panic!("too many wake-ups before {t:?}");
+    }
+
+    // ------------------------------------------------------------------ the driver's side
+
+    /// Drains every queued command (whatever `auto_poll` says), performing what is automatic.
+    pub fn poll(&mut self) {
+        while self.poll_one() {}
+        self.check();
+    }
+
+    /// Drains one command, if any.
+    fn poll_one(&mut self) -> bool {
+        match self.pool.poll_command() {
+            Some(cmd) => {
+                self.perform(cmd);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn run(&mut self) {
+        self.check();
+        if self.auto_poll {
+            self.poll();
+        }
+    }
+
+    fn perform(&mut self, cmd: Command<Conn>) {
+        match cmd {
+            Command::Open(ticket) => {
+                assert!(!self.pool.is_closed(), "Open after close");
+                let s = self.pool.stats();
+                assert!(
+                    s.size <= self.pool.config().max,
+                    "Open drained with {} occupied, max {}",
+                    s.size,
+                    self.pool.config().max
+                );
+                self.issued(ticket.0);
+                self.log.push(Cmd::Open);
+                if self.auto_open {
+                    self.do_open(ticket);
+                } else {
+                    self.opens.push(ticket);
+                }
+            }
+            Command::Close { ticket, conn } => {
+                self.take_out(conn);
+                self.issued(ticket.0);
+                self.log.push(Cmd::Close(conn));
+                if self.auto_close {
+                    self.do_close(ticket, conn);
+                } else {
+                    self.closes.push((ticket, conn));
+                }
+            }
+            Command::Reset { ticket, conn } => {
+                self.take_out(conn);
+                self.issued(ticket.0);
+                self.log.push(Cmd::Reset(conn));
+                if self.auto_reset {
+                    self.do_reset(ticket, conn, false);
+                } else {
+                    self.resets.push((ticket, conn));
+                }
+            }
+            Command::Check { ticket, conn } => {
+                self.take_out(conn);
+                self.issued(ticket.0);
+                self.log.push(Cmd::Check(conn));
+                if self.auto_reset {
+                    self.do_reset(ticket, conn, true);
+                } else {
+                    self.checks.push((ticket, conn));
+                }
+            }
+            Command::Grant {
+                waiter,
+                lease,
+                conn,
+                fresh,
+            } => {
+                assert_eq!(
+                    fresh,
+                    !self.outings.contains(&conn),
+                    "grant of {conn}: fresh is {fresh}"
+                );
+                self.take_out(conn);
+                self.issued(lease.0);
+                self.log.push(Cmd::Grant(waiter, conn));
+                let oldest = self.waiting.first().copied();
+                assert_eq!(oldest, Some(waiter), "a younger waiter was served first");
+                let key = self.resolve(waiter);
+                self.held_keys.extend(key.map(|k| (conn, k)));
+                self.held.insert(conn, lease);
+                assert!(
+                    !self.fails.contains_key(&waiter),
+                    "{waiter:?} failed before"
+                );
+                let before = self.grants.insert(waiter, (lease, conn));
+                assert!(before.is_none(), "{waiter:?} granted twice");
+            }
+            Command::Fail { waiter, error } => {
+                assert!(
+                    matches!(
+                        error,
+                        Error::Timeout | Error::Closed | Error::OpenFailed | Error::Exhausted
+                    ),
+                    "a waiter failed with {error:?}"
+                );
+                self.log.push(Cmd::Fail(waiter, error));
+                self.resolve(waiter);
+                assert!(
+                    !self.grants.contains_key(&waiter),
+                    "{waiter:?} granted before"
+                );
+                let before = self.fails.insert(waiter, error);
+                assert!(before.is_none(), "{waiter:?} failed twice");
+            }
+        }
+    }
+
+    /// Performs the oldest drained open: it fails if `fail_opens` says so, else yields a new id.
+    pub fn open_next(&mut self) {
+        let ticket = self.opens.remove(0);
+        self.do_open(ticket);
+        self.run();
+    }
+
+    /// Reports the oldest drained close.
+    pub fn close_next(&mut self) {
+        let (ticket, conn) = self.closes.remove(0);
+        self.do_close(ticket, conn);
+        self.run();
+    }
+
+    /// Reports the oldest drained reset: it fails if `fail_resets` says so.
+    pub fn reset_next(&mut self) {
+        let (ticket, conn) = self.resets.remove(0);
+        self.do_reset(ticket, conn, false);
+        self.run();
+    }
+
+    /// Reports the oldest drained check: it fails if `fail_resets` says so.
+    pub fn check_next(&mut self) {
+        let (ticket, conn) = self.checks.remove(0);
+        self.do_reset(ticket, conn, true);
+        self.run();
+    }
+
+    fn do_open(&mut self, ticket: Ticket) {
+        if self.fail_opens > 0 {
+            self.fail_opens -= 1;
+            self.report(Completion::OpenFailed { ticket });
+        } else {
+            self.next_conn += 1;
+            let conn = self.next_conn;
+            self.opened.insert(conn);
+            self.report(Completion::Opened { ticket, conn });
+        }
+    }
+
+    fn do_close(&mut self, ticket: Ticket, conn: Conn) {
+        self.closed.insert(conn, self.now);
+        self.report(Completion::Closed { ticket });
+    }
+
+    fn do_reset(&mut self, ticket: Ticket, conn: Conn, check: bool) {
+        let ok = if self.fail_resets > 0 {
+            self.fail_resets -= 1;
+            false
+        } else {
+            true
+        };
+        self.report(if check {
+            Completion::Checked { ticket, conn, ok }
+        } else {
+            Completion::Reset { ticket, conn, ok }
+        });
+    }
+
+    /// Reports a completion the driver owes: it must be accepted.
+    fn report(&mut self, done: Completion<Conn>) {
+        if let Err(r) = self.pool.handle(self.now, done) {
+            panic!("a pending completion was refused: {}", r.error);
+        }
+        self.check();
+    }
+
+    /// Runs `f` and asserts it changed nothing: stats, deadline, queued and drained commands.
+    pub fn unchanged<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let stats = self.stats();
+        let timeout = self.pool.poll_timeout();
+        let held = self.held.clone();
+        let log = self.log.len();
+        let out = f(self);
+        self.run();
+        assert_eq!(self.stats(), stats, "a refused input changed the stats");
+        assert_eq!(
+            self.pool.poll_timeout(),
+            timeout,
+            "a refused input moved the deadline"
+        );
+        assert_eq!(self.held, held, "a refused input kept a connection");
+        assert_eq!(self.log[log..], [], "a refused input emitted commands");
+        out
+    }
+
+    // ------------------------------------------------------------------ bookkeeping
+
+    /// Who holds `key`, as the test saw it: a connection, or a waiter.
+    fn key_holder(&self, key: &K) -> Option<Result<Conn, WaiterId>> {
+        let conn = self.held_keys.iter().find(|(_, k)| k == key);
+        let waiter = self.waiter_keys.iter().find(|(_, k)| k == key);
+        assert!(
+            !self.auto_poll || conn.is_none() || waiter.is_none(),
+            "{key:?} held twice"
+        );
+        match (conn, waiter) {
+            (Some((c, _)), _) => Some(Ok(*c)),
+            (None, Some((w, _))) => Some(Err(*w)),
+            (None, None) => None,
+        }
+    }
+
+    fn release(&mut self, conn: Conn) {
+        self.held_keys.retain(|(c, _)| *c != conn);
+    }
+
+    fn resolve(&mut self, waiter: WaiterId) -> Option<K> {
+        assert!(self.waiting.remove(&waiter), "{waiter:?} was not waiting");
+        let pos = self.waiter_keys.iter().position(|(w, _)| *w == waiter)?;
+        Some(self.waiter_keys.remove(pos).1)
+    }
+
+    fn conn_of(&self, lease: Lease) -> Conn {
+        let found = self.held.iter().find(|(_, l)| **l == lease);
+        *found.expect("a held lease").0
+    }
+
+    fn issued(&mut self, r: SlotRef) {
+        assert!(self.seen.insert(r), "handle {r:?} issued twice");
+        self.history.push(r);
+    }
+
+    /// A connection leaves the pool (in a checkout or a command): it must have been inside.
+    fn take_out(&mut self, conn: Conn) {
+        assert!(self.opened.contains(&conn), "{conn} was never opened");
+        assert!(!self.held.contains_key(&conn), "{conn} is already held");
+        let with_driver = self.closes.iter().chain(&self.resets).chain(&self.checks);
+        assert!(
+            !with_driver.clone().any(|c| c.1 == conn),
+            "{conn} is with the driver"
+        );
+        assert!(!self.closed.contains_key(&conn), "{conn} was closed");
+        assert!(!self.detached.contains(&conn), "{conn} was detached");
+        self.outings.insert(conn);
+    }
+
+    /// The pool's invariants, a monotonic clock, `max`, and conservation of connections.
+    pub fn check(&mut self) {
+        self.steps += 1;
+        self.pool.assert_invariants();
+        let now = self.pool.now();
+        assert!(now >= self.last_now, "the pool's clock went back");
+        self.last_now = now;
+
+        let s = self.pool.stats();
+        let max = self.pool.config().max;
+        assert!(
+            s.size <= self.ceiling.max(max),
+            "{} occupied, max {max}",
+            s.size
+        );
+        self.ceiling = max.max(self.ceiling.min(s.size));
+        if self.pool.is_closed() {
+            assert_eq!((s.idle, s.waiting), (0, 0), "a closed pool keeps idle or waiters");
+        }
+
+        assert!(self.held.len() <= s.in_use, "held {:?}, {s:?}", self.held);
+        assert!(self.opens.len() <= s.opening, "{s:?}");
+        assert!(self.closes.len() <= s.closing, "{s:?}");
+        assert!(self.resets.len() + self.checks.len() <= s.resetting, "{s:?}");
+        let mut outside = BTreeSet::new();
+        let with_driver = self.closes.iter().chain(&self.resets).chain(&self.checks);
+        let all = self.held.keys().copied().chain(with_driver.map(|c| c.1));
+        let all = all.chain(self.closed.keys().copied());
+        for conn in all.chain(self.detached.iter().copied()) {
+            assert!(self.opened.contains(&conn), "{conn} was never opened");
+            assert!(outside.insert(conn), "{conn} is in two places");
+        }
+        let inside_pool = s.idle
+            + (s.in_use - self.held.len())
+            + (s.resetting - self.resets.len() - self.checks.len())
+            + (s.closing - self.closes.len());
+        assert_eq!(
+            self.opened.len(),
+            outside.len() + inside_pool,
+            "connections not conserved: {s:?}"
+        );
+    }
+
+    // ------------------------------------------------------------------ the end
+
+    /// Closes the pool (if not yet), gives back every held connection and serves until nothing is
+    /// left: every connection ever opened must end closed or detached, every waiter told.
+    pub fn finish(&mut self) {
+        if !self.pool.is_closed() {
+            self.close().expect("close");
+        }
+        for _ in 0..64 {
+            self.serve();
+            let held: Vec<(Conn, Lease)> = self.held.iter().map(|(c, l)| (*c, *l)).collect();
+            for (conn, lease) in held {
+                let r = self.checkin(lease, None, conn, Returned::Clean);
+                assert!(
+                    matches!(
+                        r,
+                        Err(Rejected {
+                            error: Error::Closed,
+                            conn: None
+                        })
+                    ),
+                    "checkin after close answered {r:?}"
+                );
+            }
+            self.serve();
+            if self.held.is_empty() && self.pool.is_empty() {
+                break;
+            }
+        }
+        assert!(self.pool.is_empty(), "closed and served, yet not empty");
+        assert!(self.waiting.is_empty(), "waiters never told");
+        let s = self.stats();
+        assert_eq!(
+            s.opens,
+            s.closes + s.detached,
+            "every connection opened must end closed or detached"
+        );
+        assert_eq!(
+            self.opened.len(),
+            self.closed.len() + self.detached.len(),
+            "every connection opened must end closed or detached"
+        );
+    }
+
+    /// A well-behaved driver catches up: every command drained and every operation reported done.
+    pub fn serve(&mut self) {
+        self.poll();
+        // Bounded: a pool that keeps ordering work while time stands still is a livelock.
+        for round in 0.. {
+            assert!(round < 100_000, "the pool keeps ordering work while time stands still");
+            if let Some(t) = self.opens.pop() {
+                self.do_open(t);
+            } else if let Some((t, c)) = self.resets.pop() {
+                self.do_reset(t, c, false);
+            } else if let Some((t, c)) = self.checks.pop() {
+                self.do_reset(t, c, true);
+            } else if let Some((t, c)) = self.closes.pop() {
+                self.do_close(t, c);
+            } else {
+                break;
+            }
+            self.poll();
+        }
+    }
+}
+
+impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
+    /// A driver for a vocabulary run: it drains and performs only what the ops say. `Err` with the
+    /// refusal when the pool refuses the configuration, after checking it was refused for the
+    /// right reason.
+    pub fn from_setup(setup: &Setup) -> Result<Self, Error> {
+        let config = setup.config();
+        let out = Self::build(config.clone(), false, false);
+        let capacity = match &out {
+            Ok(sim) => sim.capacity,
+            Err(_) => Pool::<Conn, K, S>::capacity_for(),
+        };
+        let expected = expected_config_error(&config, capacity);
+        assert_eq!(out.as_ref().err(), expected.as_ref(), "configuration {config:?}");
+        out
+    }
+
+    /// Plays one op of the vocabulary, checking every answer against what the driver knows.
+    pub fn step(&mut self, op: &Op) {
+        let before = self.stats().size;
+        match *op {
+            Op::Checkout { key, wait } => {
+                let key = key.map(|k| K::from(k % 4));
+                let at = |ms: u64| self.now.saturating_add(Duration::from_millis(ms));
+                let wait = match wait {
+                    WaitArg::No => Wait::No,
+                    WaitArg::Until(ms) => Wait::Until(at(u64::from(ms))),
+                    WaitArg::Forever => Wait::Forever,
+                    WaitArg::Past => Wait::Until(Time::ZERO),
+                    WaitArg::End => Wait::Until(Time::from_nanos(u64::MAX)),
+                };
+                let _ = self.checkout(key, wait);
+            }
+            Op::Checkin { lease, key, back } => {
+                let live: Vec<SlotRef> = self.held.values().map(|l| l.0).collect();
+                let Some(r) = self.pick(lease, &live) else {
+                    return;
+                };
+                let held = self.held.iter().find(|(_, l)| l.0 == r).map(|(c, _)| *c);
+                let own = held.and_then(|c| self.held_keys.iter().find(|(h, _)| *h == c));
+                let own = own.map(|(_, k)| k.clone());
+                let (key, right_key) = match key {
+                    KeyArg::NoKey => (None, true),
+                    KeyArg::Own => (own, true),
+                    KeyArg::Key(k) => {
+                        let k = K::from(k % 4);
+                        let right = own.as_ref() == Some(&k);
+                        (Some(k), right)
+                    }
+                };
+                let conn = held.unwrap_or_else(|| self.bogus());
+                let out = self.checkin(Lease(r), key.as_ref(), conn, back.into());
+                match out {
+                    Ok(()) => assert!(!self.pool.is_closed(), "checkin accepted after close"),
+                    Err(Rejected { conn: None, .. }) => {}
+                    Err(Rejected { error, .. }) => {
+                        assert!(
+                            matches!(
+                                error,
+                                Error::Unkeyed
+                                    | Error::Foreign
+                                    | Error::AlreadyReturned
+                                    | Error::WrongKey
+                            ),
+                            "checkin refused with {error:?}"
+                        );
+                        assert_eq!(error == Error::Foreign, r.tag != TAG, "{error:?}");
+                        assert!(
+                            held.is_none() || !right_key,
+                            "a held lease with its key was refused: {error:?}"
+                        );
+                    }
+                }
+            }
+            Op::Detach { lease } => {
+                let live: Vec<SlotRef> = self.held.values().map(|l| l.0).collect();
+                if let Some(r) = self.pick(lease, &live) {
+                    let held = live.contains(&r);
+                    let out = self.detach_lease(Lease(r));
+                    assert!(!held || out.is_ok(), "a held lease could not detach: {out:?}");
+                }
+            }
+            Op::Cancel { waiter } => {
+                let id = match waiter {
+                    WPick::Waiting(i) => pick(&self.waiting.iter().copied().collect::<Vec<_>>(), i),
+                    WPick::Any(i) => pick(&self.waiter_history, i),
+                    WPick::Raw(n) => Some(WaiterId(n)),
+                };
+                if let Some(id) = id {
+                    let waiting = self.waiting.contains(&id);
+                    // A waiter whose outcome is queued but not drained is no longer waiting.
+                    let out = self.cancel(id);
+                    assert!(out.is_err() || waiting, "cancelled {id:?}, which was not waiting");
+                }
+            }
+            Op::Poll { n } => {
+                let mut left = if n == 0 { usize::MAX } else { usize::from(n) };
+                while left > 0 && self.poll_one() {
+                    left -= 1;
+                }
+                self.check();
+            }
+            Op::Serve => self.serve(),
+            Op::Opened { ticket } | Op::OpenFailed { ticket } => {
+                let live: Vec<SlotRef> = self.opens.iter().map(|t| t.0).collect();
+                let Some(r) = self.pick(ticket, &live) else {
+                    return;
+                };
+                let pending = live.iter().position(|&p| p == r);
+                if let Some(i) = pending {
+                    let t = self.opens.remove(i);
+                    let saved = self.fail_opens;
+                    self.fail_opens = usize::from(matches!(op, Op::OpenFailed { .. }));
+                    self.do_open(t);
+                    self.fail_opens = saved;
+                } else {
+                    let done = match op {
+                        Op::Opened { .. } => Completion::Opened {
+                            ticket: Ticket(r),
+                            conn: self.bogus(),
+                        },
+                        _ => Completion::OpenFailed { ticket: Ticket(r) },
+                    };
+                    self.refused(done);
+                }
+            }
+            Op::ResetDone { ticket, ok } | Op::CheckDone { ticket, ok } => {
+                let check = matches!(op, Op::CheckDone { .. });
+                let list = if check { &self.checks } else { &self.resets };
+                let live: Vec<SlotRef> = list.iter().map(|t| t.0 .0).collect();
+                let Some(r) = self.pick(ticket, &live) else {
+                    return;
+                };
+                if let Some(i) = live.iter().position(|&p| p == r) {
+                    let list = if check {
+                        &mut self.checks
+                    } else {
+                        &mut self.resets
+                    };
+                    let (t, conn) = list.remove(i);
+                    let saved = self.fail_resets;
+                    self.fail_resets = usize::from(!ok);
+                    self.do_reset(t, conn, check);
+                    self.fail_resets = saved;
+                } else {
+                    let (ticket, conn) = (Ticket(r), self.bogus());
+                    self.refused(if check {
+                        Completion::Checked { ticket, conn, ok }
+                    } else {
+                        Completion::Reset { ticket, conn, ok }
+                    });
+                }
+            }
+            Op::CloseDone { ticket } => {
+                let live: Vec<SlotRef> = self.closes.iter().map(|t| t.0 .0).collect();
+                let Some(r) = self.pick(ticket, &live) else {
+                    return;
+                };
+                if let Some(i) = live.iter().position(|&p| p == r) {
+                    let (t, conn) = self.closes.remove(i);
+                    self.do_close(t, conn);
+                } else {
+                    self.refused(Completion::Closed { ticket: Ticket(r) });
+                }
+            }
+            Op::Tick { ms } => self.now = self.now.saturating_add(Duration::from_millis(ms.into())),
+            Op::Timeout { ms } => self.advance(Duration::from_millis(ms.into())),
+            Op::ToDeadline => {
+                if let Some(t) = self.pool.poll_timeout() {
+                    self.advance_to(t);
+                }
+            }
+            Op::Backwards { ms } => {
+                let then = self.now.as_nanos().saturating_sub(u64::from(ms) * MS);
+                self.timeout(Time::from_nanos(then));
+            }
+            Op::FarFuture => self.now = self.now.max(Time::from_nanos(u64::MAX - 10 * MS)),
+            Op::Resize { min, max } => {
+                let (min, max) = (usize::from(min % 6), usize::from(max % 8));
+                let mut config = self.pool.config().clone();
+                (config.min, config.max) = (min, max);
+                let expected = match expected_config_error(&config, self.capacity) {
+                    Some(e) => Some(e),
+                    None => self.pool.is_closed().then_some(Error::Closed),
+                };
+                assert_eq!(self.resize(min, max).err(), expected, "resize({min}, {max})");
+            }
+            Op::Drain => {
+                let expected = self.pool.is_closed().then_some(Error::Closed);
+                assert_eq!(self.drain().err(), expected, "drain");
+            }
+            Op::CheckIdle => {
+                let closed = self.pool.is_closed();
+                assert_eq!(self.check_idle().is_err(), closed, "check_idle");
+            }
+            Op::Close => {
+                let closed = self.pool.is_closed();
+                assert_eq!(self.close().is_err(), closed, "close");
+            }
+        }
+        let s = self.stats();
+        assert!(
+            s.size <= self.pool.config().max.max(before),
+            "{} occupied with max {} (was {before})",
+            s.size,
+            self.pool.config().max
+        );
+    }
+
+    /// A completion the driver does not owe: refused with `UnknownTicket`, the connection handed
+    /// back, nothing changed.
+    fn refused(&mut self, done: Completion<Conn>) {
+        let conn = match &done {
+            Completion::Opened { conn, .. }
+            | Completion::Reset { conn, .. }
+            | Completion::Checked { conn, .. } => Some(*conn),
+            _ => None,
+        };
+        let out = self.unchanged(|sim| sim.pool.handle(sim.now, done));
+        match out {
+            Err(r) => {
+                assert_eq!(r.error, Error::UnknownTicket);
+                assert_eq!(r.conn, conn, "a refused completion hands back its connection");
+            }
+            Ok(()) => panic!("a completion the driver does not owe was accepted"),
+        }
+    }
+
+    fn bogus(&mut self) -> Conn {
+        self.next_bogus += 1;
+        self.next_bogus
+    }
+
+    /// The handle a pick names, `None` if it names nothing.
+    fn pick(&self, p: Pick, live: &[SlotRef]) -> Option<SlotRef> {
+        let old = |i: u8| {
+            pick(&self.history, i).unwrap_or(SlotRef {
+                tag: TAG,
+                index: 0,
+                gen: 1,
+            })
+        };
+        Some(match p {
+            Pick::Live(i) => pick(live, i)?,
+            Pick::Old(i) => pick(&self.history, i)?,
+            Pick::Foreign(i) => SlotRef {
+                tag: old(i).tag ^ 1,
+                ..old(i)
+            },
+            Pick::NoSlot => SlotRef {
+                tag: TAG,
+                index: u16::MAX,
+                gen: 1,
+            },
+            Pick::FutureGen(i) => SlotRef {
+                gen: u32::MAX,
+                ..old(i)
+            },
+            Pick::Raw(tag, index, gen) => SlotRef { tag, index, gen },
+        })
+    }
+}
+
+fn pick<T: Copy>(list: &[T], i: u8) -> Option<T> {
+    if list.is_empty() {
+        None
+    } else {
+        list.get(usize::from(i) % list.len()).copied()
+    }
+}
+
+/// What the pool must answer to a configuration, for a storage of `capacity` slots.
+fn expected_config_error(config: &Config, capacity: usize) -> Option<Error> {
+    let churns = config
+        .max_lifetime
+        .is_some_and(|d| d.is_zero() || config.lifetime_jitter >= d);
+    if config.max == 0 {
+        Some(Error::MaxZero)
+    } else if config.min > config.max {
+        Some(Error::MinAboveMax)
+    } else if config.max > capacity.min(65_535) {
+        Some(Error::CapacityExceeded)
+    } else if churns || config.backoff_initial.is_zero() {
+        Some(Error::InvalidTiming)
+    } else {
+        None
+    }
+}
+
+/// Plays a whole case on storage `S`: the configuration (refused ones are checked for the right
+/// refusal), every op, then [`Sim::finish`]. Panics on any violation: what a fuzz target calls.
+pub fn run<S: Storage<Conn, u8>>(case: &Case) {
+    let Ok(mut sim) = Sim::<S, u8>::from_setup(&case.setup) else {
+        return;
+    };
+    for op in &case.ops {
+        sim.step(op);
+    }
+    sim.finish();
+}
