@@ -116,6 +116,7 @@ pub struct Sim<S: Storage<Conn, K>, K = u64> {
     ceiling: usize,
     last_now: Time,
     steps: u64,
+    probe: Option<fn(bool)>,
 }
 
 impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
@@ -175,6 +176,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
             ceiling,
             last_now: Time::ZERO,
             steps: 0,
+            probe: None,
         };
         sim.capacity = sim.pool.storage_capacity();
         sim.run();
@@ -220,7 +222,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
 
     /// A checkout at the current time.
     pub fn checkout(&mut self, key: Option<K>, wait: Wait) -> Result<Checkout<Conn>, Error> {
-        let out = self.pool.checkout(self.now, key.clone(), wait);
+        let out = self.call(|p, now| p.checkout(now, key.clone(), wait));
         let key_holder = key.as_ref().and_then(|k| self.key_holder(k));
         let strict = self.auto_poll;
         match (&out, key) {
@@ -313,7 +315,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
         returned: Returned,
     ) -> Result<(), Rejected<Conn>> {
         let was_held = self.held.remove(&conn);
-        let out = self.pool.checkin(self.now, lease, key, conn, returned);
+        let out = self.call(|p, now| p.checkin(now, lease, key, conn, returned));
         match &out {
             Err(Rejected { conn: Some(c), .. }) => {
                 assert_eq!(*c, conn, "a refused checkin hands back the same connection");
@@ -346,7 +348,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
     }
 
     fn detach_lease(&mut self, lease: Lease) -> Result<(), Error> {
-        let out = self.pool.detach(self.now, lease);
+        let out = self.call(|p, now| p.detach(now, lease));
         let held = self.held.iter().find(|(_, l)| **l == lease).map(|(c, _)| *c);
         match (&out, held) {
             (Ok(()), Some(conn)) => {
@@ -366,7 +368,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
 
     /// A queued checkout gives up.
     pub fn cancel(&mut self, waiter: WaiterId) -> Result<(), Error> {
-        let out = self.pool.cancel(self.now, waiter);
+        let out = self.call(|p, now| p.cancel(now, waiter));
         match &out {
             Ok(()) => {
                 self.resolve(waiter);
@@ -380,7 +382,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
     /// New sizes.
     pub fn resize(&mut self, min: usize, max: usize) -> Result<(), Error> {
         let before = self.stats().size;
-        let out = self.pool.resize(self.now, min, max);
+        let out = self.call(|p, now| p.resize(now, min, max));
         if out.is_ok() {
             self.ceiling = before.max(max);
         }
@@ -390,7 +392,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
 
     /// Retire every connection.
     pub fn drain(&mut self) -> Result<(), Error> {
-        let out = self.pool.drain(self.now);
+        let out = self.call(|p, now| p.drain(now));
         self.run();
         out
     }
@@ -398,7 +400,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
     /// Check every idle connection.
     pub fn check_idle(&mut self) -> Result<usize, Error> {
         let idle = self.stats().idle;
-        let out = self.pool.check_idle(self.now);
+        let out = self.call(|p, now| p.check_idle(now));
         if let Ok(n) = out {
             assert_eq!(n, idle, "check_idle sent another count than idle");
         }
@@ -408,7 +410,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
 
     /// Close the pool.
     pub fn close(&mut self) -> Result<(), Error> {
-        let out = self.pool.close(self.now);
+        let out = self.call(|p, now| p.close(now));
         self.run();
         out
     }
@@ -417,8 +419,26 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
     /// connection the closure gives the pool must come from `held` (and be removed from it) or be
     /// one the pool refuses.
     pub fn with<R>(&mut self, f: impl FnOnce(&mut Pool<Conn, K, S>, Time) -> R) -> R {
-        let out = f(&mut self.pool, self.now);
+        let out = self.call(f);
         self.run();
+        out
+    }
+
+    /// Calls `probe(true)` before and `probe(false)` after every call into the pool (the
+    /// allocation test arms its counter there, so the driver's own bookkeeping is not counted).
+    pub fn set_probe(&mut self, probe: fn(bool)) {
+        self.probe = Some(probe);
+    }
+
+    /// Every call into the pool goes through here.
+    fn call<R>(&mut self, f: impl FnOnce(&mut Pool<Conn, K, S>, Time) -> R) -> R {
+        if let Some(probe) = self.probe {
+            probe(true);
+        }
+        let out = f(&mut self.pool, self.now);
+        if let Some(probe) = self.probe {
+            probe(false);
+        }
         out
     }
 
@@ -436,8 +456,8 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
 
     /// `handle_timeout(at)` (at may be in the past), then the check that nothing due is left.
     fn timeout(&mut self, at: Time) {
-        self.pool.handle_timeout(at);
-        let next = self.pool.poll_timeout();
+        self.call(|p, _| p.handle_timeout(at));
+        let next = self.call(|p, _| p.poll_timeout());
         assert!(
             next.is_none_or(|next| next > self.pool.now()),
             "after handle_timeout, poll_timeout still reports {next:?}"
@@ -448,7 +468,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
     /// Lives until `t`, waking at every deadline the pool reports on the way.
     pub fn run_until(&mut self, t: Time) {
         for _ in 0..1_000_000 {
-            match self.pool.poll_timeout() {
+            match self.call(|p, _| p.poll_timeout()) {
                 Some(next) if next <= t => self.advance_to(next),
                 _ => return self.advance_to(t),
             }
@@ -466,7 +486,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
 
     /// Drains one command, if any.
     fn poll_one(&mut self) -> bool {
-        match self.pool.poll_command() {
+        match self.call(|p, _| p.poll_command()) {
             Some(cmd) => {
                 self.perform(cmd);
                 true
@@ -638,7 +658,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
 
     /// Reports a completion the driver owes: it must be accepted.
     fn report(&mut self, done: Completion<Conn>) {
-        if let Err(r) = self.pool.handle(self.now, done) {
+        if let Err(r) = self.call(|p, now| p.handle(now, done)) {
             panic!("a pending completion was refused: {}", r.error);
         }
         self.check();
@@ -990,7 +1010,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
             Op::Tick { ms } => self.now = self.now.saturating_add(Duration::from_millis(ms.into())),
             Op::Timeout { ms } => self.advance(Duration::from_millis(ms.into())),
             Op::ToDeadline => {
-                if let Some(t) = self.pool.poll_timeout() {
+                if let Some(t) = self.call(|p, _| p.poll_timeout()) {
                     self.advance_to(t);
                 }
             }
@@ -1040,7 +1060,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
             | Completion::Checked { conn, .. } => Some(*conn),
             _ => None,
         };
-        let out = self.unchanged(|sim| sim.pool.handle(sim.now, done));
+        let out = self.unchanged(|sim| sim.call(|p, now| p.handle(now, done)));
         match out {
             Err(r) => {
                 assert_eq!(r.error, Error::UnknownTicket);
