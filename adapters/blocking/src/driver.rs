@@ -2,16 +2,14 @@
 //!
 //! A pool feeds an input to [`Engine::core`], then [`drains`](Engine::drain) the commands in the
 //! same critical section: outcomes for queued checkouts (grants, failures) are delivered there —
-//! they are only hand-offs — and the I/O ([`Task`]) is collected. The lock is released, the tasks
-//! are [`performed`](Settings::perform), and each result is [`reported`](Engine::report) back
-//! under the lock, with a new drain. So no command is ever left queued between critical sections,
-//! and no I/O ever runs under the lock.
+//! they are only hand-offs — and the I/O commands (open, close, reset, check) are collected. The
+//! lock is released, the commands are [`performed`](Settings::perform), and each
+//! [`Completion`] is [`reported`](Engine::report) back under the lock, with a new drain. So no
+//! command is ever left queued between critical sections, and no I/O ever runs under the lock.
 
 use crate::error::Failure;
 use crate::{Connector, PoolError};
-use sanspool_core::{
-    AllocPool, Command, Config, Lease, Rejected, Returned, Ticket, Time, Wait, WaiterId,
-};
+use sanspool_core::{AllocPool, Command, Completion, Config, Lease, Rejected, Returned, Time, Wait};
 use std::collections::VecDeque;
 use std::hash::Hash;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -33,42 +31,19 @@ pub(crate) struct Settings<M: Connector> {
     origin: Instant,
 }
 
-/// I/O the core asked for.
-pub(crate) enum Task<C> {
-    Open(Ticket),
-    Close(Ticket, C),
-    Reset(Ticket, C),
-    Check(Ticket, C),
-}
-
-/// The result of a [`Task`], to report to the core.
-pub(crate) enum Done<C, E> {
-    Opened(Ticket, C),
-    /// `None`: the connector panicked.
-    OpenFailed(Ticket, Option<E>),
-    Closed(Ticket),
-    /// A reset or a check: whether the connection is fit for service.
-    Reset(Ticket, C, bool),
-    /// A check (counted apart by `check()`).
-    Checked(Ticket, C, bool),
-}
-
-/// What a queued checkout receives.
-pub(crate) enum Outcome<C, E> {
-    Granted {
-        lease: Lease,
-        conn: C,
-        /// Opened for this very checkout: no need to vet it.
-        fresh: bool,
-    },
-    Failed(PoolError<E>),
-}
+/// What a queued checkout receives: the lease, the connection and whether it was opened for this
+/// very checkout (then it needs no vetting), or why it failed.
+pub(crate) type Outcome<C, E> = Result<(Lease, C, bool), PoolError<E>>;
 
 /// Outcomes drained for queued checkouts.
 pub(crate) type Outcomes<M> = Vec<(
-    WaiterId,
+    sanspool_core::WaiterId,
     Outcome<<M as Connector>::Conn, <M as Connector>::Error>,
 )>;
+
+/// A performed command's completion, and for a failed open why it failed (`None` inside: the
+/// connector panicked).
+pub(crate) type Done<C, E> = (Completion<C>, Option<Option<E>>);
 
 /// Runs `f`, turning a panic into `None` (the panic hook has printed it already).
 fn guarded<R>(f: impl FnOnce() -> R) -> Option<R> {
@@ -165,29 +140,42 @@ impl<M: Connector> Settings<M> {
         let _ = guarded(|| self.connector.close(conn));
     }
 
-    /// Does the I/O of a task.
-    pub(crate) fn perform(&self, task: Task<M::Conn>) -> Done<M::Conn, M::Error> {
-        match task {
-            Task::Open(t) => match self.open() {
-                Ok(conn) => Done::Opened(t, conn),
-                Err(e) => Done::OpenFailed(t, e),
+    /// Does the I/O of an open, close, reset or check command (a grant or failure is a hand-off,
+    /// delivered by [`Engine::drain`], never performed).
+    pub(crate) fn perform(&self, cmd: Command<M::Conn>) -> Done<M::Conn, M::Error> {
+        let done = match cmd {
+            Command::Open(ticket) => match self.open() {
+                Ok(conn) => Completion::Opened { ticket, conn },
+                Err(e) => return (Completion::OpenFailed { ticket }, Some(e)),
             },
-            Task::Close(t, conn) => {
+            Command::Close { ticket, conn } => {
                 self.close(conn);
-                Done::Closed(t)
+                Completion::Closed { ticket }
             }
-            Task::Reset(t, mut conn) => {
+            Command::Reset { ticket, mut conn } => {
                 let ok = guarded(|| {
                     self.connector.reset(&mut conn).is_ok()
                         && self.connector.state(&mut conn) == Returned::Clean
                 });
-                Done::Reset(t, conn, ok == Some(true))
+                Completion::Reset {
+                    ticket,
+                    conn,
+                    ok: ok == Some(true),
+                }
             }
-            Task::Check(t, mut conn) => {
+            Command::Check { ticket, mut conn } => {
                 let ok = guarded(|| self.connector.check(&mut conn).is_ok());
-                Done::Checked(t, conn, ok == Some(true))
+                Completion::Checked {
+                    ticket,
+                    conn,
+                    ok: ok == Some(true),
+                }
             }
-        }
+            Command::Grant { .. } | Command::Fail { .. } => {
+                unreachable!("hand-offs are delivered by the drain, never performed")
+            }
+        };
+        (done, None)
     }
 }
 
@@ -196,8 +184,6 @@ pub(crate) struct Engine<M: Connector, K: Hash + Eq + Clone> {
     pub(crate) core: AllocPool<M::Conn, K>,
     /// Why the last open failed; cleared by a successful open.
     last: Option<Failure<M::Error>>,
-    /// The slot just opened: a grant of it in the next drain is of a fresh connection.
-    fresh: Option<usize>,
 }
 
 impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
@@ -205,7 +191,6 @@ impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
         Ok(Engine {
             core: AllocPool::new(config).map_err(PoolError::Config)?,
             last: None,
-            fresh: None,
         })
     }
 
@@ -214,63 +199,41 @@ impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
         PoolError::from_core(error, self.last.as_ref())
     }
 
-    /// Takes every queued command: I/O into `tasks`, checkout outcomes into `outcomes`.
+    /// Takes every queued command: I/O into `io`, checkout outcomes into `outcomes`.
     pub(crate) fn drain(
         &mut self,
-        tasks: &mut impl Extend<Task<M::Conn>>,
+        io: &mut impl Extend<Command<M::Conn>>,
         outcomes: &mut Outcomes<M>,
     ) {
         while let Some(cmd) = self.core.poll_command() {
             match cmd {
-                Command::Open(t) => tasks.extend([Task::Open(t)]),
-                Command::Close { ticket, conn } => tasks.extend([Task::Close(ticket, conn)]),
-                Command::Reset { ticket, conn } => tasks.extend([Task::Reset(ticket, conn)]),
-                Command::Check { ticket, conn } => tasks.extend([Task::Check(ticket, conn)]),
                 Command::Grant {
                     waiter,
                     lease,
                     conn,
-                } => {
-                    let fresh = self.fresh == Some(lease.slot());
-                    outcomes.push((waiter, Outcome::Granted { lease, conn, fresh }));
-                }
-                Command::Fail { waiter, error } => {
-                    outcomes.push((waiter, Outcome::Failed(self.error(error))));
-                }
-                Command::Ready => {}
+                    fresh,
+                } => outcomes.push((waiter, Ok((lease, conn, fresh)))),
+                Command::Fail { waiter, error } => outcomes.push((waiter, Err(self.error(error)))),
+                io_cmd => io.extend([io_cmd]),
             }
         }
-        self.fresh = None;
     }
 
-    /// Reports a task's result. Returns a connection the core refused (a driver bug): close it.
+    /// Reports a performed command. Returns a connection the core refused (a driver bug): close it.
     #[must_use]
     pub(crate) fn report(&mut self, now: Time, done: Done<M::Conn, M::Error>) -> Option<M::Conn> {
-        let refused = match done {
-            Done::Opened(t, conn) => {
-                self.last = None;
-                self.fresh = Some(t.slot());
-                self.core.handle_opened(now, t, conn).err()
-            }
-            Done::OpenFailed(t, e) => {
+        let (completion, failure) = done;
+        match (&completion, failure) {
+            (Completion::Opened { .. }, _) => self.last = None,
+            (_, Some(e)) => {
                 self.last = Some(match e {
                     Some(e) => Failure::Error(Arc::new(e)),
                     None => Failure::Panic,
                 });
-                let reported = self.core.handle_open_failed(now, t);
-                debug_assert!(reported.is_ok(), "open report refused: {reported:?}");
-                None
             }
-            Done::Closed(t) => {
-                let reported = self.core.handle_closed(now, t);
-                debug_assert!(reported.is_ok(), "close report refused: {reported:?}");
-                None
-            }
-            Done::Reset(t, conn, ok) | Done::Checked(t, conn, ok) => {
-                self.core.handle_reset(now, t, conn, ok).err()
-            }
-        };
-        let refused = refused?;
+            _ => {}
+        }
+        let refused = self.core.handle(now, completion).err()?;
         debug_assert!(false, "report refused: {}", refused.error);
         refused.conn
     }
@@ -291,9 +254,7 @@ impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
         let now = settings.now();
         let _ = self.core.close(now);
         for (lease, conn) in held {
-            let back = self
-                .core
-                .handle_checkin(now, lease, None, conn, Returned::Close);
+            let back = self.core.checkin(now, lease, None, conn, Returned::Close);
             if let Err(Rejected { conn: Some(c), .. }) = back {
                 settings.close(c);
             }
@@ -312,12 +273,13 @@ impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
                 return error;
             };
             let now = settings.now();
-            if let (Task::Open(t), true) = (&task, self.core.is_closed()) {
-                let _ = self.core.handle_open_failed(now, *t);
+            if let (Command::Open(ticket), true) = (&task, self.core.is_closed()) {
+                let ticket = *ticket;
+                let _ = self.core.handle(now, Completion::OpenFailed { ticket });
                 continue;
             }
             let done = settings.perform(task);
-            let failed = matches!(done, Done::OpenFailed(..));
+            let failed = matches!(done.0, Completion::OpenFailed { .. });
             if let Some(conn) = self.report(now, done) {
                 settings.close(conn);
             }

@@ -4,10 +4,10 @@
 //! idle expiry, open retries after a failure) runs when the pool is used, or at
 //! [`maintain`](SimplePool::maintain).
 
-use crate::driver::{Done, Engine, Outcome, Outcomes, Settings, Task};
+use crate::driver::{Engine, Outcome, Outcomes, Settings};
 use crate::guard::Home;
 use crate::{Connector, PoolError, PooledConn, Stats};
-use sanspool_core::{Checkout, Config, Lease, Rejected, Returned, Time, Wait, WaiterId};
+use sanspool_core::{Checkout, Command, Completion, Config, Lease, Rejected, Returned, Time, Wait, WaiterId};
 use std::cell::{RefCell, RefMut};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -114,7 +114,7 @@ impl<M: Connector, K> State<M, K>
 where
     K: Hash + Eq + Clone,
 {
-    fn drain(&mut self) -> VecDeque<Task<M::Conn>> {
+    fn drain(&mut self) -> VecDeque<Command<M::Conn>> {
         let mut tasks = VecDeque::new();
         self.engine.drain(&mut tasks, &mut self.outcomes);
         tasks
@@ -303,7 +303,7 @@ where
             let (got, tasks) = {
                 let mut st = inner.state.borrow_mut();
                 let now = inner.settings.now();
-                let got = match st.engine.core.handle_checkout(now, key.clone(), Wait::No) {
+                let got = match st.engine.core.checkout(now, key.clone(), Wait::No) {
                     Err(e) => Err(st.engine.error(e)),
                     Ok(Checkout::Held(lease)) => match key.as_ref().and_then(|k| st.keyed.get(k)) {
                         Some(h) if handle && h.0.lease == lease => Ok(Got::Held(h.clone())),
@@ -319,8 +319,8 @@ where
                 Got::Held(h) => return Ok(Checked::Held(h)),
                 Got::Ready(lease, conn) => (lease, conn, false),
                 Got::Waiting(id) => match inner.outcome(id) {
-                    Outcome::Granted { lease, conn, fresh } => (lease, conn, fresh),
-                    Outcome::Failed(e) => return Err(e),
+                    Ok(granted) => granted,
+                    Err(e) => return Err(e),
                 },
             };
             if fresh || inner.settings.vet(&mut conn) {
@@ -341,11 +341,11 @@ where
 {
     /// Runs tasks inline, with the state not borrowed (a connector may drop a handle, which gives
     /// its connection back). Returns how many checks failed.
-    fn run(&self, mut tasks: VecDeque<Task<M::Conn>>) -> usize {
+    fn run(&self, mut tasks: VecDeque<Command<M::Conn>>) -> usize {
         let mut failed_checks = 0;
         while let Some(task) = tasks.pop_front() {
             let done = self.settings.perform(task);
-            if let Done::Checked(_, _, false) = done {
+            if let Completion::Checked { ok: false, .. } = done.0 {
                 failed_checks += 1;
             }
             let stray = {
@@ -368,11 +368,11 @@ where
             return st.outcomes.swap_remove(pos).1;
         }
         // Still queued (cannot happen: its open ran inline). Give up the wait.
-        let _ = st.engine.core.handle_cancel(self.settings.now(), id);
+        let _ = st.engine.core.cancel(self.settings.now(), id);
         let tasks = st.drain();
         drop(st);
         self.run(tasks);
-        Outcome::Failed(PoolError::Exhausted)
+        Err(PoolError::Exhausted)
     }
 
     fn input(
@@ -402,7 +402,7 @@ where
             let result = st
                 .engine
                 .core
-                .handle_checkin(now, lease, key, conn, returned);
+                .checkin(now, lease, key, conn, returned);
             let taken = matches!(result, Ok(()) | Err(Rejected { conn: None, .. }));
             let forgotten = match forget {
                 Some(k) if taken && st.keyed.get(k).is_some_and(|h| h.0.lease == lease) => {
@@ -477,7 +477,7 @@ where
     fn detach(&self, lease: Lease) {
         let _ = self
             .inner
-            .input(|engine, now| engine.core.handle_detach(now, lease));
+            .input(|engine, now| engine.core.detach(now, lease));
     }
 }
 

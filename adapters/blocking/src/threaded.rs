@@ -7,11 +7,13 @@
 //! could serve. A queued checkout parks on its own slot; a returned connection goes to the oldest
 //! waiter by the core's grant, straight into that slot.
 
-use crate::driver::{Done, Engine, Outcome, Settings, Task};
+use crate::driver::{Done, Engine, Outcome, Settings};
 use crate::guard::Home;
 use crate::maintenance::Maintenance;
 use crate::{persistent, Connector, PoolError, PooledConn};
-use sanspool_core::{Checkout, Config, Lease, Rejected, Returned, Stats, Ticket, Time, WaiterId};
+use sanspool_core::{
+    Checkout, Command, Completion, Config, Lease, Rejected, Returned, Stats, Ticket, Time, WaiterId,
+};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
@@ -330,8 +332,7 @@ where
             if core.is_closed() {
                 return Err(PoolError::Closed);
             }
-            let s = core.stats();
-            if s.idle + s.in_use + s.resetting >= core.config().min {
+            if core.is_warm() {
                 return Ok(());
             }
             let changed = &self.owner.shared.changed;
@@ -399,7 +400,7 @@ where
         }
         let keyed = std::mem::take(&mut st.keyed);
         for t in std::mem::take(&mut st.deferred) {
-            let _ = st.engine.core.handle_open_failed(now, t);
+            let _ = st.engine.core.handle(now, Completion::OpenFailed { ticket: t });
         }
         let tasks = self.drain(&mut st);
         drop(st);
@@ -412,7 +413,7 @@ where
 
     /// Takes every queued command under the lock: outcomes go to their parked checkouts, the
     /// maintenance thread is rearmed, `wait_ready` woken; the I/O is returned to run after unlock.
-    fn drain(&self, st: &mut State<M, K>) -> VecDeque<Task<M::Conn>> {
+    fn drain(&self, st: &mut State<M, K>) -> VecDeque<Command<M::Conn>> {
         let mut tasks = VecDeque::new();
         loop {
             let mut outcomes = Vec::new();
@@ -422,16 +423,16 @@ where
                 match (st.parked.remove(&id), outcome) {
                     (Some(parking), outcome) => parking.deliver(outcome),
                     // Nobody waits for it (cannot happen: a waiter leaves only with its outcome).
-                    (None, Outcome::Granted { lease, conn, .. }) => {
+                    (None, Ok((lease, conn, _))) => {
                         let now = self.settings.now();
                         let back =
                             st.engine
                                 .core
-                                .handle_checkin(now, lease, None, conn, Returned::Dirty);
+                                .checkin(now, lease, None, conn, Returned::Dirty);
                         debug_assert!(back.is_ok(), "grant without a waiter");
                         again = true;
                     }
-                    (None, Outcome::Failed(_)) => {}
+                    (None, Err(_)) => {}
                 }
             }
             if !again {
@@ -446,15 +447,15 @@ where
 
     /// Runs tasks with the lock released, reporting each result (and running what follows).
     /// Returns how many checks failed.
-    fn run(self: &Arc<Self>, mut tasks: VecDeque<Task<M::Conn>>) -> usize {
+    fn run(self: &Arc<Self>, mut tasks: VecDeque<Command<M::Conn>>) -> usize {
         let mut failed_checks = 0;
         while let Some(task) = tasks.pop_front() {
-            if let Task::Open(ticket) = task {
+            if let Command::Open(ticket) = task {
                 self.spawn_open(ticket);
                 continue;
             }
             let done = self.settings.perform(task);
-            if let Done::Checked(_, _, false) = done {
+            if let Completion::Checked { ok: false, .. } = done.0 {
                 failed_checks += 1;
             }
             tasks.extend(self.report(done));
@@ -462,7 +463,7 @@ where
         failed_checks
     }
 
-    fn report(&self, done: Done<M::Conn, M::Error>) -> VecDeque<Task<M::Conn>> {
+    fn report(&self, done: Done<M::Conn, M::Error>) -> VecDeque<Command<M::Conn>> {
         let mut st = lock(&self.state);
         let stray = st.engine.report(self.settings.now(), done);
         let tasks = self.drain(&mut st);
@@ -493,7 +494,7 @@ where
     }
 
     fn open(self: &Arc<Self>, ticket: Ticket) {
-        let done = self.settings.perform(Task::Open(ticket));
+        let done = self.settings.perform(Command::Open(ticket));
         let tasks = self.report(done);
         self.run(tasks);
     }
@@ -523,7 +524,7 @@ where
         loop {
             let mut st = lock(&self.state);
             let now = self.settings.now();
-            let got = match st.engine.core.handle_checkout(now, key.clone(), wait) {
+            let got = match st.engine.core.checkout(now, key.clone(), wait) {
                 Err(e) => Err(st.engine.error(e)),
                 Ok(Checkout::Held(lease)) => match key.as_ref().and_then(|k| st.keyed.get(k)) {
                     Some(h) if handle && h.0.lease == lease => Ok(Got::Held(h.clone())),
@@ -547,8 +548,8 @@ where
                 Got::Held(h) => return Ok(Checked::Held(h)),
                 Got::Ready(lease, conn) => (lease, conn, false),
                 Got::Waiting(id, parking) => match self.wait_for(id, &parking, deadline) {
-                    Outcome::Granted { lease, conn, fresh } => (lease, conn, fresh),
-                    Outcome::Failed(e) => return Err(e),
+                    Ok(granted) => granted,
+                    Err(e) => return Err(e),
                 },
             };
             if fresh || self.settings.vet(&mut conn) {
@@ -584,10 +585,10 @@ where
             Some(outcome) => outcome,
             None => {
                 // The core did not time it out (it always does: the deadline is on the same clock).
-                let _ = st.engine.core.handle_cancel(now, id);
+                let _ = st.engine.core.cancel(now, id);
                 st.parked.remove(&id);
                 tasks.extend(self.drain(&mut st));
-                Outcome::Failed(st.engine.error(sanspool_core::Error::Timeout))
+                Err(st.engine.error(sanspool_core::Error::Timeout))
             }
         };
         drop(st);
@@ -609,7 +610,7 @@ where
         let result = st
             .engine
             .core
-            .handle_checkin(self.settings.now(), lease, key, conn, returned);
+            .checkin(self.settings.now(), lease, key, conn, returned);
         let taken = matches!(result, Ok(()) | Err(Rejected { conn: None, .. }));
         let forgotten = match forget {
             Some(k) if taken && st.keyed.get(k).is_some_and(|h| h.0.lease == lease) => {
@@ -683,7 +684,7 @@ where
         }
         let now = self.settings.now();
         for t in st.deferred.drain(..) {
-            let _ = st.engine.core.handle_open_failed(now, t);
+            let _ = st.engine.core.handle(now, Completion::OpenFailed { ticket: t });
         }
         st.engine.shut_down(&self.settings, held);
     }
@@ -734,7 +735,7 @@ where
         let _ = self
             .owner
             .shared
-            .input(|engine, now| engine.core.handle_detach(now, lease));
+            .input(|engine, now| engine.core.detach(now, lease));
     }
 }
 
