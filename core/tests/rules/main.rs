@@ -1,0 +1,51 @@
+//! One test per rule of the core, each run on both storage backends through the test kit's
+//! simulated driver ([`Sim`](sanspool_core::testkit::Sim)), which checks `assert_invariants()` and
+//! connection conservation after every step. One file per topic, in the manner of str0m's tests.
+
+use sanspool_core::testkit::Conn;
+use sanspool_core::{Config, Error, Rejected};
+use std::time::Duration;
+
+/// Instantiates every generic rule test of the module it is called in on both backends:
+/// `<topic>::alloc::name` and `<topic>::fixed::name`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        #[cfg(feature = "alloc")]
+        mod alloc {
+            $( #[test] fn $name() { super::$name::<sanspool_core::Alloc>(); } )*
+        }
+        mod fixed {
+            $( #[test] fn $name() { super::$name::<sanspool_core::Fixed<16, 32>>(); } )*
+        }
+    };
+}
+
+mod close;
+mod config;
+mod deadlines;
+mod drain_check;
+mod getconn;
+mod handles;
+mod lifetimes;
+mod opens;
+mod putconn;
+mod random;
+mod resize;
+mod stats_time;
+mod waiting;
+mod warm;
+
+/// The refusal of a checkin or completion, as (error, connection handed back).
+fn refused(out: Result<(), Rejected<Conn>>) -> (Error, Option<Conn>) {
+    let Rejected { error, conn } = out.expect_err("refused");
+    (error, conn)
+}
+
+/// A backoff short enough to watch: 100 ms doubling up to 1 s.
+fn backoff_config(min: usize, max: usize) -> Config {
+    Config {
+        backoff_initial: Duration::from_millis(100),
+        backoff_max: Duration::from_secs(1),
+        ..Config::new(min, max)
+    }
+}

@@ -1,0 +1,133 @@
+//! Opens: `min` refills, failures and their backoff, and checkouts that do not wait.
+
+use crate::backoff_config;
+use sanspool_core::testkit::{ms, secs, Cmd, Conn, Sim};
+use sanspool_core::{Checkout, Config, Error, Returned, Storage, Time, Wait};
+use std::time::Duration;
+
+on_both_backends! {
+    min_is_refilled_after_closes_and_broken_returns,
+    open_failures_back_off_exponentially,
+    backoff_resets_after_a_successful_open,
+    non_waiting_checkout_fails_when_its_open_fails,
+    non_waiting_checkout_skips_the_backoff,
+    waiting_checkout_survives_open_failures_until_its_deadline,
+    check_idle_orders_opens_due_after_backoff,
+}
+
+/// Closes and broken returns below `min` are refilled at once.
+fn min_is_refilled_after_closes_and_broken_returns<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(Config::new(2, 3));
+    let (_, a) = sim.get(None);
+    let (_, b) = sim.get(None);
+    sim.take_log();
+    sim.put(a, Returned::Close);
+    assert_eq!(sim.take_log(), [Cmd::Close(a), Cmd::Open]);
+    sim.put(b, Returned::Broken);
+    assert_eq!(sim.take_log(), [Cmd::Close(b), Cmd::Open]);
+    let s = sim.stats();
+    assert_eq!((s.idle, s.opens, s.closes), (2, 4, 2));
+}
+
+/// A failed open is retried after a backoff that doubles per consecutive failure, up to
+/// `backoff_max`; `poll_timeout` reports the retry time, and no open is ordered before it. The
+/// pool is not warm until the open succeeds.
+fn open_failures_back_off_exponentially<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::manual(backoff_config(1, 1));
+    sim.auto_open = true;
+    sim.fail_opens = 6;
+    sim.open_next();
+    let mut t = ms(0);
+    for delay in [100, 200, 400, 800, 1000] {
+        t = t.saturating_add(Duration::from_millis(delay));
+        assert_eq!(sim.pool().poll_timeout(), Some(t));
+        assert!(!sim.pool().is_warm());
+        sim.take_log();
+        sim.advance_to(Time::from_nanos(t.as_nanos() - 1));
+        assert_eq!(sim.take_log(), []);
+        sim.advance_to(t);
+        assert_eq!(sim.take_log(), [Cmd::Open]);
+    }
+    t = t.saturating_add(Duration::from_millis(1000));
+    assert_eq!(sim.pool().poll_timeout(), Some(t));
+    assert!(!sim.pool().is_warm());
+    sim.advance_to(t);
+    assert_eq!(sim.take_log(), [Cmd::Open]);
+    assert!(sim.pool().is_warm());
+    let s = sim.stats();
+    assert_eq!((s.open_failures, s.opens, s.idle), (6, 1, 1));
+    assert_eq!(sim.pool().poll_timeout(), None);
+}
+
+/// A successful open resets the backoff to `backoff_initial`.
+fn backoff_resets_after_a_successful_open<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(backoff_config(1, 1));
+    sim.fail_opens = 3;
+    let (_, conn) = sim.get(None);
+    sim.put(conn, Returned::Broken);
+    sim.run_until(secs(1));
+    assert_eq!(sim.stats().open_failures, 3);
+    assert_eq!(sim.stats().idle, 1);
+    let (_, conn) = sim.get(None);
+    sim.fail_opens = 1;
+    sim.put(conn, Returned::Broken);
+    assert_eq!(
+        sim.pool().poll_timeout(),
+        Some(secs(1).saturating_add(Duration::from_millis(100)))
+    );
+}
+
+/// A `Wait::No` checkout that triggered an open fails with `OpenFailed` when that open fails.
+fn non_waiting_checkout_fails_when_its_open_fails<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(backoff_config(0, 1));
+    sim.take_log();
+    sim.fail_opens = 1;
+    let Ok(Checkout::Waiting(w)) = sim.checkout(None, Wait::No) else {
+        panic!("queued for its open")
+    };
+    assert_eq!(sim.take_log(), [Cmd::Open, Cmd::Fail(w, Error::OpenFailed)]);
+    assert_eq!(Error::OpenFailed.to_string(), "opening a connection failed");
+    assert_eq!(sim.stats().waiting, 0);
+}
+
+/// A `Wait::No` checkout orders its own open at once, even while the pool backs off.
+fn non_waiting_checkout_skips_the_backoff<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(backoff_config(1, 2));
+    let (_, conn) = sim.get(None);
+    sim.fail_opens = 1;
+    sim.put(conn, Returned::Broken);
+    assert!(sim.pool().poll_timeout().is_some());
+    sim.take_log();
+    let (_, fresh) = sim.get(None);
+    assert_eq!(sim.take_log()[..1], [Cmd::Open]);
+    assert_eq!(fresh, 2);
+}
+
+/// Waiting checkouts keep waiting through failed opens and time out at their own deadline.
+fn waiting_checkout_survives_open_failures_until_its_deadline<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(backoff_config(0, 1));
+    sim.fail_opens = 1000;
+    sim.take_log();
+    let w = sim.wait(None, Wait::Until(secs(2)));
+    sim.run_until(secs(5));
+    let log = sim.take_log();
+    assert_eq!(log.iter().filter(|c| **c == Cmd::Open).count(), 5);
+    assert_eq!(log.last(), Some(&Cmd::Fail(w, Error::Timeout)));
+    assert_eq!(sim.closed.len(), 0);
+    let s = sim.stats();
+    assert_eq!((s.open_failures, s.timeouts, s.waiting), (5, 1, 0));
+    assert_eq!(sim.pool().poll_timeout(), None);
+}
+
+/// `check_idle` settles like every input: opens delayed by a backoff that has ended are ordered.
+fn check_idle_orders_opens_due_after_backoff<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(backoff_config(2, 2));
+    let (_, conn) = sim.get(None);
+    sim.fail_opens = 1;
+    sim.put(conn, Returned::Broken);
+    sim.take_log();
+    sim.now = secs(1);
+    assert_eq!(sim.check_idle(), Ok(1));
+    assert_eq!(sim.take_log(), [Cmd::Check(1), Cmd::Open]);
+    assert_eq!(sim.stats().idle, 2);
+}
