@@ -1,52 +1,47 @@
-//! Benchmarks of the sans-IO core alone: no driver, no I/O, no clock — only the bookkeeping an
-//! adapter pays for on every checkout and checkin.
+//! Benchmarks of the sans-IO core alone — no driver, no I/O, no clock: only the bookkeeping an
+//! adapter pays for on every checkout and checkin — with r2d2 beside it in the same process.
+//! Pools are warmed up through the test kit's checking driver, then the bare pool is timed.
 //!
-//! - `checkout_checkin/{alloc,fixed}`: one unkeyed checkout of an idle connection and its clean
-//!   checkin, in a pool warmed to 8 open connections.
-//! - `keyed_1000/...`: 1 000 open connections. `{alloc,fixed}/cycle`: each iteration checks out and
-//!   back in under the next of 1 000 keys. `{alloc,fixed}/999_held`: 999 keys hold a connection each
-//!   and the last one cycles under fresh keys, so every lookup runs against 999 live keys (a miss:
-//!   the worst case of the fixed backend's scan). `{alloc,fixed}/held_again`: a checkout under one of
-//!   the 999 held keys, answered `Held` (the lookup alone).
-//! - `waiter_handoff/{alloc,fixed}`: a pool of one connection. Each iteration queues a checkout, checks
-//!   the connection in (it goes straight to that waiter) and drains the `Grant`; the waiter's checkin
-//!   is the next iteration's handoff.
-//! - `poll_timeout_1000_idle/{alloc,fixed}`: the next-deadline query a driver makes after each input,
-//!   with 1 000 idle connections that have a lifetime.
+//! - `cycle/{alloc,fixed}`: the core's cycle with 4 idle connections: an unkeyed checkout, a clean
+//!   checkin, and draining commands until there are none. `cycle/r2d2`: r2d2 0.8's `get()` and
+//!   drop, max 4, with a manager that does no I/O.
+//! - `keyed_1000/...`: 1 000 open connections. `cycle`: each iteration checks out and back in
+//!   under the next of 1 000 keys. `999_held`: 999 keys hold a connection each and the last one
+//!   cycles under fresh keys (a miss: the fixed backend's worst case). `held_again`: a checkout
+//!   under a held key, answered `Held`.
+//! - `waiter_handoff/...`: a checkin handed straight to a queued checkout, and its `Grant` drained.
+//! - `poll_timeout/...`: the next deadline, kept by the timer table (`table`) or found by search
+//!   as before (`search`), with 1 000 idle connections with lifetimes (`1000_idle`) and with 1 000
+//!   checkouts queued with deadlines behind 1 000 busy connections (`1000_waiters`; a checkout
+//!   never waits while a connection is idle, so the two cannot be had at once).
+//!
+//! After the criterion groups, `ratios` times the core's cycle against r2d2 and the table against
+//! the search in interleaved rounds of one run, and prints the medians and their ratios.
 
-use criterion::{criterion_group, criterion_main, Criterion};
-use sanspool_core::storage::Storage;
-use sanspool_core::{Alloc, Checkout, Command, Config, Fixed, Lease, Pool, Returned, Time, Wait};
+use criterion::Criterion;
+use sanspool_core::testkit::{deadline_by_search, Sim};
+use sanspool_core::{Alloc, Checkout, Command, Config, Fixed, Lease, Pool, Returned, Storage};
+use sanspool_core::{Time, Wait};
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const NOW: Time = Time::ZERO;
 const KEYS: u32 = 1000;
 
 type Small = Fixed<8, 8>;
-/// 1 024 slots inline (a 92 KiB pool with `u32` connections and keys): boxed, see `warmed`.
-type Big = Fixed<1024, 16>;
+/// 1 024 slots and waiters inline: boxed, see `warmed`.
+type Big = Fixed<1024, 1024>;
 
-/// A pool with its opens done: every `min` connection idle.
+/// A pool with `min` connections opened and idle, warmed up through the checking driver.
 fn warmed<S: Storage<u32, u32>>(config: Config) -> Box<Pool<u32, u32, S>> {
-    let mut pool = Box::new(Pool::new(config).expect("config"));
-    let mut next = 0;
-    while let Some(cmd) = pool.poll_command() {
-        match cmd {
-            Command::Open(ticket) => {
-                next += 1;
-                pool.handle_opened(NOW, ticket, next).expect("opened");
-            }
-            Command::Ready => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!(pool.stats().idle, pool.config().min);
+    let min = config.min;
+    let pool = Box::new(Sim::<S, u32>::new(config).into_pool());
+    assert_eq!(pool.stats().idle, min);
     pool
 }
 
 fn checkout<S: Storage<u32, u32>>(pool: &mut Pool<u32, u32, S>, key: Option<u32>) -> (Lease, u32) {
-    match pool.handle_checkout(NOW, black_box(key), Wait::No) {
+    match pool.checkout(NOW, black_box(key), Wait::No) {
         Ok(Checkout::Ready { lease, conn }) => (lease, conn),
         other => panic!("checkout: {other:?}"),
     }
@@ -58,15 +53,18 @@ fn checkin<S: Storage<u32, u32>>(
     key: Option<&u32>,
     conn: u32,
 ) {
-    let done = pool.handle_checkin(
-        NOW,
-        black_box(lease),
-        black_box(key),
-        black_box(conn),
-        Returned::Clean,
-    );
+    let done = pool.checkin(NOW, black_box(lease), key, black_box(conn), Returned::Clean);
     if let Err(r) = done {
         panic!("checkin: {}", r.error);
+    }
+}
+
+/// One turn of the core's cycle: checkout, clean checkin, drain until no command is left.
+fn cycle_once<S: Storage<u32, u32>>(pool: &mut Pool<u32, u32, S>) {
+    let (lease, conn) = checkout(pool, None);
+    checkin(pool, lease, None, conn);
+    while let Some(cmd) = pool.poll_command() {
+        black_box(cmd);
     }
 }
 
@@ -74,18 +72,48 @@ fn checkin<S: Storage<u32, u32>>(
 fn settled<S: Storage<u32, u32>>(pool: &mut Pool<u32, u32, S>, idle: usize) {
     assert!(pool.poll_command().is_none());
     assert_eq!(pool.stats().idle, idle);
-    pool.assert_invariants();
+    sanspool_core::testkit::assert_invariants(pool);
 }
 
-fn checkout_checkin<S: Storage<u32, u32>>(c: &mut Criterion, name: &str) {
-    let mut group = c.benchmark_group("checkout_checkin");
-    group.bench_function(name, |b| {
-        let mut pool = warmed::<S>(Config::new(8, 8));
-        b.iter(|| {
-            let (lease, conn) = checkout(&mut pool, None);
-            checkin(&mut pool, lease, None, conn);
-        });
-        settled(&mut pool, 8);
+/// r2d2's side: a manager with no I/O at all.
+struct NoIo;
+
+impl r2d2::ManageConnection for NoIo {
+    type Connection = u32;
+    type Error = std::io::Error;
+    fn connect(&self) -> Result<u32, Self::Error> {
+        Ok(0)
+    }
+    fn is_valid(&self, _: &mut u32) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    fn has_broken(&self, _: &mut u32) -> bool {
+        false
+    }
+}
+
+fn r2d2_pool() -> r2d2::Pool<NoIo> {
+    r2d2::Pool::builder()
+        .max_size(4)
+        .build(NoIo)
+        .expect("r2d2 pool")
+}
+
+fn cycle(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cycle");
+    group.bench_function("alloc", |b| {
+        let mut pool = warmed::<Alloc>(Config::new(4, 4));
+        b.iter(|| cycle_once(&mut pool));
+        settled(&mut pool, 4);
+    });
+    group.bench_function("fixed", |b| {
+        let mut pool = warmed::<Small>(Config::new(4, 4));
+        b.iter(|| cycle_once(&mut pool));
+        settled(&mut pool, 4);
+    });
+    group.bench_function("r2d2", |b| {
+        let pool = r2d2_pool();
+        b.iter(|| drop(black_box(pool.get().expect("r2d2 get"))));
     });
     group.finish();
 }
@@ -132,7 +160,7 @@ fn keyed_1000<S: Storage<u32, u32>>(c: &mut Criterion, name: &str) {
         let mut k = 0;
         b.iter(|| {
             k = (k + 1) % (KEYS - 1);
-            match pool.handle_checkout(NOW, black_box(Some(k)), Wait::No) {
+            match pool.checkout(NOW, black_box(Some(k)), Wait::No) {
                 Ok(Checkout::Held(lease)) => lease,
                 other => panic!("checkout: {other:?}"),
             }
@@ -148,7 +176,7 @@ fn waiter_handoff<S: Storage<u32, u32>>(c: &mut Criterion, name: &str) {
         let mut pool = warmed::<S>(Config::new(1, 1));
         let (mut lease, mut conn) = checkout(&mut pool, None);
         b.iter(|| {
-            let Ok(Checkout::Waiting(w)) = pool.handle_checkout(NOW, None, Wait::Forever) else {
+            let Ok(Checkout::Waiting(w)) = pool.checkout(NOW, None, Wait::Forever) else {
                 panic!("the checkout did not queue")
             };
             checkin(&mut pool, lease, None, conn);
@@ -157,6 +185,7 @@ fn waiter_handoff<S: Storage<u32, u32>>(c: &mut Criterion, name: &str) {
                     waiter,
                     lease: l,
                     conn: c,
+                    fresh: false,
                 }) if waiter == w => (lease, conn) = (l, c),
                 other => panic!("expected a grant, got {other:?}"),
             }
@@ -168,27 +197,130 @@ fn waiter_handoff<S: Storage<u32, u32>>(c: &mut Criterion, name: &str) {
     group.finish();
 }
 
-fn poll_timeout_1000_idle<S: Storage<u32, u32>>(c: &mut Criterion, name: &str) {
-    let mut group = c.benchmark_group("poll_timeout_1000_idle");
-    group.bench_function(name, |b| {
-        let mut config = Config::new(KEYS as usize, KEYS as usize);
-        config.max_lifetime = Some(Duration::from_secs(3600));
-        let pool = warmed::<S>(config);
-        b.iter(|| black_box(&pool).poll_timeout());
-    });
+/// 1 000 idle connections, each with its own end of life.
+fn idle_1000<S: Storage<u32, u32>>() -> Box<Pool<u32, u32, S>> {
+    let mut config = Config::new(KEYS as usize, KEYS as usize);
+    config.max_lifetime = Some(Duration::from_secs(3600));
+    config.lifetime_jitter = Duration::from_secs(600);
+    config.max_idle = Some(Duration::from_secs(60));
+    warmed::<S>(config)
+}
+
+/// 1 000 busy connections and 1 000 checkouts queued behind them, each with its own deadline.
+fn waiters_1000<S: Storage<u32, u32>>() -> Box<Pool<u32, u32, S>> {
+    let mut config = Config::new(KEYS as usize, KEYS as usize);
+    config.max_waiting = 2 * KEYS as usize;
+    let mut pool = warmed::<S>(config);
+    for _ in 0..KEYS {
+        checkout(&mut pool, None);
+    }
+    for i in 0..u64::from(KEYS) {
+        // Deadlines in no particular order: a multiplicative hash of the arrival number.
+        let at = Time::from_nanos(1_000_000_000 + (i * 2_654_435_761) % 1_000_000_007);
+        let out = pool.checkout(NOW, None, Wait::Until(at));
+        assert!(matches!(out, Ok(Checkout::Waiting(_))), "{out:?}");
+    }
+    assert_eq!(pool.stats().waiting, KEYS as usize);
+    pool
+}
+
+fn poll_timeout<S: Storage<u32, u32>>(c: &mut Criterion, name: &str) {
+    let mut group = c.benchmark_group("poll_timeout");
+    for (what, pool) in [
+        ("1000_idle", idle_1000::<S>()),
+        ("1000_waiters", waiters_1000::<S>()),
+    ] {
+        assert_eq!(pool.poll_timeout(), deadline_by_search(&*pool));
+        assert!(pool.poll_timeout().is_some());
+        group.bench_function(format!("{name}/{what}/table"), |b| {
+            b.iter(|| black_box(&*pool).poll_timeout())
+        });
+        group.bench_function(format!("{name}/{what}/search"), |b| {
+            b.iter(|| deadline_by_search(black_box(&*pool)))
+        });
+    }
     group.finish();
 }
 
-fn benches(c: &mut Criterion) {
-    checkout_checkin::<Alloc>(c, "alloc");
-    checkout_checkin::<Small>(c, "fixed");
-    keyed_1000::<Alloc>(c, "alloc");
-    keyed_1000::<Big>(c, "fixed");
-    waiter_handoff::<Alloc>(c, "alloc");
-    waiter_handoff::<Small>(c, "fixed");
-    poll_timeout_1000_idle::<Alloc>(c, "alloc");
-    poll_timeout_1000_idle::<Big>(c, "fixed");
+/// Median ns per call of `f` over `rounds` rounds of `n` calls, interleaved with `g`'s rounds so
+/// that both see the same machine.
+fn interleaved(rounds: usize, n: u32, mut f: impl FnMut(), mut g: impl FnMut()) -> (f64, f64) {
+    let mut time = |f: &mut dyn FnMut()| {
+        let start = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        start.elapsed().as_nanos() as f64 / f64::from(n)
+    };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        a.push(time(&mut f));
+        b.push(time(&mut g));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (median(&mut a), median(&mut b))
 }
 
-criterion_group!(cycle, benches);
-criterion_main!(cycle);
+fn ratios() {
+    println!("\nratios (medians of 15 interleaved rounds, one process):");
+    let r2d2 = r2d2_pool();
+    let mut alloc = warmed::<Alloc>(Config::new(4, 4));
+    let mut fixed = warmed::<Small>(Config::new(4, 4));
+    let (core, peer) = interleaved(
+        15,
+        200_000,
+        || cycle_once(&mut alloc),
+        || drop(black_box(r2d2.get().expect("r2d2 get"))),
+    );
+    println!(
+        "  cycle, 4 idle: core (alloc) {core:.1} ns, r2d2 get+drop {peer:.1} ns: {:.3}x r2d2",
+        core / peer
+    );
+    let (core, peer) = interleaved(
+        15,
+        200_000,
+        || cycle_once(&mut fixed),
+        || drop(black_box(r2d2.get().expect("r2d2 get"))),
+    );
+    println!(
+        "  cycle, 4 idle: core (fixed) {core:.1} ns, r2d2 get+drop {peer:.1} ns: {:.3}x r2d2",
+        core / peer
+    );
+    settled(&mut alloc, 4);
+    settled(&mut fixed, 4);
+    for (what, pool) in [
+        ("1000 idle", idle_1000::<Alloc>()),
+        ("1000 waiters", waiters_1000::<Alloc>()),
+    ] {
+        let (table, search) = interleaved(
+            15,
+            20_000,
+            || {
+                black_box(black_box(&*pool).poll_timeout());
+            },
+            || {
+                black_box(deadline_by_search(black_box(&*pool)));
+            },
+        );
+        println!(
+            "  poll_timeout, {what}: table {table:.1} ns, search {search:.1} ns: {:.0}x faster",
+            search / table
+        );
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    cycle(&mut c);
+    keyed_1000::<Alloc>(&mut c, "alloc");
+    keyed_1000::<Big>(&mut c, "fixed");
+    waiter_handoff::<Alloc>(&mut c, "alloc");
+    waiter_handoff::<Small>(&mut c, "fixed");
+    poll_timeout::<Alloc>(&mut c, "alloc");
+    poll_timeout::<Big>(&mut c, "fixed");
+    c.final_summary();
+    ratios();
+}

@@ -65,42 +65,69 @@ impl<C, K> Slot<C, K> {
     }
 }
 
-/// Per-stage slot counts, kept in step with every transition (`Pool::set_state`).
+/// Per-stage slot counts, kept in step with every transition (`Pool::set_state`): one counter per
+/// stage, indexed by [`State::stage`], so a transition is two array updates and no branch.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Counts {
-    pub(crate) opening: usize,
-    pub(crate) idle: usize,
-    pub(crate) in_use: usize,
-    pub(crate) resetting: usize,
-    pub(crate) closing: usize,
+pub(crate) struct Counts([usize; 6]);
+
+impl<C, K> State<C, K> {
+    /// [`State::Free`]'s index in [`Counts`].
+    pub(crate) const FREE: usize = 0;
+
+    /// The stage's index in [`Counts`].
+    pub(crate) fn stage(&self) -> usize {
+        match self {
+            State::Free => 0,
+            State::Opening => 1,
+            State::Idle(_) => 2,
+            State::InUse(_) => 3,
+            State::Resetting => 4,
+            State::Closing => 5,
+        }
+    }
 }
 
 impl Counts {
-    /// The count of `state`'s stage (`None` for `Free`, which is not counted).
-    pub(crate) fn of<C, K>(&mut self, state: &State<C, K>) -> Option<&mut usize> {
-        match state {
-            State::Free => None,
-            State::Opening => Some(&mut self.opening),
-            State::Idle(_) => Some(&mut self.idle),
-            State::InUse(_) => Some(&mut self.in_use),
-            State::Resetting => Some(&mut self.resetting),
-            State::Closing => Some(&mut self.closing),
-        }
+    /// A slot moved from stage `old` to stage `new`.
+    pub(crate) fn moved(&mut self, old: usize, new: usize) {
+        self.0[old] -= 1;
+        self.0[new] += 1;
+    }
+
+    /// A slot was added in stage `stage`.
+    pub(crate) fn add(&mut self, stage: usize) {
+        self.0[stage] += 1;
+    }
+
+    pub(crate) fn opening(&self) -> usize {
+        self.0[1]
+    }
+    pub(crate) fn idle(&self) -> usize {
+        self.0[2]
+    }
+    pub(crate) fn in_use(&self) -> usize {
+        self.0[3]
+    }
+    pub(crate) fn resetting(&self) -> usize {
+        self.0[4]
+    }
+    pub(crate) fn closing(&self) -> usize {
+        self.0[5]
     }
 
     /// Slots that hold or will hold a server connection: what `max` bounds.
     pub(crate) fn occupied(&self) -> usize {
-        self.opening + self.idle + self.in_use + self.resetting + self.closing
+        self.opening() + self.idle() + self.in_use() + self.resetting() + self.closing()
     }
 
     /// Slots not on their way out: what a shrink brings down to `max`.
     pub(crate) fn live(&self) -> usize {
-        self.occupied() - self.closing
+        self.occupied() - self.closing()
     }
 
     /// Connections that exist and are not on their way out: what `min` asks for.
     pub(crate) fn open(&self) -> usize {
-        self.idle + self.in_use + self.resetting
+        self.idle() + self.in_use() + self.resetting()
     }
 }
 

@@ -30,7 +30,9 @@ impl Time {
 
     /// `self + d`, or `None` past the end of time.
     pub(crate) fn checked_add(self, d: Duration) -> Option<Time> {
-        self.0.checked_add(u64::try_from(d.as_nanos()).ok()?).map(Time)
+        self.0
+            .checked_add(u64::try_from(d.as_nanos()).ok()?)
+            .map(Time)
     }
 
     /// How long after `earlier` this is; zero if it is not after.

@@ -1,5 +1,7 @@
-//! The pool's deadlines, kept rather than searched for (quinn-proto's `TimerTable`): one entry per
-//! kind of deadline, so the next wake-up is a minimum over four values.
+//! The pool's deadlines that are minima over many entries — every waiter's deadline, every idle
+//! connection's end of life — kept rather than searched for (quinn-proto's `TimerTable`). The two
+//! other deadlines (`max_idle` of the least recently used idle connection, the end of the open
+//! backoff) are O(1) reads of state the pool keeps anyway (`Pool::poll_timeout`).
 
 use crate::Time;
 
@@ -10,18 +12,15 @@ pub(crate) enum Timer {
     Wait = 0,
     /// The earliest end of life of an idle connection (`max_lifetime`).
     Lifetime = 1,
-    /// When the least recently used idle connection has idled for `max_idle` (while above `min`).
-    Idle = 2,
-    /// The end of the open backoff, while an open is wanted and there is room for it.
-    Backoff = 3,
 }
 
-/// Invariant: each entry equals what its kind's definition (on [`Timer`]) gives for the pool's
-/// state once an input has settled, except that `Wait` and `Lifetime` may be marked stale, and
-/// then are recomputed before the input returns (`assert_invariants` recomputes all four).
+/// Invariant: once an input has returned, each entry equals what its kind's definition (on
+/// [`Timer`]) gives for the pool's state. During an input an entry may be marked stale (the entry
+/// that set it left); it is recomputed before the input returns (`assert_invariants` recomputes
+/// both).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TimerTable {
-    at: [Option<Time>; 4],
+    at: [Option<Time>; 2],
     /// The entry that set `Wait` or `Lifetime` left: rescan before the input returns.
     stale: [bool; 2],
 }
@@ -35,7 +34,7 @@ impl TimerTable {
         self.at[timer as usize] = at;
     }
 
-    /// A new entry of a kept-minimum kind (`Wait`, `Lifetime`) arrived.
+    /// A new entry arrived.
     pub(crate) fn add(&mut self, timer: Timer, at: Option<Time>) {
         let slot = &mut self.at[timer as usize];
         if let Some(t) = at {
@@ -43,26 +42,31 @@ impl TimerTable {
         }
     }
 
-    /// An entry of a kept-minimum kind left: if it was the minimum, the minimum must be found anew.
+    /// An entry left: if it was the minimum, the minimum must be found anew.
     pub(crate) fn remove(&mut self, timer: Timer, at: Option<Time>) {
         if at.is_some() && at == self.at[timer as usize] {
             self.stale[timer as usize] = true;
         }
     }
 
-    /// Whether a kept-minimum entry must be recomputed; clears the mark.
+    /// Whether the entry must be recomputed; clears the mark.
     pub(crate) fn take_stale(&mut self, timer: Timer) -> bool {
         core::mem::take(&mut self.stale[timer as usize])
     }
 
-    /// The next deadline.
+    /// The earlier of the two.
     pub(crate) fn next(&self) -> Option<Time> {
-        let [a, b, c, d] = self.at;
-        min_opt(min_opt(a, b), min_opt(c, d))
+        min_opt(self.at[0], self.at[1])
+    }
+
+    /// Whether either entry is marked stale.
+    pub(crate) fn any_stale(&self) -> bool {
+        self.stale[0] | self.stale[1]
     }
 }
 
-fn min_opt(a: Option<Time>, b: Option<Time>) -> Option<Time> {
+/// The earlier of two optional deadlines.
+pub(crate) fn min_opt(a: Option<Time>, b: Option<Time>) -> Option<Time> {
     match (a, b) {
         (Some(x), Some(y)) => Some(x.min(y)),
         (x, None) => x,

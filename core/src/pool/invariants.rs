@@ -4,7 +4,7 @@ use super::Pool;
 use crate::slot::{Counts, State};
 use crate::storage::{Holder, KeyIndex, Queue, Storage};
 use crate::timer::Timer;
-use crate::Command;
+use crate::{Command, Time};
 
 type StageTest<C, K> = fn(&State<C, K>) -> bool;
 
@@ -17,9 +17,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         // 1. counts, and `max` (through the shrink ceiling).
         let mut counts = Counts::default();
         for s in slots {
-            if let Some(count) = counts.of(&s.state) {
-                *count += 1;
-            }
+            counts.add(s.state.stage());
         }
         assert_eq!(counts, self.counts, "per-state counts drifted");
         assert!(self.ceiling >= self.config.max);
@@ -31,7 +29,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         // 2. the idle queue.
         assert_eq!(
             self.idle.len(),
-            counts.idle,
+            counts.idle(),
             "idle queue and idle slots disagree"
         );
         let mut last = None;
@@ -86,18 +84,18 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         // 4. waiters are served before anything idles, and have opens coming when opens are allowed.
         if !self.waiters.is_empty() {
             assert_eq!(
-                counts.idle, 0,
+                counts.idle(), 0,
                 "a checkout waits while a connection is idle"
             );
         }
         let backing_off = self.retry_at.is_some_and(|t| self.now < t);
         if !self.closed && !backing_off && counts.occupied() < self.config.max {
             assert!(
-                self.waiters.len() <= counts.opening,
+                self.waiters.len() <= counts.opening(),
                 "a waiter has no open coming"
             );
             assert!(
-                counts.open() + counts.opening >= self.config.min,
+                counts.open() + counts.opening() >= self.config.min,
                 "below min with room to open"
             );
         }
@@ -146,7 +144,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         // 6. after close.
         if self.closed {
             assert!(
-                self.waiters.is_empty() && counts.idle == 0,
+                self.waiters.is_empty() && counts.idle() == 0,
                 "closed pool keeps waiters or idle"
             );
             assert!(self
@@ -156,19 +154,30 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         }
 
         // 7. the timer table, recomputed from its definitions.
+        let [wait, lifetime, _, _] = self.deadlines_by_search();
+        assert_eq!(self.timers.get(Timer::Wait), wait, "waiter timer");
+        assert_eq!(self.timers.get(Timer::Lifetime), lifetime, "lifetime timer");
+        assert_eq!(self.poll_timeout(), self.deadline_by_search());
+    }
+
+    /// Each timer's deadline, recomputed from its definition by searching the waiters and idle
+    /// connections.
+    fn deadlines_by_search(&self) -> [Option<Time>; 4] {
         let deadlines = (0..self.waiters.len()).filter_map(|p| self.waiters.get(p)?.deadline);
-        assert_eq!(self.timers.get(Timer::Wait), deadlines.min(), "waiter timer");
         let ends = (0..self.idle.len()).filter_map(|p| self.slot_at_idle(p)?.expires);
-        assert_eq!(self.timers.get(Timer::Lifetime), ends.min(), "lifetime timer");
         let idle = self
             .config
             .max_idle
-            .filter(|_| counts.open() > self.config.min)
+            .filter(|_| self.counts.open() > self.config.min)
             .and_then(|d| Some(self.slot_at_idle(0)?.idle_since.saturating_add(d)));
-        assert_eq!(self.timers.get(Timer::Idle), idle, "idle timer");
         let retry = self
             .retry_at
-            .filter(|_| self.open_deficit() > 0 && counts.occupied() < self.config.max);
-        assert_eq!(self.timers.get(Timer::Backoff), retry, "backoff timer");
+            .filter(|_| self.open_deficit() > 0 && self.counts.occupied() < self.config.max);
+        [deadlines.min(), ends.min(), idle, retry]
+    }
+
+    /// The next deadline by search: what `poll_timeout` computed before the timer table.
+    pub(crate) fn deadline_by_search(&self) -> Option<Time> {
+        self.deadlines_by_search().into_iter().flatten().min()
     }
 }

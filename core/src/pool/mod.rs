@@ -12,7 +12,7 @@ use crate::handle::SlotRef;
 use crate::slot::{Counts, Slot, State, Waiter};
 use crate::storage::{Buffer, Holder, KeyIndex, Queue, Queued, Storage};
 use crate::time::nanos;
-use crate::timer::{Timer, TimerTable};
+use crate::timer::{min_opt, Timer, TimerTable};
 use crate::{
     Checkout, Command, Completion, Error, IdleOrder, Lease, Rejected, Returned, Stats, Ticket,
     Time, Wait, WaiterId,
@@ -67,8 +67,8 @@ use core::time::Duration;
 ///    or inside an emitted command (reset, check, grant, close) — detached ones have left;
 /// 6. after [`close`](Pool::close), no `Open` is emitted, nothing waits, nothing is idle, and every
 ///    connection that comes back leaves in a `Close` command;
-/// 7. each deadline in the timer table is the one its definition gives for the current state, so
-///    `poll_timeout` is exact and a `handle_timeout` at it acts.
+/// 7. each deadline kept in the timer table is the one its definition gives for the current state,
+///    so `poll_timeout` is exact and a `handle_timeout` at it acts.
 pub struct Pool<C, K, S: Storage<C, K>> {
     config: Config,
     now: Time,
@@ -170,6 +170,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         out
     }
 
+    #[inline]
     fn checkout_idle(&mut self, key: Option<K>, wait: Wait) -> Result<Checkout<C>, Error> {
         while let Some(i) = self.idle_pop(self.config.idle_order) {
             if self.outlived(i) {
@@ -224,7 +225,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.next_waiter += 1;
         // psycopg2 connects on demand: a checkout that will not wait gets its own open at once,
         // backoff or not, and hears if it fails.
-        if wait == Wait::No && self.waiters.len() > self.counts.opening {
+        if wait == Wait::No && self.waiters.len() > self.counts.opening() {
             self.order_open();
         }
         Ok(Checkout::Waiting(id))
@@ -359,7 +360,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         match completion {
             Completion::Opened { conn, .. } => self.opened(i, conn),
             Completion::OpenFailed { .. } => self.open_failed(i),
-            Completion::Reset { conn, ok, .. } => self.back_from_driver(i, conn, ok, Arrival::Returned),
+            Completion::Reset { conn, ok, .. } => {
+                self.back_from_driver(i, conn, ok, Arrival::Returned)
+            }
             Completion::Checked { conn, ok, .. } => {
                 self.slots.as_mut_slice()[i].checking = false;
                 self.back_from_driver(i, conn, ok, Arrival::Checked)
@@ -429,7 +432,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 }
             }
         }
-        if due(self.timers.get(Timer::Lifetime)) || due(self.timers.get(Timer::Idle)) {
+        if due(self.timers.get(Timer::Lifetime)) || due(self.idle_deadline()) {
             self.expire_idle();
         }
         self.settle();
@@ -451,7 +454,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             if self.outlived(i) || idled_out {
                 self.stats.expired += 1;
                 self.idle.remove(pos);
-                self.timers.remove(Timer::Lifetime, self.slots.as_slice()[i].expires);
+                self.timers
+                    .remove(Timer::Lifetime, self.slots.as_slice()[i].expires);
                 self.close_idle(i);
             } else {
                 pos += 1;
@@ -542,7 +546,16 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     /// The next command, in the order the core decided them; `None` when there is nothing to do.
     #[must_use = "every command must be performed: a connection or a waiter's outcome may be in it"]
+    #[inline]
     pub fn poll_command(&mut self) -> Option<Command<C>> {
+        // The hot path: nothing queued, two length checks.
+        if self.commands.is_empty() && self.fails.is_empty() {
+            return None;
+        }
+        self.next_command()
+    }
+
+    fn next_command(&mut self) -> Option<Command<C>> {
         let fail_first = match (self.commands.get(0), self.fails.get(0)) {
             (None, None) => return None,
             (Some(c), Some(f)) => f.seq < c.seq,
@@ -571,7 +584,25 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// O(1): the deadlines are kept as inputs change them, not searched for.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.timers.next()
+        let kept = self.timers.next();
+        min_opt(kept, min_opt(self.idle_deadline(), self.backoff_deadline()))
+    }
+
+    /// When the least recently used idle connection has idled for `max_idle`, while more than
+    /// `min` are open. Saturating, so that at the end of time a deadline it reports is one
+    /// `handle_timeout` acts on (no busy loop for the driver).
+    fn idle_deadline(&self) -> Option<Time> {
+        let d = self.config.max_idle?;
+        if self.counts.open() <= self.config.min {
+            return None;
+        }
+        Some(self.slot_at_idle(0)?.idle_since.saturating_add(d))
+    }
+
+    /// The end of the open backoff, while an open is wanted and there is room for it.
+    fn backoff_deadline(&self) -> Option<Time> {
+        self.retry_at
+            .filter(|_| self.open_deficit() > 0 && self.has_room())
     }
 
     // ---------------------------------------------------------------- reading
@@ -580,12 +611,12 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     pub fn stats(&self) -> Stats {
         Stats {
             size: self.counts.occupied(),
-            idle: self.counts.idle,
-            in_use: self.counts.in_use,
+            idle: self.counts.idle(),
+            in_use: self.counts.in_use(),
             waiting: self.waiters.len(),
-            opening: self.counts.opening,
-            resetting: self.counts.resetting,
-            closing: self.counts.closing,
+            opening: self.counts.opening(),
+            resetting: self.counts.resetting(),
+            closing: self.counts.closing(),
             ..self.stats
         }
     }
@@ -634,20 +665,30 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// The pool's clock never goes back: an earlier `now` is taken as the latest one seen. Inputs
     /// call this only once their arguments are accepted: a refused input changes nothing, not even
     /// the clock (which would otherwise pass a deadline without the pool acting on it).
+    #[inline]
     fn advance(&mut self, now: Time) {
         self.now = max(self.now, now);
     }
 
     /// Order the opens that `min` and the waiters call for, as far as room and backoff allow, then
-    /// re-arm the deadlines. After an input that changed nothing this is a handful of compares.
+    /// re-arm the deadlines. When there is nothing to do — no open wanted, nobody waiting, no
+    /// deadline to find anew: every input on the hot path — this is a few compares, inline.
+    #[inline]
     fn settle(&mut self) {
+        if self.open_deficit() > 0 || !self.waiters.is_empty() || self.timers.any_stale() {
+            self.settle_slow();
+        }
+    }
+
+    #[inline(never)]
+    fn settle_slow(&mut self) {
         if self.open_deficit() > 0 && !self.retry_at.is_some_and(|t| self.now < t) {
             while self.open_deficit() > 0 && self.order_open() {}
         }
         // A checkout that would not wait, whose open went to an older waiter, with no room for
         // another: exhausted after all, as psycopg2 would have said at once.
         if !self.waiters.is_empty() && !self.has_room() {
-            let mut pos = self.counts.opening;
+            let mut pos = self.counts.opening();
             while let Some(w) = self.waiters.get(pos) {
                 if w.fail_fast {
                     self.fail_waiter(pos, Error::Exhausted);
@@ -659,9 +700,12 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.rearm();
     }
 
-    /// Brings the timer table up to date (invariant 7). The kept minima are searched for only when
-    /// the entry that set them left.
+    /// Brings the timer table up to date (invariant 7): a kept minimum is searched for only when
+    /// the entry that set it left.
     fn rearm(&mut self) {
+        if !self.timers.any_stale() {
+            return;
+        }
         if self.timers.take_stale(Timer::Wait) {
             let deadlines = (0..self.waiters.len()).filter_map(|p| self.waiters.get(p)?.deadline);
             self.timers.set(Timer::Wait, deadlines.min());
@@ -670,29 +714,20 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             let ends = (0..self.idle.len()).filter_map(|p| self.slot_at_idle(p)?.expires);
             self.timers.set(Timer::Lifetime, ends.min());
         }
-        let idle = match self.config.max_idle {
-            Some(d) if self.counts.open() > self.config.min => {
-                self.slot_at_idle(0).map(|s| s.idle_since.saturating_add(d))
-            }
-            _ => None,
-        };
-        self.timers.set(Timer::Idle, idle);
-        let retry = self
-            .retry_at
-            .filter(|_| self.open_deficit() > 0 && self.has_room());
-        self.timers.set(Timer::Backoff, retry);
     }
 
     /// Opens wanted: up to `min`, and one per waiter without an open on its way.
+    #[inline]
     fn open_deficit(&self) -> usize {
         if self.closed {
             return 0;
         }
-        let size = self.counts.open() + self.counts.opening;
-        let unserved = self.waiters.len().saturating_sub(self.counts.opening);
+        let size = self.counts.open() + self.counts.opening();
+        let unserved = self.waiters.len().saturating_sub(self.counts.opening());
         max(self.config.min.saturating_sub(size), unserved)
     }
 
+    #[inline]
     fn has_room(&self) -> bool {
         self.counts.occupied() < self.config.max
     }
@@ -732,6 +767,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 if self.slots.push(Slot::free()).is_err() {
                     return false;
                 }
+                self.counts.add(State::<C, K>::FREE);
                 self.slots.as_slice().len() - 1
             }
         };
@@ -743,6 +779,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     /// Where a connection arriving in slot `i` goes (opened, returned clean, reset): closed if the
     /// pool does not keep it, else to the oldest waiter, else idle.
+    #[inline]
     fn place(&mut self, i: usize, conn: C, arrival: Arrival) {
         if !self.keeps(i, arrival == Arrival::Returned) {
             if self.outlived(i) {
@@ -778,30 +815,38 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 .position(|&j| slots[usize::from(j)].idle_since > since)
                 .unwrap_or(self.idle.len());
             let _ = self.idle.insert(pos, slot_u16(i));
-            self.timers.add(Timer::Lifetime, self.slots.as_slice()[i].expires);
+            self.timers
+                .add(Timer::Lifetime, self.slots.as_slice()[i].expires);
         } else {
             self.set_state(i, State::Idle(conn));
             self.slots.as_mut_slice()[i].idle_since = self.now;
             let _ = self.idle.push_back(slot_u16(i));
-            self.timers.add(Timer::Lifetime, self.slots.as_slice()[i].expires);
+            self.timers
+                .add(Timer::Lifetime, self.slots.as_slice()[i].expires);
         }
     }
 
     /// Whether the pool keeps the connection in slot `i`. `returned`: it comes back from a borrower,
     /// so psycopg2's "keep only up to `min` idle" applies when configured.
+    #[inline]
     fn keeps(&self, i: usize, returned: bool) -> bool {
-        let current = self.slots.as_slice()[i].epoch == self.epoch;
-        let wanted = !returned
-            || self.config.keep_idle == KeepIdle::UpToMax
-            || !self.waiters.is_empty()
-            || self.counts.idle < self.config.min;
+        let slot = &self.slots.as_slice()[i];
+        let wanted = || {
+            !returned
+                || self.config.keep_idle == KeepIdle::UpToMax
+                || !self.waiters.is_empty()
+                || self.counts.idle() < self.config.min
+        };
+        // Below the shrink ceiling nothing is over `max`: the count is needed only after a shrink.
+        let within_max = || self.ceiling == self.config.max || self.counts.live() <= self.config.max;
         !self.closed
-            && self.counts.live() <= self.config.max
-            && current
-            && !self.outlived(i)
-            && wanted
+            && slot.epoch == self.epoch
+            && !slot.expires.is_some_and(|t| t <= self.now)
+            && within_max()
+            && wanted()
     }
 
+    #[inline]
     fn outlived(&self, i: usize) -> bool {
         self.slots.as_slice()[i]
             .expires
@@ -809,20 +854,24 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     }
 
     /// Takes the most (`Lifo`) or least (`Fifo`) recently returned idle slot out of the queue.
+    #[inline]
     fn idle_pop(&mut self, end: IdleOrder) -> Option<usize> {
         let i = usize::from(match end {
             IdleOrder::Lifo => self.idle.pop_back(),
             IdleOrder::Fifo => self.idle.pop_front(),
         }?);
-        self.timers.remove(Timer::Lifetime, self.slots.as_slice()[i].expires);
+        self.timers
+            .remove(Timer::Lifetime, self.slots.as_slice()[i].expires);
         Some(i)
     }
 
+    #[inline]
     fn slot_at_idle(&self, pos: usize) -> Option<&Slot<C, K>> {
         self.slots.as_slice().get(usize::from(*self.idle.get(pos)?))
     }
 
     /// Move idle slot `i` (already out of the idle queue) to `next`, giving back its connection.
+    #[inline]
     fn take_idle(&mut self, i: usize, next: State<C, K>) -> Option<C> {
         if !matches!(self.slots.as_slice()[i].state, State::Idle(_)) {
             debug_assert!(false, "idle queue points at slot {i}, which is not idle");
@@ -860,6 +909,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         }
     }
 
+    #[inline]
     fn release_key(&mut self, i: usize) {
         if let State::InUse(key) = &mut self.slots.as_mut_slice()[i].state {
             if let Some(k) = key.take() {
@@ -876,17 +926,15 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     /// The one place a slot changes state: counts follow, the generation moves on (so every handle
     /// for the old state goes stale), and the shrink ceiling comes down as connections leave.
+    #[inline]
     fn set_state(&mut self, i: usize, state: State<C, K>) -> State<C, K> {
         let slot = &mut self.slots.as_mut_slice()[i];
         let old = core::mem::replace(&mut slot.state, state);
         slot.gen = slot.gen.wrapping_add(1);
-        if let Some(count) = self.counts.of(&old) {
-            *count -= 1;
+        self.counts.moved(old.stage(), slot.state.stage());
+        if self.ceiling > self.config.max {
+            self.ceiling = max(self.config.max, min(self.ceiling, self.counts.occupied()));
         }
-        if let Some(count) = self.counts.of(&slot.state) {
-            *count += 1;
-        }
-        self.ceiling = max(self.config.max, min(self.ceiling, self.counts.occupied()));
         old
     }
 
@@ -910,6 +958,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         min(self.waiters.capacity(), self.fails.capacity())
     }
 
+    #[inline]
     fn slot_ref(&self, i: usize) -> SlotRef {
         SlotRef {
             tag: self.config.tag,
@@ -918,6 +967,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         }
     }
 
+    #[inline]
     fn lease_slot(&self, lease: Lease) -> Result<usize, Error> {
         let r = lease.0;
         if r.tag != self.config.tag {
@@ -938,9 +988,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         let r = ticket.0;
         let i = usize::from(r.index);
         match self.slots.as_slice().get(i) {
-            Some(s) if r.tag == self.config.tag && s.gen == r.gen && !s.queued && stage(s) => {
-                Ok(i)
-            }
+            Some(s) if r.tag == self.config.tag && s.gen == r.gen && !s.queued && stage(s) => Ok(i),
             _ => Err(Error::UnknownTicket),
         }
     }

@@ -17,7 +17,7 @@ pub mod vocab;
 
 pub mod seeds;
 
-pub use sim::{ms, run, secs, Cmd, Conn, Sim};
+pub use sim::{ms, run, secs, Answer, Cmd, Conn, Got, Reply, Sim};
 pub use vocab::{Back, Case, KeyArg, Op, Pick, Setup, WPick, WaitArg, TAG};
 
 use crate::{Pool, Storage};
@@ -66,4 +66,13 @@ pub mod forge {
 /// invariants documented on [`Pool`]). [`Sim`] calls it after every step.
 pub fn assert_invariants<C, K: Eq + Clone, S: Storage<C, K>>(pool: &Pool<C, K, S>) {
     pool.assert_invariants();
+}
+
+/// The next deadline found by searching every waiter and idle connection, as `poll_timeout` did
+/// before the timer table kept it: the invariants check the table against it, and the benchmark
+/// times it as the baseline.
+pub fn deadline_by_search<C, K: Eq + Clone, S: Storage<C, K>>(
+    pool: &Pool<C, K, S>,
+) -> Option<crate::Time> {
+    pool.deadline_by_search()
 }

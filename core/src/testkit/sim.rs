@@ -54,6 +54,42 @@ pub enum Cmd {
     Fail(WaiterId, Error),
 }
 
+/// What one op of the vocabulary got ([`Sim::step`]): the pool's reply, with connections and
+/// waiters by id, and every command drained while the op was played. A model compares these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The pool's reply to the op's input.
+    pub reply: Reply,
+    /// The commands drained during the op, in order.
+    pub drained: Vec<Cmd>,
+}
+
+/// The pool's reply to one op.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// The op's pick named nothing (an empty list): the pool was not called.
+    Skipped,
+    /// The op gives no input with a reply: a tick, a drain of commands, a timeout, a serve.
+    Quiet,
+    /// A checkout's answer.
+    Checkout(Result<Got, Error>),
+    /// A checkin, detach, cancel, completion, resize, drain or close: accepted or refused with.
+    Done(Result<(), Error>),
+    /// `check_idle`: how many checks were sent.
+    Sent(Result<usize, Error>),
+}
+
+/// An accepted checkout, by connection and waiter id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Got {
+    /// [`Checkout::Ready`] with this connection.
+    Ready(Conn),
+    /// [`Checkout::Held`]: the key's connection.
+    Held(Conn),
+    /// [`Checkout::Waiting`].
+    Waiting(WaiterId),
+}
+
 /// `t` seconds after the origin.
 pub fn secs(t: u64) -> Time {
     Time::from_nanos(t * 1_000_000_000)
@@ -188,6 +224,12 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
     /// The pool.
     pub fn pool(&self) -> &Pool<Conn, K, S> {
         &self.pool
+    }
+
+    /// The pool itself, leaving the driver (benchmarks warm a pool up through the checking driver,
+    /// then time the bare pool).
+    pub fn into_pool(self) -> Pool<Conn, K, S> {
+        self.pool
     }
 
     /// The pool's stats.
@@ -349,7 +391,11 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
 
     fn detach_lease(&mut self, lease: Lease) -> Result<(), Error> {
         let out = self.call(|p, now| p.detach(now, lease));
-        let held = self.held.iter().find(|(_, l)| **l == lease).map(|(c, _)| *c);
+        let held = self
+            .held
+            .iter()
+            .find(|(_, l)| **l == lease)
+            .map(|(c, _)| *c);
         match (&out, held) {
             (Ok(()), Some(conn)) => {
                 self.held.remove(&conn);
@@ -751,13 +797,20 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
         );
         self.ceiling = max.max(self.ceiling.min(s.size));
         if self.pool.is_closed() {
-            assert_eq!((s.idle, s.waiting), (0, 0), "a closed pool keeps idle or waiters");
+            assert_eq!(
+                (s.idle, s.waiting),
+                (0, 0),
+                "a closed pool keeps idle or waiters"
+            );
         }
 
         assert!(self.held.len() <= s.in_use, "held {:?}, {s:?}", self.held);
         assert!(self.opens.len() <= s.opening, "{s:?}");
         assert!(self.closes.len() <= s.closing, "{s:?}");
-        assert!(self.resets.len() + self.checks.len() <= s.resetting, "{s:?}");
+        assert!(
+            self.resets.len() + self.checks.len() <= s.resetting,
+            "{s:?}"
+        );
         let mut outside = BTreeSet::new();
         let with_driver = self.closes.iter().chain(&self.resets).chain(&self.checks);
         let all = self.held.keys().copied().chain(with_driver.map(|c| c.1));
@@ -826,7 +879,10 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
         self.poll();
         // Bounded: a pool that keeps ordering work while time stands still is a livelock.
         for round in 0.. {
-            assert!(round < 100_000, "the pool keeps ordering work while time stands still");
+            assert!(
+                round < 100_000,
+                "the pool keeps ordering work while time stands still"
+            );
             if let Some(t) = self.opens.pop() {
                 self.do_open(t);
             } else if let Some((t, c)) = self.resets.pop() {
@@ -855,13 +911,34 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
             Err(_) => Pool::<Conn, K, S>::capacity_for(),
         };
         let expected = expected_config_error(&config, capacity);
-        assert_eq!(out.as_ref().err(), expected.as_ref(), "configuration {config:?}");
+        assert_eq!(
+            out.as_ref().err(),
+            expected.as_ref(),
+            "configuration {config:?}"
+        );
         out
     }
 
-    /// Plays one op of the vocabulary, checking every answer against what the driver knows.
-    pub fn step(&mut self, op: &Op) {
+    /// Plays one op of the vocabulary, checking every answer against what the driver knows, and
+    /// returns what the pool answered and which commands were drained (for a model to compare).
+    pub fn step(&mut self, op: &Op) -> Answer {
         let before = self.stats().size;
+        let mark = self.log.len();
+        let reply = self.play(op);
+        let s = self.stats();
+        assert!(
+            s.size <= self.pool.config().max.max(before),
+            "{} occupied with max {} (was {before})",
+            s.size,
+            self.pool.config().max
+        );
+        Answer {
+            reply,
+            drained: self.log[mark..].to_vec(),
+        }
+    }
+
+    fn play(&mut self, op: &Op) -> Reply {
         match *op {
             Op::Checkout { key, wait } => {
                 let key = key.map(|k| K::from(k % 4));
@@ -873,12 +950,17 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
                     WaitArg::Past => Wait::Until(Time::ZERO),
                     WaitArg::End => Wait::Until(Time::from_nanos(u64::MAX)),
                 };
-                let _ = self.checkout(key, wait);
+                let out = self.checkout(key, wait);
+                Reply::Checkout(out.map(|got| match got {
+                    Checkout::Ready { conn, .. } => Got::Ready(conn),
+                    Checkout::Held(lease) => Got::Held(self.conn_of(lease)),
+                    Checkout::Waiting(w) => Got::Waiting(w),
+                }))
             }
             Op::Checkin { lease, key, back } => {
                 let live: Vec<SlotRef> = self.held.values().map(|l| l.0).collect();
                 let Some(r) = self.pick(lease, &live) else {
-                    return;
+                    return Reply::Skipped;
                 };
                 let held = self.held.iter().find(|(_, l)| l.0 == r).map(|(c, _)| *c);
                 let own = held.and_then(|c| self.held_keys.iter().find(|(h, _)| *h == c));
@@ -894,6 +976,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
                 };
                 let conn = held.unwrap_or_else(|| self.bogus());
                 let out = self.checkin(Lease(r), key.as_ref(), conn, back.into());
+                let reply = Reply::Done(out.as_ref().map(|_| ()).map_err(|r| r.error));
                 match out {
                     Ok(()) => assert!(!self.pool.is_closed(), "checkin accepted after close"),
                     Err(Rejected { conn: None, .. }) => {}
@@ -915,14 +998,20 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
                         );
                     }
                 }
+                reply
             }
             Op::Detach { lease } => {
                 let live: Vec<SlotRef> = self.held.values().map(|l| l.0).collect();
-                if let Some(r) = self.pick(lease, &live) {
-                    let held = live.contains(&r);
-                    let out = self.detach_lease(Lease(r));
-                    assert!(!held || out.is_ok(), "a held lease could not detach: {out:?}");
-                }
+                let Some(r) = self.pick(lease, &live) else {
+                    return Reply::Skipped;
+                };
+                let held = live.contains(&r);
+                let out = self.detach_lease(Lease(r));
+                assert!(
+                    !held || out.is_ok(),
+                    "a held lease could not detach: {out:?}"
+                );
+                Reply::Done(out)
             }
             Op::Cancel { waiter } => {
                 let id = match waiter {
@@ -930,12 +1019,17 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
                     WPick::Any(i) => pick(&self.waiter_history, i),
                     WPick::Raw(n) => Some(WaiterId(n)),
                 };
-                if let Some(id) = id {
-                    let waiting = self.waiting.contains(&id);
-                    // A waiter whose outcome is queued but not drained is no longer waiting.
-                    let out = self.cancel(id);
-                    assert!(out.is_err() || waiting, "cancelled {id:?}, which was not waiting");
-                }
+                let Some(id) = id else {
+                    return Reply::Skipped;
+                };
+                let waiting = self.waiting.contains(&id);
+                // A waiter whose outcome is queued but not drained is no longer waiting.
+                let out = self.cancel(id);
+                assert!(
+                    out.is_err() || waiting,
+                    "cancelled {id:?}, which was not waiting"
+                );
+                Reply::Done(out)
             }
             Op::Poll { n } => {
                 let mut left = if n == 0 { usize::MAX } else { usize::from(n) };
@@ -943,12 +1037,16 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
                     left -= 1;
                 }
                 self.check();
+                Reply::Quiet
             }
-            Op::Serve => self.serve(),
+            Op::Serve => {
+                self.serve();
+                Reply::Quiet
+            }
             Op::Opened { ticket } | Op::OpenFailed { ticket } => {
                 let live: Vec<SlotRef> = self.opens.iter().map(|t| t.0).collect();
                 let Some(r) = self.pick(ticket, &live) else {
-                    return;
+                    return Reply::Skipped;
                 };
                 let pending = live.iter().position(|&p| p == r);
                 if let Some(i) = pending {
@@ -957,6 +1055,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
                     self.fail_opens = usize::from(matches!(op, Op::OpenFailed { .. }));
                     self.do_open(t);
                     self.fail_opens = saved;
+                    Reply::Done(Ok(()))
                 } else {
                     let done = match op {
                         Op::Opened { .. } => Completion::Opened {
@@ -965,7 +1064,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
                         },
                         _ => Completion::OpenFailed { ticket: Ticket(r) },
                     };
-                    self.refused(done);
+                    Reply::Done(Err(self.refused(done)))
                 }
             }
             Op::ResetDone { ticket, ok } | Op::CheckDone { ticket, ok } => {
@@ -973,7 +1072,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
                 let list = if check { &self.checks } else { &self.resets };
                 let live: Vec<SlotRef> = list.iter().map(|t| t.0 .0).collect();
                 let Some(r) = self.pick(ticket, &live) else {
-                    return;
+                    return Reply::Skipped;
                 };
                 if let Some(i) = live.iter().position(|&p| p == r) {
                     let list = if check {
@@ -986,39 +1085,52 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
                     self.fail_resets = usize::from(!ok);
                     self.do_reset(t, conn, check);
                     self.fail_resets = saved;
+                    Reply::Done(Ok(()))
                 } else {
                     let (ticket, conn) = (Ticket(r), self.bogus());
-                    self.refused(if check {
+                    Reply::Done(Err(self.refused(if check {
                         Completion::Checked { ticket, conn, ok }
                     } else {
                         Completion::Reset { ticket, conn, ok }
-                    });
+                    })))
                 }
             }
             Op::CloseDone { ticket } => {
                 let live: Vec<SlotRef> = self.closes.iter().map(|t| t.0 .0).collect();
                 let Some(r) = self.pick(ticket, &live) else {
-                    return;
+                    return Reply::Skipped;
                 };
                 if let Some(i) = live.iter().position(|&p| p == r) {
                     let (t, conn) = self.closes.remove(i);
                     self.do_close(t, conn);
+                    Reply::Done(Ok(()))
                 } else {
-                    self.refused(Completion::Closed { ticket: Ticket(r) });
+                    Reply::Done(Err(self.refused(Completion::Closed { ticket: Ticket(r) })))
                 }
             }
-            Op::Tick { ms } => self.now = self.now.saturating_add(Duration::from_millis(ms.into())),
-            Op::Timeout { ms } => self.advance(Duration::from_millis(ms.into())),
+            Op::Tick { ms } => {
+                self.now = self.now.saturating_add(Duration::from_millis(ms.into()));
+                Reply::Quiet
+            }
+            Op::Timeout { ms } => {
+                self.advance(Duration::from_millis(ms.into()));
+                Reply::Quiet
+            }
             Op::ToDeadline => {
                 if let Some(t) = self.call(|p, _| p.poll_timeout()) {
                     self.advance_to(t);
                 }
+                Reply::Quiet
             }
             Op::Backwards { ms } => {
                 let then = self.now.as_nanos().saturating_sub(u64::from(ms) * MS);
                 self.timeout(Time::from_nanos(then));
+                Reply::Quiet
             }
-            Op::FarFuture => self.now = self.now.max(Time::from_nanos(u64::MAX - 10 * MS)),
+            Op::FarFuture => {
+                self.now = self.now.max(Time::from_nanos(u64::MAX - 10 * MS));
+                Reply::Quiet
+            }
             Op::Resize { min, max } => {
                 let (min, max) = (usize::from(min % 6), usize::from(max % 8));
                 let mut config = self.pool.config().clone();
@@ -1027,33 +1139,34 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
                     Some(e) => Some(e),
                     None => self.pool.is_closed().then_some(Error::Closed),
                 };
-                assert_eq!(self.resize(min, max).err(), expected, "resize({min}, {max})");
+                let out = self.resize(min, max);
+                assert_eq!(out.err(), expected, "resize({min}, {max})");
+                Reply::Done(out)
             }
             Op::Drain => {
                 let expected = self.pool.is_closed().then_some(Error::Closed);
-                assert_eq!(self.drain().err(), expected, "drain");
+                let out = self.drain();
+                assert_eq!(out.err(), expected, "drain");
+                Reply::Done(out)
             }
             Op::CheckIdle => {
                 let closed = self.pool.is_closed();
-                assert_eq!(self.check_idle().is_err(), closed, "check_idle");
+                let out = self.check_idle();
+                assert_eq!(out.is_err(), closed, "check_idle");
+                Reply::Sent(out)
             }
             Op::Close => {
                 let closed = self.pool.is_closed();
-                assert_eq!(self.close().is_err(), closed, "close");
+                let out = self.close();
+                assert_eq!(out.is_err(), closed, "close");
+                Reply::Done(out)
             }
         }
-        let s = self.stats();
-        assert!(
-            s.size <= self.pool.config().max.max(before),
-            "{} occupied with max {} (was {before})",
-            s.size,
-            self.pool.config().max
-        );
     }
 
     /// A completion the driver does not owe: refused with `UnknownTicket`, the connection handed
     /// back, nothing changed.
-    fn refused(&mut self, done: Completion<Conn>) {
+    fn refused(&mut self, done: Completion<Conn>) -> Error {
         let conn = match &done {
             Completion::Opened { conn, .. }
             | Completion::Reset { conn, .. }
@@ -1064,7 +1177,11 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
         match out {
             Err(r) => {
                 assert_eq!(r.error, Error::UnknownTicket);
-                assert_eq!(r.conn, conn, "a refused completion hands back its connection");
+                assert_eq!(
+                    r.conn, conn,
+                    "a refused completion hands back its connection"
+                );
+                r.error
             }
             Ok(()) => panic!("a completion the driver does not owe was accepted"),
         }
@@ -1138,7 +1255,7 @@ pub fn run<S: Storage<Conn, u8>>(case: &Case) {
         return;
     };
     for op in &case.ops {
-        sim.step(op);
+        let _ = sim.step(op);
     }
     sim.finish();
 }

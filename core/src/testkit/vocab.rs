@@ -49,7 +49,9 @@ pub struct Setup {
     pub backoff_max_ms: u16,
     /// Bit 0: lifetime `Duration::MAX`; 1: jitter the largest accepted (lifetime - 1 ns; without a
     /// lifetime, `Duration::MAX`); 2: backoff_initial MAX; 3: backoff_max MAX; 4: max_idle MAX.
-    #[proptest(strategy = "proptest::prop_oneof![9 => proptest::strategy::Just(0u8), 1 => any::<u8>()]")]
+    #[proptest(
+        strategy = "proptest::prop_oneof![9 => proptest::strategy::Just(0u8), 1 => any::<u8>()]"
+    )]
     pub huge: u8,
     /// Seed of the lifetime jitter.
     pub seed: u64,
