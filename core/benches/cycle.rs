@@ -245,7 +245,7 @@ fn poll_timeout<S: Storage<u32, u32>>(c: &mut Criterion, name: &str) {
 /// Median ns per call of `f` over `rounds` rounds of `n` calls, interleaved with `g`'s rounds so
 /// that both see the same machine.
 fn interleaved(rounds: usize, n: u32, mut f: impl FnMut(), mut g: impl FnMut()) -> (f64, f64) {
-    let mut time = |f: &mut dyn FnMut()| {
+    let time = |f: &mut dyn FnMut()| {
         let start = Instant::now();
         for _ in 0..n {
             f();

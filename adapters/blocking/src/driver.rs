@@ -9,7 +9,9 @@
 
 use crate::error::Failure;
 use crate::{Connector, PoolError};
-use sanspool_core::{AllocPool, Command, Completion, Config, Lease, Rejected, Returned, Time, Wait};
+use sanspool_core::{
+    AllocPool, Command, Completion, Config, Lease, Rejected, Returned, Time, Wait,
+};
 use std::collections::VecDeque;
 use std::hash::Hash;
 use std::panic::{catch_unwind, AssertUnwindSafe};

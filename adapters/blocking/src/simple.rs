@@ -7,7 +7,9 @@
 use crate::driver::{Engine, Outcome, Outcomes, Settings};
 use crate::guard::Home;
 use crate::{Connector, PoolError, PooledConn, Stats};
-use sanspool_core::{Checkout, Command, Completion, Config, Lease, Rejected, Returned, Time, Wait, WaiterId};
+use sanspool_core::{
+    Checkout, Command, Completion, Config, Lease, Rejected, Returned, Time, Wait, WaiterId,
+};
 use std::cell::{RefCell, RefMut};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -318,10 +320,7 @@ where
             let (lease, mut conn, fresh) = match got? {
                 Got::Held(h) => return Ok(Checked::Held(h)),
                 Got::Ready(lease, conn) => (lease, conn, false),
-                Got::Waiting(id) => match inner.outcome(id) {
-                    Ok(granted) => granted,
-                    Err(e) => return Err(e),
-                },
+                Got::Waiting(id) => inner.outcome(id)?,
             };
             if fresh || inner.settings.vet(&mut conn) {
                 return Ok(Checked::Conn(lease, conn));
@@ -399,10 +398,7 @@ where
         let (result, forgotten, tasks) = {
             let mut st = self.state.borrow_mut();
             let now = self.settings.now();
-            let result = st
-                .engine
-                .core
-                .checkin(now, lease, key, conn, returned);
+            let result = st.engine.core.checkin(now, lease, key, conn, returned);
             let taken = matches!(result, Ok(()) | Err(Rejected { conn: None, .. }));
             let forgotten = match forget {
                 Some(k) if taken && st.keyed.get(k).is_some_and(|h| h.0.lease == lease) => {

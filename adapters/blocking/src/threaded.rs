@@ -400,7 +400,10 @@ where
         }
         let keyed = std::mem::take(&mut st.keyed);
         for t in std::mem::take(&mut st.deferred) {
-            let _ = st.engine.core.handle(now, Completion::OpenFailed { ticket: t });
+            let _ = st
+                .engine
+                .core
+                .handle(now, Completion::OpenFailed { ticket: t });
         }
         let tasks = self.drain(&mut st);
         drop(st);
@@ -425,10 +428,10 @@ where
                     // Nobody waits for it (cannot happen: a waiter leaves only with its outcome).
                     (None, Ok((lease, conn, _))) => {
                         let now = self.settings.now();
-                        let back =
-                            st.engine
-                                .core
-                                .checkin(now, lease, None, conn, Returned::Dirty);
+                        let back = st
+                            .engine
+                            .core
+                            .checkin(now, lease, None, conn, Returned::Dirty);
                         debug_assert!(back.is_ok(), "grant without a waiter");
                         again = true;
                     }
@@ -547,10 +550,7 @@ where
             let (lease, mut conn, fresh) = match got? {
                 Got::Held(h) => return Ok(Checked::Held(h)),
                 Got::Ready(lease, conn) => (lease, conn, false),
-                Got::Waiting(id, parking) => match self.wait_for(id, &parking, deadline) {
-                    Ok(granted) => granted,
-                    Err(e) => return Err(e),
-                },
+                Got::Waiting(id, parking) => self.wait_for(id, &parking, deadline)?,
             };
             if fresh || self.settings.vet(&mut conn) {
                 return Ok(Checked::Conn(lease, conn));
@@ -684,7 +684,10 @@ where
         }
         let now = self.settings.now();
         for t in st.deferred.drain(..) {
-            let _ = st.engine.core.handle(now, Completion::OpenFailed { ticket: t });
+            let _ = st
+                .engine
+                .core
+                .handle(now, Completion::OpenFailed { ticket: t });
         }
         st.engine.shut_down(&self.settings, held);
     }

@@ -84,7 +84,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         // 4. waiters are served before anything idles, and have opens coming when opens are allowed.
         if !self.waiters.is_empty() {
             assert_eq!(
-                counts.idle(), 0,
+                counts.idle(),
+                0,
                 "a checkout waits while a connection is idle"
             );
         }

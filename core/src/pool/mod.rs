@@ -682,7 +682,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     #[inline(never)]
     fn settle_slow(&mut self) {
-        if self.open_deficit() > 0 && !self.retry_at.is_some_and(|t| self.now < t) {
+        if self.open_deficit() > 0 && self.retry_at.is_none_or(|t| self.now >= t) {
             while self.open_deficit() > 0 && self.order_open() {}
         }
         // A checkout that would not wait, whose open went to an older waiter, with no room for
@@ -838,10 +838,11 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 || self.counts.idle() < self.config.min
         };
         // Below the shrink ceiling nothing is over `max`: the count is needed only after a shrink.
-        let within_max = || self.ceiling == self.config.max || self.counts.live() <= self.config.max;
+        let within_max =
+            || self.ceiling == self.config.max || self.counts.live() <= self.config.max;
         !self.closed
             && slot.epoch == self.epoch
-            && !slot.expires.is_some_and(|t| t <= self.now)
+            && slot.expires.is_none_or(|t| t > self.now)
             && within_max()
             && wanted()
     }
