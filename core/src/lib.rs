@@ -24,7 +24,7 @@
 //!
 //! Storage is the caller's (smoltcp's manner): [`Alloc`] (feature `alloc`, the default: hashbrown
 //! keys, grows with `max`) or [`Fixed`] (heapless, no allocation at all). Feature `testkit` adds
-//! the [`testkit`] module: the input vocabulary, the checking simulated driver and handle forgers
+//! the `testkit` module: the input vocabulary, the checking simulated driver and handle forgers
 //! that the tests, the fuzzers and the benchmarks share.
 //!
 //! # A driver loop
