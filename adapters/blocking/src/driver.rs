@@ -243,7 +243,8 @@ impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
     /// Opens `min` connections at build, psycopg2's way: the first failure is the build's error
     /// (and the pool is closed). The engine is not shared yet, so the I/O runs here.
     pub(crate) fn warm_up(&mut self, settings: &Settings<M>) -> Result<(), PoolError<M::Error>> {
-        self.run_exclusive(settings).map_or(Ok(()), Err)
+        self.run_exclusive(settings, VecDeque::new())
+            .map_or(Ok(()), Err)
     }
 
     /// Closes the pool and every connection it holds, with exclusive access (at drop).
@@ -252,6 +253,7 @@ impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
         &mut self,
         settings: &Settings<M>,
         held: impl IntoIterator<Item = (Lease, M::Conn)>,
+        pending: VecDeque<Command<M::Conn>>,
     ) {
         let now = settings.now();
         let _ = self.core.close(now);
@@ -261,13 +263,16 @@ impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
                 settings.close(c);
             }
         }
-        self.run_exclusive(settings);
+        self.run_exclusive(settings, pending);
     }
 
-    /// Runs queued tasks to the end with exclusive access. A failed open closes the pool and is
-    /// returned; opens still pending after a close are cancelled.
-    fn run_exclusive(&mut self, settings: &Settings<M>) -> Option<PoolError<M::Error>> {
-        let mut tasks = VecDeque::new();
+    /// Runs `tasks` and every queued command to the end with exclusive access. A failed open
+    /// closes the pool and is returned; opens still pending after a close are cancelled.
+    fn run_exclusive(
+        &mut self,
+        settings: &Settings<M>,
+        mut tasks: VecDeque<Command<M::Conn>>,
+    ) -> Option<PoolError<M::Error>> {
         let mut error = None;
         loop {
             self.drain(&mut tasks, &mut Vec::new());

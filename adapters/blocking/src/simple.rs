@@ -436,7 +436,7 @@ where
                 }
             }
         }
-        st.engine.shut_down(&self.settings, held);
+        st.engine.shut_down(&self.settings, held, VecDeque::new());
     }
 }
 

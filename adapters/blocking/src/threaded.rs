@@ -109,9 +109,12 @@ where
     keyed: HashMap<K, Conn<M, K>>,
     /// The deadline the maintenance thread sleeps until.
     alarm: Option<Time>,
-    /// Opens ordered on a thread that is exiting (no thread may be spawned there): the maintenance
-    /// thread starts them.
-    deferred: Vec<Ticket>,
+    /// I/O that came up on a thread that is exiting — no thread may be spawned there, and no
+    /// connection may be used or dropped (a blocking client's runtime is gone, and a panic in a
+    /// thread-local destructor aborts the process): the maintenance thread performs it.
+    deferred: Vec<Command<M::Conn>>,
+    /// Connections to close, handed over by an exiting thread.
+    strays: Vec<M::Conn>,
 }
 
 /// Where one queued checkout waits for its grant or failure.
@@ -190,6 +193,7 @@ where
                 keyed: HashMap::new(),
                 alarm: None,
                 deferred: Vec::new(),
+                strays: Vec::new(),
             }),
             changed: Condvar::new(),
             maintenance: Maintenance::new(),
@@ -399,15 +403,20 @@ where
             return Err(st.engine.error(e));
         }
         let keyed = std::mem::take(&mut st.keyed);
-        for t in std::mem::take(&mut st.deferred) {
+        let (opens, mut io) = Self::split_deferred(&mut st);
+        for ticket in opens {
             let _ = st
                 .engine
                 .core
-                .handle(now, Completion::OpenFailed { ticket: t });
+                .handle(now, Completion::OpenFailed { ticket });
         }
-        let tasks = self.drain(&mut st);
+        let strays = std::mem::take(&mut st.strays);
+        io.extend(self.drain(&mut st));
         drop(st);
-        self.run(tasks);
+        for conn in strays {
+            self.discard(conn);
+        }
+        self.run(io);
         // Handles only the pool still held give their connections back now (to be closed).
         drop(keyed);
         self.maintenance.stop();
@@ -449,8 +458,13 @@ where
     }
 
     /// Runs tasks with the lock released, reporting each result (and running what follows).
-    /// Returns how many checks failed.
+    /// Returns how many checks failed. On an exiting thread nothing runs: the maintenance thread
+    /// gets the tasks.
     fn run(self: &Arc<Self>, mut tasks: VecDeque<Command<M::Conn>>) -> usize {
+        if persistent::exiting() {
+            self.defer(tasks, None);
+            return 0;
+        }
         let mut failed_checks = 0;
         while let Some(task) = tasks.pop_front() {
             if let Command::Open(ticket) = task {
@@ -472,20 +486,48 @@ where
         let tasks = self.drain(&mut st);
         drop(st);
         if let Some(conn) = stray {
-            self.settings.close(conn);
+            self.discard(conn);
         }
         tasks
+    }
+
+    /// Closes a connection the pool does not take — on the maintenance thread if this one is
+    /// exiting.
+    fn discard(&self, conn: M::Conn) {
+        if persistent::exiting() {
+            self.defer([], Some(conn));
+        } else {
+            self.settings.close(conn);
+        }
+    }
+
+    /// Hands I/O (and a connection to close) to the maintenance thread, waking it now.
+    fn defer(&self, io: impl IntoIterator<Item = Command<M::Conn>>, stray: Option<M::Conn>) {
+        let mut st = lock(&self.state);
+        st.deferred.extend(io);
+        st.strays.extend(stray);
+        st.alarm = None;
+        self.maintenance
+            .rearm(&mut st.alarm, Some(self.settings.now()));
+    }
+
+    /// Deferred work split into opens (tickets) and the rest.
+    fn split_deferred(st: &mut State<M, K>) -> (Vec<Ticket>, VecDeque<Command<M::Conn>>) {
+        let mut opens = Vec::new();
+        let mut io = VecDeque::new();
+        for cmd in std::mem::take(&mut st.deferred) {
+            match cmd {
+                Command::Open(ticket) => opens.push(ticket),
+                other => io.push_back(other),
+            }
+        }
+        (opens, io)
     }
 
     /// Opens on a thread of its own, so that no checkout waits behind a connect it does not need.
     fn spawn_open(self: &Arc<Self>, ticket: Ticket) {
         if persistent::exiting() {
-            let mut st = lock(&self.state);
-            st.deferred.push(ticket);
-            st.alarm = None;
-            self.maintenance
-                .rearm(&mut st.alarm, Some(self.settings.now()));
-            return;
+            return self.defer([Command::Open(ticket)], None);
         }
         let shared = Arc::clone(self);
         let spawned = thread::Builder::new()
@@ -558,7 +600,7 @@ where
             if let Err(Rejected { conn: Some(c), .. }) =
                 self.checkin(lease, None, conn, Returned::Broken, None)
             {
-                self.settings.close(c);
+                self.discard(c);
             }
         }
     }
@@ -630,7 +672,7 @@ where
         let returned = self.settings.judge(&mut conn, close);
         if let Err(Rejected { conn: Some(c), .. }) = self.checkin(lease, key, conn, returned, None)
         {
-            self.settings.close(c);
+            self.discard(c);
         }
     }
 
@@ -649,15 +691,19 @@ where
         if st.engine.core.poll_timeout().is_some_and(|t| t <= now) {
             st.engine.core.handle_timeout(now);
         }
-        let deferred = std::mem::take(&mut st.deferred);
-        let tasks = self.drain(&mut st);
+        let (opens, mut io) = Self::split_deferred(&mut st);
+        let strays = std::mem::take(&mut st.strays);
+        io.extend(self.drain(&mut st));
         let next = st.engine.core.poll_timeout();
         st.alarm = next;
         drop(st);
-        for ticket in deferred {
+        for conn in strays {
+            self.settings.close(conn);
+        }
+        for ticket in opens {
             self.spawn_open(ticket);
         }
-        self.run(tasks);
+        self.run(io);
         next.and_then(|t| self.settings.instant(t))
     }
 }
@@ -683,13 +729,17 @@ where
             }
         }
         let now = self.settings.now();
-        for t in st.deferred.drain(..) {
+        let (opens, io) = Self::split_deferred(st);
+        for ticket in opens {
             let _ = st
                 .engine
                 .core
-                .handle(now, Completion::OpenFailed { ticket: t });
+                .handle(now, Completion::OpenFailed { ticket });
         }
-        st.engine.shut_down(&self.settings, held);
+        for conn in st.strays.drain(..) {
+            self.settings.close(conn);
+        }
+        st.engine.shut_down(&self.settings, held, io);
     }
 }
 
