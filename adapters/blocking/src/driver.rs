@@ -85,11 +85,11 @@ impl<M: Connector> Settings<M> {
         self.origin.checked_add(Duration::from_nanos(t.as_nanos()))
     }
 
-    /// How a checkout starting now may wait, and until when.
-    pub(crate) fn wait(&self) -> (Wait, Option<Instant>) {
+    /// How a checkout starting at `start` may wait, and until when.
+    pub(crate) fn wait_from(&self, start: Instant) -> (Wait, Option<Instant>) {
         match self.timeout {
             None => (Wait::No, None),
-            Some(d) => match Instant::now().checked_add(d) {
+            Some(d) => match start.checked_add(d) {
                 Some(deadline) => (Wait::Until(self.time(deadline)), Some(deadline)),
                 None => (Wait::Forever, None),
             },

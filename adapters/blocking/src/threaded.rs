@@ -115,6 +115,8 @@ where
     deferred: Vec<Command<M::Conn>>,
     /// Connections to close, handed over by an exiting thread.
     strays: Vec<M::Conn>,
+    /// Threads in `wait_ready`.
+    ready_waiters: usize,
 }
 
 /// Where one queued checkout waits for its grant or failure.
@@ -194,6 +196,7 @@ where
                 alarm: None,
                 deferred: Vec::new(),
                 strays: Vec::new(),
+                ready_waiters: 0,
             }),
             changed: Condvar::new(),
             maintenance: Maintenance::new(),
@@ -340,17 +343,20 @@ where
                 return Ok(());
             }
             let changed = &self.owner.shared.changed;
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(st.engine.error(sanspool_core::Error::Timeout));
+            }
+            // Counted, so that drains notify only when someone waits here.
+            st.ready_waiters += 1;
             st = match deadline {
                 None => changed.wait(st).unwrap_or_else(PoisonError::into_inner),
                 Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Err(st.engine.error(sanspool_core::Error::Timeout));
-                    }
                     let waited = changed.wait_timeout(st, d - now);
                     waited.unwrap_or_else(PoisonError::into_inner).0
                 }
             };
+            st.ready_waiters -= 1;
         }
     }
 
@@ -453,7 +459,10 @@ where
         }
         let next = st.engine.core.poll_timeout();
         self.maintenance.rearm(&mut st.alarm, next);
-        self.changed.notify_all();
+        // A notify is a syscall even with nobody waiting: only for `wait_ready` callers.
+        if st.ready_waiters > 0 {
+            self.changed.notify_all();
+        }
         tasks
     }
 
@@ -565,10 +574,15 @@ where
         key: Option<K>,
         handle: bool,
     ) -> Result<Checked<M, K>, PoolError<M::Error>> {
-        let (wait, deadline) = self.settings.wait();
+        // One clock read serves the deadline and the first attempt's `now`.
+        let start = Instant::now();
+        let (wait, deadline) = self.settings.wait_from(start);
+        let mut first = Some(start);
         loop {
             let mut st = lock(&self.state);
-            let now = self.settings.now();
+            let now = self
+                .settings
+                .time(first.take().unwrap_or_else(Instant::now));
             let got = match st.engine.core.checkout(now, key.clone(), wait) {
                 Err(e) => Err(st.engine.error(e)),
                 Ok(Checkout::Held(lease)) => match key.as_ref().and_then(|k| st.keyed.get(k)) {

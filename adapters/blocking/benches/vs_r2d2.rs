@@ -1,0 +1,125 @@
+//! The threaded pool beside r2d2 in one process: `get()` and drop, max 4 connections, a
+//! connector that does no I/O, at 1, 2, 4, 8 and 16 threads. Runs of both pools alternate; each
+//! figure is the median of the runs' wall time per operation (total ops over all threads).
+//!
+//! `cargo bench -p sanspool --bench vs_r2d2` (`RUNS`, `OPS` to change the sizes).
+
+use sanspool::{Builder, Connector, Returned};
+use std::hint::black_box;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// No I/O: a connection is a number.
+struct NoIo;
+
+#[derive(Debug)]
+struct Never;
+
+impl std::fmt::Display for Never {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("never")
+    }
+}
+
+impl std::error::Error for Never {}
+
+impl Connector for NoIo {
+    type Conn = u32;
+    type Error = Never;
+    fn connect(&self) -> Result<u32, Never> {
+        Ok(0)
+    }
+    fn state(&self, _: &mut u32) -> Returned {
+        Returned::Clean
+    }
+    fn reset(&self, _: &mut u32) -> Result<(), Never> {
+        Ok(())
+    }
+    fn check(&self, _: &mut u32) -> Result<(), Never> {
+        Ok(())
+    }
+}
+
+impl r2d2::ManageConnection for NoIo {
+    type Connection = u32;
+    type Error = Never;
+    fn connect(&self) -> Result<u32, Never> {
+        Ok(0)
+    }
+    fn is_valid(&self, _: &mut u32) -> Result<(), Never> {
+        Ok(())
+    }
+    fn has_broken(&self, _: &mut u32) -> bool {
+        false
+    }
+}
+
+const MAX: usize = 4;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Wall time per operation of `threads` threads doing `ops` get+drop each.
+fn run(threads: usize, ops: usize, get: Arc<dyn Fn() + Send + Sync>) -> f64 {
+    let start = Arc::new(Barrier::new(threads + 1));
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (start, get) = (Arc::clone(&start), Arc::clone(&get));
+            thread::spawn(move || {
+                start.wait();
+                for _ in 0..ops {
+                    get();
+                }
+            })
+        })
+        .collect();
+    start.wait();
+    let t0 = Instant::now();
+    for w in workers {
+        w.join().expect("worker");
+    }
+    t0.elapsed().as_nanos() as f64 / (threads * ops) as f64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let runs = env("RUNS", 5);
+    let ops = env("OPS", 100_000);
+    let ours = Builder::new(NoIo)
+        .min(MAX)
+        .max(MAX)
+        .timeout(Duration::from_secs(30))
+        .build_threaded()
+        .expect("sanspool pool");
+    let theirs = r2d2::Pool::builder()
+        .max_size(MAX as u32)
+        .connection_timeout(Duration::from_secs(30))
+        .build(NoIo)
+        .expect("r2d2 pool");
+    let ours: Arc<dyn Fn() + Send + Sync> =
+        Arc::new(move || drop(black_box(ours.get().expect("sanspool get"))));
+    let theirs: Arc<dyn Fn() + Send + Sync> =
+        Arc::new(move || drop(black_box(theirs.get().expect("r2d2 get"))));
+    println!("get() + drop, max {MAX}, no I/O; median of {runs} runs of {ops} ops per thread");
+    println!("| threads | r2d2 ns/op | sanspool ns/op | ratio |");
+    println!("|---|---|---|---|");
+    for threads in [1, 2, 4, 8, 16] {
+        let ops = (ops / threads).max(1000);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            b.push(run(threads, ops, Arc::clone(&theirs)));
+            a.push(run(threads, ops, Arc::clone(&ours)));
+        }
+        let (a, b) = (median(a), median(b));
+        println!("| {threads} | {b:.0} | {a:.0} | {:.2} |", a / b);
+    }
+}
