@@ -49,7 +49,7 @@ impl fmt::Display for Error {
             Error::Exhausted => "connection pool exhausted",
             Error::Unkeyed => "trying to put unkeyed connection",
             Error::Foreign => "trying to put unkeyed connection: it belongs to another pool",
-            Error::AlreadyReturned => "connection already returned to the pool",
+            Error::AlreadyReturned => "trying to put unkeyed connection: it was already returned",
             Error::WrongKey => "connection is not held under this key",
             Error::KeyBusy => "this key is already waiting for a connection",
             Error::TooManyWaiters => "too many waiters for a connection",

@@ -18,7 +18,8 @@ pub enum PoolError<E> {
     /// No idle connection and no room to open one, and the checkout does not wait
     /// (psycopg2: "connection pool exhausted").
     Exhausted,
-    /// The checkout waited its whole timeout. Carries the last connect error if opens were failing.
+    /// The checkout waited its whole timeout. Carries the last connect error if opens were failing
+    /// (and says it: "timed out waiting for a connection: <the error>", as r2d2 does).
     Timeout(Option<Arc<E>>),
     /// Too many checkouts are already waiting (`max_waiting`).
     TooManyWaiters,
@@ -38,6 +39,10 @@ pub enum PoolError<E> {
     Panicked,
     /// The core refused the settings (`min > max`, `max == 0`, ...), at build or `resize`.
     Config(sanspool_core::Error),
+    /// A thread panicked while it held this connection locked: the session may be anywhere
+    /// (mid-transaction, mid-request). Give the handle back with `putconn` — it is reset, or
+    /// closed — and check out another.
+    Poisoned,
 }
 
 impl<E> PoolError<E> {
@@ -74,14 +79,18 @@ pub(crate) enum Failure<E> {
     Panic,
 }
 
-impl<E> fmt::Display for PoolError<E> {
+impl<E: fmt::Display> fmt::Display for PoolError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use sanspool_core::Error as Core;
         let core = |e: Core, f: &mut fmt::Formatter<'_>| fmt::Display::fmt(&e, f);
         match self {
             PoolError::Closed => core(Core::Closed, f),
             PoolError::Exhausted => core(Core::Exhausted, f),
-            PoolError::Timeout(_) => core(Core::Timeout, f),
+            PoolError::Timeout(None) => core(Core::Timeout, f),
+            PoolError::Timeout(Some(e)) => {
+                core(Core::Timeout, f)?;
+                write!(f, ": {e}")
+            }
             PoolError::TooManyWaiters => core(Core::TooManyWaiters, f),
             PoolError::Unkeyed => core(Core::Unkeyed, f),
             PoolError::Foreign => core(Core::Foreign, f),
@@ -91,6 +100,9 @@ impl<E> fmt::Display for PoolError<E> {
             PoolError::Connect(_) => f.write_str("could not open a connection"),
             PoolError::Panicked => f.write_str("opening a connection panicked"),
             PoolError::Config(e) => fmt::Display::fmt(e, f),
+            PoolError::Poisoned => {
+                f.write_str("a thread panicked holding this connection: put it back, take another")
+            }
         }
     }
 }

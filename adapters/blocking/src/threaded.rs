@@ -145,6 +145,14 @@ where
     Waiting(WaiterId, Parked<M>),
 }
 
+/// A connection whose holder panicked may be anywhere in its session: never reused as it is.
+fn poisoned_is_dirty(returned: Returned, poisoned: bool) -> Returned {
+    match returned {
+        Returned::Clean if poisoned => Returned::Dirty,
+        other => other,
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -384,11 +392,14 @@ where
         if !std::ptr::eq(conn.0.pool.as_ptr(), Arc::as_ptr(self)) {
             return Err(PoolError::Foreign);
         }
-        let taken = lock(&conn.0.conn).take();
+        let (taken, poisoned) = match conn.0.conn.lock() {
+            Ok(mut slot) => (slot.take(), false),
+            Err(poison) => (poison.into_inner().take(), true),
+        };
         let Some(mut c) = taken else {
             return Err(PoolError::AlreadyReturned);
         };
-        let returned = self.settings.judge(&mut c, close);
+        let returned = poisoned_is_dirty(self.settings.judge(&mut c, close), poisoned);
         let forget = conn.0.key.as_ref();
         match self.checkin(conn.0.lease, key, c, returned, forget) {
             Ok(()) => Ok(()),
@@ -684,6 +695,23 @@ where
 
     fn give_back(self: &Arc<Self>, lease: Lease, key: Option<&K>, mut conn: M::Conn, close: bool) {
         let returned = self.settings.judge(&mut conn, close);
+        self.give_back_as(lease, key, conn, returned);
+    }
+
+    /// A handle's connection, given back when its last clone goes; `poisoned`: a thread panicked
+    /// holding it, so it is reset at least.
+    fn give_back_judged(self: &Arc<Self>, lease: Lease, mut conn: M::Conn, poisoned: bool) {
+        let returned = poisoned_is_dirty(self.settings.judge(&mut conn, false), poisoned);
+        self.give_back_as(lease, None, conn, returned);
+    }
+
+    fn give_back_as(
+        self: &Arc<Self>,
+        lease: Lease,
+        key: Option<&K>,
+        conn: M::Conn,
+        returned: Returned,
+    ) {
         if let Err(Rejected { conn: Some(c), .. }) = self.checkin(lease, key, conn, returned, None)
         {
             self.discard(c);
@@ -831,9 +859,10 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
     /// Locks the handle for use of the connection (blocks while another clone has it locked).
-    /// [`PoolError::AlreadyReturned`] once it was given back.
+    /// [`PoolError::AlreadyReturned`] once it was given back; [`PoolError::Poisoned`] if a thread
+    /// panicked holding it (its session may be inside that thread's transaction).
     pub fn lock(&self) -> Result<ConnGuard<'_, M>, PoolError<M::Error>> {
-        let guard = lock(&self.0.conn);
+        let guard = self.0.conn.lock().map_err(|_| PoolError::Poisoned)?;
         if guard.is_none() {
             return Err(PoolError::AlreadyReturned);
         }
@@ -877,6 +906,7 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
     fn drop(&mut self) {
+        let poisoned = self.conn.is_poisoned();
         let conn = self
             .conn
             .get_mut()
@@ -884,7 +914,7 @@ where
             .take();
         if let Some(conn) = conn {
             match self.pool.upgrade() {
-                Some(pool) => pool.give_back(self.lease, None, conn, false),
+                Some(pool) => pool.give_back_judged(self.lease, conn, poisoned),
                 None => drop(conn),
             }
         }

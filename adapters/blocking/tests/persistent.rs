@@ -47,9 +47,11 @@ fn a_thread_that_ends_gives_its_connection_back() {
     })
     .join()
     .unwrap();
-    let stats = pool.stats();
-    assert_eq!(stats.in_use, 0);
-    assert_eq!(stats.idle, 1);
+    // Taken back at once; reset on the maintenance thread (an ending thread does no I/O).
+    assert_eq!(pool.stats().in_use, 0);
+    eventually("the dirty one is reset and idle again", || {
+        pool.stats().idle == 1
+    });
     assert_eq!(
         c.get(&c.resets),
         1,
@@ -67,8 +69,8 @@ fn a_broken_connection_left_by_an_ending_thread_is_replaced() {
     })
     .join()
     .unwrap();
-    assert_eq!(c.get(&c.closes), 1);
-    // The refill could not be started on the ending thread: the maintenance thread starts it.
+    // The close and the refill run on the maintenance thread, not on the ending one.
+    eventually("closed", || c.get(&c.closes) == 1);
     eventually("refilled", || pool.stats().idle == 1);
     assert_eq!(c.get(&c.opens), 2);
 }

@@ -90,6 +90,11 @@ fn a_timeout_carries_the_last_connect_error() {
         other => panic!("{other:?}"),
     }
     assert!(std::error::Error::source(&err).is_some());
+    // Its text says why, as r2d2's does.
+    assert_eq!(
+        err.to_string(),
+        "timed out waiting for a connection: server down"
+    );
     assert!(c.get(&c.attempts) >= 2, "retried with backoff");
     c.fail_connect.store(false, SeqCst);
     assert!(pool.get().is_ok());
@@ -422,4 +427,29 @@ fn a_grant_racing_the_deadline_is_never_lost() {
     }
     assert_eq!(served + timed_out, 200);
     assert_eq!(c.get(&c.opens), 1, "never lost, never replaced");
+}
+
+/// A handle whose holder panicked mid-use is poisoned: its clones get a typed error rather than
+/// carrying on inside that session, and the connection is reset, never reused as it was.
+#[test]
+fn a_handle_poisoned_by_a_panic_is_an_error_and_is_reset_on_return() {
+    let (pool, c) = pool(1, 1);
+    let conn = pool.getconn(None).unwrap();
+    let theirs = conn.clone();
+    let panicked = std::thread::spawn(move || {
+        let mut guard = theirs.lock().unwrap();
+        guard.dirty = false; // "clean" by its own account: the panic is what makes it suspect
+        panic!("the borrower fails mid-transaction");
+    })
+    .join();
+    assert!(panicked.is_err());
+    assert!(matches!(conn.lock(), Err(PoolError::Poisoned)));
+    let resets = c.get(&c.resets);
+    pool.putconn(conn, None, false).unwrap();
+    eventually("the poisoned connection is reset", || {
+        c.get(&c.resets) > resets
+    });
+    // The pool goes on with it, reset.
+    let again = pool.get().unwrap();
+    assert!(!again.dirty);
 }
