@@ -2,7 +2,8 @@
 
 extern crate alloc;
 
-use super::{Buffer, Holder, KeyIndex, Queue, Queued, Storage};
+use super::sealed::Backend;
+use super::{Buffer, Holder, KeyIndex, Queue, Queued};
 use crate::slot::{Slot, Waiter};
 use crate::{Command, Error, WaiterId};
 use alloc::collections::VecDeque;
@@ -13,9 +14,8 @@ use core::hash::Hash;
 #[derive(Debug)]
 pub enum Alloc {}
 
-impl super::sealed::Sealed for Alloc {}
 
-impl<C, K: Hash + Eq + Clone> Storage<C, K> for Alloc {
+impl<C, K: Hash + Eq + Clone> Backend<C, K> for Alloc {
     type Slots = Vec<Slot<C, K>>;
     type Idle = VecDeque<u16>;
     type Waiters = VecDeque<Waiter<K>>;

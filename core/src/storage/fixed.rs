@@ -1,6 +1,7 @@
 //! The fixed-capacity, allocation-free backend.
 
-use super::{Buffer, Holder, KeyIndex, Queue, Queued, Storage};
+use super::sealed::Backend;
+use super::{Buffer, Holder, KeyIndex, Queue, Queued};
 use crate::slot::{Slot, State, Waiter};
 use crate::{Command, Error, WaiterId};
 
@@ -10,9 +11,8 @@ use crate::{Command, Error, WaiterId};
 #[derive(Debug)]
 pub enum Fixed<const SLOTS: usize, const WAITERS: usize> {}
 
-impl<const SLOTS: usize, const WAITERS: usize> super::sealed::Sealed for Fixed<SLOTS, WAITERS> {}
 
-impl<C, K: Eq, const SLOTS: usize, const WAITERS: usize> Storage<C, K> for Fixed<SLOTS, WAITERS> {
+impl<C, K: Eq, const SLOTS: usize, const WAITERS: usize> Backend<C, K> for Fixed<SLOTS, WAITERS> {
     type Slots = heapless::Vec<Slot<C, K>, SLOTS>;
     type Idle = heapless::Deque<u16, SLOTS>;
     type Waiters = heapless::Deque<Waiter<K>, WAITERS>;

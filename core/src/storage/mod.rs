@@ -18,37 +18,39 @@ pub use self::alloc::Alloc;
 pub use self::fixed::Fixed;
 
 use crate::slot::{Slot, Waiter};
-use crate::{Command, Error, WaiterId};
+use crate::WaiterId;
 
 /// A storage backend for a pool of connections `C` under keys `K`: [`Alloc`] or [`Fixed`].
 ///
-/// Sealed: its container types are the core's own business.
-pub trait Storage<C, K>: sealed::Sealed {
-    /// Slot array (grows up to `max`, never shrinks: slot indices stay valid).
-    #[doc(hidden)]
-    type Slots: Buffer<Slot<C, K>> + Default;
-    /// Idle slot indices, least recently returned at the front.
-    #[doc(hidden)]
-    type Idle: Queue<u16> + Default;
-    /// Queued checkouts, oldest at the front.
-    #[doc(hidden)]
-    type Waiters: Queue<Waiter<K>> + Default;
-    /// Commands about slots, in emission order. At most one per slot, so it never needs more room
-    /// than the slot array.
-    #[doc(hidden)]
-    type SlotCommands: Queue<Queued<Command<C>>> + Default;
-    /// Failed waiters awaiting their `Fail` command. A waiter keeps its place in `max_waiting` until
-    /// drained, so this never needs more room than the waiter queue.
-    #[doc(hidden)]
-    type Fails: Queue<Queued<(WaiterId, Error)>> + Default;
-    /// Key to holder index.
-    #[doc(hidden)]
-    type Keys: KeyIndex<K> + Default;
-}
+/// Sealed, and nothing more than a name: the container types a backend uses belong to a
+/// supertrait outside the public API, so no plumbing type can be named from outside.
+pub trait Storage<C, K>: sealed::Backend<C, K> {}
+
+impl<C, K, S: sealed::Backend<C, K>> Storage<C, K> for S {}
 
 pub(crate) mod sealed {
-    /// Only this crate's backends implement [`Storage`](super::Storage).
-    pub trait Sealed {}
+    use super::{Buffer, KeyIndex, Queue, Queued};
+    use crate::slot::{Slot, Waiter};
+    use crate::{Command, Error, WaiterId};
+
+    /// The container types one pool uses. Public only in name (this module is private), so
+    /// [`Storage`](super::Storage) is sealed to the backends below.
+    pub trait Backend<C, K> {
+        /// Slot array (grows up to `max`, never shrinks: slot indices stay valid).
+        type Slots: Buffer<Slot<C, K>> + Default;
+        /// Idle slot indices, least recently returned at the front.
+        type Idle: Queue<u16> + Default;
+        /// Queued checkouts, oldest at the front.
+        type Waiters: Queue<Waiter<K>> + Default;
+        /// Commands about slots, in emission order. At most one per slot, so it never needs more
+        /// room than the slot array.
+        type SlotCommands: Queue<Queued<Command<C>>> + Default;
+        /// Failed waiters awaiting their `Fail` command. A waiter keeps its place in
+        /// `max_waiting` until drained, so this never needs more room than the waiter queue.
+        type Fails: Queue<Queued<(WaiterId, Error)>> + Default;
+        /// Key to holder index.
+        type Keys: KeyIndex<K> + Default;
+    }
 }
 
 /// A command (or failure) with its emission sequence number, so two queues drain in one order.
