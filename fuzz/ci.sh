@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target for ${FUZZ_SECONDS:-60} seconds against a temporary copy of its
-# committed seed corpus; exits non-zero on any crash (the input is kept under fuzz/artifacts/).
+# Replays the committed seed corpora (`cargo test` in fuzz/), then runs every cargo-fuzz target for
+# ${FUZZ_SECONDS:-60} seconds against a temporary copy of its seeds (fuzz/seeds/<target>/, never
+# written to); exits non-zero on a failed replay or any crash (the input is kept under
+# fuzz/artifacts/, which git ignores).
 #
 #   bash fuzz/ci.sh                   # from anywhere in the repository
 #   FUZZ_SECONDS=600 bash fuzz/ci.sh
@@ -27,6 +29,9 @@ else
     fuzz=(cargo fuzz)
 fi
 
+echo "fuzz: replaying the committed seeds"
+(cd fuzz && cargo test --locked)
+
 work="$(mktemp -d "${TMPDIR:-/tmp}/sanspool-fuzz.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
@@ -41,7 +46,7 @@ fi
 failed=0
 for target in "${targets[@]}"; do
     mkdir -p "$work/corpus/$target"
-    cp -R "fuzz/corpus/$target/." "$work/corpus/$target/"
+    cp -R "fuzz/seeds/$target/." "$work/corpus/$target/"
     log="$work/$target.log"
     echo "fuzz: $target for ${seconds}s"
     if "${fuzz[@]}" run "$target" "$work/corpus/$target" -- \

@@ -1,10 +1,9 @@
-//! Arbitrary input sequences against the growable (`Alloc`) backend; see `sanspool_fuzz` for what
-//! is checked after every step.
+//! Arbitrary cases against the growable (`Alloc`) backend: the test kit's checking driver plays
+//! every op and panics on any violation (see `sanspool_core::testkit`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use sanspool_core::testkit::{run, Case};
 use sanspool_core::Alloc;
 
-fuzz_target!(|input: sanspool_fuzz::Input| {
-    sanspool_fuzz::run::<Alloc>(&input, usize::MAX);
-});
+fuzz_target!(|case: Case| run::<Alloc>(&case));
