@@ -1,0 +1,483 @@
+//! sanspool-core embedded in a custom runtime: the pool compiled to `wasm32-unknown-unknown` (no
+//! WASI, no std, no allocator) behind a small C-ABI API, driven by a JavaScript host
+//! (`host.mjs`) that does the I/O, keeps the clock and runs the driver loop.
+//!
+//! Everything crossing the boundary is a number: times are milliseconds (`f64`, JavaScript's
+//! number), connections are the host's `u32` ids, keys are `u32` (0: no key), and results are
+//! `i32` codes (negative: an [`Error`], see [`error_code`]). The operands of the last checkout or
+//! command are read with the `out_*` getters. The API is listed in README.md.
+//!
+//! Handles: the core's [`Lease`] and [`Ticket`] cannot be made outside it, so this glue keeps the
+//! latest one of each per slot and gives the host a code, `issue << 8 | slot`. A code whose issue is
+//! not the slot's latest is refused here as stale; the latest one is passed to the core, which
+//! checks it as always (a double checkin with it is the core's `AlreadyReturned`).
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(not(all(target_arch = "wasm32", not(target_feature = "atomics"))))]
+compile_error!("build this example for wasm32-unknown-unknown (single-threaded WebAssembly)");
+
+use core::cell::RefCell;
+use core::time::Duration;
+use sanspool_core::{
+    Checkout, Command, Completion, Config, Error, Fixed, Lease, Pool, Rejected, Returned, Ticket,
+    Time, Wait,
+};
+
+/// Connections the module can hold (`max` is at most this).
+const SLOTS: usize = 8;
+/// Queued checkouts the module can hold.
+const WAITERS: usize = 16;
+
+type HostPool = Pool<u32, u32, Fixed<SLOTS, WAITERS>>;
+
+// ------------------------------------------------------------------------------ the state
+
+/// The latest handle issued for each slot, and its issue number.
+struct Handles<H> {
+    latest: [Option<(u32, H)>; SLOTS],
+    issued: u32,
+}
+
+impl<H: Copy + PartialEq> Handles<H> {
+    const fn new() -> Self {
+        Handles {
+            latest: [None; SLOTS],
+            issued: 0,
+        }
+    }
+
+    /// The host's code for `handle`, kept as its slot's latest (the same code again if it is
+    /// already).
+    fn issue(&mut self, slot: usize, handle: H) -> u32 {
+        let issue = match self.latest[slot] {
+            Some((issue, h)) if h == handle => issue,
+            _ => {
+                self.issued = (self.issued + 1) & 0x00ff_ffff;
+                self.latest[slot] = Some((self.issued, handle));
+                self.issued
+            }
+        };
+        issue << 8 | slot as u32
+    }
+
+    /// The handle a host code names, if it is its slot's latest; else `stale` (an older handle of
+    /// the slot) or `unknown`.
+    fn get(&self, code: u32, stale: Error, unknown: Error) -> Result<H, Error> {
+        match self.latest.get((code & 0xff) as usize) {
+            Some(Some((issue, h))) if *issue == code >> 8 => Ok(*h),
+            Some(Some((issue, _))) if code >> 8 != 0 && code >> 8 < *issue => Err(stale),
+            _ => Err(unknown),
+        }
+    }
+}
+
+/// The operands of the last checkout or command, read with the `out_*` getters.
+#[derive(Copy, Clone)]
+struct Out {
+    handle: u32,
+    conn: u32,
+    waiter: f64,
+    flag: u32,
+}
+
+struct Host {
+    pool: Option<HostPool>,
+    leases: Handles<Lease>,
+    tickets: Handles<Ticket>,
+    out: Out,
+}
+
+/// The module's one pool.
+struct Global(RefCell<Host>);
+
+// SAFETY: the module is built for single-threaded WebAssembly only (the `compile_error!` above
+// refuses `atomics`): no other thread can ever see the cell.
+unsafe impl Sync for Global {}
+
+static HOST: Global = Global(RefCell::new(Host {
+    pool: None,
+    leases: Handles::new(),
+    tickets: Handles::new(),
+    out: Out {
+        handle: 0,
+        conn: 0,
+        waiter: 0.0,
+        flag: 0,
+    },
+}));
+
+/// Runs `f` on the state; `on_none` if `pool_new` was not called.
+fn with<R>(on_none: R, f: impl FnOnce(&mut HostPool, &mut Host) -> R) -> R {
+    let mut host = HOST.0.borrow_mut();
+    let host = &mut *host;
+    match host.pool.take() {
+        Some(mut pool) => {
+            let r = f(&mut pool, host);
+            host.pool = Some(pool);
+            r
+        }
+        None => on_none,
+    }
+}
+
+// ------------------------------------------------------------------------------ conversions
+
+/// The `i32` code of an error (returned negated). Listed in README.md and host.mjs.
+pub fn error_code(e: Error) -> i32 {
+    match e {
+        Error::Closed => 1,
+        Error::Exhausted => 2,
+        Error::Unkeyed => 3,
+        Error::Foreign => 4,
+        Error::AlreadyReturned => 5,
+        Error::WrongKey => 6,
+        Error::KeyBusy => 7,
+        Error::TooManyWaiters => 8,
+        Error::UnknownTicket => 9,
+        Error::UnknownWaiter => 10,
+        Error::Timeout => 11,
+        Error::OpenFailed => 12,
+        Error::MinAboveMax => 13,
+        Error::MaxZero => 14,
+        Error::CapacityExceeded => 15,
+        Error::InvalidTiming => 16,
+    }
+}
+
+/// A "no pool" answer: `pool_new` was not called (or failed).
+const NO_POOL: i32 = -100;
+
+fn time(ms: f64) -> Time {
+    // `as` saturates: negative and NaN give 0, the far future the end of time.
+    Time::from_nanos((ms * 1e6) as u64)
+}
+
+fn millis(t: Time) -> f64 {
+    // Rounded up, so that `handle_timeout` at that millisecond acts.
+    t.as_nanos().div_ceil(1_000_000) as f64
+}
+
+fn duration(ms: f64) -> Option<Duration> {
+    (ms > 0.0).then(|| Duration::from_nanos((ms * 1e6) as u64))
+}
+
+fn key(k: u32) -> Option<u32> {
+    (k != 0).then_some(k)
+}
+
+/// 0, or the error's negated code; `flag` says whether the connection was handed back.
+fn rejected(host: &mut Host, r: Result<(), Rejected<u32>>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(Rejected { error, conn }) => {
+            host.out.flag = u32::from(conn.is_some());
+            host.out.conn = conn.unwrap_or(0);
+            -error_code(error)
+        }
+    }
+}
+
+fn unit(r: Result<(), Error>) -> i32 {
+    r.map_or_else(|e| -error_code(e), |()| 0)
+}
+
+// ------------------------------------------------------------------------------ the API
+
+/// A new pool (replacing any previous one): `min..=max` connections (`max` at most 8); idle ones
+/// beyond `min` closed after `max_idle_ms`, every one after `max_lifetime_ms` (0: never). 0, or a
+/// negated error code.
+#[no_mangle]
+pub extern "C" fn pool_new(min: u32, max: u32, max_idle_ms: f64, max_lifetime_ms: f64) -> i32 {
+    let config = Config {
+        max_idle: duration(max_idle_ms),
+        max_lifetime: duration(max_lifetime_ms),
+        ..Config::new(min as usize, max as usize)
+    };
+    let mut host = HOST.0.borrow_mut();
+    match HostPool::new(config) {
+        Ok(pool) => {
+            host.pool = Some(pool);
+            0
+        }
+        Err(e) => {
+            host.pool = None;
+            -error_code(e)
+        }
+    }
+}
+
+/// A checkout under `key` (0: none), waiting up to `wait_ms` (negative: not at all, psycopg2's
+/// `getconn`; `Infinity`: forever). 1 READY (`out_handle` the lease, `out_conn`), 2 HELD
+/// (`out_handle`), 3 WAITING (`out_waiter`; the outcome comes as a GRANT or FAIL command), or a
+/// negated error code.
+#[no_mangle]
+pub extern "C" fn checkout(now_ms: f64, key_: u32, wait_ms: f64) -> i32 {
+    with(NO_POOL, |pool, host| {
+        let wait = if wait_ms < 0.0 {
+            Wait::No
+        } else if wait_ms == f64::INFINITY {
+            Wait::Forever
+        } else {
+            Wait::Until(time(now_ms + wait_ms))
+        };
+        match pool.checkout(time(now_ms), key(key_), wait) {
+            Ok(Checkout::Ready { lease, conn }) => {
+                host.out.handle = host.leases.issue(lease.slot(), lease);
+                host.out.conn = conn;
+                1
+            }
+            Ok(Checkout::Held(lease)) => {
+                // The key's lease is the slot's latest: the same code again.
+                host.out.handle = host.leases.issue(lease.slot(), lease);
+                2
+            }
+            Ok(Checkout::Waiting(w)) => {
+                host.out.waiter = w.get() as f64;
+                3
+            }
+            Err(e) => -error_code(e),
+        }
+    })
+}
+
+/// A checkin: the lease code, the key to verify (0: none), the connection, and its state (0 clean,
+/// 1 dirty: reset before reuse, 2 broken, 3 close it). 0, or a negated error code (`out_flag` 1:
+/// the connection is handed back in `out_conn`, the pool did not take it).
+#[no_mangle]
+pub extern "C" fn checkin(now_ms: f64, lease: u32, key_: u32, conn: u32, state: u32) -> i32 {
+    with(NO_POOL, |pool, host| {
+        let returned = match state {
+            0 => Returned::Clean,
+            1 => Returned::Dirty,
+            2 => Returned::Broken,
+            _ => Returned::Close,
+        };
+        let lease = match host
+            .leases
+            .get(lease, Error::AlreadyReturned, Error::Unkeyed)
+        {
+            Ok(lease) => lease,
+            Err(e) => {
+                return rejected(
+                    host,
+                    Err(Rejected {
+                        error: e,
+                        conn: Some(conn),
+                    }),
+                )
+            }
+        };
+        let r = pool.checkin(time(now_ms), lease, key(key_).as_ref(), conn, returned);
+        rejected(host, r)
+    })
+}
+
+/// The next command, or 0 when there is none. 1 OPEN (`out_handle` the ticket), 2 CLOSE (ticket,
+/// `out_conn`), 3 RESET (ticket, conn), 4 CHECK (ticket, conn), 5 GRANT (`out_waiter`, the lease,
+/// conn, `out_flag` 1 if freshly opened), 6 FAIL (`out_waiter`, `out_flag` the error code).
+#[no_mangle]
+pub extern "C" fn next_command() -> i32 {
+    with(0, |pool, host| {
+        let Some(cmd) = pool.poll_command() else {
+            return 0;
+        };
+        let (kind, ticket, conn) = match cmd {
+            Command::Open(t) => (1, t, 0),
+            Command::Close { ticket, conn } => (2, ticket, conn),
+            Command::Reset { ticket, conn } => (3, ticket, conn),
+            Command::Check { ticket, conn } => (4, ticket, conn),
+            Command::Grant {
+                waiter,
+                lease,
+                conn,
+                fresh,
+            } => {
+                host.out = Out {
+                    handle: host.leases.issue(lease.slot(), lease),
+                    conn,
+                    waiter: waiter.get() as f64,
+                    flag: u32::from(fresh),
+                };
+                return 5;
+            }
+            Command::Fail { waiter, error } => {
+                host.out.waiter = waiter.get() as f64;
+                host.out.flag = error_code(error) as u32;
+                return 6;
+            }
+        };
+        host.out.handle = host.tickets.issue(ticket.slot(), ticket);
+        host.out.conn = conn;
+        kind
+    })
+}
+
+/// Reports a completion with a ticket code: the host's result for an Open, Reset, Check or Close.
+/// `conn`: the connection the completion carries, handed back if the ticket is refused.
+fn report(
+    now_ms: f64,
+    ticket: u32,
+    conn: Option<u32>,
+    done: impl FnOnce(Ticket) -> Completion<u32>,
+) -> i32 {
+    with(NO_POOL, |pool, host| {
+        let unknown = Error::UnknownTicket;
+        let t = match host.tickets.get(ticket, unknown, unknown) {
+            Ok(t) => t,
+            Err(error) => return rejected(host, Err(Rejected { error, conn })),
+        };
+        let r = pool.handle(time(now_ms), done(t));
+        rejected(host, r)
+    })
+}
+
+/// The OPEN with this ticket succeeded: `conn` is the new connection. 0 or a negated error code.
+#[no_mangle]
+pub extern "C" fn report_opened(now_ms: f64, ticket: u32, conn: u32) -> i32 {
+    report(now_ms, ticket, Some(conn), |ticket| Completion::Opened {
+        ticket,
+        conn,
+    })
+}
+
+/// The OPEN with this ticket failed. 0 or a negated error code.
+#[no_mangle]
+pub extern "C" fn report_open_failed(now_ms: f64, ticket: u32) -> i32 {
+    report(now_ms, ticket, None, |ticket| Completion::OpenFailed {
+        ticket,
+    })
+}
+
+/// The RESET with this ticket finished (`ok` 1: clean, back in service; 0: it is closed).
+#[no_mangle]
+pub extern "C" fn report_reset(now_ms: f64, ticket: u32, conn: u32, ok: u32) -> i32 {
+    report(now_ms, ticket, Some(conn), |ticket| Completion::Reset {
+        ticket,
+        conn,
+        ok: ok != 0,
+    })
+}
+
+/// The CHECK with this ticket finished (`ok` 1: it works, back among the idle; 0: it is closed).
+#[no_mangle]
+pub extern "C" fn report_checked(now_ms: f64, ticket: u32, conn: u32, ok: u32) -> i32 {
+    report(now_ms, ticket, Some(conn), |ticket| Completion::Checked {
+        ticket,
+        conn,
+        ok: ok != 0,
+    })
+}
+
+/// The CLOSE with this ticket is done.
+#[no_mangle]
+pub extern "C" fn report_closed(now_ms: f64, ticket: u32) -> i32 {
+    report(now_ms, ticket, None, |ticket| Completion::Closed { ticket })
+}
+
+/// When to call `handle_timeout` next, in ms; -1: only inputs matter.
+#[no_mangle]
+pub extern "C" fn poll_timeout() -> f64 {
+    with(-1.0, |pool, _| pool.poll_timeout().map_or(-1.0, millis))
+}
+
+/// Time has reached `now_ms`: waiters past their deadline fail, idle connections past their time
+/// close, opens delayed by backoff are ordered.
+#[no_mangle]
+pub extern "C" fn handle_timeout(now_ms: f64) {
+    with((), |pool, _| pool.handle_timeout(time(now_ms)));
+}
+
+/// Sends every idle connection out for a CHECK: how many, or a negated error code.
+#[no_mangle]
+pub extern "C" fn check_idle(now_ms: f64) -> i32 {
+    with(NO_POOL, |pool, _| match pool.check_idle(time(now_ms)) {
+        Ok(n) => n as i32,
+        Err(e) => -error_code(e),
+    })
+}
+
+/// Closes the pool (psycopg2's `closeall`). 0 or a negated error code.
+#[no_mangle]
+pub extern "C" fn pool_close(now_ms: f64) -> i32 {
+    with(NO_POOL, |pool, _| unit(pool.close(time(now_ms))))
+}
+
+/// 1 if at least `min` connections are open.
+#[no_mangle]
+pub extern "C" fn is_warm() -> u32 {
+    with(0, |pool, _| u32::from(pool.is_warm()))
+}
+
+/// 1 if the pool holds nothing any more (after close: the driver is done).
+#[no_mangle]
+pub extern "C" fn is_empty() -> u32 {
+    with(1, |pool, _| u32::from(pool.is_empty()))
+}
+
+/// The lease (checkout, GRANT) or ticket (OPEN, CLOSE, RESET, CHECK) code of the last answer.
+#[no_mangle]
+pub extern "C" fn out_handle() -> u32 {
+    HOST.0.borrow().out.handle
+}
+
+/// The connection of the last answer.
+#[no_mangle]
+pub extern "C" fn out_conn() -> u32 {
+    HOST.0.borrow().out.conn
+}
+
+/// The waiter id of the last answer (WAITING, GRANT, FAIL).
+#[no_mangle]
+pub extern "C" fn out_waiter() -> f64 {
+    HOST.0.borrow().out.waiter
+}
+
+/// GRANT: 1 if freshly opened; FAIL: the error code; a refusal: 1 if the connection is handed back.
+#[no_mangle]
+pub extern "C" fn out_flag() -> u32 {
+    HOST.0.borrow().out.flag
+}
+
+/// `stats_<name>()`: one of [`Pool::stats`](sanspool_core::Pool::stats)' fields (0 without a pool).
+macro_rules! stats {
+    ($($export:ident => $field:ident),* $(,)?) => {$(
+        #[doc = concat!("`Stats::", stringify!($field), "`.")]
+        #[no_mangle]
+        pub extern "C" fn $export() -> f64 {
+            with(0.0, |pool, _| pool.stats().$field as f64)
+        }
+    )*};
+}
+
+stats! {
+    stats_size => size,
+    stats_idle => idle,
+    stats_in_use => in_use,
+    stats_waiting => waiting,
+    stats_opening => opening,
+    stats_resetting => resetting,
+    stats_closing => closing,
+    stats_checkouts => checkouts,
+    stats_waits => waits,
+    stats_timeouts => timeouts,
+    stats_opens => opens,
+    stats_open_failures => open_failures,
+    stats_closes => closes,
+    stats_broken_returns => broken_returns,
+    stats_resets => resets,
+    stats_expired => expired,
+}
+
+/// `Stats::wait_time`, in ms.
+#[no_mangle]
+pub extern "C" fn stats_wait_time_ms() -> f64 {
+    with(0.0, |pool, _| pool.stats().wait_time.as_secs_f64() * 1e3)
+}
+
+/// A panic (none is expected: the core does not panic, and this glue neither) traps: the host's
+/// call throws a `WebAssembly.RuntimeError`.
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    core::arch::wasm32::unreachable()
+}
