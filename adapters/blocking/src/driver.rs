@@ -196,6 +196,13 @@ impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
         })
     }
 
+    /// The error of the last failed open, if the last open failed.
+    pub(crate) fn open_failure(&self) -> Option<PoolError<M::Error>> {
+        self.last
+            .as_ref()
+            .map(|_| self.error(sanspool_core::Error::OpenFailed))
+    }
+
     /// The pool's error for a core error.
     pub(crate) fn error(&self, error: sanspool_core::Error) -> PoolError<M::Error> {
         PoolError::from_core(error, self.last.as_ref())

@@ -145,6 +145,10 @@ where
     Waiting(WaiterId, Parked<M>),
 }
 
+/// How long the build waits for `min` connections when the pool has no checkout timeout
+/// (psycopg2 mode): long enough for a slow server, short of hanging on an unreachable one.
+const WARM_UP_BOUND: Duration = Duration::from_secs(30);
+
 /// A connection whose holder panicked may be anywhere in its session: never reused as it is.
 fn poisoned_is_dirty(returned: Returned, poisoned: bool) -> Returned {
     match returned {
@@ -193,8 +197,8 @@ where
         settings: Settings<M>,
         config: Config,
     ) -> Result<Self, PoolError<M::Error>> {
-        let mut engine = Engine::new(config)?;
-        engine.warm_up(&settings)?;
+        let engine = Engine::new(config)?;
+        let bound = settings.timeout.unwrap_or(WARM_UP_BOUND);
         let shared = Arc::new(Shared {
             settings,
             state: Mutex::new(State {
@@ -212,9 +216,44 @@ where
         shared
             .maintenance
             .start(Arc::downgrade(&shared), |s: &Arc<Shared<M, K>>| s.tick());
-        Ok(ThreadedPool {
+        let pool = ThreadedPool {
             owner: Arc::new(Owner { shared }),
-        })
+        };
+        // On an error the pool is dropped here, which closes it.
+        pool.warm_up(bound)?;
+        Ok(pool)
+    }
+
+    /// Opens `min` connections, psycopg2's way: the first failed open is the build's error. The
+    /// opens run on opener threads and the wait is bounded, so a connect that hangs (an
+    /// unreachable host) cannot hang the build: it ends in [`PoolError::Timeout`].
+    fn warm_up(&self, bound: Duration) -> Result<(), PoolError<M::Error>> {
+        let s = &self.owner.shared;
+        let deadline = Instant::now().checked_add(bound);
+        let tasks = s.drain(&mut lock(&s.state));
+        s.run(tasks);
+        let mut st = lock(&s.state);
+        loop {
+            if st.engine.core.is_warm() {
+                return Ok(());
+            }
+            if let Some(failed) = st.engine.open_failure() {
+                return Err(failed);
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(st.engine.error(sanspool_core::Error::Timeout));
+            }
+            st.ready_waiters += 1;
+            st = match deadline {
+                Some(d) => {
+                    let waited = s.changed.wait_timeout(st, d - now);
+                    waited.unwrap_or_else(PoisonError::into_inner).0
+                }
+                None => s.changed.wait(st).unwrap_or_else(PoisonError::into_inner),
+            };
+            st.ready_waiters -= 1;
+        }
     }
 
     /// psycopg2's `getconn(key)`: a connection, as a shareable handle. The same key gives the same

@@ -453,3 +453,34 @@ fn a_handle_poisoned_by_a_panic_is_an_error_and_is_reset_on_return() {
     let again = pool.get().unwrap();
     assert!(!again.dirty);
 }
+
+/// The build waits for `min` connections within a bound: a connect that hangs (an unreachable
+/// host) ends the build in a timeout instead of hanging it, and the late connection is closed.
+#[test]
+fn the_build_does_not_hang_on_a_connect_that_hangs() {
+    let (builder, c) = common::builder(1, 2);
+    c.close_gate();
+    let start = Instant::now();
+    let err = builder
+        .timeout(Duration::from_millis(200))
+        .build_threaded()
+        .unwrap_err();
+    assert!(matches!(err, PoolError::Timeout(None)), "{err:?}");
+    assert!(start.elapsed() < LONG, "the build hung");
+    c.open_gate();
+    eventually("the connection opened too late is closed", || {
+        c.get(&c.opens) == 1 && c.live() == 0
+    });
+}
+
+/// psycopg2's build: the first failed open is its error.
+#[test]
+fn the_build_fails_with_the_first_failed_open() {
+    let (builder, c) = common::builder(2, 2);
+    c.fail_connect.store(true, SeqCst);
+    let err = builder.psycopg2().build_threaded().unwrap_err();
+    match err {
+        PoolError::Connect(e) => assert_eq!(e.0, "server down"),
+        other => panic!("{other:?}"),
+    }
+}
