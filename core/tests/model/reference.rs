@@ -1,840 +1,1103 @@
-//! The reference model: the pool's rules written as plainly as possible.
+//! The reference model: psycopg2's pool plus waiting, written from the outside.
 //!
-//! No slots, no generations, no counters kept in step: a list of connection *places*, a list of idle
-//! ones, a list of waiters, a list of commands not yet drained. Every number the real pool keeps
-//! incrementally is recomputed here by counting. Handles are abstract: every time a place changes
-//! stage it gets a fresh handle number, and the harness maps the real pool's leases and tickets to
-//! these numbers one to one.
+//! It knows what a user and a driver can observe and nothing of how the core keeps it: which
+//! connections exist (by the ids the simulated driver gives them: 1, 2, 3... in open order),
+//! which are idle and in which order, which are lent to whom under which key, who waits in line
+//! and until when, how many opens are on their way, the backoff after failed opens, and what the
+//! driver has been told but not yet read. No slots, generations or sequence numbers: a handle the
+//! user gives back is judged by what it named when it was handed out.
 //!
-//! A refused input changes nothing, not even the clock: every input checks its arguments first and
-//! only then takes `now`.
+//! The rules come from the `Pool` docs (core/src/pool/mod.rs) and psycopg2's
+//! `AbstractConnectionPool`: `getconn` takes an idle connection or opens one, up to `max`, else
+//! "connection pool exhausted"; `putconn` keeps a connection (up to `min` idle in psycopg2's
+//! mode) or closes it; `closeall` closes everything. Waiting adds a line served oldest first.
 //!
-//! The rules follow the real pool's documentation (core/src/pool/mod.rs), which follows psycopg2's
-//! `AbstractConnectionPool`, in the order the docs give them.
+//! The model also plays the simulated driver's part of each op (which handle a pick names, in
+//! which order `Serve` performs its work), since that decides the input the pool gets.
 
-use sanspool_core::{Error, IdleOrder, KeepIdle, Returned, Stats};
+use sanspool_core::testkit::{
+    forge, Back, Cmd, Conn, Got, KeyArg, Op, Pick, Reply, WPick, WaitArg,
+};
+use sanspool_core::{Config, Error, IdleOrder, KeepIdle, Stats, Time};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-/// An abstract handle (lease or ticket): one per stage of one place.
-pub type H = u64;
-/// An abstract waiter id.
-pub type W = u64;
-/// A connection: the driver numbers them.
-pub type Conn = u64;
-/// A checkout key.
-pub type Key = u8;
+const MS: u64 = 1_000_000;
 
-/// What the model is told about a handle given back to it.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Handle {
-    /// A handle this pool issued (maybe long ago).
-    Issued(H),
-    /// A handle from another pool (another tag).
-    Foreign,
-    /// Forged: never issued by this pool.
-    Unknown,
-}
-
-/// The stage of one place.
+/// What the model expects an op to get.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Stage {
-    Opening,
-    Idle(Conn),
-    InUse(Option<Key>),
-    Resetting,
-    Closing,
+pub enum Expect {
+    /// Exactly this reply.
+    Is(Reply),
+    /// Refused, nothing changed, the connection handed back, with one of these errors: used where
+    /// the kind depends on the core's handle bookkeeping rather than on anything a user saw.
+    RefusedWith(&'static [Error]),
 }
 
-/// One connection's place in the pool, from the order to open it to the report that it is closed.
-#[derive(Clone, Debug)]
-pub struct Place {
-    pub handle: H,
-    pub stage: Stage,
-    /// When its lifetime ends.
-    pub expires: Option<u64>,
-    /// When it last became idle.
-    pub idle_since: u64,
-    /// The drain epoch it was opened in.
-    pub epoch: u32,
-    /// Out for a check (not a reset).
-    pub checking: bool,
-}
-
-#[derive(Clone, Debug)]
-pub struct Waiter {
-    pub id: W,
-    pub key: Option<Key>,
-    pub deadline: Option<u64>,
-    /// `Wait::No`: fails when an open fails.
-    pub fail_fast: bool,
-    pub since: u64,
-}
-
-/// A command, as the model emits it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Cmd {
-    Open(H),
-    Close(H, Conn),
-    Reset(H, Conn),
-    Check(H, Conn),
-    Grant(W, H, Conn),
-    Fail(W, Error),
-    Ready,
-}
-
-impl Cmd {
-    fn handle(&self) -> Option<H> {
-        match *self {
-            Cmd::Open(h) | Cmd::Close(h, _) | Cmd::Reset(h, _) | Cmd::Check(h, _) => Some(h),
-            Cmd::Grant(_, h, _) => Some(h),
-            Cmd::Fail(..) | Cmd::Ready => None,
+impl Expect {
+    pub fn admits(&self, got: &Reply) -> bool {
+        match self {
+            Expect::Is(r) => r == got,
+            Expect::RefusedWith(kinds) => {
+                matches!(got, Reply::Done(Err(e)) if kinds.contains(e))
+            }
         }
     }
 }
 
+/// A handle the driver was given, as the user knows it: the lease of one loan, or the ticket of
+/// one operation the driver was asked to perform.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum MWait {
-    No,
-    Until(u64),
-    Forever,
+enum Handle {
+    Loan(u64),
+    Ticket(u64),
 }
 
+/// Where an existing connection is.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MCheckout {
-    Ready(H, Conn),
-    Held(H),
-    Waiting(W),
+enum Place {
+    Idle,
+    /// With a borrower; `told`: the borrower has it (answered `Ready`, or its grant was read).
+    Lent {
+        key: Option<u8>,
+        loan: u64,
+        told: bool,
+    },
+    /// Out for a reset after a dirty return.
+    Resetting,
+    /// Out for a check asked by `check_idle`.
+    Checking,
+    /// Being closed: it still counts against `max` until the driver reports it gone.
+    Closing,
+    /// Just opened or back from the driver, not yet placed (only inside one input).
+    Arriving,
 }
 
-/// An input refused: the error, and whether the connection given with it came back.
-pub type Refused = (Error, bool);
-
-/// What the model needs of the configuration (jitter is zero: the model has no random numbers).
 #[derive(Clone, Debug)]
-pub struct ModelConfig {
-    pub min: usize,
-    pub max: usize,
-    pub max_waiting: usize,
-    pub keep_idle: KeepIdle,
-    pub idle_order: IdleOrder,
-    pub max_lifetime: Option<u64>,
-    pub max_idle: Option<u64>,
-    pub backoff_initial: u64,
-    pub backoff_max: u64,
-    /// The storage's room: slots and waiters.
-    pub slot_capacity: usize,
-    pub waiter_capacity: usize,
+struct Connection {
+    place: Place,
+    /// When its lifetime ends (`None`: never).
+    expires: Option<Time>,
+    /// When it was last made idle after a use (a check is not a use).
+    idle_since: Time,
+    /// Its rank in the idle order: the order in which connections were made idle after a use.
+    returned: u64,
+    /// How many drains had happened when it was opened: one after that retires it.
+    drains_at_open: u32,
 }
 
+#[derive(Clone, Debug)]
+struct Waiter {
+    id: u64,
+    key: Option<u8>,
+    deadline: Option<Time>,
+    /// `Wait::No`: psycopg2's getconn, queued only for the open it triggered.
+    no_wait: bool,
+    since: Time,
+}
+
+/// What the pool has decided and the driver has not read yet, in the order it was decided.
+#[derive(Clone, Debug)]
+enum Out {
+    Open(u64),
+    Close(u64, Conn),
+    Reset(u64, Conn),
+    Check(u64, Conn),
+    Grant(u64, Conn, u64),
+    Fail(u64, Error),
+}
+
+/// A disagreement with the core, decided for the docs, that the model can follow for now so
+/// that generated runs still look for other ones. Each has a regression test that asserts the
+/// documented behaviour (and fails until the core is fixed).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum KnownCoreBug {
+    /// A checked connection should go back to its place in the idle order ("a check is not a
+    /// use"); the core puts it after every idle connection with the same idle time, so among
+    /// connections returned at the same instant a check reorders them and a LIFO checkout gets
+    /// another connection. Regression test: `a_check_keeps_the_idle_order_on_ties`.
+    CheckedTies,
+}
+
+/// The model: the pool as seen from outside, and the simulated driver's hands.
 #[derive(Clone, Debug)]
 pub struct Model {
-    cfg: ModelConfig,
-    now: u64,
+    /// Follow the core on this known bug rather than the docs (`None`: the docs throughout).
+    pub known_core_bug: Option<KnownCoreBug>,
+    // ---- what the user configured
+    min: usize,
+    max: usize,
+    max_waiting: usize,
+    keep_idle: KeepIdle,
+    idle_order: IdleOrder,
+    lifetime: Option<Duration>,
+    max_idle: Option<Duration>,
+    backoff_initial: Duration,
+    backoff_max: Duration,
+    /// The storage's room: connections and queued checkouts.
+    slot_room: usize,
+    waiter_room: usize,
+
+    // ---- the pool, as observed
+    /// The pool's clock: the latest time given with an accepted input.
+    now: Time,
     closed: bool,
-    places: Vec<Place>,
-    /// Idle places by handle, least recently returned first.
-    idle: Vec<H>,
-    waiters: Vec<Waiter>,
-    /// Emitted, not yet drained.
-    queue: Vec<Cmd>,
-    ready: ReadyState,
-    epoch: u32,
-    failures: u32,
-    retry_at: Option<u64>,
-    next_handle: H,
-    next_waiter: W,
-    counters: Stats,
+    conns: BTreeMap<Conn, Connection>,
+    /// Idle connections, least recently returned first.
+    idle: Vec<Conn>,
+    line: VecDeque<Waiter>,
+    /// Opens ordered and not reported yet (read by the driver or not).
+    opening: usize,
+    outbox: VecDeque<Out>,
+    failed_opens: u32,
+    retry_at: Option<Time>,
+    drains: u32,
+    next_waiter: u64,
+    next_loan: u64,
+    next_ticket: u64,
+    next_returned: u64,
+    stats: Stats,
+
+    // ---- the simulated driver
+    /// The driver's clock.
+    clock: Time,
+    last_conn: Conn,
+    /// Connections the borrowers hold, by id, with their loan.
+    held: BTreeMap<Conn, u64>,
+    opens: Vec<u64>,
+    closes: Vec<(u64, Conn)>,
+    resets: Vec<(u64, Conn)>,
+    checks: Vec<(u64, Conn)>,
+    handles: Vec<Handle>,
+    waiting: BTreeSet<u64>,
+    waiter_history: Vec<u64>,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum ReadyState {
-    NotYet,
-    Queued,
-    Sent,
+/// Why a configuration is refused, by the documented rules.
+fn refusal(config: &Config, slot_room: usize) -> Option<Error> {
+    sizes(config.min, config.max, slot_room).err().or_else(|| {
+        let churns = match config.max_lifetime {
+            Some(life) => life.is_zero() || config.lifetime_jitter >= life,
+            None => false,
+        };
+        (churns || config.backoff_initial.is_zero()).then_some(Error::InvalidTiming)
+    })
 }
 
-fn check_sizes(min: usize, max: usize, capacity: usize) -> Result<(), Error> {
+fn sizes(min: usize, max: usize, slot_room: usize) -> Result<(), Error> {
     if max == 0 {
         Err(Error::MaxZero)
     } else if min > max {
         Err(Error::MinAboveMax)
-    } else if max > capacity || max > 65_535 {
+    } else if max > slot_room.min(65_535) {
         Err(Error::CapacityExceeded)
     } else {
         Ok(())
     }
 }
 
-impl Model {
-    // ------------------------------------------------------------------ construction
+fn after(t: Time, d: Duration) -> Time {
+    t.saturating_add(d)
+}
 
-    /// psycopg2's constructor opens `minconn` connections at once.
-    pub fn new(cfg: ModelConfig) -> Result<Model, Error> {
-        check_sizes(cfg.min, cfg.max, cfg.slot_capacity)?;
-        // A zero lifetime or backoff would churn or spin (the model has no jitter).
-        if cfg.max_lifetime == Some(0) || cfg.backoff_initial == 0 {
-            return Err(Error::InvalidTiming);
+impl Model {
+    /// The pool right after `Pool::new`: the opens for `min` are ordered at once.
+    pub fn new(config: &Config, slot_room: usize, waiter_room: usize) -> Result<Model, Error> {
+        if let Some(e) = refusal(config, slot_room) {
+            return Err(e);
         }
+        // The model has no random numbers: it is only run with no lifetime jitter.
+        assert!(config.lifetime_jitter.is_zero(), "the model needs jitter 0");
         let mut m = Model {
-            cfg,
-            now: 0,
+            known_core_bug: None,
+            min: config.min,
+            max: config.max,
+            max_waiting: config.max_waiting,
+            keep_idle: config.keep_idle,
+            idle_order: config.idle_order,
+            lifetime: config.max_lifetime,
+            max_idle: config.max_idle,
+            backoff_initial: config.backoff_initial,
+            backoff_max: config.backoff_max,
+            slot_room,
+            waiter_room,
+            now: Time::ZERO,
             closed: false,
-            places: Vec::new(),
+            conns: BTreeMap::new(),
             idle: Vec::new(),
-            waiters: Vec::new(),
-            queue: Vec::new(),
-            ready: ReadyState::NotYet,
-            epoch: 0,
-            failures: 0,
+            line: VecDeque::new(),
+            opening: 0,
+            outbox: VecDeque::new(),
+            failed_opens: 0,
             retry_at: None,
-            next_handle: 0,
+            drains: 0,
             next_waiter: 0,
-            counters: Stats::default(),
+            next_loan: 0,
+            next_ticket: 0,
+            next_returned: 0,
+            stats: Stats::default(),
+            clock: Time::ZERO,
+            last_conn: 0,
+            held: BTreeMap::new(),
+            opens: Vec::new(),
+            closes: Vec::new(),
+            resets: Vec::new(),
+            checks: Vec::new(),
+            handles: Vec::new(),
+            waiting: BTreeSet::new(),
+            waiter_history: Vec::new(),
         };
-        m.settle();
+        m.top_up();
         Ok(m)
     }
 
-    // ------------------------------------------------------------------ counting
+    // ================================================================== what a user reads
 
-    fn count(&self, f: impl Fn(&Stage) -> bool) -> usize {
-        self.places.iter().filter(|p| f(&p.stage)).count()
+    fn count(&self, f: impl Fn(&Place) -> bool) -> usize {
+        self.conns.values().filter(|c| f(&c.place)).count()
     }
-    fn opening(&self) -> usize {
-        self.count(|s| *s == Stage::Opening)
-    }
-    fn idle_count(&self) -> usize {
-        self.count(|s| matches!(s, Stage::Idle(_)))
-    }
-    fn closing(&self) -> usize {
-        self.count(|s| *s == Stage::Closing)
-    }
-    /// Everything `max` bounds: every place, even one being closed.
+
+    /// Every connection that exists or is on its way: what `max` bounds.
     fn size(&self) -> usize {
-        self.places.len()
+        self.opening + self.conns.len()
     }
-    /// Connections that exist and stay: what `min` asks for.
+
+    /// Connections that exist and are not being closed: what `min` asks for.
     fn open(&self) -> usize {
-        self.count(|s| matches!(s, Stage::Idle(_) | Stage::InUse(_) | Stage::Resetting))
+        self.count(|p| *p != Place::Closing)
     }
-    /// Connections that will remain once the closes in flight are done.
-    fn remaining(&self) -> usize {
-        self.size() - self.closing()
+
+    fn room(&self) -> bool {
+        self.size() < self.max
     }
 
     pub fn stats(&self) -> Stats {
         Stats {
             size: self.size(),
-            idle: self.idle_count(),
-            in_use: self.count(|s| matches!(s, Stage::InUse(_))),
-            waiting: self.waiters.len(),
-            opening: self.opening(),
-            resetting: self.count(|s| *s == Stage::Resetting),
-            closing: self.closing(),
-            ..self.counters
+            idle: self.idle.len(),
+            in_use: self.count(|p| matches!(p, Place::Lent { .. })),
+            waiting: self.line.len(),
+            opening: self.opening,
+            resetting: self.count(|p| matches!(p, Place::Resetting | Place::Checking)),
+            closing: self.count(|p| *p == Place::Closing),
+            ..self.stats
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.places.is_empty() && self.queue.iter().all(|c| *c == Cmd::Ready)
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.ready != ReadyState::NotYet
+    pub fn is_warm(&self) -> bool {
+        !self.closed && self.open() >= self.min
     }
 
     pub fn is_closed(&self) -> bool {
         self.closed
     }
 
-    // ------------------------------------------------------------------ places and handles
-
-    fn place_of(&self, h: H) -> Option<usize> {
-        self.places.iter().position(|p| p.handle == h)
+    pub fn is_empty(&self) -> bool {
+        self.size() == 0 && self.outbox.is_empty()
     }
 
-    /// Whether a command naming `h` is still waiting to be drained (the driver cannot have it).
-    fn queued(&self, h: H) -> bool {
-        self.queue.iter().any(|c| c.handle() == Some(h))
+    pub fn now(&self) -> Time {
+        self.now
     }
 
-    /// A place moves to a new stage and gets a new handle: every older handle is stale.
-    fn set_stage(&mut self, p: usize, stage: Stage) -> H {
-        self.next_handle += 1;
-        self.places[p].handle = self.next_handle;
-        self.places[p].stage = stage;
-        self.next_handle
+    /// The connections the borrowers hold, by id.
+    pub fn held(&self) -> Vec<Conn> {
+        self.held.keys().copied().collect()
     }
 
-    fn remove_place(&mut self, p: usize) {
-        let h = self.places[p].handle;
-        self.idle.retain(|&i| i != h);
-        self.places.remove(p);
+    /// The checkouts the driver still waits on.
+    pub fn waiting(&self) -> Vec<u64> {
+        self.waiting.iter().copied().collect()
     }
 
-    /// A lease given back: a current, drained, in-use handle; else a stale one was returned already;
-    /// else the pool does not know it.
-    fn lease(&self, lease: Handle) -> Result<usize, Error> {
-        let h = match lease {
-            Handle::Foreign => return Err(Error::Foreign),
-            Handle::Unknown => return Err(Error::Unkeyed),
-            Handle::Issued(h) => h,
-        };
-        match self.place_of(h) {
-            Some(p) if matches!(self.places[p].stage, Stage::InUse(_)) && !self.queued(h) => Ok(p),
-            Some(_) => Err(Error::Unkeyed),
-            None => Err(Error::AlreadyReturned),
-        }
-    }
-
-    /// A ticket reported back: current, drained, and for the operation reported.
-    fn ticket(&self, ticket: Handle, stage: &Stage) -> Result<usize, Error> {
-        match ticket {
-            Handle::Issued(h) => match self.place_of(h) {
-                Some(p) if self.places[p].stage == *stage && !self.queued(h) => Ok(p),
-                _ => Err(Error::UnknownTicket),
-            },
-            Handle::Foreign | Handle::Unknown => Err(Error::UnknownTicket),
-        }
-    }
-
-    fn outlived(&self, p: usize) -> bool {
-        self.places[p].expires.is_some_and(|t| t <= self.now)
-    }
-
-    fn advance(&mut self, now: u64) {
-        self.now = self.now.max(now);
-    }
-
-    fn emit(&mut self, cmd: Cmd) {
-        self.queue.push(cmd);
-    }
-
-    // ------------------------------------------------------------------ checkout
-
-    pub fn checkout(
-        &mut self,
-        now: u64,
-        key: Option<Key>,
-        wait: MWait,
-    ) -> Result<MCheckout, Error> {
-        // getconn on a closed pool.
-        if self.closed {
-            return Err(Error::Closed);
-        }
-        // A key that holds a connection gets that connection again; a key already waiting (or whose
-        // grant is not drained yet) is busy.
-        if let Some(k) = key {
-            if let Some(p) = self
-                .places
+    /// When something falls due with nothing else happening: a waiter's deadline, an idle
+    /// connection's end of life or of `max_idle` (while more than `min` are open), the end of
+    /// the backoff when an open is wanted and there is room for it.
+    pub fn next_deadline(&self) -> Option<Time> {
+        let waits = self.line.iter().filter_map(|w| w.deadline);
+        let lives = self.idle.iter().filter_map(|c| self.conns[c].expires);
+        let idled = match self.max_idle {
+            Some(d) if self.open() > self.min => self
+                .idle
                 .iter()
-                .find(|p| p.stage == Stage::InUse(Some(k)))
-            {
-                if self.queued(p.handle) {
-                    return Err(Error::KeyBusy);
+                .map(|c| after(self.conns[c].idle_since, d))
+                .min(),
+            _ => None,
+        };
+        let retry = self
+            .retry_at
+            .filter(|_| self.opens_wanted() > 0 && self.room());
+        waits.chain(lives).chain(idled).chain(retry).min()
+    }
+
+    // ================================================================== one op
+
+    /// Plays `op` as the simulated driver does; returns the expected reply and the commands the
+    /// driver reads meanwhile.
+    pub fn step(&mut self, op: &Op) -> (Expect, Vec<Cmd>) {
+        let mut read = Vec::new();
+        let expect = self.play(op, &mut read);
+        (expect, read)
+    }
+
+    fn play(&mut self, op: &Op, read: &mut Vec<Cmd>) -> Expect {
+        let done = |r: Result<(), Error>| Expect::Is(Reply::Done(r));
+        match *op {
+            Op::Checkout { key, wait } => {
+                let deadline = match wait {
+                    WaitArg::No => Some(None),
+                    WaitArg::Until(ms) => Some(Some(after(self.clock, ms_(ms)))),
+                    WaitArg::Forever => None,
+                    WaitArg::Past => Some(Some(Time::ZERO)),
+                    WaitArg::End => Some(Some(Time::from_nanos(u64::MAX))),
+                };
+                Expect::Is(Reply::Checkout(self.checkout(key.map(|k| k % 4), deadline)))
+            }
+            Op::Checkin { lease, key, back } => {
+                let Some(given) = self.lease_pick(lease) else {
+                    return Expect::Is(Reply::Skipped);
+                };
+                match self.judge_lease(given) {
+                    Err(refused) => refused,
+                    Ok(conn) => {
+                        let own = match &self.conns[&conn].place {
+                            Place::Lent { key, .. } => *key,
+                            _ => unreachable!("a held connection is lent"),
+                        };
+                        let key = match key {
+                            KeyArg::NoKey => None,
+                            KeyArg::Own => own,
+                            KeyArg::Key(k) => Some(k % 4),
+                        };
+                        if key.is_some() && key != own {
+                            return done(Err(Error::WrongKey));
+                        }
+                        done(self.checkin(conn, back))
+                    }
                 }
-                return Ok(MCheckout::Held(p.handle));
             }
-            if self.waiters.iter().any(|w| w.key == Some(k)) {
-                return Err(Error::KeyBusy);
+            Op::Detach { lease } => {
+                let Some(given) = self.lease_pick(lease) else {
+                    return Expect::Is(Reply::Skipped);
+                };
+                match self.judge_lease(given) {
+                    Err(refused) => refused,
+                    Ok(conn) => done(self.accept(self.clock, |m| {
+                        // The borrower keeps it: it leaves without a close.
+                        m.held.remove(&conn);
+                        m.conns.remove(&conn);
+                        m.stats.detached += 1;
+                        Ok(())
+                    })),
+                }
             }
+            Op::Cancel { waiter } => {
+                let id = match waiter {
+                    WPick::Waiting(i) => nth(&self.waiting(), i),
+                    WPick::Any(i) => nth(&self.waiter_history, i),
+                    WPick::Raw(n) => Some(n),
+                };
+                let Some(id) = id else {
+                    return Expect::Is(Reply::Skipped);
+                };
+                // Only a checkout still in line can give up: one whose outcome is decided is not.
+                let Some(pos) = self.line.iter().position(|w| w.id == id) else {
+                    return done(Err(Error::UnknownWaiter));
+                };
+                done(self.accept(self.clock, |m| {
+                    m.line.remove(pos);
+                    m.waiting.remove(&id);
+                    Ok(())
+                }))
+            }
+            Op::Poll { n } => {
+                let mut left = if n == 0 { usize::MAX } else { usize::from(n) };
+                while left > 0 && self.read_one(read) {
+                    left -= 1;
+                }
+                Expect::Is(Reply::Quiet)
+            }
+            Op::Serve => {
+                self.serve(read);
+                Expect::Is(Reply::Quiet)
+            }
+            Op::Opened { ticket } | Op::OpenFailed { ticket } => {
+                let ok = matches!(op, Op::Opened { .. });
+                match self.ticket_pick(ticket, |m| m.opens.clone()) {
+                    None => Expect::Is(Reply::Skipped),
+                    Some(Some(i)) => {
+                        self.opens.remove(i);
+                        self.perform_open(ok);
+                        done(Ok(()))
+                    }
+                    Some(None) => done(Err(Error::UnknownTicket)),
+                }
+            }
+            Op::ResetDone { ticket, ok } | Op::CheckDone { ticket, ok } => {
+                let check = matches!(op, Op::CheckDone { .. });
+                let list = |m: &Model| {
+                    let l = if check { &m.checks } else { &m.resets };
+                    l.iter().map(|x| x.0).collect()
+                };
+                match self.ticket_pick(ticket, list) {
+                    None => Expect::Is(Reply::Skipped),
+                    Some(Some(i)) => {
+                        let (_, conn) = if check {
+                            self.checks.remove(i)
+                        } else {
+                            self.resets.remove(i)
+                        };
+                        self.accept(self.clock, |m| m.back_from_driver(conn, ok, check));
+                        done(Ok(()))
+                    }
+                    Some(None) => done(Err(Error::UnknownTicket)),
+                }
+            }
+            Op::CloseDone { ticket } => {
+                match self.ticket_pick(ticket, |m| m.closes.iter().map(|x| x.0).collect()) {
+                    None => Expect::Is(Reply::Skipped),
+                    Some(Some(i)) => {
+                        let (_, conn) = self.closes.remove(i);
+                        self.accept(self.clock, |m| m.conns.remove(&conn));
+                        done(Ok(()))
+                    }
+                    Some(None) => done(Err(Error::UnknownTicket)),
+                }
+            }
+            Op::Tick { ms } => {
+                self.clock = after(self.clock, ms_(ms));
+                Expect::Is(Reply::Quiet)
+            }
+            Op::Timeout { ms } => {
+                self.clock = after(self.clock, ms_(ms));
+                self.time_passes(self.clock);
+                Expect::Is(Reply::Quiet)
+            }
+            Op::ToDeadline => {
+                if let Some(t) = self.next_deadline() {
+                    self.clock = self.clock.max(t);
+                    self.time_passes(self.clock);
+                }
+                Expect::Is(Reply::Quiet)
+            }
+            Op::Backwards { ms } => {
+                let then = self.clock.as_nanos().saturating_sub(u64::from(ms) * MS);
+                self.time_passes(Time::from_nanos(then));
+                Expect::Is(Reply::Quiet)
+            }
+            Op::FarFuture => {
+                self.clock = self.clock.max(Time::from_nanos(u64::MAX - 10 * MS));
+                Expect::Is(Reply::Quiet)
+            }
+            Op::Resize { min, max } => {
+                done(self.resize(usize::from(min % 6), usize::from(max % 8)))
+            }
+            Op::Drain => done(self.drain()),
+            Op::CheckIdle => Expect::Is(Reply::Sent(self.check_idle())),
+            Op::Close => done(self.close_pool()),
         }
-        self.advance(now);
-        let out = self.checkout_idle(key, wait);
-        self.settle();
+    }
+
+    // ================================================================== the driver's hands
+
+    /// The handle a lease pick names: `None` if it names nothing (the op is skipped).
+    fn lease_pick(&self, p: Pick) -> Option<Given> {
+        Some(match p {
+            Pick::Live(i) => {
+                let conn = nth(&self.held(), i)?;
+                Given::Issued(Handle::Loan(self.held[&conn]))
+            }
+            Pick::Old(i) => Given::Issued(nth(&self.handles, i)?),
+            Pick::Foreign(_) => Given::Foreign,
+            Pick::NoSlot | Pick::FutureGen(_) => Given::Never,
+            Pick::Raw(..) => unreachable!("raw picks are not generated"),
+        })
+    }
+
+    /// A lease given back with a checkin or a detach: the connection it names, or the refusal.
+    fn judge_lease(&self, given: Given) -> Result<Conn, Expect> {
+        let refused = |e| Expect::Is(Reply::Done(Err(e)));
+        match given {
+            Given::Foreign => Err(refused(Error::Foreign)),
+            // psycopg2: "trying to put unkeyed connection".
+            Given::Never => Err(refused(Error::Unkeyed)),
+            Given::Issued(Handle::Loan(loan)) => {
+                match self.held.iter().find(|(_, l)| **l == loan) {
+                    Some((conn, _)) => Ok(*conn),
+                    // The loan ended: the user gave this connection back (or kept it) already.
+                    None => Err(refused(Error::AlreadyReturned)),
+                }
+            }
+            // A ticket offered as a lease was never a lease: whether the core calls it unknown
+            // or stale depends on its slot generations, which the model does not keep.
+            Given::Issued(Handle::Ticket(_)) => Err(Expect::RefusedWith(&[
+                Error::Unkeyed,
+                Error::AlreadyReturned,
+            ])),
+        }
+    }
+
+    /// The pending operation a ticket pick names: `None` if it names nothing, `Some(None)` if it
+    /// names no operation of this kind the driver owes (the pool refuses it), else its position.
+    fn ticket_pick(&self, p: Pick, list: impl Fn(&Model) -> Vec<u64>) -> Option<Option<usize>> {
+        let pending = list(self);
+        let named = match p {
+            Pick::Live(i) => Handle::Ticket(nth(&pending, i)?),
+            Pick::Old(i) => nth(&self.handles, i)?,
+            Pick::Foreign(_) | Pick::NoSlot | Pick::FutureGen(_) => return Some(None),
+            Pick::Raw(..) => unreachable!("raw picks are not generated"),
+        };
+        Some(match named {
+            Handle::Ticket(t) => pending.iter().position(|&x| x == t),
+            Handle::Loan(_) => None,
+        })
+    }
+
+    /// The driver reads one command and acts on what it says.
+    fn read_one(&mut self, read: &mut Vec<Cmd>) -> bool {
+        let Some(out) = self.outbox.pop_front() else {
+            return false;
+        };
+        read.push(match out {
+            Out::Open(t) => {
+                self.handles.push(Handle::Ticket(t));
+                self.opens.push(t);
+                Cmd::Open
+            }
+            Out::Close(t, c) => {
+                self.handles.push(Handle::Ticket(t));
+                self.closes.push((t, c));
+                Cmd::Close(c)
+            }
+            Out::Reset(t, c) => {
+                self.handles.push(Handle::Ticket(t));
+                self.resets.push((t, c));
+                Cmd::Reset(c)
+            }
+            Out::Check(t, c) => {
+                self.handles.push(Handle::Ticket(t));
+                self.checks.push((t, c));
+                Cmd::Check(c)
+            }
+            Out::Grant(w, c, loan) => {
+                self.handles.push(Handle::Loan(loan));
+                self.held.insert(c, loan);
+                self.waiting.remove(&w);
+                if let Some(Connection {
+                    place: Place::Lent { told, .. },
+                    ..
+                }) = self.conns.get_mut(&c)
+                {
+                    *told = true;
+                }
+                Cmd::Grant(forge::waiter(w), c)
+            }
+            Out::Fail(w, e) => {
+                self.waiting.remove(&w);
+                Cmd::Fail(forge::waiter(w), e)
+            }
+        });
+        true
+    }
+
+    fn read_all(&mut self, read: &mut Vec<Cmd>) {
+        while self.read_one(read) {}
+    }
+
+    /// The simulated driver's `serve`: read everything, then complete the newest open, else the
+    /// newest reset, check, close — all succeeding — reading everything after each.
+    fn serve(&mut self, read: &mut Vec<Cmd>) {
+        self.read_all(read);
+        loop {
+            if self.opens.pop().is_some() {
+                self.perform_open(true);
+            } else if let Some((_, c)) = self.resets.pop() {
+                self.accept(self.clock, |m| m.back_from_driver(c, true, false));
+            } else if let Some((_, c)) = self.checks.pop() {
+                self.accept(self.clock, |m| m.back_from_driver(c, true, true));
+            } else if let Some((_, c)) = self.closes.pop() {
+                self.accept(self.clock, |m| m.conns.remove(&c));
+            } else {
+                break;
+            }
+            self.read_all(read);
+        }
+    }
+
+    fn perform_open(&mut self, ok: bool) {
+        self.accept(self.clock, |m| {
+            m.opening -= 1;
+            if ok {
+                m.last_conn += 1;
+                m.opened(m.last_conn);
+            } else {
+                m.open_failed();
+            }
+        });
+    }
+
+    // ================================================================== the rules
+
+    /// An accepted input: the pool's clock moves to `t` (never back), the input acts, then the
+    /// pool tops up (see `top_up`). A refused input does none of this: it changes nothing, not
+    /// even the clock.
+    fn accept<R>(&mut self, t: Time, act: impl FnOnce(&mut Self) -> R) -> R {
+        self.now = self.now.max(t);
+        let out = act(self);
+        self.top_up();
         out
     }
 
-    fn checkout_idle(&mut self, key: Option<Key>, wait: MWait) -> Result<MCheckout, Error> {
-        // The most recently returned idle connection (LIFO), or the least (FIFO); one past its
-        // lifetime is closed instead.
-        while !self.idle.is_empty() {
-            let h = match self.cfg.idle_order {
-                IdleOrder::Lifo => self.idle.pop().unwrap(),
-                IdleOrder::Fifo => self.idle.remove(0),
-            };
-            let p = self.place_of(h).unwrap();
-            let Stage::Idle(conn) = self.places[p].stage else {
-                unreachable!("idle list names a non-idle place")
-            };
-            if self.outlived(p) {
-                self.counters.expired += 1;
-                self.close_conn(p, conn);
+    fn expired(&self, conn: Conn) -> bool {
+        self.conns[&conn].expires.is_some_and(|t| t <= self.now)
+    }
+
+    /// psycopg2's `getconn(key)`, with a line for those who wait. `deadline`: `None` waits
+    /// forever, `Some(None)` does not wait.
+    fn checkout(&mut self, key: Option<u8>, deadline: Option<Option<Time>>) -> Result<Got, Error> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        if let Some(k) = key {
+            let lent = self.conns.iter().find_map(|(c, x)| match x.place {
+                Place::Lent { key, told, .. } if key == Some(k) => Some((*c, told)),
+                _ => None,
+            });
+            match lent {
+                // Same key, same connection.
+                Some((conn, true)) => return Ok(Got::Held(conn)),
+                // Granted but not yet read: for the user the key is still waiting.
+                Some((_, false)) => return Err(Error::KeyBusy),
+                None if self.line.iter().any(|w| w.key == Some(k)) => return Err(Error::KeyBusy),
+                None => {}
+            }
+        }
+        self.accept(self.clock, |m| m.take_idle_or_queue(key, deadline))
+    }
+
+    fn take_idle_or_queue(
+        &mut self,
+        key: Option<u8>,
+        deadline: Option<Option<Time>>,
+    ) -> Result<Got, Error> {
+        while let Some(conn) = self.pop_idle() {
+            if self.expired(conn) {
+                self.stats.expired += 1;
+                self.shut(conn);
                 continue;
             }
-            let lease = self.set_stage(p, Stage::InUse(key));
-            self.counters.checkouts += 1;
-            return Ok(MCheckout::Ready(lease, conn));
+            let loan = self.lend(conn, key, true);
+            self.held.insert(conn, loan);
+            self.handles.push(Handle::Loan(loan));
+            self.stats.checkouts += 1;
+            return Ok(Got::Ready(conn));
         }
-        // No idle connection: psycopg2 fails when at max; otherwise the checkout queues.
-        if wait == MWait::No && self.size() >= self.cfg.max {
+        let no_wait = deadline == Some(None);
+        if no_wait && !self.room() {
             return Err(Error::Exhausted);
         }
-        let pending_fails = self
-            .queue
-            .iter()
-            .filter(|c| matches!(c, Cmd::Fail(..)))
-            .count();
-        // max_waiting bounds checkouts that wait; one that will not is bounded by storage only.
-        let bound = match wait {
-            MWait::No => self.cfg.waiter_capacity,
-            _ => self.cfg.max_waiting.min(self.cfg.waiter_capacity),
+        // `max_waiting` bounds those who wait; a getconn is in line only for its own open.
+        let bound = if no_wait {
+            self.waiter_room
+        } else {
+            self.max_waiting.min(self.waiter_room)
         };
-        if self.waiters.len() + pending_fails >= bound {
+        let told_fails = self
+            .outbox
+            .iter()
+            .filter(|o| matches!(o, Out::Fail(..)))
+            .count();
+        if self.line.len() + told_fails >= bound {
             return Err(Error::TooManyWaiters);
         }
         let id = self.next_waiter;
         self.next_waiter += 1;
-        self.waiters.push(Waiter {
+        self.line.push_back(Waiter {
             id,
             key,
-            deadline: match wait {
-                MWait::Until(t) => Some(t),
-                MWait::No | MWait::Forever => None,
-            },
-            fail_fast: wait == MWait::No,
+            deadline: deadline.flatten(),
+            no_wait,
             since: self.now,
         });
-        // A checkout that will not wait gets an open of its own at once, backoff or not.
-        if wait == MWait::No && self.waiters.len() > self.opening() {
+        self.waiting.insert(id);
+        self.waiter_history.push(id);
+        // psycopg2 connects on demand: a getconn gets its own open at once, backoff or not.
+        if no_wait && self.line.len() > self.opening {
             self.order_open();
         }
-        Ok(MCheckout::Waiting(id))
+        Ok(Got::Waiting(forge::waiter(id)))
     }
 
-    // ------------------------------------------------------------------ checkin
-
-    pub fn checkin(
-        &mut self,
-        now: u64,
-        lease: Handle,
-        key: Option<Key>,
-        conn: Conn,
-        returned: Returned,
-    ) -> Result<(), Refused> {
-        let p = self.lease(lease).map_err(|e| (e, true))?;
-        let Stage::InUse(held_key) = self.places[p].stage else {
-            unreachable!()
-        };
-        if key.is_some() && key != held_key {
-            return Err((Error::WrongKey, true));
-        }
-        self.advance(now);
-        // The key is released.
-        self.places[p].stage = Stage::InUse(None);
-        // putconn on a closed pool: the connection is closed all the same, and the caller is told.
-        if self.closed {
-            self.close_conn(p, conn);
-            return Err((Error::Closed, false));
-        }
-        match returned {
-            Returned::Clean => self.arrive(p, conn, Arrival::Returned),
-            Returned::Dirty => {
-                if self.keeps(p, true) {
-                    self.counters.resets += 1;
-                    let ticket = self.set_stage(p, Stage::Resetting);
-                    self.emit(Cmd::Reset(ticket, conn));
-                } else {
-                    self.close_unkept(p, conn);
-                }
-            }
-            Returned::Broken => {
-                self.counters.broken_returns += 1;
-                self.close_conn(p, conn);
-            }
-            Returned::Close => self.close_conn(p, conn),
-        }
-        self.settle();
-        Ok(())
-    }
-
-    pub fn detach(&mut self, now: u64, lease: Handle) -> Result<(), Error> {
-        let p = self.lease(lease)?;
-        self.advance(now);
-        self.remove_place(p);
-        self.counters.detached += 1;
-        self.settle();
-        Ok(())
-    }
-
-    pub fn cancel(&mut self, now: u64, waiter: Option<W>) -> Result<(), Error> {
-        let pos = self
-            .waiters
-            .iter()
-            .position(|w| Some(w.id) == waiter)
-            .ok_or(Error::UnknownWaiter)?;
-        self.advance(now);
-        self.waiters.remove(pos);
-        self.settle();
-        Ok(())
-    }
-
-    // ------------------------------------------------------------------ the driver's reports
-
-    pub fn opened(&mut self, now: u64, ticket: Handle, conn: Conn) -> Result<(), Refused> {
-        let p = self
-            .ticket(ticket, &Stage::Opening)
-            .map_err(|e| (e, true))?;
-        self.advance(now);
-        self.counters.opens += 1;
-        self.failures = 0;
-        self.retry_at = None;
-        self.places[p].epoch = self.epoch;
-        self.places[p].expires = self.cfg.max_lifetime.map(|d| self.now.saturating_add(d));
-        self.arrive(p, conn, Arrival::Opened);
-        self.settle();
-        Ok(())
-    }
-
-    pub fn open_failed(&mut self, now: u64, ticket: Handle) -> Result<(), Error> {
-        let p = self.ticket(ticket, &Stage::Opening)?;
-        self.advance(now);
-        self.remove_place(p);
-        self.counters.open_failures += 1;
-        self.failures += 1;
-        // Exponential backoff: initial, doubled per consecutive failure, at most backoff_max.
-        let mut delay = self.cfg.backoff_initial.min(self.cfg.backoff_max);
-        for _ in 1..self.failures {
-            delay = delay.saturating_mul(2).min(self.cfg.backoff_max);
-        }
-        self.retry_at = Some(self.now.saturating_add(delay));
-        if let Some(pos) = self.waiters.iter().position(|w| w.fail_fast) {
-            self.fail_waiter(pos, Error::OpenFailed);
-        }
-        self.settle();
-        Ok(())
-    }
-
-    pub fn reset_done(
-        &mut self,
-        now: u64,
-        ticket: Handle,
-        conn: Conn,
-        ok: bool,
-    ) -> Result<(), Refused> {
-        let p = self
-            .ticket(ticket, &Stage::Resetting)
-            .map_err(|e| (e, true))?;
-        self.advance(now);
-        let arrival = if std::mem::take(&mut self.places[p].checking) {
-            Arrival::Checked
-        } else {
-            Arrival::Returned
-        };
-        if ok {
-            self.arrive(p, conn, arrival);
-        } else {
-            self.close_conn(p, conn);
-        }
-        self.settle();
-        Ok(())
-    }
-
-    pub fn closed(&mut self, now: u64, ticket: Handle) -> Result<(), Error> {
-        let p = self.ticket(ticket, &Stage::Closing)?;
-        self.advance(now);
-        self.remove_place(p);
-        self.settle();
-        Ok(())
-    }
-
-    // ------------------------------------------------------------------ time
-
-    pub fn timeout(&mut self, now: u64) {
-        self.advance(now);
-        // Waiters past their deadline fail, oldest first.
-        let mut pos = 0;
-        while pos < self.waiters.len() {
-            if self.waiters[pos].deadline.is_some_and(|d| d <= self.now) {
-                self.counters.timeouts += 1;
-                self.fail_waiter(pos, Error::Timeout);
-            } else {
-                pos += 1;
-            }
-        }
-        // Idle connections past their lifetime, or idle too long while more than min are open,
-        // are closed, least recently returned first.
-        for h in self.idle.clone() {
-            let p = self.place_of(h).unwrap();
-            let since = self.places[p].idle_since;
-            let idled_out = self
-                .cfg
-                .max_idle
-                .is_some_and(|d| since.saturating_add(d) <= self.now)
-                && self.open() > self.cfg.min;
-            if self.outlived(p) || idled_out {
-                self.counters.expired += 1;
-                self.close_idle(h);
-            }
-        }
-        self.settle();
-    }
-
-    pub fn poll_timeout(&self) -> Option<u64> {
-        let mut times = Vec::new();
-        times.extend(self.waiters.iter().filter_map(|w| w.deadline));
-        for &h in &self.idle {
-            let p = &self.places[self.place_of(h).unwrap()];
-            times.extend(p.expires);
-        }
-        if let (Some(d), Some(&h)) = (self.cfg.max_idle, self.idle.first()) {
-            if self.open() > self.cfg.min {
-                let p = &self.places[self.place_of(h).unwrap()];
-                times.push(p.idle_since.saturating_add(d));
-            }
-        }
-        if let Some(t) = self.retry_at {
-            if self.open_deficit() > 0 && self.size() < self.cfg.max {
-                times.push(t);
-            }
-        }
-        times.into_iter().min()
-    }
-
-    // ------------------------------------------------------------------ user operations
-
-    pub fn resize(&mut self, now: u64, min: usize, max: usize) -> Result<(), Error> {
-        check_sizes(min, max, self.cfg.slot_capacity)?;
-        if self.closed {
-            return Err(Error::Closed);
-        }
-        self.advance(now);
-        self.cfg.min = min;
-        self.cfg.max = max;
-        // Shrinking first withdraws the opens the driver has not seen yet, newest first...
-        while self.size() > max {
-            let Some(pos) = self.queue.iter().rposition(|c| matches!(c, Cmd::Open(_))) else {
-                break;
-            };
-            let Cmd::Open(h) = self.queue.remove(pos) else {
-                unreachable!()
-            };
-            let p = self.place_of(h).unwrap();
-            self.remove_place(p);
-        }
-        // ...then closes idle connections, least recently used first, until at most max remain.
-        while self.remaining() > max && !self.idle.is_empty() {
-            let h = self.idle[0];
-            self.close_idle(h);
-        }
-        self.settle();
-        Ok(())
-    }
-
-    pub fn drain(&mut self, now: u64) -> Result<(), Error> {
-        if self.closed {
-            return Err(Error::Closed);
-        }
-        self.advance(now);
-        self.epoch += 1;
-        while let Some(&h) = self.idle.first() {
-            self.close_idle(h);
-        }
-        self.settle();
-        Ok(())
-    }
-
-    pub fn check_idle(&mut self, now: u64) -> Result<usize, Error> {
-        if self.closed {
-            return Err(Error::Closed);
-        }
-        self.advance(now);
-        let idle = std::mem::take(&mut self.idle);
-        for &h in &idle {
-            let p = self.place_of(h).unwrap();
-            let Stage::Idle(conn) = self.places[p].stage else {
-                unreachable!()
-            };
-            self.places[p].checking = true;
-            let ticket = self.set_stage(p, Stage::Resetting);
-            self.emit(Cmd::Check(ticket, conn));
-        }
-        self.settle();
-        Ok(idle.len())
-    }
-
-    /// closeall: refuse checkouts, fail every waiter, close idle connections now and the others as
-    /// they come back, and forget the opens the driver has not seen yet.
-    pub fn close(&mut self, now: u64) -> Result<(), Error> {
-        if self.closed {
-            return Err(Error::Closed);
-        }
-        self.advance(now);
-        self.closed = true;
-        while !self.waiters.is_empty() {
-            self.fail_waiter(0, Error::Closed);
-        }
-        while let Some(&h) = self.idle.first() {
-            self.close_idle(h);
-        }
-        let undrained: Vec<H> = self
-            .queue
-            .iter()
-            .filter_map(|c| match c {
-                Cmd::Open(h) => Some(*h),
-                _ => None,
-            })
-            .collect();
-        self.queue.retain(|c| !matches!(c, Cmd::Open(_)));
-        for h in undrained {
-            let p = self.place_of(h).unwrap();
-            self.remove_place(p);
-        }
-        if self.ready == ReadyState::Queued {
-            // Not emitted after close, but `min` was reached: is_ready stays true.
-            self.queue.retain(|c| *c != Cmd::Ready);
-            self.ready = ReadyState::Sent;
-        }
-        Ok(())
-    }
-
-    // ------------------------------------------------------------------ outputs
-
-    pub fn poll(&mut self) -> Option<Cmd> {
-        if self.queue.is_empty() {
+    /// The idle connection a checkout gets: the most recently returned (LIFO, psycopg2) or the
+    /// least (FIFO).
+    fn pop_idle(&mut self) -> Option<Conn> {
+        if self.idle.is_empty() {
             return None;
         }
-        let cmd = self.queue.remove(0);
-        if cmd == Cmd::Ready {
-            self.ready = ReadyState::Sent;
+        Some(match self.idle_order {
+            IdleOrder::Lifo => self.idle.pop()?,
+            IdleOrder::Fifo => self.idle.remove(0),
+        })
+    }
+
+    fn lend(&mut self, conn: Conn, key: Option<u8>, told: bool) -> u64 {
+        self.next_loan += 1;
+        let loan = self.next_loan;
+        self.place(conn, Place::Lent { key, loan, told });
+        loan
+    }
+
+    fn place(&mut self, conn: Conn, place: Place) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.place = place;
         }
-        Some(cmd)
     }
 
-    // ------------------------------------------------------------------ the rules' helpers
-
-    /// Whether the pool keeps a connection arriving at place `p` (`returned`: from a borrower or a
-    /// reset, where psycopg2's "keep only while fewer than min are idle" applies if configured).
-    fn keeps(&self, p: usize, returned: bool) -> bool {
-        let wanted = !returned
-            || self.cfg.keep_idle == KeepIdle::UpToMax
-            || !self.waiters.is_empty()
-            || self.idle_count() < self.cfg.min;
-        !self.closed
-            && self.remaining() <= self.cfg.max
-            && self.places[p].epoch == self.epoch
-            && !self.outlived(p)
-            && wanted
+    /// psycopg2's `putconn`, for a lease the borrower holds.
+    fn checkin(&mut self, conn: Conn, back: Back) -> Result<(), Error> {
+        self.accept(self.clock, |m| {
+            m.held.remove(&conn);
+            // The key is free from now on.
+            m.place(conn, Place::Arriving);
+            if m.closed {
+                // Taken and closed all the same, as closeall promised; the user is told.
+                m.shut(conn);
+                return Err(Error::Closed);
+            }
+            match back {
+                Back::Clean => m.returned(conn),
+                Back::Broken => {
+                    m.stats.broken_returns += 1;
+                    m.shut(conn);
+                }
+                Back::Close => m.shut(conn),
+                // Reset only what would be kept afterwards.
+                Back::Dirty if m.may_stay(conn) && m.putconn_keeps() => {
+                    m.stats.resets += 1;
+                    m.place(conn, Place::Resetting);
+                    let t = m.ticket();
+                    m.outbox.push_back(Out::Reset(t, conn));
+                }
+                Back::Dirty => m.close_unkept(conn),
+            }
+            Ok(())
+        })
     }
 
-    /// A connection arriving at place `p` (opened, returned clean, reset or checked): closed if the
-    /// pool does not keep it, else to the oldest waiter, else idle.
-    fn arrive(&mut self, p: usize, conn: Conn, arrival: Arrival) {
-        if !self.keeps(p, arrival == Arrival::Returned) {
-            self.close_unkept(p, conn);
-        } else if !self.waiters.is_empty() {
-            let w = self.waiters.remove(0);
-            self.counters.checkouts += 1;
-            self.counters.waits += 1;
-            self.counters.wait_time += Duration::from_nanos(self.now.saturating_sub(w.since));
-            let lease = self.set_stage(p, Stage::InUse(w.key));
-            self.emit(Cmd::Grant(w.id, lease, conn));
-        } else if arrival == Arrival::Checked {
-            // A check is not a use: back to its old place among the idle, by idle time.
-            let since = self.places[p].idle_since;
-            let h = self.set_stage(p, Stage::Idle(conn));
-            let pos = self
-                .idle
-                .iter()
-                .position(|&i| self.places[self.place_of(i).unwrap()].idle_since > since)
-                .unwrap_or(self.idle.len());
-            self.idle.insert(pos, h);
+    /// A reset or check reported: back in service if it worked, else closed.
+    fn back_from_driver(&mut self, conn: Conn, ok: bool, check: bool) {
+        self.place(conn, Place::Arriving);
+        match (ok, check) {
+            (false, _) => self.shut(conn),
+            // A reset connection comes back as a clean checkin would.
+            (true, false) => self.returned(conn),
+            (true, true) => self.checked(conn),
+        }
+    }
+
+    fn opened(&mut self, conn: Conn) {
+        self.stats.opens += 1;
+        self.failed_opens = 0;
+        self.retry_at = None;
+        // A lifetime that would end past the end of time never ends.
+        let expires = self.lifetime.and_then(|d| {
+            let d = u64::try_from(d.as_nanos()).ok()?;
+            self.now.as_nanos().checked_add(d).map(Time::from_nanos)
+        });
+        self.conns.insert(
+            conn,
+            Connection {
+                place: Place::Arriving,
+                expires,
+                idle_since: self.now,
+                returned: 0,
+                drains_at_open: self.drains,
+            },
+        );
+        if self.may_stay(conn) {
+            self.ready_for_use(conn);
         } else {
-            let h = self.set_stage(p, Stage::Idle(conn));
-            self.places[p].idle_since = self.now;
-            self.idle.push(h);
+            self.close_unkept(conn);
         }
     }
 
-    /// A connection the pool does not keep is closed; counted as expired if its lifetime is over.
-    fn close_unkept(&mut self, p: usize, conn: Conn) {
-        if self.outlived(p) {
-            self.counters.expired += 1;
+    /// A failed open: the next waits out the backoff (doubling per consecutive failure, at most
+    /// `backoff_max`); the oldest getconn in line hears of it, those who wait keep waiting.
+    fn open_failed(&mut self) {
+        self.stats.open_failures += 1;
+        self.failed_opens += 1;
+        let mut delay = self.backoff_initial;
+        for _ in 1..self.failed_opens.min(80) {
+            delay = delay.saturating_mul(2);
         }
-        self.close_conn(p, conn);
+        self.retry_at = Some(after(self.now, delay.min(self.backoff_max)));
+        if let Some(pos) = self.line.iter().position(|w| w.no_wait) {
+            self.fail(pos, Error::OpenFailed);
+        }
     }
 
-    fn close_idle(&mut self, h: H) {
-        let p = self.place_of(h).unwrap();
-        let Stage::Idle(conn) = self.places[p].stage else {
-            unreachable!()
+    /// Whether a connection may stay in the pool at all: not once it is closed, not above `max`
+    /// (after a shrink; counting this one and the opens on their way), not one opened before a
+    /// drain, not one past its lifetime.
+    fn may_stay(&self, conn: Conn) -> bool {
+        !self.closed
+            && self.opening + self.open() <= self.max
+            && self.conns[&conn].drains_at_open == self.drains
+            && !self.expired(conn)
+    }
+
+    /// psycopg2's `putconn`: a returned connection is kept while fewer than `min` are idle
+    /// (`KeepIdle::UpToMin`; always with `UpToMax`), or when someone waits for it.
+    fn putconn_keeps(&self) -> bool {
+        self.keep_idle == KeepIdle::UpToMax || !self.line.is_empty() || self.idle.len() < self.min
+    }
+
+    /// A connection back from a borrower, clean (directly or after a reset).
+    fn returned(&mut self, conn: Conn) {
+        if self.may_stay(conn) && self.putconn_keeps() {
+            self.ready_for_use(conn);
+        } else {
+            self.close_unkept(conn);
+        }
+    }
+
+    /// A connection free for use after being opened or used: the next in line gets it, else it
+    /// is the most recently returned idle one.
+    fn ready_for_use(&mut self, conn: Conn) {
+        if let Some(pos) = self.next_in_line() {
+            self.grant(pos, conn);
+        } else {
+            self.next_returned += 1;
+            let (now, rank) = (self.now, self.next_returned);
+            let c = self.conns.get_mut(&conn).expect("exists");
+            c.idle_since = now;
+            c.returned = rank;
+            c.place = Place::Idle;
+            self.idle.push(conn);
+        }
+    }
+
+    /// An idle connection that passed its check: a check is not a use, so it goes back to its
+    /// old place in the idle order, unless someone waits for it.
+    fn checked(&mut self, conn: Conn) {
+        if !self.may_stay(conn) {
+            return self.close_unkept(conn);
+        }
+        if let Some(pos) = self.next_in_line() {
+            return self.grant(pos, conn);
+        }
+        let (rank, since) = (self.conns[&conn].returned, self.conns[&conn].idle_since);
+        let after_it = |c: &Connection| match self.known_core_bug {
+            Some(KnownCoreBug::CheckedTies) => c.idle_since > since,
+            None => c.returned > rank,
         };
-        self.idle.retain(|&i| i != h);
-        self.close_conn(p, conn);
+        let pos = self
+            .idle
+            .iter()
+            .position(|c| after_it(&self.conns[c]))
+            .unwrap_or(self.idle.len());
+        self.idle.insert(pos, conn);
+        self.place(conn, Place::Idle);
     }
 
-    fn close_conn(&mut self, p: usize, conn: Conn) {
-        self.counters.closes += 1;
-        let ticket = self.set_stage(p, Stage::Closing);
-        self.emit(Cmd::Close(ticket, conn));
+    fn grant(&mut self, pos: usize, conn: Conn) {
+        let w = self.line.remove(pos).expect("in line");
+        let loan = self.lend(conn, w.key, false);
+        self.stats.checkouts += 1;
+        self.stats.waits += 1;
+        self.stats.wait_time += self.now.saturating_since(w.since);
+        self.outbox.push_back(Out::Grant(w.id, conn, loan));
     }
 
-    fn fail_waiter(&mut self, pos: usize, error: Error) {
-        let w = self.waiters.remove(pos);
-        self.emit(Cmd::Fail(w.id, error));
+    /// THE GRANT RULE: which queued checkout a connection that becomes free goes to. Today: the
+    /// oldest (FIFO). A fairness policy changes this function (and `beyond_the_opens`).
+    fn next_in_line(&self) -> Option<usize> {
+        (!self.line.is_empty()).then_some(0)
     }
 
-    fn open_deficit(&self) -> usize {
-        if self.closed {
-            return 0;
+    /// Positions in line that the opens in flight will not serve (under the grant rule above,
+    /// the oldest `opening` are served first).
+    fn beyond_the_opens(&self) -> std::ops::Range<usize> {
+        self.opening.min(self.line.len())..self.line.len()
+    }
+
+    fn close_unkept(&mut self, conn: Conn) {
+        if self.expired(conn) {
+            self.stats.expired += 1;
         }
-        let for_min = self.cfg.min.saturating_sub(self.open() + self.opening());
-        let for_waiters = self.waiters.len().saturating_sub(self.opening());
-        for_min.max(for_waiters)
+        self.shut(conn);
+    }
+
+    fn shut(&mut self, conn: Conn) {
+        self.idle.retain(|&c| c != conn);
+        self.place(conn, Place::Closing);
+        self.stats.closes += 1;
+        let t = self.ticket();
+        self.outbox.push_back(Out::Close(t, conn));
+    }
+
+    fn ticket(&mut self) -> u64 {
+        self.next_ticket += 1;
+        self.next_ticket
+    }
+
+    fn fail(&mut self, pos: usize, error: Error) {
+        let w = self.line.remove(pos).expect("in line");
+        self.outbox.push_back(Out::Fail(w.id, error));
     }
 
     fn order_open(&mut self) {
-        if self.size() >= self.cfg.max {
-            return;
+        if self.room() {
+            self.opening += 1;
+            let t = self.ticket();
+            self.outbox.push_back(Out::Open(t));
         }
-        self.places.push(Place {
-            handle: 0,
-            stage: Stage::Opening,
-            expires: None,
-            idle_since: 0,
-            epoch: self.epoch,
-            checking: false,
-        });
-        let p = self.places.len() - 1;
-        let ticket = self.set_stage(p, Stage::Opening);
-        self.emit(Cmd::Open(ticket));
     }
 
-    /// Order the opens that min and the waiters call for (unless backing off after a failed
-    /// open), and signal "ready" once min connections are first open.
-    fn settle(&mut self) {
+    /// Opens wanted: enough for `min`, and one for each in line without an open on its way.
+    fn opens_wanted(&self) -> usize {
         if self.closed {
-            return;
+            return 0;
         }
+        let for_min = self.min.saturating_sub(self.open() + self.opening);
+        for_min.max(self.line.len().saturating_sub(self.opening))
+    }
+
+    /// After every accepted input: open what `min` and the line want (room and backoff
+    /// permitting); a getconn that no open in flight will serve, with no room for another, is
+    /// "connection pool exhausted", as psycopg2 would have said at once.
+    fn top_up(&mut self) {
         let backing_off = self.retry_at.is_some_and(|t| self.now < t);
-        while !backing_off && self.open_deficit() > 0 && self.size() < self.cfg.max {
+        while !backing_off && self.opens_wanted() > 0 && self.room() {
             self.order_open();
         }
-        // A checkout that would not wait, beyond the waiters the opens in flight serve, with no
-        // room for another open: exhausted.
-        if self.size() >= self.cfg.max {
-            let served = self.opening();
-            let mut pos = served;
-            while pos < self.waiters.len() {
-                if self.waiters[pos].fail_fast {
-                    self.fail_waiter(pos, Error::Exhausted);
+        if !self.room() {
+            let mut pos = self.beyond_the_opens().start;
+            while pos < self.line.len() {
+                if self.line[pos].no_wait {
+                    self.fail(pos, Error::Exhausted);
                 } else {
                     pos += 1;
                 }
             }
         }
-        if self.ready == ReadyState::NotYet && self.open() >= self.cfg.min {
-            self.ready = ReadyState::Queued;
-            self.emit(Cmd::Ready);
+    }
+
+    /// `handle_timeout`: waiters past their deadline fail; idle connections past their lifetime,
+    /// or idle past `max_idle` while more than `min` are open, close (least recently used first).
+    fn time_passes(&mut self, t: Time) {
+        self.accept(t, |m| {
+            let now = m.now;
+            while let Some(pos) = m
+                .line
+                .iter()
+                .position(|w| w.deadline.is_some_and(|d| d <= now))
+            {
+                m.stats.timeouts += 1;
+                m.fail(pos, Error::Timeout);
+            }
+            for conn in m.idle.clone() {
+                let idled_out = m.max_idle.is_some_and(|d| {
+                    after(m.conns[&conn].idle_since, d) <= now && m.open() > m.min
+                });
+                if m.expired(conn) || idled_out {
+                    m.stats.expired += 1;
+                    m.shut(conn);
+                }
+            }
+        })
+    }
+
+    fn resize(&mut self, min: usize, max: usize) -> Result<(), Error> {
+        sizes(min, max, self.slot_room)?;
+        if self.closed {
+            return Err(Error::Closed);
         }
+        self.accept(self.clock, |m| {
+            (m.min, m.max) = (min, max);
+            // Opens the driver has not read are taken back first (newest first): nothing is lost.
+            while m.size() > max && m.withdraw_open() {}
+            // Then idle connections close, least recently used first, down to `max`.
+            while m.opening + m.open() > max && !m.idle.is_empty() {
+                m.shut(m.idle[0]);
+            }
+            Ok(())
+        })
+    }
+
+    fn withdraw_open(&mut self) -> bool {
+        let Some(pos) = self.outbox.iter().rposition(|o| matches!(o, Out::Open(_))) else {
+            return false;
+        };
+        self.outbox.remove(pos);
+        self.opening -= 1;
+        true
+    }
+
+    /// Retire every connection that exists now: idle ones close at once, the others as they come
+    /// back; the pool stays open and refills.
+    fn drain(&mut self) -> Result<(), Error> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        self.accept(self.clock, |m| {
+            m.drains += 1;
+            while let Some(&c) = m.idle.first() {
+                m.shut(c);
+            }
+            Ok(())
+        })
+    }
+
+    fn check_idle(&mut self) -> Result<usize, Error> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        self.accept(self.clock, |m| {
+            let idle = std::mem::take(&mut m.idle);
+            for &c in &idle {
+                m.place(c, Place::Checking);
+                let t = m.ticket();
+                m.outbox.push_back(Out::Check(t, c));
+            }
+            Ok(idle.len())
+        })
+    }
+
+    /// psycopg2's `closeall`: no more checkouts, everyone in line fails, idle connections close
+    /// now and the others as they come back, opens the driver has not read are taken back.
+    fn close_pool(&mut self) -> Result<(), Error> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        self.accept(self.clock, |m| {
+            m.closed = true;
+            while !m.line.is_empty() {
+                m.fail(0, Error::Closed);
+            }
+            while let Some(&c) = m.idle.first() {
+                m.shut(c);
+            }
+            while m.withdraw_open() {}
+            Ok(())
+        })
     }
 }
 
-/// How a connection arrives at a place: opened, back from a borrower (or its reset), or back from
-/// a check of an idle connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Arrival {
-    Opened,
-    Returned,
-    Checked,
+/// A lease as given back to the pool.
+#[derive(Copy, Clone, Debug)]
+enum Given {
+    Issued(Handle),
+    /// Another pool's tag.
+    Foreign,
+    /// Never issued by any pool (a slot that does not exist, a generation never reached).
+    Never,
+}
+
+fn ms_(ms: impl Into<u64>) -> Duration {
+    Duration::from_millis(ms.into())
+}
+
+fn nth<T: Copy>(list: &[T], i: u8) -> Option<T> {
+    (!list.is_empty()).then(|| list[usize::from(i) % list.len()])
 }
