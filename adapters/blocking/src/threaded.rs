@@ -373,7 +373,7 @@ where
         }
         let tasks = s.drain(&mut st);
         drop(st);
-        Ok(s.run(tasks))
+        Ok(s.run_here(tasks))
     }
 
     /// Waits until at least `min` connections are open (a warm-up after a `resize`, a `drain`, or
@@ -516,25 +516,34 @@ where
         tasks
     }
 
-    /// Runs tasks with the lock released, reporting each result (and running what follows).
-    /// Returns how many checks failed. On an exiting thread nothing runs: the maintenance thread
-    /// gets the tasks.
-    fn run(self: &Arc<Self>, mut tasks: VecDeque<Command<M::Conn>>) -> usize {
+    /// Starts the I/O of `tasks`, each on a thread of its own: no caller — a borrower giving a
+    /// connection back, a checkout, the maintenance thread that must keep refilling — waits for
+    /// a connect, a reset, a check or a close it does not need. On an exiting thread nothing
+    /// starts: the maintenance thread gets the tasks.
+    fn run(self: &Arc<Self>, tasks: VecDeque<Command<M::Conn>>) {
         if persistent::exiting() {
-            self.defer(tasks, None);
-            return 0;
+            return self.defer(tasks, None);
         }
+        for task in tasks {
+            self.spawn_io(task);
+        }
+    }
+
+    /// Performs `tasks` on this thread (what follows them is started as [`run`](Self::run) does);
+    /// returns how many checks failed. For `check()`, whose caller asked for the answers.
+    fn run_here(self: &Arc<Self>, tasks: VecDeque<Command<M::Conn>>) -> usize {
         let mut failed_checks = 0;
-        while let Some(task) = tasks.pop_front() {
-            if let Command::Open(ticket) = task {
-                self.spawn_open(ticket);
+        for task in tasks {
+            if let Command::Open(_) = task {
+                self.spawn_io(task);
                 continue;
             }
             let done = self.settings.perform(task);
             if let Completion::Checked { ok: false, .. } = done.0 {
                 failed_checks += 1;
             }
-            tasks.extend(self.report(done));
+            let next = self.report(done);
+            self.run(next);
         }
         failed_checks
     }
@@ -583,24 +592,29 @@ where
         (opens, io)
     }
 
-    /// Opens on a thread of its own, so that no checkout waits behind a connect it does not need.
-    fn spawn_open(self: &Arc<Self>, ticket: Ticket) {
+    /// Performs one command's I/O on a thread of its own (inline if the OS refuses a thread),
+    /// reports it, and starts what follows.
+    fn spawn_io(self: &Arc<Self>, task: Command<M::Conn>) {
         if persistent::exiting() {
-            return self.defer([Command::Open(ticket)], None);
+            return self.defer([task], None);
         }
         let shared = Arc::clone(self);
+        let slot = Arc::new(Mutex::new(Some(task)));
+        let mine = Arc::clone(&slot);
         let spawned = thread::Builder::new()
-            .name("sanspool-open".into())
-            .spawn(move || shared.open(ticket));
+            .name("sanspool-io".into())
+            .spawn(move || shared.perform(&mine));
         if spawned.is_err() {
-            self.open(ticket);
+            self.perform(&slot);
         }
     }
 
-    fn open(self: &Arc<Self>, ticket: Ticket) {
-        let done = self.settings.perform(Command::Open(ticket));
-        let tasks = self.report(done);
-        self.run(tasks);
+    fn perform(self: &Arc<Self>, task: &Mutex<Option<Command<M::Conn>>>) {
+        if let Some(task) = lock(task).take() {
+            let done = self.settings.perform(task);
+            let next = self.report(done);
+            self.run(next);
+        }
     }
 
     /// One input to the core, with its drain and I/O.
@@ -782,7 +796,7 @@ where
             self.settings.close(conn);
         }
         for ticket in opens {
-            self.spawn_open(ticket);
+            self.spawn_io(Command::Open(ticket));
         }
         self.run(io);
         next.and_then(|t| self.settings.instant(t))
