@@ -29,7 +29,11 @@ CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $root/scripts/wasm-runner.
   cargo test -p sanspool-core --target wasm32-wasip1 --tests --no-fail-fast -- "$@"
 
 step "embedding example on wasm32-unknown-unknown (no WASI)"
+# Not a workspace member, so the workspace's fmt and clippy steps do not see it.
 target_dir=${CARGO_TARGET_DIR:-$root/target}
+cargo fmt --manifest-path examples/wasm/Cargo.toml -- --check
+cargo clippy -q --release --target wasm32-unknown-unknown \
+  --manifest-path examples/wasm/Cargo.toml --target-dir "$target_dir" -- -D warnings
 cargo build --release --target wasm32-unknown-unknown \
   --manifest-path examples/wasm/Cargo.toml --target-dir "$target_dir"
 wasm=$target_dir/wasm32-unknown-unknown/release/sanspool_wasm_example.wasm

@@ -300,6 +300,9 @@ runUntil(17 * H + 2 * M);
 assert.equal(pool.is_empty(), 1, "everything closed");
 assert.equal(pool.poll_timeout(), -1);
 assert.equal(inflight.length, 0);
+// Completions the core never asked for are refused, and change nothing.
+assert.equal(error(pool.report_closed(now, 0x7fff03)), "UnknownTicket");
+assert.equal(error(pool.report_opened(now, 0, 99)), "UnknownTicket");
 
 const final = stats();
 expectStats({

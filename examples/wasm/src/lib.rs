@@ -61,6 +61,11 @@ impl<H: Copy + PartialEq> Handles<H> {
         issue << 8 | slot as u32
     }
 
+    /// Forgets every handle (a new pool): the codes issued so far become unknown.
+    fn forget(&mut self) {
+        self.latest = [None; SLOTS];
+    }
+
     /// The handle a host code names, if it is its slot's latest; else `stale` (an older handle of
     /// the slot) or `unknown`.
     fn get(&self, code: u32, stale: Error, unknown: Error) -> Result<H, Error> {
@@ -83,9 +88,16 @@ struct Out {
 
 struct Host {
     pool: Option<HostPool>,
+    glue: Glue,
+}
+
+/// What the glue keeps beside the pool.
+struct Glue {
     leases: Handles<Lease>,
     tickets: Handles<Ticket>,
     out: Out,
+    /// Pools made so far: each one's tag, so that the core refuses another pool's handles too.
+    pools: u32,
 }
 
 /// The module's one pool.
@@ -97,28 +109,32 @@ unsafe impl Sync for Global {}
 
 static HOST: Global = Global(RefCell::new(Host {
     pool: None,
-    leases: Handles::new(),
-    tickets: Handles::new(),
-    out: Out {
-        handle: 0,
-        conn: 0,
-        waiter: 0.0,
-        flag: 0,
+    glue: Glue {
+        leases: Handles::new(),
+        tickets: Handles::new(),
+        out: Out {
+            handle: 0,
+            conn: 0,
+            waiter: 0.0,
+            flag: 0,
+        },
+        pools: 0,
     },
 }));
 
-/// Runs `f` on the state; `on_none` if `pool_new` was not called.
-fn with<R>(on_none: R, f: impl FnOnce(&mut HostPool, &mut Host) -> R) -> R {
+/// Runs `f` on the pool and the glue; `on_none` if `pool_new` was not called (or failed).
+fn with<R>(on_none: R, f: impl FnOnce(&mut HostPool, &mut Glue) -> R) -> R {
     let mut host = HOST.0.borrow_mut();
-    let host = &mut *host;
-    match host.pool.take() {
-        Some(mut pool) => {
-            let r = f(&mut pool, host);
-            host.pool = Some(pool);
-            r
-        }
+    let Host { pool, glue } = &mut *host;
+    match pool {
+        Some(pool) => f(pool, glue),
         None => on_none,
     }
+}
+
+/// The operands of the last answer.
+fn out() -> Out {
+    HOST.0.borrow().glue.out
 }
 
 // ------------------------------------------------------------------------------ conversions
@@ -167,12 +183,12 @@ fn key(k: u32) -> Option<u32> {
 }
 
 /// 0, or the error's negated code; `flag` says whether the connection was handed back.
-fn rejected(host: &mut Host, r: Result<(), Rejected<u32>>) -> i32 {
+fn rejected(glue: &mut Glue, r: Result<(), Rejected<u32>>) -> i32 {
     match r {
         Ok(()) => 0,
         Err(Rejected { error, conn }) => {
-            host.out.flag = u32::from(conn.is_some());
-            host.out.conn = conn.unwrap_or(0);
+            glue.out.flag = u32::from(conn.is_some());
+            glue.out.conn = conn.unwrap_or(0);
             -error_code(error)
         }
     }
@@ -189,12 +205,17 @@ fn unit(r: Result<(), Error>) -> i32 {
 /// negated error code.
 #[no_mangle]
 pub extern "C" fn pool_new(min: u32, max: u32, max_idle_ms: f64, max_lifetime_ms: f64) -> i32 {
+    let mut host = HOST.0.borrow_mut();
+    let glue = &mut host.glue;
+    glue.leases.forget();
+    glue.tickets.forget();
+    glue.pools = glue.pools.wrapping_add(1);
     let config = Config {
         max_idle: duration(max_idle_ms),
         max_lifetime: duration(max_lifetime_ms),
+        tag: glue.pools,
         ..Config::new(min as usize, max as usize)
     };
-    let mut host = HOST.0.borrow_mut();
     match HostPool::new(config) {
         Ok(pool) => {
             host.pool = Some(pool);
@@ -213,7 +234,7 @@ pub extern "C" fn pool_new(min: u32, max: u32, max_idle_ms: f64, max_lifetime_ms
 /// negated error code.
 #[no_mangle]
 pub extern "C" fn checkout(now_ms: f64, key_: u32, wait_ms: f64) -> i32 {
-    with(NO_POOL, |pool, host| {
+    with(NO_POOL, |pool, glue| {
         let wait = if wait_ms < 0.0 {
             Wait::No
         } else if wait_ms == f64::INFINITY {
@@ -223,17 +244,17 @@ pub extern "C" fn checkout(now_ms: f64, key_: u32, wait_ms: f64) -> i32 {
         };
         match pool.checkout(time(now_ms), key(key_), wait) {
             Ok(Checkout::Ready { lease, conn }) => {
-                host.out.handle = host.leases.issue(lease.slot(), lease);
-                host.out.conn = conn;
+                glue.out.handle = glue.leases.issue(lease.slot(), lease);
+                glue.out.conn = conn;
                 1
             }
             Ok(Checkout::Held(lease)) => {
                 // The key's lease is the slot's latest: the same code again.
-                host.out.handle = host.leases.issue(lease.slot(), lease);
+                glue.out.handle = glue.leases.issue(lease.slot(), lease);
                 2
             }
             Ok(Checkout::Waiting(w)) => {
-                host.out.waiter = w.get() as f64;
+                glue.out.waiter = w.get() as f64;
                 3
             }
             Err(e) => -error_code(e),
@@ -246,30 +267,25 @@ pub extern "C" fn checkout(now_ms: f64, key_: u32, wait_ms: f64) -> i32 {
 /// the connection is handed back in `out_conn`, the pool did not take it).
 #[no_mangle]
 pub extern "C" fn checkin(now_ms: f64, lease: u32, key_: u32, conn: u32, state: u32) -> i32 {
-    with(NO_POOL, |pool, host| {
+    with(NO_POOL, |pool, glue| {
         let returned = match state {
             0 => Returned::Clean,
             1 => Returned::Dirty,
             2 => Returned::Broken,
             _ => Returned::Close,
         };
-        let lease = match host
+        let lease = match glue
             .leases
             .get(lease, Error::AlreadyReturned, Error::Unkeyed)
         {
             Ok(lease) => lease,
-            Err(e) => {
-                return rejected(
-                    host,
-                    Err(Rejected {
-                        error: e,
-                        conn: Some(conn),
-                    }),
-                )
+            Err(error) => {
+                let conn = Some(conn);
+                return rejected(glue, Err(Rejected { error, conn }));
             }
         };
         let r = pool.checkin(time(now_ms), lease, key(key_).as_ref(), conn, returned);
-        rejected(host, r)
+        rejected(glue, r)
     })
 }
 
@@ -278,7 +294,7 @@ pub extern "C" fn checkin(now_ms: f64, lease: u32, key_: u32, conn: u32, state: 
 /// conn, `out_flag` 1 if freshly opened), 6 FAIL (`out_waiter`, `out_flag` the error code).
 #[no_mangle]
 pub extern "C" fn next_command() -> i32 {
-    with(0, |pool, host| {
+    with(0, |pool, glue| {
         let Some(cmd) = pool.poll_command() else {
             return 0;
         };
@@ -293,8 +309,8 @@ pub extern "C" fn next_command() -> i32 {
                 conn,
                 fresh,
             } => {
-                host.out = Out {
-                    handle: host.leases.issue(lease.slot(), lease),
+                glue.out = Out {
+                    handle: glue.leases.issue(lease.slot(), lease),
                     conn,
                     waiter: waiter.get() as f64,
                     flag: u32::from(fresh),
@@ -302,13 +318,13 @@ pub extern "C" fn next_command() -> i32 {
                 return 5;
             }
             Command::Fail { waiter, error } => {
-                host.out.waiter = waiter.get() as f64;
-                host.out.flag = error_code(error) as u32;
+                glue.out.waiter = waiter.get() as f64;
+                glue.out.flag = error_code(error) as u32;
                 return 6;
             }
         };
-        host.out.handle = host.tickets.issue(ticket.slot(), ticket);
-        host.out.conn = conn;
+        glue.out.handle = glue.tickets.issue(ticket.slot(), ticket);
+        glue.out.conn = conn;
         kind
     })
 }
@@ -321,14 +337,14 @@ fn report(
     conn: Option<u32>,
     done: impl FnOnce(Ticket) -> Completion<u32>,
 ) -> i32 {
-    with(NO_POOL, |pool, host| {
+    with(NO_POOL, |pool, glue| {
         let unknown = Error::UnknownTicket;
-        let t = match host.tickets.get(ticket, unknown, unknown) {
+        let t = match glue.tickets.get(ticket, unknown, unknown) {
             Ok(t) => t,
-            Err(error) => return rejected(host, Err(Rejected { error, conn })),
+            Err(error) => return rejected(glue, Err(Rejected { error, conn })),
         };
         let r = pool.handle(time(now_ms), done(t));
-        rejected(host, r)
+        rejected(glue, r)
     })
 }
 
@@ -418,25 +434,25 @@ pub extern "C" fn is_empty() -> u32 {
 /// The lease (checkout, GRANT) or ticket (OPEN, CLOSE, RESET, CHECK) code of the last answer.
 #[no_mangle]
 pub extern "C" fn out_handle() -> u32 {
-    HOST.0.borrow().out.handle
+    out().handle
 }
 
 /// The connection of the last answer.
 #[no_mangle]
 pub extern "C" fn out_conn() -> u32 {
-    HOST.0.borrow().out.conn
+    out().conn
 }
 
 /// The waiter id of the last answer (WAITING, GRANT, FAIL).
 #[no_mangle]
 pub extern "C" fn out_waiter() -> f64 {
-    HOST.0.borrow().out.waiter
+    out().waiter
 }
 
 /// GRANT: 1 if freshly opened; FAIL: the error code; a refusal: 1 if the connection is handed back.
 #[no_mangle]
 pub extern "C" fn out_flag() -> u32 {
-    HOST.0.borrow().out.flag
+    out().flag
 }
 
 /// `stats_<name>()`: one of [`Pool::stats`](sanspool_core::Pool::stats)' fields (0 without a pool).
