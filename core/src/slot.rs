@@ -20,6 +20,9 @@ pub struct Slot<C, K> {
     pub(crate) expires: Option<Time>,
     /// When it was last made idle (for `max_idle`).
     pub(crate) idle_since: Time,
+    /// Its place in the order connections became idle (returns at the same instant included):
+    /// the idle queue is sorted by it, and a checked connection goes back to its place by it.
+    pub(crate) idle_seq: u64,
     /// The drain epoch it was opened in: older than the pool's means "retire on return".
     pub(crate) epoch: u32,
     /// Out for a check (not a reset): it comes back to its old place among the idle.
@@ -52,6 +55,7 @@ impl<C, K> Slot<C, K> {
             queued: false,
             expires: None,
             idle_since: Time::ZERO,
+            idle_seq: 0,
             epoch: 0,
             checking: false,
         }

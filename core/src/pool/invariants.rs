@@ -44,8 +44,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 Some(p),
                 "slot idle twice"
             );
-            assert!(last <= Some(slots[i].idle_since), "idle queue out of order");
-            last = Some(slots[i].idle_since);
+            let here = (slots[i].idle_since, slots[i].idle_seq);
+            assert!(last < Some(here), "idle queue out of order");
+            last = Some(here);
         }
 
         // 3. keys: unique holders, and the index finds each.

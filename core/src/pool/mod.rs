@@ -59,7 +59,8 @@ use core::time::Duration;
 ///    closing) never exceed `max`, except right after a shrinking [`resize`](Pool::resize), when they
 ///    may exceed it only by connections that existed before it and no open is ordered until they are
 ///    back under `max`;
-/// 2. the idle queue holds each idle slot exactly once, least recently returned first;
+/// 2. the idle queue holds each idle slot exactly once, least recently returned first (by return
+///    order, so ties in time keep their order; a checked connection goes back to its place);
 /// 3. a key has at most one holder (an in-use slot or a waiter), and a slot or waiter at most one key;
 /// 4. no checkout waits while a connection is idle; none waits without an open on its way unless the
 ///    pool is at `max`, backing off after a failed open, or closed; waiters are served oldest first;
@@ -85,6 +86,8 @@ pub struct Pool<C, K, S: Storage<C, K>> {
     ceiling: usize,
     next_waiter: u64,
     next_seq: u64,
+    /// The next [`Slot::idle_seq`].
+    idle_seq: u64,
     /// The drain generation: connections opened in an older one are retired when they come back.
     epoch: u32,
     /// Consecutive failed opens, and when the next may be tried.
@@ -127,6 +130,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             timers: TimerTable::default(),
             next_waiter: 0,
             next_seq: 0,
+            idle_seq: 0,
             epoch: 0,
             failures: 0,
             retry_at: None,
@@ -808,18 +812,21 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         } else if arrival == Arrival::Checked {
             // A check is not a use: the connection keeps its idle time and its place in the order.
             self.set_state(i, State::Idle(conn));
-            let since = self.slots.as_slice()[i].idle_since;
+            let seq = self.slots.as_slice()[i].idle_seq;
             let slots = self.slots.as_slice();
             let pos = self
                 .idle
-                .position(|&j| slots[usize::from(j)].idle_since > since)
+                .position(|&j| slots[usize::from(j)].idle_seq > seq)
                 .unwrap_or(self.idle.len());
             let _ = self.idle.insert(pos, slot_u16(i));
             self.timers
                 .add(Timer::Lifetime, self.slots.as_slice()[i].expires);
         } else {
             self.set_state(i, State::Idle(conn));
-            self.slots.as_mut_slice()[i].idle_since = self.now;
+            let slot = &mut self.slots.as_mut_slice()[i];
+            slot.idle_since = self.now;
+            slot.idle_seq = self.idle_seq;
+            self.idle_seq += 1;
             let _ = self.idle.push_back(slot_u16(i));
             self.timers
                 .add(Timer::Lifetime, self.slots.as_slice()[i].expires);

@@ -107,23 +107,9 @@ enum Out {
     Fail(u64, Error),
 }
 
-/// A disagreement with the core, decided for the docs, that the model can follow for now so
-/// that generated runs still look for other ones. Each has a regression test that asserts the
-/// documented behaviour (and fails until the core is fixed).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum KnownCoreBug {
-    /// A checked connection should go back to its place in the idle order ("a check is not a
-    /// use"); the core puts it after every idle connection with the same idle time, so among
-    /// connections returned at the same instant a check reorders them and a LIFO checkout gets
-    /// another connection. Regression test: `a_check_keeps_the_idle_order_on_ties`.
-    CheckedTies,
-}
-
 /// The model: the pool as seen from outside, and the simulated driver's hands.
 #[derive(Clone, Debug)]
 pub struct Model {
-    /// Follow the core on this known bug rather than the docs (`None`: the docs throughout).
-    pub known_core_bug: Option<KnownCoreBug>,
     // ---- what the user configured
     min: usize,
     max: usize,
@@ -209,7 +195,6 @@ impl Model {
         // The model has no random numbers: it is only run with no lifetime jitter.
         assert!(config.lifetime_jitter.is_zero(), "the model needs jitter 0");
         let mut m = Model {
-            known_core_bug: None,
             min: config.min,
             max: config.max,
             max_waiting: config.max_waiting,
@@ -886,11 +871,8 @@ impl Model {
         if let Some(pos) = self.next_in_line() {
             return self.grant(pos, conn);
         }
-        let (rank, since) = (self.conns[&conn].returned, self.conns[&conn].idle_since);
-        let after_it = |c: &Connection| match self.known_core_bug {
-            Some(KnownCoreBug::CheckedTies) => c.idle_since > since,
-            None => c.returned > rank,
-        };
+        let rank = self.conns[&conn].returned;
+        let after_it = |c: &Connection| c.returned > rank;
         let pos = self
             .idle
             .iter()
