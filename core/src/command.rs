@@ -74,6 +74,11 @@ pub enum Completion<C> {
     OpenFailed {
         /// The open's ticket.
         ticket: Ticket,
+        /// The failure will repeat until someone fixes something (authentication failed, the
+        /// database does not exist): every queued checkout fails at once with
+        /// [`Error::OpenFailed`] instead of waiting out its deadline behind retries that cannot
+        /// succeed (and may lock an account). Refills to `min` go on, with backoff.
+        permanent: bool,
     },
     /// The [`Command::Reset`] finished: `ok` puts the connection back in service, otherwise the
     /// core closes it.
@@ -107,7 +112,7 @@ impl<C> Completion<C> {
     pub fn ticket(&self) -> Ticket {
         match self {
             Completion::Opened { ticket, .. }
-            | Completion::OpenFailed { ticket }
+            | Completion::OpenFailed { ticket, .. }
             | Completion::Reset { ticket, .. }
             | Completion::Checked { ticket, .. }
             | Completion::Closed { ticket } => *ticket,

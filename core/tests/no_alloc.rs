@@ -273,7 +273,7 @@ impl Reach {
                 self.note_pick(ticket);
                 "op:Opened"
             }
-            Op::OpenFailed { ticket } => {
+            Op::OpenFailed { ticket, .. } => {
                 self.note_pick(ticket);
                 "op:OpenFailed"
             }

@@ -99,7 +99,7 @@ function complete(io) {
         r = pool.report_opened(now, io.ticket, conn);
       } else {
         log("host: connect refused (server down)");
-        r = pool.report_open_failed(now, io.ticket);
+        r = pool.report_open_failed(now, io.ticket, 0); // transient: the server may come back
       }
       break;
     case "reset":

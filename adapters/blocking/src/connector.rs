@@ -30,6 +30,15 @@ pub trait Connector: Send + Sync + 'static {
     /// Checks that the connection still works (a round trip). On error it is closed and replaced.
     fn check(&self, conn: &mut Self::Conn) -> Result<(), Self::Error>;
 
+    /// Whether a failed [`connect`](Connector::connect) will fail again until someone fixes
+    /// something (bad credentials, no such database). Then every queued checkout fails at once with
+    /// this error, rather than waiting out its timeout behind retries that cannot succeed (and may
+    /// lock an account); refills go on with backoff. By default no failure is permanent.
+    fn is_permanent(&self, error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
+
     /// Closes a connection the pool no longer keeps. By default, drops it.
     fn close(&self, conn: Self::Conn) {
         drop(conn)

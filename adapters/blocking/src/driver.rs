@@ -148,7 +148,12 @@ impl<M: Connector> Settings<M> {
         let done = match cmd {
             Command::Open(ticket) => match self.open() {
                 Ok(conn) => Completion::Opened { ticket, conn },
-                Err(e) => return (Completion::OpenFailed { ticket }, Some(e)),
+                Err(e) => {
+                    let permanent = e
+                        .as_ref()
+                        .is_some_and(|e| guarded(|| self.connector.is_permanent(e)) == Some(true));
+                    return (Completion::OpenFailed { ticket, permanent }, Some(e));
+                }
             },
             Command::Close { ticket, conn } => {
                 self.close(conn);
@@ -289,7 +294,10 @@ impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
             let now = settings.now();
             if let (Command::Open(ticket), true) = (&task, self.core.is_closed()) {
                 let ticket = *ticket;
-                let _ = self.core.handle(now, Completion::OpenFailed { ticket });
+                let permanent = false;
+                let _ = self
+                    .core
+                    .handle(now, Completion::OpenFailed { ticket, permanent });
                 continue;
             }
             let done = settings.perform(task);

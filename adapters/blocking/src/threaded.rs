@@ -149,6 +149,10 @@ where
 /// (psycopg2 mode): long enough for a slow server, short of hanging on an unreachable one.
 const WARM_UP_BOUND: Duration = Duration::from_secs(30);
 
+/// The least the build waits for `min` connections: a checkout timeout of a few milliseconds
+/// says how long a borrower may queue, not how long a server may take to accept a connection.
+const WARM_UP_LEAST: Duration = Duration::from_secs(1);
+
 /// A connection whose holder panicked may be anywhere in its session: never reused as it is.
 fn poisoned_is_dirty(returned: Returned, poisoned: bool) -> Returned {
     match returned {
@@ -198,7 +202,9 @@ where
         config: Config,
     ) -> Result<Self, PoolError<M::Error>> {
         let engine = Engine::new(config)?;
-        let bound = settings.timeout.unwrap_or(WARM_UP_BOUND);
+        let bound = settings
+            .timeout
+            .map_or(WARM_UP_BOUND, |t| t.max(WARM_UP_LEAST));
         let shared = Arc::new(Shared {
             settings,
             state: Mutex::new(State {
@@ -461,10 +467,13 @@ where
         let keyed = std::mem::take(&mut st.keyed);
         let (opens, mut io) = Self::split_deferred(&mut st);
         for ticket in opens {
-            let _ = st
-                .engine
-                .core
-                .handle(now, Completion::OpenFailed { ticket });
+            let _ = st.engine.core.handle(
+                now,
+                Completion::OpenFailed {
+                    ticket,
+                    permanent: false,
+                },
+            );
         }
         let strays = std::mem::take(&mut st.strays);
         io.extend(self.drain(&mut st));
@@ -826,10 +835,13 @@ where
         let now = self.settings.now();
         let (opens, io) = Self::split_deferred(st);
         for ticket in opens {
-            let _ = st
-                .engine
-                .core
-                .handle(now, Completion::OpenFailed { ticket });
+            let _ = st.engine.core.handle(
+                now,
+                Completion::OpenFailed {
+                    ticket,
+                    permanent: false,
+                },
+            );
         }
         for conn in st.strays.drain(..) {
             self.settings.close(conn);

@@ -358,10 +358,11 @@ fn guards_keep_the_pool_alive_and_drop_closes_everything() {
     drop(pool);
     assert_eq!(c.live(), 2, "the guard keeps the pool alive");
     drop(guard);
-    // The unkeyed handle outlived the pool: its connection is dropped with it.
-    assert_eq!(c.live(), 1);
+    // Its connection is closed (on an I/O thread); the unkeyed handle outlived the pool: its
+    // connection is dropped with it.
+    eventually("the guard's connection closed", || c.live() == 1);
     drop(handle);
-    assert_eq!(c.live(), 0);
+    eventually("every connection closed", || c.live() == 0);
 }
 
 #[test]
@@ -484,4 +485,33 @@ fn the_build_fails_with_the_first_failed_open() {
         PoolError::Connect(e) => assert_eq!(e.0, "server down"),
         other => panic!("{other:?}"),
     }
+}
+
+/// Opens failing for good (bad credentials): a waiting checkout fails at once with the cause, not
+/// after its whole timeout and a retry every backoff.
+#[test]
+fn a_permanent_connect_failure_fails_waiting_checkouts_at_once() {
+    let (builder, c) = common::builder(0, 2);
+    let pool: ThreadedPool<Fake> = builder
+        .timeout(LONG)
+        .backoff(Duration::from_millis(5), Duration::from_millis(5))
+        .build_threaded()
+        .unwrap();
+    c.fail_connect.store(true, SeqCst);
+    c.permanent.store(true, SeqCst);
+    let start = Instant::now();
+    match pool.get() {
+        Err(PoolError::Connect(e)) => assert_eq!(e.0, "server down"),
+        other => panic!("{other:?}"),
+    }
+    assert!(start.elapsed() < LONG, "it waited its timeout");
+    assert_eq!(
+        c.get(&c.attempts),
+        1,
+        "no retry before failing the checkout"
+    );
+    // Fixed: the pool serves again.
+    c.fail_connect.store(false, SeqCst);
+    c.permanent.store(false, SeqCst);
+    assert!(pool.get().is_ok());
 }

@@ -333,7 +333,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     ///   if the pool was closed or shrunk meanwhile); the open backoff resets.
     /// - [`Completion::OpenFailed`]: the next open waits for the backoff (doubling per consecutive
     ///   failure, from `backoff_initial` to `backoff_max`); the oldest checkout that does not wait
-    ///   fails with [`Error::OpenFailed`]; waiting ones keep waiting until their deadline.
+    ///   fails with [`Error::OpenFailed`]; waiting ones keep waiting until their deadline — unless
+    ///   the failure is `permanent`: then every queued checkout fails with it at once.
     /// - [`Completion::Reset`] and [`Completion::Checked`]: `ok` puts the connection back in
     ///   service (a reset one as a clean checkin would, a checked one in its old place among the
     ///   idle); otherwise it is closed.
@@ -363,7 +364,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.advance(now);
         match completion {
             Completion::Opened { conn, .. } => self.opened(i, conn),
-            Completion::OpenFailed { .. } => self.open_failed(i),
+            Completion::OpenFailed { permanent, .. } => self.open_failed(i, permanent),
             Completion::Reset { conn, ok, .. } => {
                 self.back_from_driver(i, conn, ok, Arrival::Returned)
             }
@@ -395,7 +396,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.place(i, conn, Arrival::Opened);
     }
 
-    fn open_failed(&mut self, i: usize) {
+    fn open_failed(&mut self, i: usize, permanent: bool) {
         self.set_state(i, State::Free);
         self.stats.open_failures += 1;
         self.failures = self.failures.saturating_add(1);
@@ -405,6 +406,11 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.retry_at = Some(self.now.saturating_add(delay));
         if let Some(pos) = self.waiters.position(|w| w.fail_fast) {
             self.fail_waiter(pos, Error::OpenFailed);
+        }
+        if permanent {
+            while !self.waiters.is_empty() {
+                self.fail_waiter(0, Error::OpenFailed);
+            }
         }
     }
 

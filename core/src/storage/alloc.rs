@@ -14,7 +14,6 @@ use core::hash::Hash;
 #[derive(Debug)]
 pub enum Alloc {}
 
-
 impl<C, K: Hash + Eq + Clone> Backend<C, K> for Alloc {
     type Slots = Vec<Slot<C, K>>;
     type Idle = VecDeque<u16>;

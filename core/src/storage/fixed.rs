@@ -11,7 +11,6 @@ use crate::{Command, Error, WaiterId};
 #[derive(Debug)]
 pub enum Fixed<const SLOTS: usize, const WAITERS: usize> {}
 
-
 impl<C, K: Eq, const SLOTS: usize, const WAITERS: usize> Backend<C, K> for Fixed<SLOTS, WAITERS> {
     type Slots = heapless::Vec<Slot<C, K>, SLOTS>;
     type Idle = heapless::Deque<u16, SLOTS>;

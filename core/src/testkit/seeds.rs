@@ -81,16 +81,28 @@ pub fn all() -> Vec<(&'static str, Case)> {
                 },
                 vec![
                     Poll { n: 0 },
-                    OpenFailed { ticket: Live(0) },
+                    OpenFailed {
+                        ticket: Live(0),
+                        permanent: false,
+                    },
                     out(None, WaitArg::No),
                     out(None, WaitArg::Until(150)),
                     Poll { n: 0 },
-                    OpenFailed { ticket: Live(0) },
-                    OpenFailed { ticket: Live(0) },
+                    OpenFailed {
+                        ticket: Live(0),
+                        permanent: false,
+                    },
+                    OpenFailed {
+                        ticket: Live(0),
+                        permanent: false,
+                    },
                     Poll { n: 0 },
                     Timeout { ms: 150 },
                     Poll { n: 0 },
-                    OpenFailed { ticket: Live(0) },
+                    OpenFailed {
+                        ticket: Live(0),
+                        permanent: false,
+                    },
                     ToDeadline,
                     ToDeadline,
                     Serve,
@@ -271,9 +283,48 @@ pub fn all() -> Vec<(&'static str, Case)> {
                     Timeout { ms: 65_535 },
                     out(None, WaitArg::Until(65_535)),
                     Poll { n: 0 },
-                    OpenFailed { ticket: Live(0) },
+                    OpenFailed {
+                        ticket: Live(0),
+                        permanent: false,
+                    },
                     ToDeadline,
                     Backwards { ms: 65_535 },
+                    Serve,
+                ],
+            ),
+        ),
+        (
+            // A checkout that will not wait, queued for the open it ordered, when a shrink takes
+            // that open back before the driver saw it: exhausted after all.
+            "exhausted-after-shrink",
+            case(
+                setup(0, 2),
+                vec![
+                    out(None, WaitArg::No),
+                    Serve,
+                    out(None, WaitArg::No),
+                    Resize { min: 0, max: 1 },
+                    Serve,
+                ],
+            ),
+        ),
+        (
+            // Bad credentials: every queued checkout fails at once, oldest first.
+            "permanent-open-failure",
+            case(
+                setup(1, 2),
+                vec![
+                    out(None, WaitArg::Forever),
+                    out(Some(2), WaitArg::Until(500)),
+                    Poll { n: 0 },
+                    OpenFailed {
+                        ticket: Live(0),
+                        permanent: true,
+                    },
+                    Poll { n: 0 },
+                    ToDeadline,
+                    Serve,
+                    out(Some(2), WaitArg::No),
                     Serve,
                 ],
             ),

@@ -100,7 +100,7 @@ pub fn ms(t: u64) -> Time {
     Time::from_nanos(t * MS)
 }
 
-/// The simulated driver; see the [module](self).
+/// The simulated driver; see the [test kit](crate::testkit).
 pub struct Sim<S: Storage<Conn, K>, K = u64> {
     pool: Pool<Conn, K, S>,
     /// The fake clock: passed with every input.
@@ -117,6 +117,8 @@ pub struct Sim<S: Storage<Conn, K>, K = u64> {
     pub auto_reset: bool,
     /// The next this many opens fail.
     pub fail_opens: usize,
+    /// Failed opens are reported permanent (bad credentials).
+    pub permanent_failures: bool,
     /// The next this many resets or checks fail.
     pub fail_resets: usize,
     log: Vec<Cmd>,
@@ -189,6 +191,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
             auto_close: perform,
             auto_reset: perform,
             fail_opens: 0,
+            permanent_failures: false,
             fail_resets: 0,
             log: Vec::new(),
             opens: Vec::new(),
@@ -674,7 +677,8 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
     fn do_open(&mut self, ticket: Ticket) {
         if self.fail_opens > 0 {
             self.fail_opens -= 1;
-            self.report(Completion::OpenFailed { ticket });
+            let permanent = self.permanent_failures;
+            self.report(Completion::OpenFailed { ticket, permanent });
         } else {
             self.next_conn += 1;
             let conn = self.next_conn;
@@ -1043,7 +1047,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
                 self.serve();
                 Reply::Quiet
             }
-            Op::Opened { ticket } | Op::OpenFailed { ticket } => {
+            Op::Opened { ticket } | Op::OpenFailed { ticket, .. } => {
                 let live: Vec<SlotRef> = self.opens.iter().map(|t| t.0).collect();
                 let Some(r) = self.pick(ticket, &live) else {
                     return Reply::Skipped;
@@ -1051,10 +1055,17 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
                 let pending = live.iter().position(|&p| p == r);
                 if let Some(i) = pending {
                     let t = self.opens.remove(i);
-                    let saved = self.fail_opens;
+                    let saved = (self.fail_opens, self.permanent_failures);
                     self.fail_opens = usize::from(matches!(op, Op::OpenFailed { .. }));
+                    self.permanent_failures = matches!(
+                        op,
+                        Op::OpenFailed {
+                            permanent: true,
+                            ..
+                        }
+                    );
                     self.do_open(t);
-                    self.fail_opens = saved;
+                    (self.fail_opens, self.permanent_failures) = saved;
                     Reply::Done(Ok(()))
                 } else {
                     let done = match op {
@@ -1062,7 +1073,16 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
                             ticket: Ticket(r),
                             conn: self.bogus(),
                         },
-                        _ => Completion::OpenFailed { ticket: Ticket(r) },
+                        _ => Completion::OpenFailed {
+                            ticket: Ticket(r),
+                            permanent: matches!(
+                                op,
+                                Op::OpenFailed {
+                                    permanent: true,
+                                    ..
+                                }
+                            ),
+                        },
                     };
                     Reply::Done(Err(self.refused(done)))
                 }

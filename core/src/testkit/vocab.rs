@@ -266,6 +266,9 @@ pub enum Op {
     OpenFailed {
         /// The ticket given.
         ticket: Pick,
+        /// A failure that will repeat (bad credentials).
+        #[proptest(strategy = "proptest::bool::weighted(0.2)")]
+        permanent: bool,
     },
     /// Report a reset.
     #[proptest(weight = 2)]

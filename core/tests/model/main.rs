@@ -396,7 +396,14 @@ fn simpler_ops(op: Op) -> Vec<Op> {
         }
         Detach { lease } => each(lease, &|lease| Detach { lease }),
         Opened { ticket } => each(ticket, &|ticket| Opened { ticket }),
-        OpenFailed { ticket } => each(ticket, &|ticket| OpenFailed { ticket }),
+        OpenFailed { ticket, permanent } => {
+            let mut v = each(ticket, &|ticket| OpenFailed { ticket, permanent });
+            v.extend(permanent.then_some(OpenFailed {
+                ticket,
+                permanent: false,
+            }));
+            v
+        }
         ResetDone { ticket, ok } => each(ticket, &|ticket| ResetDone { ticket, ok }),
         CheckDone { ticket, ok } => each(ticket, &|ticket| CheckDone { ticket, ok }),
         CloseDone { ticket } => each(ticket, &|ticket| CloseDone { ticket }),
@@ -561,9 +568,15 @@ fn refused_input_leaves_the_clock() {
     };
     let ops = [
         Poll { n: 0 },
-        OpenFailed { ticket: Live(0) },
+        OpenFailed {
+            ticket: Live(0),
+            permanent: false,
+        },
         Tick { ms: 60 },
-        OpenFailed { ticket: Old(0) },
+        OpenFailed {
+            ticket: Old(0),
+            permanent: false,
+        },
     ];
     replay(&setup, &ops);
 }
@@ -583,7 +596,10 @@ fn held_and_check_idle_leave_no_open_unordered() {
     let ops = [
         Poll { n: 0 },
         Opened { ticket: Live(0) },
-        OpenFailed { ticket: Live(0) },
+        OpenFailed {
+            ticket: Live(0),
+            permanent: false,
+        },
         Poll { n: 0 },
         getconn,
         Tick { ms: 150 },
@@ -595,7 +611,10 @@ fn held_and_check_idle_leave_no_open_unordered() {
     let ops = [
         Poll { n: 0 },
         Opened { ticket: Live(0) },
-        OpenFailed { ticket: Live(0) },
+        OpenFailed {
+            ticket: Live(0),
+            permanent: false,
+        },
         Tick { ms: 150 },
         CheckIdle,
     ];

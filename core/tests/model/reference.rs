@@ -406,13 +406,20 @@ impl Model {
                 self.serve(read);
                 Expect::Is(Reply::Quiet)
             }
-            Op::Opened { ticket } | Op::OpenFailed { ticket } => {
+            Op::Opened { ticket } | Op::OpenFailed { ticket, .. } => {
                 let ok = matches!(op, Op::Opened { .. });
+                let permanent = matches!(
+                    op,
+                    Op::OpenFailed {
+                        permanent: true,
+                        ..
+                    }
+                );
                 match self.ticket_pick(ticket, |m| m.opens.clone()) {
                     None => Expect::Is(Reply::Skipped),
                     Some(Some(i)) => {
                         self.opens.remove(i);
-                        self.perform_open(ok);
+                        self.perform_open(ok, permanent);
                         done(Ok(()))
                     }
                     Some(None) => done(Err(Error::UnknownTicket)),
@@ -595,7 +602,7 @@ impl Model {
         self.read_all(read);
         loop {
             if self.opens.pop().is_some() {
-                self.perform_open(true);
+                self.perform_open(true, false);
             } else if let Some((_, c)) = self.resets.pop() {
                 self.accept(self.clock, |m| m.back_from_driver(c, true, false));
             } else if let Some((_, c)) = self.checks.pop() {
@@ -609,14 +616,14 @@ impl Model {
         }
     }
 
-    fn perform_open(&mut self, ok: bool) {
+    fn perform_open(&mut self, ok: bool, permanent: bool) {
         self.accept(self.clock, |m| {
             m.opening -= 1;
             if ok {
                 m.last_conn += 1;
                 m.opened(m.last_conn);
             } else {
-                m.open_failed();
+                m.open_failed(permanent);
             }
         });
     }
@@ -808,7 +815,9 @@ impl Model {
 
     /// A failed open: the next waits out the backoff (doubling per consecutive failure, at most
     /// `backoff_max`); the oldest getconn in line hears of it, those who wait keep waiting.
-    fn open_failed(&mut self) {
+    /// A failed open: backoff; the oldest checkout that does not wait hears of it; when the
+    /// failure is permanent (bad credentials), every queued checkout does, in line order.
+    fn open_failed(&mut self, permanent: bool) {
         self.stats.open_failures += 1;
         self.failed_opens += 1;
         let mut delay = self.backoff_initial;
@@ -818,6 +827,11 @@ impl Model {
         self.retry_at = Some(after(self.now, delay.min(self.backoff_max)));
         if let Some(pos) = self.line.iter().position(|w| w.no_wait) {
             self.fail(pos, Error::OpenFailed);
+        }
+        if permanent {
+            while !self.line.is_empty() {
+                self.fail(0, Error::OpenFailed);
+            }
         }
     }
 

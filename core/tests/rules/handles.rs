@@ -113,7 +113,10 @@ fn open_ticket_stale_forged_or_undrained_is_unknown<S: Storage<Conn, u64>>() {
     let opened = |ticket| Completion::Opened { ticket, conn: 100 };
     let unknown = (Error::UnknownTicket, Some(100));
     assert_eq!(refuse(&mut sim, opened(real)), unknown);
-    let failed = Completion::OpenFailed { ticket: real };
+    let failed = Completion::OpenFailed {
+        ticket: real,
+        permanent: false,
+    };
     assert_eq!(refuse(&mut sim, failed), (Error::UnknownTicket, None));
     sim.poll();
     assert_eq!(sim.opens, [real]);
@@ -145,7 +148,10 @@ fn open_ticket_stale_forged_or_undrained_is_unknown<S: Storage<Conn, u64>>() {
 
     sim.open_next();
     assert_eq!(refuse(&mut sim, opened(real)), unknown);
-    let failed = Completion::OpenFailed { ticket: real };
+    let failed = Completion::OpenFailed {
+        ticket: real,
+        permanent: false,
+    };
     assert_eq!(refuse(&mut sim, failed), (Error::UnknownTicket, None));
     assert_eq!(sim.stats().idle, 1);
 }

@@ -13,6 +13,7 @@ on_both_backends! {
     non_waiting_checkout_skips_the_backoff,
     waiting_checkout_survives_open_failures_until_its_deadline,
     check_idle_orders_opens_due_after_backoff,
+    a_permanent_open_failure_fails_every_waiter_at_once,
 }
 
 /// Closes and broken returns below `min` are refilled at once.
@@ -130,4 +131,44 @@ fn check_idle_orders_opens_due_after_backoff<S: Storage<Conn, u64>>() {
     assert_eq!(sim.check_idle(), Ok(1));
     assert_eq!(sim.take_log(), [Cmd::Check(1), Cmd::Open]);
     assert_eq!(sim.stats().idle, 2);
+}
+
+/// A permanent open failure (bad credentials, no such database) fails every queued checkout at
+/// once, oldest first, instead of letting them wait out their deadlines behind retries that
+/// cannot succeed; the pool goes on refilling `min` with backoff and recovers once opens work.
+fn a_permanent_open_failure_fails_every_waiter_at_once<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::manual(backoff_config(1, 2));
+    sim.take_log();
+    let a = sim.wait(None, Wait::Until(secs(30)));
+    let b = sim.wait(Some(7), Wait::Forever);
+    let c = sim.wait(None, Wait::Until(secs(60)));
+    assert_eq!(sim.stats().waiting, 3);
+    // A transient failure leaves them waiting.
+    sim.fail_opens = 1;
+    sim.open_next();
+    assert_eq!(sim.stats().waiting, 3);
+    assert!(sim.fails.is_empty());
+    sim.fail_opens = 1;
+    sim.permanent_failures = true;
+    sim.open_next();
+    assert_eq!(
+        sim.fails,
+        [
+            (a, Error::OpenFailed),
+            (b, Error::OpenFailed),
+            (c, Error::OpenFailed)
+        ]
+        .into_iter()
+        .collect()
+    );
+    assert_eq!(sim.stats().waiting, 0);
+    // The key is free again, and `min` is still refilled once opens work.
+    sim.permanent_failures = false;
+    sim.run_until(secs(120));
+    while !sim.opens.is_empty() {
+        sim.open_next();
+    }
+    assert!(sim.pool().is_warm());
+    let (_, conn) = sim.get(Some(7));
+    sim.put(conn, Returned::Clean);
 }

@@ -160,7 +160,10 @@ impl Driver {
                         self.fail_opens -= 1;
                         self.open_failures += 1;
                         self.event(OpenFailed);
-                        Completion::OpenFailed { ticket }
+                        Completion::OpenFailed {
+                            ticket,
+                            permanent: false,
+                        }
                     } else {
                         self.next_id += 1;
                         self.opened += 1;

@@ -357,11 +357,13 @@ pub extern "C" fn report_opened(now_ms: f64, ticket: u32, conn: u32) -> i32 {
     })
 }
 
-/// The OPEN with this ticket failed. 0 or a negated error code.
+/// The OPEN with this ticket failed (`permanent` 1: it will fail again until something is fixed,
+/// so every queued checkout fails now). 0 or a negated error code.
 #[no_mangle]
-pub extern "C" fn report_open_failed(now_ms: f64, ticket: u32) -> i32 {
+pub extern "C" fn report_open_failed(now_ms: f64, ticket: u32, permanent: u32) -> i32 {
     report(now_ms, ticket, None, |ticket| Completion::OpenFailed {
         ticket,
+        permanent: permanent != 0,
     })
 }
 

@@ -25,6 +25,8 @@ pub struct Counters {
     /// Threads inside `connect` right now.
     pub connecting: AtomicUsize,
     pub fail_connect: AtomicBool,
+    /// Connect failures are permanent (bad credentials).
+    pub permanent: AtomicBool,
     pub fail_check: AtomicBool,
     pub fail_reset: AtomicBool,
     gate: Mutex<bool>,
@@ -87,6 +89,10 @@ impl std::error::Error for FakeError {}
 impl Connector for Fake {
     type Conn = FakeConn;
     type Error = FakeError;
+
+    fn is_permanent(&self, _: &FakeError) -> bool {
+        self.0.permanent.load(SeqCst)
+    }
 
     fn connect(&self) -> Result<FakeConn, FakeError> {
         let c = &self.0;
