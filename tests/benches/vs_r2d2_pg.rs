@@ -1,0 +1,148 @@
+//! The threaded pool beside r2d2_postgres and a dedicated connection, on a real PostgreSQL (the
+//! harness's throwaway server, or `SANSPOOL_TEST_DSN`), in one process: `SELECT 1` per checkout,
+//! max 4 connections, 1 and 16 threads. Runs of the pools alternate; figures are medians over
+//! the runs: throughput (checkouts per second) and the wait for a connection (p99, max).
+//!
+//! `cargo bench -p sanspool-tests --bench vs_r2d2_pg` (`RUNS`, `OPS` per thread).
+
+use r2d2_postgres::PostgresConnectionManager;
+use sanspool_postgres::postgres::{Client, Config, NoTls};
+use sanspool_postgres::{Builder, PgConnector};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const MAX: usize = 4;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One run's figures.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    per_sec: f64,
+    p99: Duration,
+    max: Duration,
+}
+
+/// `threads` threads each doing `ops` times: wait for a connection, `SELECT 1`, give it back.
+fn run(threads: usize, ops: usize, one: Arc<dyn Fn() -> Duration + Send + Sync>) -> Run {
+    let start = Arc::new(Barrier::new(threads + 1));
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (start, one) = (Arc::clone(&start), Arc::clone(&one));
+            thread::spawn(move || {
+                start.wait();
+                (0..ops).map(|_| one()).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    start.wait();
+    let t0 = Instant::now();
+    let mut waits: Vec<Duration> = workers
+        .into_iter()
+        .flat_map(|w| w.join().expect("worker"))
+        .collect();
+    let elapsed = t0.elapsed();
+    waits.sort();
+    Run {
+        per_sec: waits.len() as f64 / elapsed.as_secs_f64(),
+        p99: waits[waits.len() * 99 / 100],
+        max: waits[waits.len() - 1],
+    }
+}
+
+fn median(mut runs: Vec<Run>) -> Run {
+    let mid = runs.len() / 2;
+    let pick = |v: &mut Vec<Run>, key: fn(&Run) -> f64| {
+        v.sort_by(|a, b| key(a).total_cmp(&key(b)));
+        v[mid]
+    };
+    Run {
+        per_sec: pick(&mut runs, |r| r.per_sec).per_sec,
+        p99: pick(&mut runs, |r| r.p99.as_secs_f64()).p99,
+        max: pick(&mut runs, |r| r.max.as_secs_f64()).max,
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    let runs = env("RUNS", 3);
+    let ops = env("OPS", 400);
+    let dsn = sanspool_tests::shared_dsn();
+    let config: Config = dsn.parse().expect("the harness gives a valid DSN");
+
+    let ours = Builder::new(PgConnector::from_config(config.clone()))
+        .min(MAX)
+        .max(MAX)
+        .timeout(Duration::from_secs(60))
+        .build_threaded()
+        .expect("sanspool pool");
+    let theirs = r2d2::Pool::builder()
+        .max_size(MAX as u32)
+        .connection_timeout(Duration::from_secs(60))
+        .build(PostgresConnectionManager::new(config.clone(), NoTls))
+        .expect("r2d2 pool");
+    let ours: Arc<dyn Fn() -> Duration + Send + Sync> = Arc::new(move || {
+        let t0 = Instant::now();
+        let mut conn = ours.get().expect("sanspool get");
+        let waited = t0.elapsed();
+        conn.simple_query("SELECT 1").expect("SELECT 1");
+        waited
+    });
+    let theirs: Arc<dyn Fn() -> Duration + Send + Sync> = Arc::new(move || {
+        let t0 = Instant::now();
+        let mut conn = theirs.get().expect("r2d2 get");
+        let waited = t0.elapsed();
+        conn.simple_query("SELECT 1").expect("SELECT 1");
+        waited
+    });
+
+    println!(
+        "SELECT 1 per checkout, max {MAX}; medians of {runs} runs of {ops} checkouts per thread"
+    );
+    println!("| threads | pool | checkouts/s | ratio to r2d2 | p99 wait ms | max wait ms |");
+    println!("|---|---|---|---|---|---|");
+    for threads in [1, 16] {
+        let (mut a, mut b, mut d) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            b.push(run(threads, ops, Arc::clone(&theirs)));
+            a.push(run(threads, ops, Arc::clone(&ours)));
+            if threads == 1 {
+                let client: Client = config.connect(NoTls).expect("a dedicated connection");
+                let client = std::sync::Mutex::new(client);
+                let dedicated: Arc<dyn Fn() -> Duration + Send + Sync> = Arc::new(move || {
+                    let mut c = client.lock().expect("one thread");
+                    c.simple_query("SELECT 1").expect("SELECT 1");
+                    Duration::ZERO
+                });
+                d.push(run(1, ops, dedicated));
+            }
+        }
+        let (a, b) = (median(a), median(b));
+        for (name, r) in [("r2d2_postgres", b), ("sanspool", a)] {
+            println!(
+                "| {threads} | {name} | {:.0} | {:.2} | {:.2} | {:.2} |",
+                r.per_sec,
+                r.per_sec / b.per_sec,
+                ms(r.p99),
+                ms(r.max)
+            );
+        }
+        if !d.is_empty() {
+            let d = median(d);
+            println!(
+                "| 1 | dedicated connection | {:.0} | {:.2} | - | - |",
+                d.per_sec,
+                d.per_sec / b.per_sec
+            );
+        }
+    }
+}
