@@ -19,7 +19,7 @@ pub enum PoolError<E> {
     /// (psycopg2: "connection pool exhausted").
     Exhausted,
     /// The checkout waited its whole timeout. Carries the last connect error if opens were failing
-    /// (and says it: "timed out waiting for a connection: <the error>", as r2d2 does).
+    /// (and says it: "timed out waiting for a connection: " then the error, as r2d2 does).
     Timeout(Option<Arc<E>>),
     /// Too many checkouts are already waiting (`max_waiting`).
     TooManyWaiters,
