@@ -552,6 +552,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
     }
 
     fn perform(&mut self, cmd: Command<Conn>) {
+        let check = matches!(cmd, Command::Check { .. });
         match cmd {
             Command::Open(ticket) => {
                 assert!(!self.pool.is_closed(), "Open after close");
@@ -580,24 +581,20 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
                     self.closes.push((ticket, conn));
                 }
             }
-            Command::Reset { ticket, conn } => {
+            Command::Reset { ticket, conn } | Command::Check { ticket, conn } => {
                 self.take_out(conn);
                 self.issued(ticket.0);
-                self.log.push(Cmd::Reset(conn));
+                self.log.push(if check {
+                    Cmd::Check(conn)
+                } else {
+                    Cmd::Reset(conn)
+                });
                 if self.auto_reset {
-                    self.do_reset(ticket, conn, false);
+                    self.do_reset(ticket, conn, check);
+                } else if check {
+                    self.checks.push((ticket, conn));
                 } else {
                     self.resets.push((ticket, conn));
-                }
-            }
-            Command::Check { ticket, conn } => {
-                self.take_out(conn);
-                self.issued(ticket.0);
-                self.log.push(Cmd::Check(conn));
-                if self.auto_reset {
-                    self.do_reset(ticket, conn, true);
-                } else {
-                    self.checks.push((ticket, conn));
                 }
             }
             Command::Grant {
