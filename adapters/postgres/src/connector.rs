@@ -3,29 +3,66 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use postgres::tls::{MakeTlsConnect, TlsConnect};
-use postgres::{Client, Config, Socket};
+use postgres::{Client, Config};
 use sanspool::{Connector, Returned};
 
-use crate::tracked::{self, StatusCell, TxStatus};
+use crate::connect::{self, CancelTarget, Tls};
+use crate::tracked::{PgSocket, StatusCell, TxStatus};
 
 /// How long [`Connector::check`] waits for the server's answer by default.
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Why a [`PgConnector`] could not be built or a connection could not be opened, reset or checked.
+/// How long an attempt to open a connection may take by default, per host address (DNS, TCP,
+/// TLS, startup, authentication), when the configuration sets no `connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a reset (`ROLLBACK`, or the session reset) may take by default.
+pub const DEFAULT_RESET_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long closing a connection may take by default: Terminate, then the server's end of stream.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a [`PgConnector`] could not be built or a connection could not be opened, reset, checked or
+/// cancelled.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// The connection string could not be parsed ([`PgConnector::new`]).
     Config(postgres::Error),
-    /// The client failed: connecting, or the query of a reset or a check.
+    /// The configuration cannot be used as it is (no host, `sslmode=require` without TLS, ...).
+    InvalidConfig(String),
+    /// The server could not be reached: DNS, TCP or the Unix socket.
+    Connect(std::io::Error),
+    /// The TLS connector could not be set up for the server's name.
+    Tls(Box<dyn std::error::Error + Send + Sync>),
+    /// The client failed: the protocol, TLS, authentication, or the query of a reset or check.
     Postgres(postgres::Error),
+    /// The operation did not finish within its bound; the connection is closed.
+    TimedOut(Op),
+    /// The connection closed while being opened.
+    Closed,
     /// After `ROLLBACK` (or a check) the session is still not known to be idle — the tracker lost
     /// the thread of the protocol, say — so it must not be reused.
     NotIdle(TxStatus),
+}
+
+/// The bounded network operations of a connection ([`Error::TimedOut`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Op {
+    /// Opening: DNS, TCP, TLS, startup and authentication, per host address.
+    Connect,
+    /// The reset of a returned connection (`ROLLBACK`, or the session reset).
+    Reset,
+    /// The pool's check query.
+    Check,
+    /// Terminate, and waiting for the server to close the socket.
+    Close,
+    /// A cancel request.
+    Cancel,
 }
 
 impl Error {
@@ -33,7 +70,28 @@ impl Error {
     pub fn as_postgres(&self) -> Option<&postgres::Error> {
         match self {
             Error::Config(e) | Error::Postgres(e) => Some(e),
-            Error::NotIdle(_) => None,
+            _ => None,
+        }
+    }
+
+    /// A client error caused by the connection's deadline becomes [`Error::TimedOut`].
+    fn during(op: Op) -> impl FnOnce(postgres::Error) -> Error {
+        move |e| {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(cause) = source {
+                if cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+                {
+                    return Error::TimedOut(op);
+                }
+                source = cause.source();
+            }
+            // `is_valid`'s own timer.
+            if op == Op::Check && e.to_string().contains("timeout") {
+                return Error::TimedOut(op);
+            }
+            Error::Postgres(e)
         }
     }
 }
@@ -42,7 +100,12 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Config(_) => f.write_str("invalid connection string"),
+            Error::InvalidConfig(why) => write!(f, "unusable configuration: {why}"),
+            Error::Connect(e) => write!(f, "cannot reach the server: {e}"),
+            Error::Tls(e) => write!(f, "TLS setup failed: {e}"),
             Error::Postgres(e) => fmt::Display::fmt(e, f),
+            Error::TimedOut(op) => write!(f, "{op:?} timed out"),
+            Error::Closed => f.write_str("the connection closed"),
             Error::NotIdle(status) => {
                 write!(f, "session not idle after a reset or check ({status:?})")
             }
@@ -54,9 +117,11 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Config(e) => Some(e),
+            Error::Connect(e) => Some(e),
+            Error::Tls(e) => Some(&**e),
             // The client's error is displayed, not chained: its own source follows.
             Error::Postgres(e) => std::error::Error::source(e),
-            Error::NotIdle(_) => None,
+            _ => None,
         }
     }
 }
@@ -72,22 +137,13 @@ impl From<postgres::Error> for Error {
 pub struct PgConn {
     client: Client,
     cell: StatusCell,
+    cancel: CancelTarget,
     /// Set by every mutable access to the client (every query takes `&mut Client`); cleared by a
-    /// reset. An untracked connection (see [`tracked`](crate::tracked)) is clean only if untouched
-    /// since its last reset.
+    /// reset. A session whose status is not known is clean only if untouched since its reset.
     touched: bool,
 }
 
 impl PgConn {
-    /// Wraps a client opened by [`tracked::connect`] or [`tracked::connect_tls`].
-    pub fn new(client: Client, cell: StatusCell) -> Self {
-        PgConn {
-            client,
-            cell,
-            touched: true,
-        }
-    }
-
     /// The session's transaction status as of the client's last exchange with the server: no I/O.
     pub fn status(&self) -> TxStatus {
         self.cell.get()
@@ -96,6 +152,13 @@ impl PgConn {
     /// The status cell (clones share it): [`StatusCell::is_tracked`], [`StatusCell::bytes_written`].
     pub fn status_cell(&self) -> &StatusCell {
         &self.cell
+    }
+
+    /// A token that cancels the query this connection is running, from any thread. Use it rather
+    /// than `postgres::Client::cancel_token`, which cannot reach the server for a connection this
+    /// crate opened (tokio-postgres keeps no address for it).
+    pub fn cancel_token(&self) -> CancelToken {
+        CancelToken(self.cancel.clone())
     }
 
     /// The client and its status cell, for good.
@@ -127,6 +190,38 @@ impl PgConn {
             status => Err(Error::NotIdle(status)),
         }
     }
+
+    /// Runs `f` on the client with the connection's I/O bounded by `bound`.
+    fn bounded<T>(
+        &mut self,
+        bound: Duration,
+        op: Op,
+        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, Error> {
+        self.cell.set_deadline(Some(bound));
+        let result = f(&mut self.client);
+        self.cell.set_deadline(None);
+        result.map_err(Error::during(op))
+    }
+}
+
+/// Cancels the query running on one connection ([`PgConn::cancel_token`]); `Send + Sync + Clone`.
+#[derive(Clone)]
+pub struct CancelToken(CancelTarget);
+
+impl CancelToken {
+    /// Sends the cancel request: a new connection to the address the connection went to, with
+    /// TLS as its `sslmode` says, bounded by the connect timeout. As with libpq, success means
+    /// the request was delivered; the query may have finished first.
+    pub fn cancel_query(&self) -> Result<(), Error> {
+        self.0.cancel()
+    }
+}
+
+impl fmt::Debug for CancelToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelToken").finish_non_exhaustive()
+    }
 }
 
 impl Deref for PgConn {
@@ -154,20 +249,23 @@ impl fmt::Debug for PgConn {
     }
 }
 
-type Connect = dyn Fn(&Config) -> Result<(Client, StatusCell), postgres::Error> + Send + Sync;
-
 /// The [`Connector`] for `postgres::Client`.
 ///
-/// Connections are opened through [`tracked`], so a returned connection is judged from the last
-/// ReadyForQuery the server sent, without a round trip: idle is clean; inside a transaction, in a
-/// failed one, or mid-request (a COPY left half done, unread results) is dirty and gets a
-/// `ROLLBACK`; closed is broken and replaced. A session the tracker cannot follow (Unix-domain
-/// sockets, see [`tracked`]'s limitations) is rolled back after every use that touched it.
+/// Connections are opened by this crate (see [`tracked`](crate::tracked)), so a returned
+/// connection is judged from the last ReadyForQuery the server sent, without a round trip: idle
+/// is clean; inside a transaction, in a failed one, or mid-request (a COPY left half done, unread
+/// results) is dirty and gets a `ROLLBACK`; closed is broken and replaced. Every network
+/// operation is bounded: opening ([`connect_timeout`](Self::connect_timeout), or the
+/// configuration's own), the reset, the check and the close; a connection that exceeds a bound
+/// is closed, never waited on.
 #[derive(Clone)]
 pub struct PgConnector {
     config: Config,
-    connect: Arc<Connect>,
+    tls: Tls,
+    connect_timeout: Duration,
     check_timeout: Duration,
+    reset_timeout: Duration,
+    close_timeout: Duration,
 }
 
 impl PgConnector {
@@ -181,32 +279,53 @@ impl PgConnector {
     pub fn from_config(config: Config) -> PgConnector {
         PgConnector {
             config,
-            connect: Arc::new(tracked::connect),
+            tls: Tls::none(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             check_timeout: DEFAULT_CHECK_TIMEOUT,
+            reset_timeout: DEFAULT_RESET_TIMEOUT,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
         }
     }
 
-    /// A connector for `config` through the TLS connector `tls` (for example
-    /// `postgres_native_tls::MakeTlsConnector` or `postgres_openssl::MakeTlsConnector`), cloned
-    /// for every connection.
+    /// A connector for `config` through the TLS connector `tls` (any `MakeTlsConnect` generic
+    /// over the stream, such as `postgres_native_tls::MakeTlsConnector`), cloned for every
+    /// connection; `sslmode` is followed as tokio-postgres follows it.
     pub fn with_tls<T>(config: Config, tls: T) -> PgConnector
     where
-        T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+        T: MakeTlsConnect<PgSocket> + Clone + Send + Sync + 'static,
         T::TlsConnect: Send + 'static,
         T::Stream: Send + 'static,
         T::Error: 'static,
-        <T::TlsConnect as TlsConnect<Socket>>::Future: Send + 'static,
+        <T::TlsConnect as TlsConnect<PgSocket>>::Future: Send + 'static,
     {
         PgConnector {
-            config,
-            connect: Arc::new(move |config: &Config| tracked::connect_tls(config, tls.clone())),
-            check_timeout: DEFAULT_CHECK_TIMEOUT,
+            tls: Tls::new(tls),
+            ..PgConnector::from_config(config)
         }
+    }
+
+    /// How long opening a connection may take, per host address, when the configuration has no
+    /// `connect_timeout` ([`DEFAULT_CONNECT_TIMEOUT`] unless set).
+    pub fn connect_timeout(mut self, timeout: Duration) -> PgConnector {
+        self.connect_timeout = timeout;
+        self
     }
 
     /// How long [`Connector::check`] waits for the server ([`DEFAULT_CHECK_TIMEOUT`] unless set).
     pub fn check_timeout(mut self, timeout: Duration) -> PgConnector {
         self.check_timeout = timeout;
+        self
+    }
+
+    /// How long a reset may take ([`DEFAULT_RESET_TIMEOUT`] unless set).
+    pub fn reset_timeout(mut self, timeout: Duration) -> PgConnector {
+        self.reset_timeout = timeout;
+        self
+    }
+
+    /// How long a close may take ([`DEFAULT_CLOSE_TIMEOUT`] unless set).
+    pub fn close_timeout(mut self, timeout: Duration) -> PgConnector {
+        self.close_timeout = timeout;
         self
     }
 
@@ -237,7 +356,11 @@ impl fmt::Debug for PgConnector {
         // postgres::Config's Debug redacts the password.
         f.debug_struct("PgConnector")
             .field("config", &self.config)
+            .field("tls", &!self.tls.is_none())
+            .field("connect_timeout", &self.connect_timeout)
             .field("check_timeout", &self.check_timeout)
+            .field("reset_timeout", &self.reset_timeout)
+            .field("close_timeout", &self.close_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -247,10 +370,11 @@ impl Connector for PgConnector {
     type Error = Error;
 
     fn connect(&self) -> Result<PgConn, Error> {
-        let (client, cell) = (self.connect)(&self.config)?;
+        let opened = connect::open(&self.config, &self.tls, Some(self.connect_timeout))?;
         Ok(PgConn {
-            client,
-            cell,
+            client: opened.client,
+            cell: opened.cell,
+            cancel: opened.cancel,
             touched: false,
         })
     }
@@ -260,20 +384,25 @@ impl Connector for PgConnector {
         conn.judge()
     }
 
-    /// `ROLLBACK`; an error unless the server then says the session is idle.
+    /// `ROLLBACK` within the reset timeout; an error unless the server then says the session is
+    /// idle.
     fn reset(&self, conn: &mut PgConn) -> Result<(), Error> {
-        conn.client.batch_execute("ROLLBACK")?;
+        conn.bounded(self.reset_timeout, Op::Reset, |c| {
+            c.batch_execute("ROLLBACK")
+        })?;
         conn.settled()
     }
 
     /// An empty query, answered within the check timeout; an error unless the session is idle.
     fn check(&self, conn: &mut PgConn) -> Result<(), Error> {
-        conn.client.is_valid(self.check_timeout)?;
+        let bound = self.check_timeout;
+        conn.bounded(bound, Op::Check, |c| c.is_valid(bound))?;
         conn.settled()
     }
 
-    /// Sends Terminate and waits for the server to close the socket.
+    /// Sends Terminate and waits for the server to close the socket, within the close timeout.
     fn close(&self, conn: PgConn) {
+        conn.cell.set_deadline(Some(self.close_timeout));
         let _ = conn.client.close();
     }
 }

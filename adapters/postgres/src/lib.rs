@@ -50,24 +50,34 @@
 //! # }
 //! ```
 //!
-//! # TLS
+//! # TLS and cancellation
 //!
-//! [`PgConnector::new`] and [`PgConnector::from_config`] connect without TLS. For TLS, give any
-//! `MakeTlsConnect` implementation (`postgres-native-tls`, `postgres-openssl`) to
-//! [`PgConnector::with_tls`]; the status is then tracked above the encryption. See [`tracked`] for
-//! the sessions that cannot be tracked (Unix-domain sockets, a `prefer` session that fell back to
-//! plaintext): those are rolled back after every checkout that used them — one round trip, as
-//! other pools always pay — and never judged clean by guesswork.
+//! [`PgConnector::new`] and [`PgConnector::from_config`] connect without TLS (`prefer` is then
+//! plaintext, `require` is refused). For TLS, give a `MakeTlsConnect` generic over the stream to
+//! [`PgConnector::with_tls`]; `sslmode` is followed as given and the status is tracked above the
+//! encryption. Unix-domain sockets ignore `sslmode`, as libpq does. To cancel a running query
+//! from another thread, use [`PgConn::cancel_token`] (see [`tracked`] for why the client's own
+//! token cannot).
+//!
+//! # Bounds
+//!
+//! Every network operation of the connector has a bound: opening ([`DEFAULT_CONNECT_TIMEOUT`]
+//! per host address, or the configuration's `connect_timeout`), the reset, the check and the
+//! close. A connection that exceeds one fails with [`Error::TimedOut`] and is closed.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod connect;
 mod connector;
 pub mod tracked;
 mod wire;
 
-pub use connector::{Error, PgConn, PgConnector, DEFAULT_CHECK_TIMEOUT};
-pub use tracked::{StatusCell, TxStatus};
+pub use connector::{
+    CancelToken, Error, Op, PgConn, PgConnector, DEFAULT_CHECK_TIMEOUT, DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESET_TIMEOUT,
+};
+pub use tracked::{PgSocket, StatusCell, TxStatus};
 
 pub use postgres;
 pub use sanspool;

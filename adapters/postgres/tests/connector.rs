@@ -66,7 +66,7 @@ fn debug_output_redacts_the_password() {
 }
 
 #[test]
-fn connecting_to_nothing_is_a_postgres_error() {
+fn connecting_to_nothing_is_a_connect_error() {
     // A port of 127.0.0.1 that nothing listens on: bind one, note it, close it.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -78,7 +78,7 @@ fn connecting_to_nothing_is_a_postgres_error() {
     ))
     .unwrap();
     let err = connector.connect().unwrap_err();
-    assert!(matches!(err, Error::Postgres(_)), "{err:?}");
+    assert!(matches!(err, Error::Connect(_)), "{err:?}");
 }
 
 #[test]
