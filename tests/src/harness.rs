@@ -257,6 +257,26 @@ impl PgServer {
         Ok(())
     }
 
+    /// The postmaster's process id (the first line of `postmaster.pid`), while it runs.
+    pub fn postmaster_pid(&self) -> Result<i32, HarnessError> {
+        let file = self.dir.join("postmaster.pid");
+        let text =
+            std::fs::read_to_string(&file).map_err(io_error(format!("read {}", file.display())))?;
+        text.lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .ok_or_else(|| HarnessError::Command {
+                action: "read the postmaster's pid".into(),
+                output: text.clone(),
+            })
+    }
+
+    /// Freezes the postmaster (`SIGSTOP`): connections are accepted by the kernel and then never
+    /// answered, as with a hung server. Resumed when the guard drops.
+    pub fn freeze(&self) -> Result<Frozen, HarnessError> {
+        Frozen::process(self.postmaster_pid()?)
+    }
+
     /// Stops the server (immediately) and starts it again on the same data directory and port.
     pub fn restart(&mut self) -> Result<(), HarnessError> {
         self.stop()?;
@@ -329,6 +349,44 @@ impl Drop for PgServer {
             let _ = watchdog.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A process stopped with `SIGSTOP`, continued (`SIGCONT`) on drop — also when a test fails, so
+/// that the cleanup, which must signal the server, is never stuck behind a stopped process.
+#[derive(Debug)]
+pub struct Frozen {
+    pid: i32,
+}
+
+impl Frozen {
+    /// Stops process `pid` (a server backend of ours, say) until the guard drops.
+    pub fn process(pid: i32) -> Result<Frozen, HarnessError> {
+        signal(pid, libc::SIGSTOP)?;
+        Ok(Frozen { pid })
+    }
+
+    /// The stopped process.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = signal(self.pid, libc::SIGCONT);
+    }
+}
+
+fn signal(pid: i32, sig: libc::c_int) -> Result<(), HarnessError> {
+    // SAFETY: kill has no memory preconditions; a bad pid is an error return.
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        Ok(())
+    } else {
+        Err(HarnessError::Io {
+            action: format!("send signal {sig} to process {pid}"),
+            source: io::Error::last_os_error(),
+        })
     }
 }
 
