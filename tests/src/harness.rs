@@ -138,12 +138,28 @@ pub struct PgServer {
     as_postgres: bool,
     running: bool,
     watchdog: Option<Child>,
+    /// Server options beyond the harness's own (`-c ssl=on ...`).
+    extra: String,
+    tls: bool,
+}
+
+/// What a [`PgServer`] is started with beyond the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    /// TLS on (`ssl=on`), with a certificate for `localhost` (and no other name) signed by a
+    /// throwaway CA the harness makes with `openssl`; see [`PgServer::ca_cert`].
+    pub tls: bool,
 }
 
 impl PgServer {
     /// Creates a fresh cluster in a new temp directory and starts it on a free port of 127.0.0.1
     /// (user `postgres`, trust authentication).
     pub fn start() -> Result<PgServer, HarnessError> {
+        PgServer::start_with(Setup::default())
+    }
+
+    /// Like [`start`](Self::start), with the options of `setup`.
+    pub fn start_with(setup: Setup) -> Result<PgServer, HarnessError> {
         let dirs = pg_bin_dirs();
         let initdb = find_pg_bin_in("initdb", &dirs)?;
         let initdb = initdb.canonicalize().unwrap_or(initdb);
@@ -161,6 +177,8 @@ impl PgServer {
             as_postgres,
             running: false,
             watchdog: None,
+            extra: String::new(),
+            tls: false,
         };
         // From here on, dropping `server` (on any error below, too) removes the directory.
         server.watchdog = Some(server.spawn_watchdog()?);
@@ -174,6 +192,13 @@ impl PgServer {
         init.args(["-A", "trust", "-U", "postgres", "-E", "UTF8"]);
         init.args(["--locale=C", "--no-sync"]);
         server.run(&mut init, "initdb")?;
+        if setup.tls {
+            server.make_certificates()?;
+            server
+                .extra
+                .push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+            server.tls = true;
+        }
         let mut attempts = 0;
         loop {
             // Another process may take the port between our probe and the server's bind: retry.
@@ -242,9 +267,10 @@ impl PgServer {
             return Ok(());
         }
         let options = format!(
-            "-k '{}' -p {} -c listen_addresses=127.0.0.1 -c max_connections=100 -c fsync=off",
+            "-k '{}' -p {} -c listen_addresses=127.0.0.1 -c max_connections=100 -c fsync=off{}",
             self.dir.display(),
-            self.port
+            self.port,
+            self.extra
         );
         let mut cmd = self.pg_command(&self.pg_ctl);
         cmd.arg("-D")
@@ -254,6 +280,120 @@ impl PgServer {
         cmd.arg("-o").arg(options).args(["-w", "start"]);
         self.run(&mut cmd, &format!("start PostgreSQL on port {}", self.port))?;
         self.running = true;
+        Ok(())
+    }
+
+    /// The CA certificate (PEM) that signed the server's certificate, when started with TLS.
+    pub fn ca_cert(&self) -> Option<PathBuf> {
+        self.tls.then(|| self.dir.join("ca.crt"))
+    }
+
+    /// Puts `line` first in `pg_hba.conf`; it takes effect at the next reload (`pg_reload_conf()`)
+    /// or start.
+    pub fn prepend_hba(&self, line: &str) -> Result<(), HarnessError> {
+        let path = self.dir.join("pg_hba.conf");
+        let old =
+            std::fs::read_to_string(&path).map_err(io_error(format!("read {}", path.display())))?;
+        std::fs::write(&path, format!("{line}\n{old}"))
+            .map_err(io_error(format!("write {}", path.display())))
+    }
+
+    /// A throwaway CA, and a server certificate for `localhost` it signs, in the data directory.
+    fn make_certificates(&self) -> Result<(), HarnessError> {
+        let dir = &self.dir;
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        )
+        .map_err(io_error("write the certificate extensions"))?;
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let steps: [(&str, Vec<&str>); 3] = [
+            ("make the test CA", {
+                let mut a = vec!["req", "-x509", "-sha256", "-days", "2"];
+                a.extend(ec);
+                a.extend([
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.crt",
+                    "-subj",
+                    "/CN=sanspool test CA",
+                ]);
+                a.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+                a.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+                a
+            }),
+            ("make the server's key", {
+                let mut a = vec!["req", "-sha256"];
+                a.extend(ec);
+                a.extend([
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=localhost",
+                ]);
+                a
+            }),
+            ("sign the server's certificate", {
+                vec![
+                    "x509",
+                    "-req",
+                    "-sha256",
+                    "-days",
+                    "2",
+                    "-in",
+                    "server.csr",
+                    "-CA",
+                    "ca.crt",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-out",
+                    "server.crt",
+                    "-extfile",
+                    "server.ext",
+                ]
+            }),
+        ];
+        for (action, args) in steps {
+            let mut cmd = Command::new("openssl");
+            cmd.args(args).current_dir(dir).stdin(Stdio::null());
+            match cmd.output() {
+                Ok(out) if out.status.success() => {}
+                Ok(out) => {
+                    return Err(HarnessError::Command {
+                        action: action.into(),
+                        output: String::from_utf8_lossy(&out.stderr).into_owned(),
+                    })
+                }
+                Err(e) => {
+                    return Err(HarnessError::Io {
+                        action: format!("{action}: run openssl (apt-get install openssl)"),
+                        source: e,
+                    })
+                }
+            }
+        }
+        let key = dir.join("server.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_error("restrict the server key"))?;
+        if self.as_postgres {
+            let mut chown = Command::new("chown");
+            chown
+                .arg("postgres:postgres")
+                .arg(&key)
+                .arg(dir.join("server.crt"));
+            self.run(&mut chown, "give the certificate to the postgres user")?;
+        }
         Ok(())
     }
 

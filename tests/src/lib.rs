@@ -4,4 +4,4 @@
 
 pub mod harness;
 
-pub use harness::{shared_dsn, test_db, Frozen, HarnessError, PgServer, TestDb};
+pub use harness::{shared_dsn, test_db, Frozen, HarnessError, PgServer, Setup, TestDb};

@@ -83,6 +83,13 @@ impl Tls {
         })))
     }
 
+    /// A TLS stack that could not be set up: every handshake fails with `why`.
+    pub(crate) fn broken(why: String) -> Tls {
+        Tls(Some(Arc::new(
+            move |_: &str| -> Result<Handshake, BoxError> { Err(why.clone().into()) },
+        )))
+    }
+
     pub(crate) fn is_none(&self) -> bool {
         self.0.is_none()
     }

@@ -249,6 +249,49 @@ impl fmt::Debug for PgConn {
     }
 }
 
+/// libpq's `sslmode`: what the connection asks of TLS.
+///
+/// Followed by the default TLS stack (feature `rustls`); a connector given to
+/// [`PgConnector::with_tls`] is told only whether TLS is off, tried or required, and verifies as
+/// it was built to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SslMode {
+    /// Plaintext only.
+    Disable,
+    /// TLS if the server offers it, else plaintext; the certificate is not verified. libpq's
+    /// default.
+    Prefer,
+    /// TLS or no connection; the certificate is verified only if a root certificate file is
+    /// given (as libpq does).
+    Require,
+    /// TLS, the certificate's chain verified against the roots.
+    VerifyCa,
+    /// TLS, the chain verified and the certificate naming the host.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// What tokio-postgres negotiates for this mode (verification is the TLS connector's).
+    fn negotiation(self) -> postgres::config::SslMode {
+        use postgres::config::SslMode as Tokio;
+        match self {
+            SslMode::Disable => Tokio::Disable,
+            SslMode::Prefer => Tokio::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => Tokio::Require,
+        }
+    }
+
+    fn of(config: &Config) -> SslMode {
+        use postgres::config::SslMode as Tokio;
+        match config.get_ssl_mode() {
+            Tokio::Disable => SslMode::Disable,
+            Tokio::Require => SslMode::Require,
+            _ => SslMode::Prefer,
+        }
+    }
+}
+
 /// The [`Connector`] for `postgres::Client`.
 ///
 /// Connections are opened by this crate (see [`tracked`](crate::tracked)), so a returned
@@ -261,6 +304,7 @@ impl fmt::Debug for PgConn {
 #[derive(Clone)]
 pub struct PgConnector {
     config: Config,
+    ssl_mode: SslMode,
     tls: Tls,
     connect_timeout: Duration,
     check_timeout: Duration,
@@ -270,15 +314,51 @@ pub struct PgConnector {
 
 impl PgConnector {
     /// A connector for a libpq-style connection string (`"host=localhost user=postgres"`) or URL
-    /// (`"postgresql://postgres@localhost/db"`), without TLS.
+    /// (`"postgresql://postgres@localhost/db"`), with libpq's `sslmode` (all five; `prefer` by
+    /// default) and `sslrootcert` through the default TLS stack.
     pub fn new(dsn: &str) -> Result<PgConnector, Error> {
         dsn.parse()
     }
 
-    /// A connector for `config`, without TLS.
+    /// A connector for `config`, following its `sslmode` (`disable`, `prefer`, `require`) through
+    /// the default TLS stack; [`ssl`](Self::ssl) sets `verify-ca` or `verify-full`.
     pub fn from_config(config: Config) -> PgConnector {
+        let mode = SslMode::of(&config);
+        let plain = PgConnector::bare(config, mode);
+        match default_tls(mode, None) {
+            Ok(tls) => PgConnector { tls, ..plain },
+            // Only the root certificates can fail to load (libpq's default file, unreadable):
+            // every TLS handshake then fails with that error, as libpq's would.
+            Err(e) => PgConnector {
+                tls: Tls::broken(e.to_string()),
+                ..plain
+            },
+        }
+    }
+
+    /// Sets libpq's `sslmode` and `sslrootcert` (a PEM file, `"system"` for the system store,
+    /// `None` for libpq's default) for the default TLS stack.
+    pub fn ssl(self, mode: SslMode, root_cert: Option<&str>) -> Result<PgConnector, Error> {
+        let tls = default_tls(mode, root_cert)?;
+        let mut config = self.config;
+        config.ssl_mode(mode.negotiation());
+        Ok(PgConnector {
+            config,
+            ssl_mode: mode,
+            tls,
+            ..self
+        })
+    }
+
+    /// The `sslmode` connections follow.
+    pub fn ssl_mode(&self) -> SslMode {
+        self.ssl_mode
+    }
+
+    fn bare(config: Config, ssl_mode: SslMode) -> PgConnector {
         PgConnector {
             config,
+            ssl_mode,
             tls: Tls::none(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             check_timeout: DEFAULT_CHECK_TIMEOUT,
@@ -298,9 +378,10 @@ impl PgConnector {
         T::Error: 'static,
         <T::TlsConnect as TlsConnect<PgSocket>>::Future: Send + 'static,
     {
+        let mode = SslMode::of(&config);
         PgConnector {
             tls: Tls::new(tls),
-            ..PgConnector::from_config(config)
+            ..PgConnector::bare(config, mode)
         }
     }
 
@@ -339,9 +420,11 @@ impl FromStr for PgConnector {
     type Err = Error;
 
     fn from_str(dsn: &str) -> Result<PgConnector, Error> {
-        dsn.parse::<Config>()
-            .map(PgConnector::from_config)
-            .map_err(Error::Config)
+        let (taken, rest) = crate::dsn::take(dsn)
+            .map_err(|option| Error::InvalidConfig(format!("unsupported {option}")))?;
+        let config: Config = rest.parse().map_err(Error::Config)?;
+        let mode = taken.ssl_mode.unwrap_or(SslMode::of(&config));
+        PgConnector::bare(config, mode).ssl(mode, taken.root_cert.as_deref())
     }
 }
 
@@ -356,6 +439,7 @@ impl fmt::Debug for PgConnector {
         // postgres::Config's Debug redacts the password.
         f.debug_struct("PgConnector")
             .field("config", &self.config)
+            .field("ssl_mode", &self.ssl_mode)
             .field("tls", &!self.tls.is_none())
             .field("connect_timeout", &self.connect_timeout)
             .field("check_timeout", &self.check_timeout)
@@ -404,5 +488,23 @@ impl Connector for PgConnector {
     fn close(&self, conn: PgConn) {
         conn.cell.set_deadline(Some(self.close_timeout));
         let _ = conn.client.close();
+    }
+}
+
+#[cfg(feature = "rustls")]
+fn default_tls(mode: SslMode, root_cert: Option<&str>) -> Result<Tls, Error> {
+    if mode == SslMode::Disable {
+        return Ok(Tls::none());
+    }
+    crate::tls::RustlsConnect::new(mode, root_cert).map(Tls::new)
+}
+
+#[cfg(not(feature = "rustls"))]
+fn default_tls(mode: SslMode, _root_cert: Option<&str>) -> Result<Tls, Error> {
+    match mode {
+        SslMode::VerifyCa | SslMode::VerifyFull => Err(Error::InvalidConfig(
+            "certificate verification needs a TLS connector (feature `rustls`, or with_tls)".into(),
+        )),
+        _ => Ok(Tls::none()),
     }
 }

@@ -70,12 +70,15 @@
 
 mod connect;
 mod connector;
+mod dsn;
+#[cfg(feature = "rustls")]
+pub mod tls;
 pub mod tracked;
 mod wire;
 
 pub use connector::{
-    CancelToken, Error, Op, PgConn, PgConnector, DEFAULT_CHECK_TIMEOUT, DEFAULT_CLOSE_TIMEOUT,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESET_TIMEOUT,
+    CancelToken, Error, Op, PgConn, PgConnector, SslMode, DEFAULT_CHECK_TIMEOUT,
+    DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESET_TIMEOUT,
 };
 pub use tracked::{PgSocket, StatusCell, TxStatus};
 

@@ -89,3 +89,30 @@ fn the_connector_is_shareable() {
     sendable::<sanspool_postgres::PgConn>();
     sendable::<Error>();
 }
+
+#[test]
+fn libpq_sslmodes_are_parsed() {
+    use sanspool_postgres::SslMode;
+    for (dsn, mode) in [
+        ("host=h", SslMode::Prefer),
+        ("host=h sslmode=disable", SslMode::Disable),
+        ("host=h sslmode=prefer", SslMode::Prefer),
+        ("host=h sslmode=require", SslMode::Require),
+        (
+            "host=h sslmode=verify-ca sslrootcert=system",
+            SslMode::VerifyCa,
+        ),
+        ("host=h sslmode=verify-full", SslMode::VerifyFull),
+        ("postgresql://h/db?sslmode=verify-full", SslMode::VerifyFull),
+    ] {
+        let connector = PgConnector::new(dsn).unwrap();
+        assert_eq!(connector.ssl_mode(), mode, "{dsn}");
+    }
+    // `allow` would need a plaintext-first retry that the client cannot make: refused, typed.
+    let err = PgConnector::new("host=h sslmode=allow").unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)), "{err:?}");
+    // A root file that does not exist is an error at once, not a silent downgrade.
+    let err =
+        PgConnector::new("host=h sslmode=verify-full sslrootcert=/nonexistent.crt").unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)), "{err:?}");
+}
