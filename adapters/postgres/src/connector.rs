@@ -3,6 +3,7 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use postgres::tls::{MakeTlsConnect, TlsConnect};
@@ -138,9 +139,9 @@ pub struct PgConn {
     client: Client,
     cell: StatusCell,
     cancel: CancelTarget,
-    /// Set by every mutable access to the client (every query takes `&mut Client`); cleared by a
-    /// reset. A session whose status is not known is clean only if untouched since its reset.
-    touched: bool,
+    /// Bytes written when the session was last opened, reset or checked: a checkout that wrote
+    /// nothing cannot have changed the session.
+    mark: u64,
 }
 
 impl PgConn {
@@ -166,27 +167,32 @@ impl PgConn {
         (self.client, self.cell)
     }
 
-    /// The state the pool should see: [`Returned::Clean`] only when the session is idle.
-    fn judge(&self) -> Returned {
+    /// Whether the client wrote anything since the session was last opened, reset or checked.
+    pub fn used_since_reset(&self) -> bool {
+        self.cell.bytes_written() != self.mark
+    }
+
+    /// The state the pool should see: [`Returned::Clean`] only when the session is idle, and,
+    /// when the policy resets sessions, unused since its last reset.
+    fn judge(&self, reset: &SessionReset) -> Returned {
         if self.client.is_closed() {
             return Returned::Broken;
         }
         match self.cell.get() {
+            TxStatus::Idle if reset.resets_sessions() && self.used_since_reset() => Returned::Dirty,
             TxStatus::Idle => Returned::Clean,
             TxStatus::Closed => Returned::Broken,
-            TxStatus::Unknown if !self.cell.is_tracked() && !self.touched => Returned::Clean,
             TxStatus::InTransaction | TxStatus::InError | TxStatus::Unknown => Returned::Dirty,
         }
     }
 
-    /// Whether the session is known to be idle after a query of ours.
+    /// Whether the session is known to be idle after a query of ours; if so, it is marked clean.
     fn settled(&mut self) -> Result<(), Error> {
-        if !self.cell.is_tracked() {
-            self.touched = false;
-            return Ok(());
-        }
         match self.cell.get() {
-            TxStatus::Idle => Ok(()),
+            TxStatus::Idle => {
+                self.mark = self.cell.bytes_written();
+                Ok(())
+            }
             status => Err(Error::NotIdle(status)),
         }
     }
@@ -234,7 +240,6 @@ impl Deref for PgConn {
 
 impl DerefMut for PgConn {
     fn deref_mut(&mut self) -> &mut Client {
-        self.touched = true;
         &mut self.client
     }
 }
@@ -246,6 +251,115 @@ impl fmt::Debug for PgConn {
             .field("tracked", &self.cell.is_tracked())
             .field("closed", &self.client.is_closed())
             .finish_non_exhaustive()
+    }
+}
+
+/// What [`SessionReset::discard`] sends: `DISCARD ALL` but for its `DEALLOCATE ALL`, which would
+/// deallocate the statements the client caches for its type lookups (tokio-postgres can clear
+/// its cache of types, not of those statements); statements prepared with SQL `PREPARE` are
+/// deallocated one by one. One simple query, one round trip.
+pub const DISCARD_SESSION: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
+    UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES; \
+    DO $$DECLARE s text; BEGIN FOR s IN SELECT name FROM pg_prepared_statements WHERE from_sql \
+    LOOP EXECUTE format('DEALLOCATE %I', s); END LOOP; END$$";
+
+/// What a connection's session is reset with before the next borrower gets it
+/// ([`PgConnector::session_reset`]).
+///
+/// | left by a borrower | `rollback` | `discard` |
+/// |---|---|---|
+/// | an open or failed transaction, unread results, a COPY | reset | reset |
+/// | `SET ROLE`, `SET SESSION AUTHORIZATION` | **leaks** | reset |
+/// | `set_config(.., false)` (row-level-security tenants), `SET` of any setting | **leaks** | reset |
+/// | temporary tables, `PREPARE`, `WITH HOLD` cursors | **leaks** | reset |
+/// | session advisory locks | **leaks** | reset |
+/// | `LISTEN`, and notifications already received | **leaks** | reset, and dropped |
+///
+/// (Settings changed inside a transaction that was rolled back are undone by the server under
+/// every policy.) See the README for the measured cost.
+#[derive(Clone)]
+pub struct SessionReset(Policy);
+
+#[derive(Clone)]
+enum Policy {
+    Rollback,
+    Statement(Arc<str>),
+    Callback(Arc<ResetFn>),
+}
+
+type ResetFn = dyn Fn(&mut Client) -> Result<(), postgres::Error> + Send + Sync;
+
+impl SessionReset {
+    /// `ROLLBACK` when the session is not idle, nothing otherwise: a clean return costs no round
+    /// trip, and session state (settings, role, temporary tables, ...) passes to the next
+    /// borrower. The default, as in psycopg2's pool.
+    pub fn rollback() -> SessionReset {
+        SessionReset(Policy::Rollback)
+    }
+
+    /// [`DISCARD_SESSION`] after every checkout that sent anything (one round trip; nothing for
+    /// a checkout that sent nothing), after a `ROLLBACK` when the session is not idle; then the
+    /// client's type cache is cleared and notifications already received are dropped.
+    pub fn discard() -> SessionReset {
+        SessionReset::statement(DISCARD_SESSION)
+    }
+
+    /// As [`discard`](Self::discard), with `sql` (one or more statements, sent as a simple query)
+    /// instead of [`DISCARD_SESSION`]. Not `DISCARD ALL` nor `DEALLOCATE ALL`: they deallocate
+    /// the statements the client prepared and caches for its type lookups, and the client's next
+    /// lookup of a new type fails (`prepared statement "s8" does not exist`).
+    pub fn statement(sql: impl Into<String>) -> SessionReset {
+        SessionReset(Policy::Statement(Arc::from(sql.into())))
+    }
+
+    /// As [`discard`](Self::discard), with `reset` run on the client instead of `DISCARD ALL`.
+    pub fn callback<F>(reset: F) -> SessionReset
+    where
+        F: Fn(&mut Client) -> Result<(), postgres::Error> + Send + Sync + 'static,
+    {
+        SessionReset(Policy::Callback(Arc::new(reset)))
+    }
+
+    fn resets_sessions(&self) -> bool {
+        !matches!(self.0, Policy::Rollback)
+    }
+
+    fn run(&self, client: &mut Client, status: TxStatus) -> Result<(), postgres::Error> {
+        let sql = match &self.0 {
+            Policy::Rollback => return client.batch_execute("ROLLBACK"),
+            Policy::Statement(sql) => Some(sql),
+            Policy::Callback(_) => None,
+        };
+        if status != TxStatus::Idle {
+            // DISCARD ALL refuses to run in a transaction block.
+            client.batch_execute("ROLLBACK")?;
+        }
+        match (sql, &self.0) {
+            (Some(sql), _) => client.batch_execute(sql)?,
+            (None, Policy::Callback(reset)) => reset(client)?,
+            (None, _) => {}
+        }
+        client.clear_type_cache();
+        let mut notifications = client.notifications();
+        let mut pending = notifications.iter();
+        while postgres::fallible_iterator::FallibleIterator::next(&mut pending)?.is_some() {}
+        Ok(())
+    }
+}
+
+impl Default for SessionReset {
+    fn default() -> Self {
+        SessionReset::rollback()
+    }
+}
+
+impl fmt::Debug for SessionReset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Policy::Rollback => f.write_str("SessionReset::Rollback"),
+            Policy::Statement(sql) => write!(f, "SessionReset::Statement({sql:?})"),
+            Policy::Callback(_) => f.write_str("SessionReset::Callback"),
+        }
     }
 }
 
@@ -306,6 +420,7 @@ pub struct PgConnector {
     config: Config,
     ssl_mode: SslMode,
     tls: Tls,
+    session_reset: SessionReset,
     connect_timeout: Duration,
     check_timeout: Duration,
     reset_timeout: Duration,
@@ -360,6 +475,7 @@ impl PgConnector {
             config,
             ssl_mode,
             tls: Tls::none(),
+            session_reset: SessionReset::rollback(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             check_timeout: DEFAULT_CHECK_TIMEOUT,
             reset_timeout: DEFAULT_RESET_TIMEOUT,
@@ -383,6 +499,12 @@ impl PgConnector {
             tls: Tls::new(tls),
             ..PgConnector::bare(config, mode)
         }
+    }
+
+    /// How returned sessions are reset ([`SessionReset::rollback`] unless set).
+    pub fn session_reset(mut self, reset: SessionReset) -> PgConnector {
+        self.session_reset = reset;
+        self
     }
 
     /// How long opening a connection may take, per host address, when the configuration has no
@@ -441,6 +563,7 @@ impl fmt::Debug for PgConnector {
             .field("config", &self.config)
             .field("ssl_mode", &self.ssl_mode)
             .field("tls", &!self.tls.is_none())
+            .field("session_reset", &self.session_reset)
             .field("connect_timeout", &self.connect_timeout)
             .field("check_timeout", &self.check_timeout)
             .field("reset_timeout", &self.reset_timeout)
@@ -455,33 +578,39 @@ impl Connector for PgConnector {
 
     fn connect(&self) -> Result<PgConn, Error> {
         let opened = connect::open(&self.config, &self.tls, Some(self.connect_timeout))?;
+        let mark = opened.cell.bytes_written();
         Ok(PgConn {
             client: opened.client,
             cell: opened.cell,
             cancel: opened.cancel,
-            touched: false,
+            mark,
         })
     }
 
-    /// No I/O: reads the status the server sent last.
+    /// No I/O: reads the status the server sent last (and, for a session-resetting policy,
+    /// whether the borrower sent anything).
     fn state(&self, conn: &mut PgConn) -> Returned {
-        conn.judge()
+        conn.judge(&self.session_reset)
     }
 
-    /// `ROLLBACK` within the reset timeout; an error unless the server then says the session is
-    /// idle.
+    /// The [`SessionReset`] policy within the reset timeout; an error unless the server then says
+    /// the session is idle.
     fn reset(&self, conn: &mut PgConn) -> Result<(), Error> {
-        conn.bounded(self.reset_timeout, Op::Reset, |c| {
-            c.batch_execute("ROLLBACK")
-        })?;
+        let (policy, status) = (&self.session_reset, conn.status());
+        conn.bounded(self.reset_timeout, Op::Reset, |c| policy.run(c, status))?;
         conn.settled()
     }
 
     /// An empty query, answered within the check timeout; an error unless the session is idle.
     fn check(&self, conn: &mut PgConn) -> Result<(), Error> {
-        let bound = self.check_timeout;
+        let (bound, unused) = (self.check_timeout, !conn.used_since_reset());
         conn.bounded(bound, Op::Check, |c| c.is_valid(bound))?;
-        conn.settled()
+        match conn.cell.get() {
+            // The check's own bytes do not make a session that was clean used.
+            TxStatus::Idle if unused => conn.settled(),
+            TxStatus::Idle => Ok(()),
+            status => Err(Error::NotIdle(status)),
+        }
     }
 
     /// Sends Terminate and waits for the server to close the socket, within the close timeout.

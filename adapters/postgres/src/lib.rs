@@ -77,8 +77,8 @@ pub mod tracked;
 mod wire;
 
 pub use connector::{
-    CancelToken, Error, Op, PgConn, PgConnector, SslMode, DEFAULT_CHECK_TIMEOUT,
-    DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESET_TIMEOUT,
+    CancelToken, Error, Op, PgConn, PgConnector, SessionReset, SslMode, DEFAULT_CHECK_TIMEOUT,
+    DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESET_TIMEOUT, DISCARD_SESSION,
 };
 pub use tracked::{PgSocket, StatusCell, TxStatus};
 
