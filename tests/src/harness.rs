@@ -530,6 +530,180 @@ fn signal(pid: i32, sig: libc::c_int) -> Result<(), HarnessError> {
     }
 }
 
+/// How a [`PgBouncer`] pools server connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolMode {
+    /// A server connection per client connection, for the client's whole session.
+    Session,
+    /// A server connection per transaction (and per statement outside transactions).
+    Transaction,
+}
+
+/// The role PgBouncer logs in to the server as (a superuser the harness creates), so that the
+/// server connections are told from others by `usename`: PgBouncer passes each client's
+/// `application_name` on to the server connection it lends.
+pub const BOUNCER_ROLE: &str = "sp_bouncer";
+
+/// A throwaway PgBouncer in front of a [`PgServer`]: its own directory, port and process, all gone
+/// on drop (a watchdog cleans up if the test process dies, as for the server).
+#[derive(Debug)]
+pub struct PgBouncer {
+    dir: PathBuf,
+    port: u16,
+    watchdog: Option<Child>,
+}
+
+impl PgBouncer {
+    /// Starts PgBouncer on a free port of 127.0.0.1 for `server`'s `postgres` database (clients
+    /// log in as `postgres`, trust), pooling in `mode` with `pool_size` server connections, which
+    /// log in as [`BOUNCER_ROLE`].
+    pub fn start(
+        server: &PgServer,
+        mode: PoolMode,
+        pool_size: u32,
+    ) -> Result<PgBouncer, HarnessError> {
+        let program = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .ok_or_else(|| HarnessError::MissingBinary {
+                name: "pgbouncer (apt-get install -y pgbouncer)".into(),
+                searched: vec!["/usr/sbin".into(), "/usr/bin".into()],
+            })?;
+        let psql = find_pg_bin_in("psql", &[server.bin_dir.clone()])?;
+        let mut create = Command::new(psql);
+        create.args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ]);
+        create.args(["-p", &server.port.to_string(), "-d", "postgres", "-c"]);
+        create.arg(format!(
+            "DO $$ BEGIN CREATE ROLE {BOUNCER_ROLE} LOGIN SUPERUSER; \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        ));
+        server.run(&mut create, "create the bouncer's role")?;
+        let dir = unique_dir();
+        std::fs::create_dir(&dir).map_err(io_error(format!("create {}", dir.display())))?;
+        let port = free_port()?;
+        let mode = match mode {
+            PoolMode::Session => "session",
+            PoolMode::Transaction => "transaction",
+        };
+        let ini = format!(
+            "[databases]\n\
+             postgres = host=127.0.0.1 port={} dbname=postgres user={BOUNCER_ROLE}\n\
+             [pgbouncer]\n\
+             listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+             auth_type = trust\nauth_file = {dir}/userlist.txt\n\
+             pool_mode = {mode}\ndefault_pool_size = {pool_size}\nmin_pool_size = 0\n\
+             max_client_conn = 200\nserver_reset_query = DISCARD ALL\n\
+             ignore_startup_parameters = extra_float_digits,options\n\
+             logfile = {dir}/log\npidfile = {dir}/pid\n",
+            server.port(),
+            dir = dir.display(),
+        );
+        std::fs::write(dir.join("pgbouncer.ini"), ini).map_err(io_error("write pgbouncer.ini"))?;
+        std::fs::write(dir.join("userlist.txt"), "\"postgres\" \"\"\n")
+            .map_err(io_error("write userlist.txt"))?;
+        let as_postgres = server.as_postgres;
+        if as_postgres {
+            let out = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .output()
+                .map_err(io_error("chown the pgbouncer directory"))?;
+            if !out.status.success() {
+                return Err(HarnessError::Command {
+                    action: "chown the pgbouncer directory".into(),
+                    output: String::from_utf8_lossy(&out.stderr).into_owned(),
+                });
+            }
+        }
+        // The watchdog runs PgBouncer (daemonized, it refuses to run as root) and, once our end
+        // of its stdin closes, kills it and removes the directory.
+        const SCRIPT: &str = r#"trap '' HUP INT; dir=$1; shift
+"$@" -d "$dir/pgbouncer.ini" >"$dir/start.log" 2>&1 || { cat "$dir/start.log" >&2; exit 1; }
+echo started; cat >/dev/null
+kill "$(cat "$dir/pid")" 2>/dev/null; sleep 0.2; rm -rf "$dir""#;
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", SCRIPT, "sanspool-pgbouncer-watchdog"])
+            .arg(&dir);
+        if as_postgres {
+            cmd.args(["runuser", "-u", "postgres", "--"]);
+        }
+        cmd.arg(&program)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut watchdog = cmd
+            .spawn()
+            .map_err(io_error("spawn pgbouncer's watchdog"))?;
+        let mut line = String::new();
+        let stdout = watchdog.stdout.take().expect("piped");
+        io::BufRead::read_line(&mut io::BufReader::new(stdout), &mut line)
+            .map_err(io_error("wait for pgbouncer to start"))?;
+        let mut bouncer = PgBouncer {
+            dir,
+            port,
+            watchdog: Some(watchdog),
+        };
+        if line.trim() != "started" {
+            let mut err = String::new();
+            if let Some(mut stderr) = bouncer.watchdog.as_mut().and_then(|w| w.stderr.take()) {
+                let _ = io::Read::read_to_string(&mut stderr, &mut err);
+            }
+            return Err(HarnessError::Command {
+                action: "start pgbouncer".into(),
+                output: format!("{err}{}", bouncer.log_tail(20)),
+            });
+        }
+        // Daemonized once listening; still, wait until it accepts.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            if std::time::Instant::now() > deadline {
+                return Err(HarnessError::Command {
+                    action: "wait for pgbouncer to listen".into(),
+                    output: bouncer.log_tail(20),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(bouncer)
+    }
+
+    /// A libpq-style connection string for the `postgres` database through the bouncer.
+    pub fn dsn(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.port
+        )
+    }
+
+    /// The last `lines` lines of PgBouncer's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        if let Some(mut watchdog) = self.watchdog.take() {
+            drop(watchdog.stdin.take());
+            let _ = watchdog.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 fn unique_dir() -> PathBuf {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()

@@ -4,4 +4,7 @@
 
 pub mod harness;
 
-pub use harness::{shared_dsn, test_db, Frozen, HarnessError, PgServer, Setup, TestDb};
+pub use harness::{
+    shared_dsn, test_db, Frozen, HarnessError, PgBouncer, PgServer, PoolMode, Setup, TestDb,
+    BOUNCER_ROLE,
+};

@@ -94,10 +94,11 @@ impl Tls {
         self.0.is_none()
     }
 
-    fn layer(&self, domain: &str, cell: StatusCell) -> Result<Layer, BoxError> {
-        let handshake = match &self.0 {
-            Some(make) => Some(make(domain)?),
-            None => None,
+    fn layer(&self, addr: &Addr, domain: &str, cell: StatusCell) -> Result<Layer, BoxError> {
+        let handshake = match (&self.0, addr) {
+            // No TLS over a Unix socket (and no name to verify).
+            (Some(make), Addr::Tcp(_)) => Some(make(domain)?),
+            _ => None,
         };
         Ok(Layer { handshake, cell })
     }
@@ -351,7 +352,7 @@ async fn open_one(
     let config = negotiated(config, addr, tls)?;
     let mut socket = socket(addr, &config).await?;
     socket.track(cell.clone());
-    let layer = tls.layer(domain, cell).map_err(Error::Tls)?;
+    let layer = tls.layer(addr, domain, cell).map_err(Error::Tls)?;
     let (client, mut connection) = config
         .connect_raw(socket, layer)
         .await
@@ -408,10 +409,10 @@ impl CancelTarget {
             .map_err(Error::Connect)?;
         runtime.block_on(within(Some(self.timeout), Op::Cancel, async {
             let config = TokioConfig::new();
-            let socket = socket(&self.addr, &config).await?;
+            let socket = socket(&self.addr, &config).await?.lingering();
             let layer = self
                 .tls
-                .layer(&self.domain, StatusCell::default())
+                .layer(&self.addr, &self.domain, StatusCell::default())
                 .map_err(Error::Tls)?;
             self.token
                 .cancel_query_raw(socket, layer)

@@ -284,6 +284,10 @@ pub struct PgSocket {
     cell: Option<StatusCell>,
     /// The timer of the deadline it was armed for (the cell's raw value).
     timer: Option<(u64, Pin<Box<Sleep>>)>,
+    /// A cancel request's socket: shutting down does not close our half but waits for the
+    /// server to close, as libpq does, so the request is processed before the caller goes on.
+    /// (PgBouncer 1.18 drops a cancel request whose client closes first, and may then crash.)
+    linger: bool,
 }
 
 impl PgSocket {
@@ -301,7 +305,14 @@ impl PgSocket {
             tracker: None,
             cell: None,
             timer: None,
+            linger: false,
         }
+    }
+
+    /// Makes shutting down wait for the peer's end of stream (a cancel request's socket).
+    pub(crate) fn lingering(mut self) -> Self {
+        self.linger = true;
+        self
     }
 
     /// Puts the tracker in (the connection's socket; not for a cancel request's).
@@ -412,14 +423,30 @@ impl AsyncWrite for PgSocket {
         if let Some(t) = &mut this.tracker {
             t.close();
         }
-        let polled = match &mut this.raw {
-            Raw::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Raw::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        };
-        if polled.is_pending() && this.expired(cx) {
-            return Poll::Ready(Err(this.timed_out()));
+        if !this.linger {
+            let polled = match &mut this.raw {
+                Raw::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+                Raw::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            };
+            if polled.is_pending() && this.expired(cx) {
+                return Poll::Ready(Err(this.timed_out()));
+            }
+            return polled;
         }
-        polled
+        // Read (and drop) until the peer closes.
+        let mut scratch = [0u8; 64];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            let polled = match &mut this.raw {
+                Raw::Tcp(s) => Pin::new(s).poll_read(cx, &mut buf),
+                Raw::Unix(s) => Pin::new(s).poll_read(cx, &mut buf),
+            };
+            match polled {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => continue,
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 
