@@ -570,7 +570,7 @@ impl PgBouncer {
                 name: "pgbouncer (apt-get install -y pgbouncer)".into(),
                 searched: vec!["/usr/sbin".into(), "/usr/bin".into()],
             })?;
-        let psql = find_pg_bin_in("psql", &[server.bin_dir.clone()])?;
+        let psql = find_pg_bin_in("psql", std::slice::from_ref(&server.bin_dir))?;
         let mut create = Command::new(psql);
         create.args([
             "-X",
