@@ -12,6 +12,11 @@
 //!   before the next borrower gets it, who never sees the previous transaction;
 //! - closed (the server went away, the backend was terminated): closed and replaced.
 //!
+//! That is the transaction, not the session: settings, `SET ROLE`, temporary tables, prepared
+//! statements, advisory locks and `LISTEN` pass to the next borrower unless the connector is
+//! given [`SessionReset::discard`] (one round trip after each checkout that sent anything); see
+//! [`SessionReset`] for what leaks under which policy.
+//!
 //! Everything a program needs comes from this crate: the connector, the pools and their builder
 //! (re-exported from [`sanspool`]), and [`postgres`] itself.
 //!
