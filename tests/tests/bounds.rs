@@ -173,3 +173,14 @@ fn a_pool_drops_a_connection_whose_rollback_hangs() {
     assert_ne!(backend_pid(&mut conn), pid, "not the hung one");
     drop(frozen);
 }
+
+/// Dropping a connection outside the pool (the client's own close) is bounded too.
+#[test]
+fn dropping_a_connection_with_a_hung_backend_is_bounded() {
+    let mut case = frozen_backend("hung-drop", |c| c.close_timeout(BOUND));
+    let conn = case.conn.take().unwrap();
+    let _frozen = Frozen::process(case.pid).unwrap();
+    let started = Instant::now();
+    drop(conn);
+    assert_within(started, BOUND, "drop");
+}

@@ -245,3 +245,37 @@ fn channel_binding_over_tls() {
         "{err:?}"
     );
 }
+
+/// Over TLS, a pooled connection's clean return still costs nothing (the bytes written, TLS
+/// records included, do not change), and a dirty one is rolled back.
+#[test]
+fn a_pool_over_tls_returns_clean_connections_for_free() {
+    use sanspool_postgres::{Builder, PgPool};
+    let server = tls_server();
+    let ca = ca(server);
+    let dsn = dsn_on(
+        server,
+        "localhost",
+        &format!(
+            "sslmode=verify-full sslrootcert={ca} application_name={}",
+            common::app_name("tls-pool")
+        ),
+    );
+    let pool: PgPool = Builder::new(PgConnector::new(&dsn).unwrap())
+        .min(1)
+        .max(1)
+        .build_threaded()
+        .unwrap();
+    let mut conn = pool.get().unwrap();
+    assert!(encrypted_check(&mut conn, "tls-pool"));
+    conn.batch_execute("BEGIN").unwrap();
+    drop(conn);
+    assert_eq!(pool.stats().resets, 1);
+    let written = pool.get().unwrap().status_cell().bytes_written();
+    for _ in 0..10 {
+        let conn = pool.get().unwrap();
+        assert_eq!(conn.status(), TxStatus::Idle);
+        assert_eq!(conn.status_cell().bytes_written(), written);
+    }
+    assert_eq!(pool.stats().resets, 1);
+}

@@ -136,12 +136,15 @@ impl From<postgres::Error> for Error {
 /// A pooled PostgreSQL connection: a `postgres::Client` and the [`StatusCell`] that follows its
 /// transaction status. Derefs to the client.
 pub struct PgConn {
-    client: Client,
+    /// `None` only once taken by `into_inner` or `close`.
+    client: Option<Client>,
     cell: StatusCell,
     cancel: CancelTarget,
     /// Bytes written when the session was last opened, reset or checked: a checkout that wrote
     /// nothing cannot have changed the session.
     mark: u64,
+    /// Bounds the close when the connection is dropped (outside the pool's own close too).
+    close_timeout: Duration,
 }
 
 impl PgConn {
@@ -163,8 +166,13 @@ impl PgConn {
     }
 
     /// The client and its status cell, for good.
-    pub fn into_inner(self) -> (Client, StatusCell) {
-        (self.client, self.cell)
+    pub fn into_inner(mut self) -> (Client, StatusCell) {
+        let client = self.client.take().expect("present until taken");
+        (client, self.cell.clone())
+    }
+
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("present until taken")
     }
 
     /// Whether the client wrote anything since the session was last opened, reset or checked.
@@ -175,7 +183,7 @@ impl PgConn {
     /// The state the pool should see: [`Returned::Clean`] only when the session is idle, and,
     /// when the policy resets sessions, unused since its last reset.
     fn judge(&self, reset: &SessionReset) -> Returned {
-        if self.client.is_closed() {
+        if self.client().is_closed() {
             return Returned::Broken;
         }
         match self.cell.get() {
@@ -205,9 +213,20 @@ impl PgConn {
         f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
     ) -> Result<T, Error> {
         self.cell.set_deadline(Some(bound));
-        let result = f(&mut self.client);
+        let result = f(self.client.as_mut().expect("present until taken"));
         self.cell.set_deadline(None);
         result.map_err(Error::during(op))
+    }
+}
+
+impl Drop for PgConn {
+    /// Dropping the client sends Terminate and waits for the server to close: within the close
+    /// timeout.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            self.cell.set_deadline(Some(self.close_timeout));
+            drop(client);
+        }
     }
 }
 
@@ -234,13 +253,13 @@ impl Deref for PgConn {
     type Target = Client;
 
     fn deref(&self) -> &Client {
-        &self.client
+        self.client()
     }
 }
 
 impl DerefMut for PgConn {
     fn deref_mut(&mut self) -> &mut Client {
-        &mut self.client
+        self.client.as_mut().expect("present until taken")
     }
 }
 
@@ -249,7 +268,7 @@ impl fmt::Debug for PgConn {
         f.debug_struct("PgConn")
             .field("status", &self.cell.get())
             .field("tracked", &self.cell.is_tracked())
-            .field("closed", &self.client.is_closed())
+            .field("closed", &self.client().is_closed())
             .finish_non_exhaustive()
     }
 }
@@ -580,10 +599,11 @@ impl Connector for PgConnector {
         let opened = connect::open(&self.config, &self.tls, Some(self.connect_timeout))?;
         let mark = opened.cell.bytes_written();
         Ok(PgConn {
-            client: opened.client,
+            client: Some(opened.client),
             cell: opened.cell,
             cancel: opened.cancel,
             mark,
+            close_timeout: self.close_timeout,
         })
     }
 
@@ -614,9 +634,11 @@ impl Connector for PgConnector {
     }
 
     /// Sends Terminate and waits for the server to close the socket, within the close timeout.
-    fn close(&self, conn: PgConn) {
+    fn close(&self, mut conn: PgConn) {
         conn.cell.set_deadline(Some(self.close_timeout));
-        let _ = conn.client.close();
+        if let Some(client) = conn.client.take() {
+            let _ = client.close();
+        }
     }
 }
 
