@@ -88,10 +88,6 @@ impl Error {
                 }
                 source = cause.source();
             }
-            // `is_valid`'s own timer.
-            if op == Op::Check && e.to_string().contains("timeout") {
-                return Error::TimedOut(op);
-            }
             Error::Postgres(e)
         }
     }
@@ -624,7 +620,9 @@ impl Connector for PgConnector {
     /// An empty query, answered within the check timeout; an error unless the session is idle.
     fn check(&self, conn: &mut PgConn) -> Result<(), Error> {
         let (bound, unused) = (self.check_timeout, !conn.used_since_reset());
-        conn.bounded(bound, Op::Check, |c| c.is_valid(bound))?;
+        // An empty query under the socket's deadline (not `is_valid`'s own timer, which leaves
+        // the connection open and its error untyped).
+        conn.bounded(bound, Op::Check, |c| c.simple_query("").map(drop))?;
         match conn.cell.get() {
             // The check's own bytes do not make a session that was clean used.
             TxStatus::Idle if unused => conn.settled(),
