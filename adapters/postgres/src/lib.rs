@@ -57,12 +57,14 @@
 //!
 //! # TLS and cancellation
 //!
-//! [`PgConnector::new`] and [`PgConnector::from_config`] connect without TLS (`prefer` is then
-//! plaintext, `require` is refused). For TLS, give a `MakeTlsConnect` generic over the stream to
-//! [`PgConnector::with_tls`]; `sslmode` is followed as given and the status is tracked above the
-//! encryption. Unix-domain sockets ignore `sslmode`, as libpq does. To cancel a running query
-//! from another thread, use [`PgConn::cancel_token`] (see [`tracked`] for why the client's own
-//! token cannot).
+//! [`PgConnector::new`] follows libpq's `sslmode` (all of [`SslMode`]; `prefer` by default) and
+//! `sslrootcert` through rustls (feature `rustls`, on by default; see the `tls` module for what each mode
+//! verifies); [`PgConnector::from_config`] follows the configuration's `sslmode`, and
+//! [`PgConnector::ssl`] sets `verify-ca` or `verify-full`. Without the feature, `prefer` is
+//! plaintext and the modes that demand TLS are refused. Any other TLS connector generic over the
+//! stream can be given to [`PgConnector::with_tls`]. The status is tracked above the encryption.
+//! Unix-domain sockets ignore `sslmode`, as libpq does. To cancel a running query from another
+//! thread, use [`PgConn::cancel_token`] (see [`tracked`] for why the client's own token cannot).
 //!
 //! # Bounds
 //!
