@@ -191,3 +191,35 @@ fn a_query_is_cancelled_through_the_bouncer() {
     let mut conn = pool.get().unwrap();
     assert!(outside_transaction(&mut conn));
 }
+
+/// In session mode the server session follows the client connection, so `discard` resets it
+/// through the bouncer as it does directly.
+#[test]
+fn session_mode_with_discard_resets_the_session() {
+    use sanspool_postgres::SessionReset;
+    let name = "bouncer-discard";
+    let server = PgServer::start().expect("start a server of our own");
+    let bouncer = PgBouncer::start(&server, PoolMode::Session, 2).expect("start pgbouncer");
+    let connector = PgConnector::from_config(config_for(&bouncer.dsn(), name))
+        .session_reset(SessionReset::discard());
+    let pool: PgPool = Builder::new(connector)
+        .min(1)
+        .max(1)
+        .build_threaded()
+        .unwrap();
+    {
+        let mut conn = pool.get().unwrap();
+        conn.batch_execute("SET search_path = sp_nowhere; CREATE TEMP TABLE sp_t (x int)")
+            .unwrap();
+    }
+    let mut conn = pool.get().unwrap();
+    assert_eq!(
+        simple_row(&mut conn, "SHOW search_path")[0].as_deref(),
+        Some("\"$user\", public")
+    );
+    assert_eq!(
+        simple_row(&mut conn, "SELECT to_regclass('pg_temp.sp_t') IS NULL")[0].as_deref(),
+        Some("t")
+    );
+    assert_eq!(pool.stats().resets, 1);
+}
