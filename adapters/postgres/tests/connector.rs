@@ -88,6 +88,10 @@ fn the_connector_is_shareable() {
     fn sendable<T: Send + 'static>() {}
     sendable::<sanspool_postgres::PgConn>();
     sendable::<Error>();
+    // What TLS crates ask of the stream they wrap (postgres-native-tls, postgres-openssl).
+    fn wrappable<T: Send + Sync + Unpin + std::fmt::Debug + 'static>() {}
+    wrappable::<sanspool_postgres::PgSocket>();
+    shareable::<sanspool_postgres::CancelToken>();
 }
 
 #[test]
