@@ -149,6 +149,8 @@ pub struct Setup {
     /// TLS on (`ssl=on`), with a certificate for `localhost` (and no other name) signed by a
     /// throwaway CA the harness makes with `openssl`; see [`PgServer::ca_cert`].
     pub tls: bool,
+    /// More server options, as `postgres` takes them (`-c name=value ...`).
+    pub options: String,
 }
 
 impl PgServer {
@@ -198,6 +200,10 @@ impl PgServer {
                 .extra
                 .push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
             server.tls = true;
+        }
+        if !setup.options.is_empty() {
+            server.extra.push(' ');
+            server.extra.push_str(&setup.options);
         }
         let mut attempts = 0;
         loop {

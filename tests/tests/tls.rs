@@ -17,7 +17,13 @@ use sanspool_tests::{shared_dsn, PgServer, Setup};
 /// The TLS server, shared by the tests of this file (never stopped).
 fn tls_server() -> &'static PgServer {
     static SERVER: OnceLock<PgServer> = OnceLock::new();
-    SERVER.get_or_init(|| PgServer::start_with(Setup { tls: true }).expect("start a TLS server"))
+    SERVER.get_or_init(|| {
+        let setup = Setup {
+            tls: true,
+            ..Setup::default()
+        };
+        PgServer::start_with(setup).expect("start a TLS server")
+    })
 }
 
 fn ca(server: &PgServer) -> String {
@@ -278,4 +284,38 @@ fn a_pool_over_tls_returns_clean_connections_for_free() {
         assert_eq!(conn.status_cell().bytes_written(), written);
     }
     assert_eq!(pool.stats().resets, 1);
+}
+
+/// libpq's `prefer` retries without TLS when the handshake fails (here: the server offers only a
+/// CBC cipher suite, which rustls does not implement); `require` does not.
+#[test]
+fn prefer_falls_back_when_the_handshake_fails() {
+    let setup = Setup {
+        tls: true,
+        options: "-c ssl_max_protocol_version=TLSv1.2 -c ssl_ciphers=ECDHE-ECDSA-AES128-SHA".into(),
+    };
+    let server = PgServer::start_with(setup).expect("start a TLS server");
+    let name = "tls-handshake-fails";
+    let dsn = |mode: &str| {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode={mode} \
+             application_name={}",
+            server.port(),
+            common::app_name(name)
+        )
+    };
+    let mut conn = PgConnector::new(&dsn("prefer")).unwrap().connect().unwrap();
+    let pid = backend_pid(&mut conn);
+    let mut mon = monitor_for(&format!("{} sslmode=disable", server.dsn()), name);
+    assert!(
+        !ssl_of(&mut mon, pid),
+        "plaintext after the failed handshake"
+    );
+    assert_tracked(&mut conn);
+    let err = PgConnector::new(&dsn("require"))
+        .unwrap()
+        .connect()
+        .map(drop)
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("HandshakeFailure"), "{err:?}");
 }

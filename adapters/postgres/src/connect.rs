@@ -13,6 +13,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -100,7 +101,11 @@ impl Tls {
             (Some(make), Addr::Tcp(_)) => Some(make(domain)?),
             _ => None,
         };
-        Ok(Layer { handshake, cell })
+        Ok(Layer {
+            handshake,
+            cell,
+            failed: Arc::default(),
+        })
     }
 }
 
@@ -108,6 +113,8 @@ impl Tls {
 struct Layer {
     handshake: Option<Handshake>,
     cell: StatusCell,
+    /// Set when the handshake fails (for `prefer`'s retry without TLS).
+    failed: Arc<AtomicBool>,
 }
 
 impl TlsConnect<PgSocket> for Layer {
@@ -122,8 +129,13 @@ impl TlsConnect<PgSocket> for Layer {
             return Box::pin(async { Err("no TLS connector".into()) });
         };
         let wrap = Tracked::above(&mut socket, self.cell);
-        let handshake = handshake(socket);
-        Box::pin(async move { Ok(wrap(handshake.await?)) })
+        let (handshake, failed) = (handshake(socket), self.failed);
+        Box::pin(async move {
+            let stream = handshake
+                .await
+                .inspect_err(|_| failed.store(true, Ordering::Release))?;
+            Ok(wrap(stream))
+        })
     }
 }
 
@@ -349,14 +361,26 @@ async fn open_one(
     domain: &str,
     cell: StatusCell,
 ) -> Result<(RawClient, Connection), Error> {
-    let config = negotiated(config, addr, tls)?;
-    let mut socket = socket(addr, &config).await?;
-    socket.track(cell.clone());
-    let layer = tls.layer(addr, domain, cell).map_err(Error::Tls)?;
-    let (client, mut connection) = config
-        .connect_raw(socket, layer)
-        .await
-        .map_err(Error::Postgres)?;
+    let mut config = negotiated(config, addr, tls)?;
+    let mut first = socket(addr, &config).await?;
+    first.track(cell.clone());
+    let layer = tls.layer(addr, domain, cell.clone()).map_err(Error::Tls)?;
+    let failed = layer.failed.clone();
+    let (client, mut connection) = match config.connect_raw(first, layer).await {
+        Ok(connected) => connected,
+        // libpq's `prefer`: a failed TLS handshake is retried without TLS, on a new connection.
+        Err(_) if config.get_ssl_mode() == SslMode::Prefer && failed.load(Ordering::Acquire) => {
+            config.ssl_mode(SslMode::Disable);
+            let mut second = socket(addr, &config).await?;
+            second.track(cell.clone());
+            let layer = Tls::none().layer(addr, domain, cell).map_err(Error::Tls)?;
+            config
+                .connect_raw(second, layer)
+                .await
+                .map_err(Error::Postgres)?
+        }
+        Err(e) => return Err(Error::Postgres(e)),
+    };
     if config.get_target_session_attrs() != TargetSessionAttrs::Any {
         session_attrs(&config, &client, &mut connection).await?;
     }

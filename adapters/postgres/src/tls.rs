@@ -1,6 +1,7 @@
 //! The default TLS stack: rustls with the `ring` provider, verifying as libpq's `sslmode` says.
 //!
-//! - `prefer`, `require`: encrypted, the certificate not verified (libpq's meaning: protection
+//! - `prefer`, `require`: encrypted, the certificate not verified (`prefer` also connects in
+//!   plaintext when the server declines TLS or the handshake fails, as libpq does) (libpq's meaning: protection
 //!   from passive eavesdroppers only) — unless a root certificate file is given, in which case
 //!   `require` verifies the chain as `verify-ca` does, as libpq does;
 //! - `verify-ca`: the chain must lead to a trusted root;
