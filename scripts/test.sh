@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-postgres.sh
+bash scripts/ensure-test-tools.sh
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc "$@"

@@ -138,12 +138,30 @@ pub struct PgServer {
     as_postgres: bool,
     running: bool,
     watchdog: Option<Child>,
+    /// Server options beyond the harness's own (`-c ssl=on ...`).
+    extra: String,
+    tls: bool,
+}
+
+/// What a [`PgServer`] is started with beyond the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    /// TLS on (`ssl=on`), with a certificate for `localhost` (and no other name) signed by a
+    /// throwaway CA the harness makes with `openssl`; see [`PgServer::ca_cert`].
+    pub tls: bool,
+    /// More server options, as `postgres` takes them (`-c name=value ...`).
+    pub options: String,
 }
 
 impl PgServer {
     /// Creates a fresh cluster in a new temp directory and starts it on a free port of 127.0.0.1
     /// (user `postgres`, trust authentication).
     pub fn start() -> Result<PgServer, HarnessError> {
+        PgServer::start_with(Setup::default())
+    }
+
+    /// Like [`start`](Self::start), with the options of `setup`.
+    pub fn start_with(setup: Setup) -> Result<PgServer, HarnessError> {
         let dirs = pg_bin_dirs();
         let initdb = find_pg_bin_in("initdb", &dirs)?;
         let initdb = initdb.canonicalize().unwrap_or(initdb);
@@ -161,6 +179,8 @@ impl PgServer {
             as_postgres,
             running: false,
             watchdog: None,
+            extra: String::new(),
+            tls: false,
         };
         // From here on, dropping `server` (on any error below, too) removes the directory.
         server.watchdog = Some(server.spawn_watchdog()?);
@@ -174,6 +194,17 @@ impl PgServer {
         init.args(["-A", "trust", "-U", "postgres", "-E", "UTF8"]);
         init.args(["--locale=C", "--no-sync"]);
         server.run(&mut init, "initdb")?;
+        if setup.tls {
+            server.make_certificates()?;
+            server
+                .extra
+                .push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+            server.tls = true;
+        }
+        if !setup.options.is_empty() {
+            server.extra.push(' ');
+            server.extra.push_str(&setup.options);
+        }
         let mut attempts = 0;
         loop {
             // Another process may take the port between our probe and the server's bind: retry.
@@ -242,9 +273,10 @@ impl PgServer {
             return Ok(());
         }
         let options = format!(
-            "-k '{}' -p {} -c listen_addresses=127.0.0.1 -c max_connections=100 -c fsync=off",
+            "-k '{}' -p {} -c listen_addresses=127.0.0.1 -c max_connections=100 -c fsync=off{}",
             self.dir.display(),
-            self.port
+            self.port,
+            self.extra
         );
         let mut cmd = self.pg_command(&self.pg_ctl);
         cmd.arg("-D")
@@ -255,6 +287,140 @@ impl PgServer {
         self.run(&mut cmd, &format!("start PostgreSQL on port {}", self.port))?;
         self.running = true;
         Ok(())
+    }
+
+    /// The CA certificate (PEM) that signed the server's certificate, when started with TLS.
+    pub fn ca_cert(&self) -> Option<PathBuf> {
+        self.tls.then(|| self.dir.join("ca.crt"))
+    }
+
+    /// Puts `line` first in `pg_hba.conf`; it takes effect at the next reload (`pg_reload_conf()`)
+    /// or start.
+    pub fn prepend_hba(&self, line: &str) -> Result<(), HarnessError> {
+        let path = self.dir.join("pg_hba.conf");
+        let old =
+            std::fs::read_to_string(&path).map_err(io_error(format!("read {}", path.display())))?;
+        std::fs::write(&path, format!("{line}\n{old}"))
+            .map_err(io_error(format!("write {}", path.display())))
+    }
+
+    /// A throwaway CA, and a server certificate for `localhost` it signs, in the data directory.
+    fn make_certificates(&self) -> Result<(), HarnessError> {
+        let dir = &self.dir;
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        )
+        .map_err(io_error("write the certificate extensions"))?;
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let steps: [(&str, Vec<&str>); 3] = [
+            ("make the test CA", {
+                let mut a = vec!["req", "-x509", "-sha256", "-days", "2"];
+                a.extend(ec);
+                a.extend([
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.crt",
+                    "-subj",
+                    "/CN=sanspool test CA",
+                ]);
+                a.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+                a.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+                a
+            }),
+            ("make the server's key", {
+                let mut a = vec!["req", "-sha256"];
+                a.extend(ec);
+                a.extend([
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=localhost",
+                ]);
+                a
+            }),
+            ("sign the server's certificate", {
+                vec![
+                    "x509",
+                    "-req",
+                    "-sha256",
+                    "-days",
+                    "2",
+                    "-in",
+                    "server.csr",
+                    "-CA",
+                    "ca.crt",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-out",
+                    "server.crt",
+                    "-extfile",
+                    "server.ext",
+                ]
+            }),
+        ];
+        for (action, args) in steps {
+            let mut cmd = Command::new("openssl");
+            cmd.args(args).current_dir(dir).stdin(Stdio::null());
+            match cmd.output() {
+                Ok(out) if out.status.success() => {}
+                Ok(out) => {
+                    return Err(HarnessError::Command {
+                        action: action.into(),
+                        output: String::from_utf8_lossy(&out.stderr).into_owned(),
+                    })
+                }
+                Err(e) => {
+                    return Err(HarnessError::Io {
+                        action: format!("{action}: run openssl (apt-get install openssl)"),
+                        source: e,
+                    })
+                }
+            }
+        }
+        let key = dir.join("server.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_error("restrict the server key"))?;
+        if self.as_postgres {
+            let mut chown = Command::new("chown");
+            chown
+                .arg("postgres:postgres")
+                .arg(&key)
+                .arg(dir.join("server.crt"));
+            self.run(&mut chown, "give the certificate to the postgres user")?;
+        }
+        Ok(())
+    }
+
+    /// The postmaster's process id (the first line of `postmaster.pid`), while it runs.
+    pub fn postmaster_pid(&self) -> Result<i32, HarnessError> {
+        let file = self.dir.join("postmaster.pid");
+        let text =
+            std::fs::read_to_string(&file).map_err(io_error(format!("read {}", file.display())))?;
+        text.lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .ok_or_else(|| HarnessError::Command {
+                action: "read the postmaster's pid".into(),
+                output: text.clone(),
+            })
+    }
+
+    /// Freezes the postmaster (`SIGSTOP`): connections are accepted by the kernel and then never
+    /// answered, as with a hung server. Resumed when the guard drops.
+    pub fn freeze(&self) -> Result<Frozen, HarnessError> {
+        Frozen::process(self.postmaster_pid()?)
     }
 
     /// Stops the server (immediately) and starts it again on the same data directory and port.
@@ -323,6 +489,218 @@ impl PgServer {
 }
 
 impl Drop for PgServer {
+    fn drop(&mut self) {
+        if let Some(mut watchdog) = self.watchdog.take() {
+            drop(watchdog.stdin.take());
+            let _ = watchdog.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A process stopped with `SIGSTOP`, continued (`SIGCONT`) on drop — also when a test fails, so
+/// that the cleanup, which must signal the server, is never stuck behind a stopped process.
+#[derive(Debug)]
+pub struct Frozen {
+    pid: i32,
+}
+
+impl Frozen {
+    /// Stops process `pid` (a server backend of ours, say) until the guard drops.
+    pub fn process(pid: i32) -> Result<Frozen, HarnessError> {
+        signal(pid, libc::SIGSTOP)?;
+        Ok(Frozen { pid })
+    }
+
+    /// The stopped process.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = signal(self.pid, libc::SIGCONT);
+    }
+}
+
+fn signal(pid: i32, sig: libc::c_int) -> Result<(), HarnessError> {
+    // SAFETY: kill has no memory preconditions; a bad pid is an error return.
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        Ok(())
+    } else {
+        Err(HarnessError::Io {
+            action: format!("send signal {sig} to process {pid}"),
+            source: io::Error::last_os_error(),
+        })
+    }
+}
+
+/// How a [`PgBouncer`] pools server connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolMode {
+    /// A server connection per client connection, for the client's whole session.
+    Session,
+    /// A server connection per transaction (and per statement outside transactions).
+    Transaction,
+}
+
+/// The role PgBouncer logs in to the server as (a superuser the harness creates), so that the
+/// server connections are told from others by `usename`: PgBouncer passes each client's
+/// `application_name` on to the server connection it lends.
+pub const BOUNCER_ROLE: &str = "sp_bouncer";
+
+/// A throwaway PgBouncer in front of a [`PgServer`]: its own directory, port and process, all gone
+/// on drop (a watchdog cleans up if the test process dies, as for the server).
+#[derive(Debug)]
+pub struct PgBouncer {
+    dir: PathBuf,
+    port: u16,
+    watchdog: Option<Child>,
+}
+
+impl PgBouncer {
+    /// Starts PgBouncer on a free port of 127.0.0.1 for `server`'s `postgres` database (clients
+    /// log in as `postgres`, trust), pooling in `mode` with `pool_size` server connections, which
+    /// log in as [`BOUNCER_ROLE`].
+    pub fn start(
+        server: &PgServer,
+        mode: PoolMode,
+        pool_size: u32,
+    ) -> Result<PgBouncer, HarnessError> {
+        let program = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .ok_or_else(|| HarnessError::MissingBinary {
+                name: "pgbouncer (apt-get install -y pgbouncer)".into(),
+                searched: vec!["/usr/sbin".into(), "/usr/bin".into()],
+            })?;
+        let psql = find_pg_bin_in("psql", std::slice::from_ref(&server.bin_dir))?;
+        let mut create = Command::new(psql);
+        create.args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ]);
+        create.args(["-p", &server.port.to_string(), "-d", "postgres", "-c"]);
+        create.arg(format!(
+            "DO $$ BEGIN CREATE ROLE {BOUNCER_ROLE} LOGIN SUPERUSER; \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        ));
+        server.run(&mut create, "create the bouncer's role")?;
+        let dir = unique_dir();
+        std::fs::create_dir(&dir).map_err(io_error(format!("create {}", dir.display())))?;
+        let port = free_port()?;
+        let mode = match mode {
+            PoolMode::Session => "session",
+            PoolMode::Transaction => "transaction",
+        };
+        let ini = format!(
+            "[databases]\n\
+             postgres = host=127.0.0.1 port={} dbname=postgres user={BOUNCER_ROLE}\n\
+             [pgbouncer]\n\
+             listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+             auth_type = trust\nauth_file = {dir}/userlist.txt\n\
+             pool_mode = {mode}\ndefault_pool_size = {pool_size}\nmin_pool_size = 0\n\
+             max_client_conn = 200\nserver_reset_query = DISCARD ALL\n\
+             ignore_startup_parameters = extra_float_digits,options\n\
+             logfile = {dir}/log\npidfile = {dir}/pid\n",
+            server.port(),
+            dir = dir.display(),
+        );
+        std::fs::write(dir.join("pgbouncer.ini"), ini).map_err(io_error("write pgbouncer.ini"))?;
+        std::fs::write(dir.join("userlist.txt"), "\"postgres\" \"\"\n")
+            .map_err(io_error("write userlist.txt"))?;
+        let as_postgres = server.as_postgres;
+        if as_postgres {
+            let out = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .output()
+                .map_err(io_error("chown the pgbouncer directory"))?;
+            if !out.status.success() {
+                return Err(HarnessError::Command {
+                    action: "chown the pgbouncer directory".into(),
+                    output: String::from_utf8_lossy(&out.stderr).into_owned(),
+                });
+            }
+        }
+        // The watchdog runs PgBouncer (daemonized, it refuses to run as root) and, once our end
+        // of its stdin closes, kills it and removes the directory.
+        const SCRIPT: &str = r#"trap '' HUP INT; dir=$1; shift
+"$@" -d "$dir/pgbouncer.ini" >"$dir/start.log" 2>&1 || { cat "$dir/start.log" >&2; exit 1; }
+echo started; cat >/dev/null
+kill "$(cat "$dir/pid")" 2>/dev/null; sleep 0.2; rm -rf "$dir""#;
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", SCRIPT, "sanspool-pgbouncer-watchdog"])
+            .arg(&dir);
+        if as_postgres {
+            cmd.args(["runuser", "-u", "postgres", "--"]);
+        }
+        cmd.arg(&program)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut watchdog = cmd
+            .spawn()
+            .map_err(io_error("spawn pgbouncer's watchdog"))?;
+        let mut line = String::new();
+        let stdout = watchdog.stdout.take().expect("piped");
+        io::BufRead::read_line(&mut io::BufReader::new(stdout), &mut line)
+            .map_err(io_error("wait for pgbouncer to start"))?;
+        let mut bouncer = PgBouncer {
+            dir,
+            port,
+            watchdog: Some(watchdog),
+        };
+        if line.trim() != "started" {
+            let mut err = String::new();
+            if let Some(mut stderr) = bouncer.watchdog.as_mut().and_then(|w| w.stderr.take()) {
+                let _ = io::Read::read_to_string(&mut stderr, &mut err);
+            }
+            return Err(HarnessError::Command {
+                action: "start pgbouncer".into(),
+                output: format!("{err}{}", bouncer.log_tail(20)),
+            });
+        }
+        // Daemonized once listening; still, wait until it accepts.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            if std::time::Instant::now() > deadline {
+                return Err(HarnessError::Command {
+                    action: "wait for pgbouncer to listen".into(),
+                    output: bouncer.log_tail(20),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(bouncer)
+    }
+
+    /// A libpq-style connection string for the `postgres` database through the bouncer.
+    pub fn dsn(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.port
+        )
+    }
+
+    /// The last `lines` lines of PgBouncer's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for PgBouncer {
     fn drop(&mut self) {
         if let Some(mut watchdog) = self.watchdog.take() {
             drop(watchdog.stdin.take());

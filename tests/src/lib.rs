@@ -4,4 +4,7 @@
 
 pub mod harness;
 
-pub use harness::{shared_dsn, test_db, HarnessError, PgServer, TestDb};
+pub use harness::{
+    shared_dsn, test_db, Frozen, HarnessError, PgBouncer, PgServer, PoolMode, Setup, TestDb,
+    BOUNCER_ROLE,
+};

@@ -7,25 +7,63 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postgres::tls::{MakeTlsConnect, TlsConnect};
-use postgres::{Client, Config, Socket};
+use postgres::{Client, Config};
 use sanspool::{Connector, Returned};
 
-use crate::tracked::{self, StatusCell, TxStatus};
+use crate::connect::{self, CancelTarget, Tls};
+use crate::tracked::{PgSocket, StatusCell, TxStatus};
 
 /// How long [`Connector::check`] waits for the server's answer by default.
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Why a [`PgConnector`] could not be built or a connection could not be opened, reset or checked.
+/// How long an attempt to open a connection may take by default, per host address (DNS, TCP,
+/// TLS, startup, authentication), when the configuration sets no `connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a reset (`ROLLBACK`, or the session reset) may take by default.
+pub const DEFAULT_RESET_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long closing a connection may take by default: Terminate, then the server's end of stream.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a [`PgConnector`] could not be built or a connection could not be opened, reset, checked or
+/// cancelled.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// The connection string could not be parsed ([`PgConnector::new`]).
     Config(postgres::Error),
-    /// The client failed: connecting, or the query of a reset or a check.
+    /// The configuration cannot be used as it is (no host, `sslmode=require` without TLS, ...).
+    InvalidConfig(String),
+    /// The server could not be reached: DNS, TCP or the Unix socket.
+    Connect(std::io::Error),
+    /// The TLS connector could not be set up for the server's name.
+    Tls(Box<dyn std::error::Error + Send + Sync>),
+    /// The client failed: the protocol, TLS, authentication, or the query of a reset or check.
     Postgres(postgres::Error),
+    /// The operation did not finish within its bound; the connection is closed.
+    TimedOut(Op),
+    /// The connection closed while being opened.
+    Closed,
     /// After `ROLLBACK` (or a check) the session is still not known to be idle — the tracker lost
     /// the thread of the protocol, say — so it must not be reused.
     NotIdle(TxStatus),
+}
+
+/// The bounded network operations of a connection ([`Error::TimedOut`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Op {
+    /// Opening: DNS, TCP, TLS, startup and authentication, per host address.
+    Connect,
+    /// The reset of a returned connection (`ROLLBACK`, or the session reset).
+    Reset,
+    /// The pool's check query.
+    Check,
+    /// Terminate, and waiting for the server to close the socket.
+    Close,
+    /// A cancel request.
+    Cancel,
 }
 
 impl Error {
@@ -33,7 +71,24 @@ impl Error {
     pub fn as_postgres(&self) -> Option<&postgres::Error> {
         match self {
             Error::Config(e) | Error::Postgres(e) => Some(e),
-            Error::NotIdle(_) => None,
+            _ => None,
+        }
+    }
+
+    /// A client error caused by the connection's deadline becomes [`Error::TimedOut`].
+    fn during(op: Op) -> impl FnOnce(postgres::Error) -> Error {
+        move |e| {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(cause) = source {
+                if cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+                {
+                    return Error::TimedOut(op);
+                }
+                source = cause.source();
+            }
+            Error::Postgres(e)
         }
     }
 }
@@ -42,7 +97,12 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Config(_) => f.write_str("invalid connection string"),
+            Error::InvalidConfig(why) => write!(f, "unusable configuration: {why}"),
+            Error::Connect(e) => write!(f, "cannot reach the server: {e}"),
+            Error::Tls(e) => write!(f, "TLS setup failed: {e}"),
             Error::Postgres(e) => fmt::Display::fmt(e, f),
+            Error::TimedOut(op) => write!(f, "{op:?} timed out"),
+            Error::Closed => f.write_str("the connection closed"),
             Error::NotIdle(status) => {
                 write!(f, "session not idle after a reset or check ({status:?})")
             }
@@ -54,9 +114,11 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Config(e) => Some(e),
+            Error::Connect(e) => Some(e),
+            Error::Tls(e) => Some(&**e),
             // The client's error is displayed, not chained: its own source follows.
             Error::Postgres(e) => std::error::Error::source(e),
-            Error::NotIdle(_) => None,
+            _ => None,
         }
     }
 }
@@ -70,24 +132,18 @@ impl From<postgres::Error> for Error {
 /// A pooled PostgreSQL connection: a `postgres::Client` and the [`StatusCell`] that follows its
 /// transaction status. Derefs to the client.
 pub struct PgConn {
-    client: Client,
+    /// `None` only once taken by `into_inner` or `close`.
+    client: Option<Client>,
     cell: StatusCell,
-    /// Set by every mutable access to the client (every query takes `&mut Client`); cleared by a
-    /// reset. An untracked connection (see [`tracked`](crate::tracked)) is clean only if untouched
-    /// since its last reset.
-    touched: bool,
+    cancel: CancelTarget,
+    /// Bytes written when the session was last opened, reset or checked: a checkout that wrote
+    /// nothing cannot have changed the session.
+    mark: u64,
+    /// Bounds the close when the connection is dropped (outside the pool's own close too).
+    close_timeout: Duration,
 }
 
 impl PgConn {
-    /// Wraps a client opened by [`tracked::connect`] or [`tracked::connect_tls`].
-    pub fn new(client: Client, cell: StatusCell) -> Self {
-        PgConn {
-            client,
-            cell,
-            touched: true,
-        }
-    }
-
     /// The session's transaction status as of the client's last exchange with the server: no I/O.
     pub fn status(&self) -> TxStatus {
         self.cell.get()
@@ -98,34 +154,94 @@ impl PgConn {
         &self.cell
     }
 
-    /// The client and its status cell, for good.
-    pub fn into_inner(self) -> (Client, StatusCell) {
-        (self.client, self.cell)
+    /// A token that cancels the query this connection is running, from any thread. Use it rather
+    /// than `postgres::Client::cancel_token`, which cannot reach the server for a connection this
+    /// crate opened (tokio-postgres keeps no address for it).
+    pub fn cancel_token(&self) -> CancelToken {
+        CancelToken(self.cancel.clone())
     }
 
-    /// The state the pool should see: [`Returned::Clean`] only when the session is idle.
-    fn judge(&self) -> Returned {
-        if self.client.is_closed() {
+    /// The client and its status cell, for good.
+    pub fn into_inner(mut self) -> (Client, StatusCell) {
+        let client = self.client.take().expect("present until taken");
+        (client, self.cell.clone())
+    }
+
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("present until taken")
+    }
+
+    /// Whether the client wrote anything since the session was last opened, reset or checked.
+    pub fn used_since_reset(&self) -> bool {
+        self.cell.bytes_written() != self.mark
+    }
+
+    /// The state the pool should see: [`Returned::Clean`] only when the session is idle, and,
+    /// when the policy resets sessions, unused since its last reset.
+    fn judge(&self, reset: &SessionReset) -> Returned {
+        if self.client().is_closed() {
             return Returned::Broken;
         }
         match self.cell.get() {
+            TxStatus::Idle if reset.resets_sessions() && self.used_since_reset() => Returned::Dirty,
             TxStatus::Idle => Returned::Clean,
             TxStatus::Closed => Returned::Broken,
-            TxStatus::Unknown if !self.cell.is_tracked() && !self.touched => Returned::Clean,
             TxStatus::InTransaction | TxStatus::InError | TxStatus::Unknown => Returned::Dirty,
         }
     }
 
-    /// Whether the session is known to be idle after a query of ours.
+    /// Whether the session is known to be idle after a query of ours; if so, it is marked clean.
     fn settled(&mut self) -> Result<(), Error> {
-        if !self.cell.is_tracked() {
-            self.touched = false;
-            return Ok(());
-        }
         match self.cell.get() {
-            TxStatus::Idle => Ok(()),
+            TxStatus::Idle => {
+                self.mark = self.cell.bytes_written();
+                Ok(())
+            }
             status => Err(Error::NotIdle(status)),
         }
+    }
+
+    /// Runs `f` on the client with the connection's I/O bounded by `bound`.
+    fn bounded<T>(
+        &mut self,
+        bound: Duration,
+        op: Op,
+        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, Error> {
+        self.cell.set_deadline(Some(bound));
+        let result = f(self.client.as_mut().expect("present until taken"));
+        self.cell.set_deadline(None);
+        result.map_err(Error::during(op))
+    }
+}
+
+impl Drop for PgConn {
+    /// Dropping the client sends Terminate and waits for the server to close: within the close
+    /// timeout.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            self.cell.set_deadline(Some(self.close_timeout));
+            drop(client);
+        }
+    }
+}
+
+/// Cancels the query running on one connection ([`PgConn::cancel_token`]); `Send + Sync + Clone`.
+#[derive(Clone)]
+pub struct CancelToken(CancelTarget);
+
+impl CancelToken {
+    /// Sends the cancel request: a new connection to the address the connection went to, with
+    /// TLS as its `sslmode` says, bounded by the connect timeout. As with libpq, success means
+    /// the request was delivered; the query may have finished first.
+    pub fn cancel_query(&self) -> Result<(), Error> {
+        self.0.cancel()
+    }
+}
+
+impl fmt::Debug for CancelToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelToken").finish_non_exhaustive()
     }
 }
 
@@ -133,14 +249,13 @@ impl Deref for PgConn {
     type Target = Client;
 
     fn deref(&self) -> &Client {
-        &self.client
+        self.client()
     }
 }
 
 impl DerefMut for PgConn {
     fn deref_mut(&mut self) -> &mut Client {
-        self.touched = true;
-        &mut self.client
+        self.client.as_mut().expect("present until taken")
     }
 }
 
@@ -149,64 +264,286 @@ impl fmt::Debug for PgConn {
         f.debug_struct("PgConn")
             .field("status", &self.cell.get())
             .field("tracked", &self.cell.is_tracked())
-            .field("closed", &self.client.is_closed())
+            .field("closed", &self.client().is_closed())
             .finish_non_exhaustive()
     }
 }
 
-type Connect = dyn Fn(&Config) -> Result<(Client, StatusCell), postgres::Error> + Send + Sync;
+/// What [`SessionReset::discard`] sends: `DISCARD ALL` but for its `DEALLOCATE ALL`, which would
+/// deallocate the statements the client caches for its type lookups (tokio-postgres can clear
+/// its cache of types, not of those statements); statements prepared with SQL `PREPARE` are
+/// deallocated one by one. One simple query, one round trip.
+pub const DISCARD_SESSION: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
+    UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES; \
+    DO $$DECLARE s text; BEGIN FOR s IN SELECT name FROM pg_prepared_statements WHERE from_sql \
+    LOOP EXECUTE format('DEALLOCATE %I', s); END LOOP; END$$";
+
+/// What a connection's session is reset with before the next borrower gets it
+/// ([`PgConnector::session_reset`]).
+///
+/// | left by a borrower | `rollback` | `discard` |
+/// |---|---|---|
+/// | an open or failed transaction, unread results, a COPY | reset | reset |
+/// | `SET ROLE`, `SET SESSION AUTHORIZATION` | **leaks** | reset |
+/// | `set_config(.., false)` (row-level-security tenants), `SET` of any setting | **leaks** | reset |
+/// | temporary tables, `PREPARE`, `WITH HOLD` cursors | **leaks** | reset |
+/// | session advisory locks | **leaks** | reset |
+/// | `LISTEN`, and notifications already received | **leaks** | reset, and dropped |
+///
+/// (Settings changed inside a transaction that was rolled back are undone by the server under
+/// every policy.) See the README for the measured cost.
+#[derive(Clone)]
+pub struct SessionReset(Policy);
+
+#[derive(Clone)]
+enum Policy {
+    Rollback,
+    Statement(Arc<str>),
+    Callback(Arc<ResetFn>),
+}
+
+type ResetFn = dyn Fn(&mut Client) -> Result<(), postgres::Error> + Send + Sync;
+
+impl SessionReset {
+    /// `ROLLBACK` when the session is not idle, nothing otherwise: a clean return costs no round
+    /// trip, and session state (settings, role, temporary tables, ...) passes to the next
+    /// borrower. The default, as in psycopg2's pool.
+    pub fn rollback() -> SessionReset {
+        SessionReset(Policy::Rollback)
+    }
+
+    /// [`DISCARD_SESSION`] after every checkout that sent anything (one round trip; nothing for
+    /// a checkout that sent nothing), after a `ROLLBACK` when the session is not idle; then the
+    /// client's type cache is cleared and notifications already received are dropped.
+    pub fn discard() -> SessionReset {
+        SessionReset::statement(DISCARD_SESSION)
+    }
+
+    /// As [`discard`](Self::discard), with `sql` (one or more statements, sent as a simple query)
+    /// instead of [`DISCARD_SESSION`]. Not `DISCARD ALL` nor `DEALLOCATE ALL`: they deallocate
+    /// the statements the client prepared and caches for its type lookups, and the client's next
+    /// lookup of a new type fails (`prepared statement "s8" does not exist`).
+    pub fn statement(sql: impl Into<String>) -> SessionReset {
+        SessionReset(Policy::Statement(Arc::from(sql.into())))
+    }
+
+    /// As [`discard`](Self::discard), with `reset` run on the client instead of `DISCARD ALL`.
+    pub fn callback<F>(reset: F) -> SessionReset
+    where
+        F: Fn(&mut Client) -> Result<(), postgres::Error> + Send + Sync + 'static,
+    {
+        SessionReset(Policy::Callback(Arc::new(reset)))
+    }
+
+    fn resets_sessions(&self) -> bool {
+        !matches!(self.0, Policy::Rollback)
+    }
+
+    fn run(&self, client: &mut Client, status: TxStatus) -> Result<(), postgres::Error> {
+        let sql = match &self.0 {
+            Policy::Rollback => return client.batch_execute("ROLLBACK"),
+            Policy::Statement(sql) => Some(sql),
+            Policy::Callback(_) => None,
+        };
+        if status != TxStatus::Idle {
+            // DISCARD ALL refuses to run in a transaction block.
+            client.batch_execute("ROLLBACK")?;
+        }
+        match (sql, &self.0) {
+            (Some(sql), _) => client.batch_execute(sql)?,
+            (None, Policy::Callback(reset)) => reset(client)?,
+            (None, _) => {}
+        }
+        client.clear_type_cache();
+        let mut notifications = client.notifications();
+        let mut pending = notifications.iter();
+        while postgres::fallible_iterator::FallibleIterator::next(&mut pending)?.is_some() {}
+        Ok(())
+    }
+}
+
+impl Default for SessionReset {
+    fn default() -> Self {
+        SessionReset::rollback()
+    }
+}
+
+impl fmt::Debug for SessionReset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Policy::Rollback => f.write_str("SessionReset::Rollback"),
+            Policy::Statement(sql) => write!(f, "SessionReset::Statement({sql:?})"),
+            Policy::Callback(_) => f.write_str("SessionReset::Callback"),
+        }
+    }
+}
+
+/// libpq's `sslmode`: what the connection asks of TLS.
+///
+/// Followed by the default TLS stack (feature `rustls`); a connector given to
+/// [`PgConnector::with_tls`] is told only whether TLS is off, tried or required, and verifies as
+/// it was built to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SslMode {
+    /// Plaintext only.
+    Disable,
+    /// TLS if the server offers it, else plaintext; the certificate is not verified. libpq's
+    /// default.
+    Prefer,
+    /// TLS or no connection; the certificate is verified only if a root certificate file is
+    /// given (as libpq does).
+    Require,
+    /// TLS, the certificate's chain verified against the roots.
+    VerifyCa,
+    /// TLS, the chain verified and the certificate naming the host.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// What tokio-postgres negotiates for this mode (verification is the TLS connector's).
+    fn negotiation(self) -> postgres::config::SslMode {
+        use postgres::config::SslMode as Tokio;
+        match self {
+            SslMode::Disable => Tokio::Disable,
+            SslMode::Prefer => Tokio::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => Tokio::Require,
+        }
+    }
+
+    fn of(config: &Config) -> SslMode {
+        use postgres::config::SslMode as Tokio;
+        match config.get_ssl_mode() {
+            Tokio::Disable => SslMode::Disable,
+            Tokio::Require => SslMode::Require,
+            _ => SslMode::Prefer,
+        }
+    }
+}
 
 /// The [`Connector`] for `postgres::Client`.
 ///
-/// Connections are opened through [`tracked`], so a returned connection is judged from the last
-/// ReadyForQuery the server sent, without a round trip: idle is clean; inside a transaction, in a
-/// failed one, or mid-request (a COPY left half done, unread results) is dirty and gets a
-/// `ROLLBACK`; closed is broken and replaced. A session the tracker cannot follow (Unix-domain
-/// sockets, see [`tracked`]'s limitations) is rolled back after every use that touched it.
+/// Connections are opened by this crate (see [`tracked`](crate::tracked)), so a returned
+/// connection is judged from the last ReadyForQuery the server sent, without a round trip: idle
+/// is clean; inside a transaction, in a failed one, or mid-request (a COPY left half done, unread
+/// results) is dirty and gets a `ROLLBACK`; closed is broken and replaced. Every network
+/// operation is bounded: opening ([`connect_timeout`](Self::connect_timeout), or the
+/// configuration's own), the reset, the check and the close; a connection that exceeds a bound
+/// is closed, never waited on.
 #[derive(Clone)]
 pub struct PgConnector {
     config: Config,
-    connect: Arc<Connect>,
+    ssl_mode: SslMode,
+    tls: Tls,
+    session_reset: SessionReset,
+    connect_timeout: Duration,
     check_timeout: Duration,
+    reset_timeout: Duration,
+    close_timeout: Duration,
 }
 
 impl PgConnector {
     /// A connector for a libpq-style connection string (`"host=localhost user=postgres"`) or URL
-    /// (`"postgresql://postgres@localhost/db"`), without TLS.
+    /// (`"postgresql://postgres@localhost/db"`), with libpq's `sslmode` (all five; `prefer` by
+    /// default) and `sslrootcert` through the default TLS stack.
     pub fn new(dsn: &str) -> Result<PgConnector, Error> {
         dsn.parse()
     }
 
-    /// A connector for `config`, without TLS.
+    /// A connector for `config`, following its `sslmode` (`disable`, `prefer`, `require`) through
+    /// the default TLS stack; [`ssl`](Self::ssl) sets `verify-ca` or `verify-full`.
     pub fn from_config(config: Config) -> PgConnector {
-        PgConnector {
-            config,
-            connect: Arc::new(tracked::connect),
-            check_timeout: DEFAULT_CHECK_TIMEOUT,
+        let mode = SslMode::of(&config);
+        let plain = PgConnector::bare(config, mode);
+        match default_tls(mode, None) {
+            Ok(tls) => PgConnector { tls, ..plain },
+            // Only the root certificates can fail to load (libpq's default file, unreadable):
+            // every TLS handshake then fails with that error, as libpq's would.
+            Err(e) => PgConnector {
+                tls: Tls::broken(e.to_string()),
+                ..plain
+            },
         }
     }
 
-    /// A connector for `config` through the TLS connector `tls` (for example
-    /// `postgres_native_tls::MakeTlsConnector` or `postgres_openssl::MakeTlsConnector`), cloned
-    /// for every connection.
+    /// Sets libpq's `sslmode` and `sslrootcert` (a PEM file, `"system"` for the system store,
+    /// `None` for libpq's default) for the default TLS stack.
+    pub fn ssl(self, mode: SslMode, root_cert: Option<&str>) -> Result<PgConnector, Error> {
+        let tls = default_tls(mode, root_cert)?;
+        let mut config = self.config;
+        config.ssl_mode(mode.negotiation());
+        Ok(PgConnector {
+            config,
+            ssl_mode: mode,
+            tls,
+            ..self
+        })
+    }
+
+    /// The `sslmode` connections follow.
+    pub fn ssl_mode(&self) -> SslMode {
+        self.ssl_mode
+    }
+
+    fn bare(config: Config, ssl_mode: SslMode) -> PgConnector {
+        PgConnector {
+            config,
+            ssl_mode,
+            tls: Tls::none(),
+            session_reset: SessionReset::rollback(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            check_timeout: DEFAULT_CHECK_TIMEOUT,
+            reset_timeout: DEFAULT_RESET_TIMEOUT,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+        }
+    }
+
+    /// A connector for `config` through the TLS connector `tls` (any `MakeTlsConnect` generic
+    /// over the stream, such as `postgres_native_tls::MakeTlsConnector`), cloned for every
+    /// connection; `sslmode` is followed as tokio-postgres follows it.
     pub fn with_tls<T>(config: Config, tls: T) -> PgConnector
     where
-        T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+        T: MakeTlsConnect<PgSocket> + Clone + Send + Sync + 'static,
         T::TlsConnect: Send + 'static,
         T::Stream: Send + 'static,
         T::Error: 'static,
-        <T::TlsConnect as TlsConnect<Socket>>::Future: Send + 'static,
+        <T::TlsConnect as TlsConnect<PgSocket>>::Future: Send + 'static,
     {
+        let mode = SslMode::of(&config);
         PgConnector {
-            config,
-            connect: Arc::new(move |config: &Config| tracked::connect_tls(config, tls.clone())),
-            check_timeout: DEFAULT_CHECK_TIMEOUT,
+            tls: Tls::new(tls),
+            ..PgConnector::bare(config, mode)
         }
+    }
+
+    /// How returned sessions are reset ([`SessionReset::rollback`] unless set).
+    pub fn session_reset(mut self, reset: SessionReset) -> PgConnector {
+        self.session_reset = reset;
+        self
+    }
+
+    /// How long opening a connection may take, per host address, when the configuration has no
+    /// `connect_timeout` ([`DEFAULT_CONNECT_TIMEOUT`] unless set).
+    pub fn connect_timeout(mut self, timeout: Duration) -> PgConnector {
+        self.connect_timeout = timeout;
+        self
     }
 
     /// How long [`Connector::check`] waits for the server ([`DEFAULT_CHECK_TIMEOUT`] unless set).
     pub fn check_timeout(mut self, timeout: Duration) -> PgConnector {
         self.check_timeout = timeout;
+        self
+    }
+
+    /// How long a reset may take ([`DEFAULT_RESET_TIMEOUT`] unless set).
+    pub fn reset_timeout(mut self, timeout: Duration) -> PgConnector {
+        self.reset_timeout = timeout;
+        self
+    }
+
+    /// How long a close may take ([`DEFAULT_CLOSE_TIMEOUT`] unless set).
+    pub fn close_timeout(mut self, timeout: Duration) -> PgConnector {
+        self.close_timeout = timeout;
         self
     }
 
@@ -220,9 +557,11 @@ impl FromStr for PgConnector {
     type Err = Error;
 
     fn from_str(dsn: &str) -> Result<PgConnector, Error> {
-        dsn.parse::<Config>()
-            .map(PgConnector::from_config)
-            .map_err(Error::Config)
+        let (taken, rest) = crate::dsn::take(dsn)
+            .map_err(|option| Error::InvalidConfig(format!("unsupported {option}")))?;
+        let config: Config = rest.parse().map_err(Error::Config)?;
+        let mode = taken.ssl_mode.unwrap_or(SslMode::of(&config));
+        PgConnector::bare(config, mode).ssl(mode, taken.root_cert.as_deref())
     }
 }
 
@@ -237,7 +576,13 @@ impl fmt::Debug for PgConnector {
         // postgres::Config's Debug redacts the password.
         f.debug_struct("PgConnector")
             .field("config", &self.config)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("tls", &!self.tls.is_none())
+            .field("session_reset", &self.session_reset)
+            .field("connect_timeout", &self.connect_timeout)
             .field("check_timeout", &self.check_timeout)
+            .field("reset_timeout", &self.reset_timeout)
+            .field("close_timeout", &self.close_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -247,33 +592,68 @@ impl Connector for PgConnector {
     type Error = Error;
 
     fn connect(&self) -> Result<PgConn, Error> {
-        let (client, cell) = (self.connect)(&self.config)?;
+        let opened = connect::open(&self.config, &self.tls, Some(self.connect_timeout))?;
+        let mark = opened.cell.bytes_written();
         Ok(PgConn {
-            client,
-            cell,
-            touched: false,
+            client: Some(opened.client),
+            cell: opened.cell,
+            cancel: opened.cancel,
+            mark,
+            close_timeout: self.close_timeout,
         })
     }
 
-    /// No I/O: reads the status the server sent last.
+    /// No I/O: reads the status the server sent last (and, for a session-resetting policy,
+    /// whether the borrower sent anything).
     fn state(&self, conn: &mut PgConn) -> Returned {
-        conn.judge()
+        conn.judge(&self.session_reset)
     }
 
-    /// `ROLLBACK`; an error unless the server then says the session is idle.
+    /// The [`SessionReset`] policy within the reset timeout; an error unless the server then says
+    /// the session is idle.
     fn reset(&self, conn: &mut PgConn) -> Result<(), Error> {
-        conn.client.batch_execute("ROLLBACK")?;
+        let (policy, status) = (&self.session_reset, conn.status());
+        conn.bounded(self.reset_timeout, Op::Reset, |c| policy.run(c, status))?;
         conn.settled()
     }
 
     /// An empty query, answered within the check timeout; an error unless the session is idle.
     fn check(&self, conn: &mut PgConn) -> Result<(), Error> {
-        conn.client.is_valid(self.check_timeout)?;
-        conn.settled()
+        let (bound, unused) = (self.check_timeout, !conn.used_since_reset());
+        // An empty query under the socket's deadline (not `is_valid`'s own timer, which leaves
+        // the connection open and its error untyped).
+        conn.bounded(bound, Op::Check, |c| c.simple_query("").map(drop))?;
+        match conn.cell.get() {
+            // The check's own bytes do not make a session that was clean used.
+            TxStatus::Idle if unused => conn.settled(),
+            TxStatus::Idle => Ok(()),
+            status => Err(Error::NotIdle(status)),
+        }
     }
 
-    /// Sends Terminate and waits for the server to close the socket.
-    fn close(&self, conn: PgConn) {
-        let _ = conn.client.close();
+    /// Sends Terminate and waits for the server to close the socket, within the close timeout.
+    fn close(&self, mut conn: PgConn) {
+        conn.cell.set_deadline(Some(self.close_timeout));
+        if let Some(client) = conn.client.take() {
+            let _ = client.close();
+        }
+    }
+}
+
+#[cfg(feature = "rustls")]
+fn default_tls(mode: SslMode, root_cert: Option<&str>) -> Result<Tls, Error> {
+    if mode == SslMode::Disable {
+        return Ok(Tls::none());
+    }
+    crate::tls::RustlsConnect::new(mode, root_cert).map(Tls::new)
+}
+
+#[cfg(not(feature = "rustls"))]
+fn default_tls(mode: SslMode, _root_cert: Option<&str>) -> Result<Tls, Error> {
+    match mode {
+        SslMode::VerifyCa | SslMode::VerifyFull => Err(Error::InvalidConfig(
+            "certificate verification needs a TLS connector (feature `rustls`, or with_tls)".into(),
+        )),
+        _ => Ok(Tls::none()),
     }
 }

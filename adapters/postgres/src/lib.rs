@@ -12,6 +12,11 @@
 //!   before the next borrower gets it, who never sees the previous transaction;
 //! - closed (the server went away, the backend was terminated): closed and replaced.
 //!
+//! That is the transaction, not the session: settings, `SET ROLE`, temporary tables, prepared
+//! statements, advisory locks and `LISTEN` pass to the next borrower unless the connector is
+//! given [`SessionReset::discard`] (one round trip after each checkout that sent anything); see
+//! [`SessionReset`] for what leaks under which policy.
+//!
 //! Everything a program needs comes from this crate: the connector, the pools and their builder
 //! (re-exported from [`sanspool`]), and [`postgres`] itself.
 //!
@@ -50,24 +55,39 @@
 //! # }
 //! ```
 //!
-//! # TLS
+//! # TLS and cancellation
 //!
-//! [`PgConnector::new`] and [`PgConnector::from_config`] connect without TLS. For TLS, give any
-//! `MakeTlsConnect` implementation (`postgres-native-tls`, `postgres-openssl`) to
-//! [`PgConnector::with_tls`]; the status is then tracked above the encryption. See [`tracked`] for
-//! the sessions that cannot be tracked (Unix-domain sockets, a `prefer` session that fell back to
-//! plaintext): those are rolled back after every checkout that used them — one round trip, as
-//! other pools always pay — and never judged clean by guesswork.
+//! [`PgConnector::new`] follows libpq's `sslmode` (all of [`SslMode`]; `prefer` by default) and
+//! `sslrootcert` through rustls (feature `rustls`, on by default; see the `tls` module for what each mode
+//! verifies); [`PgConnector::from_config`] follows the configuration's `sslmode`, and
+//! [`PgConnector::ssl`] sets `verify-ca` or `verify-full`. Without the feature, `prefer` is
+//! plaintext and the modes that demand TLS are refused. Any other TLS connector generic over the
+//! stream can be given to [`PgConnector::with_tls`]. The status is tracked above the encryption.
+//! Unix-domain sockets ignore `sslmode`, as libpq does. To cancel a running query from another
+//! thread, use [`PgConn::cancel_token`] (see [`tracked`] for why the client's own token cannot).
+//!
+//! # Bounds
+//!
+//! Every network operation of the connector has a bound: opening ([`DEFAULT_CONNECT_TIMEOUT`]
+//! per host address, or the configuration's `connect_timeout`), the reset, the check and the
+//! close. A connection that exceeds one fails with [`Error::TimedOut`] and is closed.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod connect;
 mod connector;
+mod dsn;
+#[cfg(feature = "rustls")]
+pub mod tls;
 pub mod tracked;
 mod wire;
 
-pub use connector::{Error, PgConn, PgConnector, DEFAULT_CHECK_TIMEOUT};
-pub use tracked::{StatusCell, TxStatus};
+pub use connector::{
+    CancelToken, Error, Op, PgConn, PgConnector, SessionReset, SslMode, DEFAULT_CHECK_TIMEOUT,
+    DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESET_TIMEOUT, DISCARD_SESSION,
+};
+pub use tracked::{PgSocket, StatusCell, TxStatus};
 
 pub use postgres;
 pub use sanspool;

@@ -7,12 +7,19 @@
 //! [`StatusCell::get`] is one atomic load.
 //!
 //! # How the stream gets in
-//! tokio-postgres gives the raw socket to the TLS connector, with no SSLRequest first, when
-//! `sslmode=require` and `sslnegotiation=direct`. [`connect`] sets both and passes a connector that
-//! does no TLS: the "TLS stream" is the socket itself seen through the tracker, and the server
-//! receives an ordinary startup packet. [`connect_tls`] keeps the configuration and wraps the
-//! stream that a real TLS connector returns, above the encryption, where the messages are
-//! plaintext.
+//! This crate opens the socket itself ([`PgSocket`]: DNS, TCP or a Unix-domain socket, under the
+//! connect timeout) and hands it to `tokio_postgres::Config::connect_raw` with the configuration
+//! exactly as the user gave it; a blocking `postgres::Client` is built over that connection
+//! (`postgres::Config::connect_with`, see `patch/postgres/PATCH.md`). tokio-postgres then runs its
+//! own TLS negotiation over the socket. The observer sits in [`PgSocket`] for as long as the bytes
+//! are plaintext: the whole session without TLS, or only the SSLRequest and its one-byte answer
+//! when the server accepts TLS. When TLS starts, [`PgSocket`] stops reading the (encrypted) bytes
+//! and the TLS connector's stream is wrapped in [`Tracked`], which observes the plaintext above
+//! the encryption. One [`StatusCell`] follows the session either way.
+//!
+//! [`PgSocket`] also carries the connection's deadline ([`StatusCell::set_deadline`]): a read or
+//! write still pending when it passes fails with `TimedOut`, which closes the connection. That is
+//! how a `ROLLBACK`, a check or a close of the blocking client gets a bound.
 //!
 //! # The rule
 //! Every simple Query, FunctionCall and Sync written owes one ReadyForQuery, and so does the
@@ -28,14 +35,6 @@
 //! COPY IN rejected at Execute, and then misroutes replies (rust-postgres issue 789).
 //!
 //! # Limitations
-//! - Unix-domain sockets, and `hostaddr` without `host`: tokio-postgres refuses the TLS path when
-//!   it has no host name, so [`connect`] then connects without the tracker (as
-//!   `postgres::Config::connect(NoTls)` would) and the cell stays untracked: [`TxStatus::Unknown`]
-//!   always. So does `sslmode=require` given to [`connect`], which fails as it would without
-//!   tracking; a server that accepts only TLS needs [`connect_tls`].
-//! - [`connect_tls`] tracks only sessions that are really encrypted; one that falls back to
-//!   plaintext (`sslmode=prefer` and a server without TLS) is untracked. `sslmode=disable` goes
-//!   through [`connect`].
 //! - The blocking client reads and writes only inside its own calls, and some calls return before
 //!   their ReadyForQuery is read (a failed call returns on the ErrorResponse,
 //!   `CopyInWriter::finish` on CommandComplete) or leave a request queued (the Close of a dropped
@@ -43,18 +42,23 @@
 //!   server may already be idle, and a server that closed the connection between calls is seen as
 //!   closed only once a call fails. The queued CopyFail after a COPY rejected at Execute goes out
 //!   at the next call: until then the status may say `Idle`.
+//! - `postgres::Client::cancel_token` of a client opened this way cannot cancel (tokio-postgres
+//!   keeps no socket address for a `connect_raw` connection): use
+//!   [`PgConn::cancel_token`](crate::PgConn::cancel_token), which the pooled guards reach first.
 
-use std::future::{ready, Future, Ready};
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use postgres::config::{Host, SslMode, SslNegotiation};
 use postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
-use postgres::{Client, Config, Error, NoTls, Socket};
+use postgres::{Client, Config};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::time::Sleep;
 
 use crate::wire::{Framer, Session, State};
 
@@ -76,15 +80,30 @@ pub enum TxStatus {
 }
 
 /// A handle on the status of one connection; clones share it. Reading costs no I/O.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct StatusCell(Arc<Shared>);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     /// A [`TxStatus`] as `u8`; 0 is `Unknown`.
     status: AtomicU8,
     tracked: AtomicBool,
     bytes_written: AtomicU64,
+    /// Nanoseconds after `epoch` (plus one, so that 0 means no deadline).
+    deadline: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for StatusCell {
+    fn default() -> Self {
+        StatusCell(Arc::new(Shared {
+            status: AtomicU8::new(0),
+            tracked: AtomicBool::new(false),
+            bytes_written: AtomicU64::new(0),
+            deadline: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }))
+    }
 }
 
 impl StatusCell {
@@ -105,9 +124,29 @@ impl StatusCell {
         self.0.tracked.load(Ordering::Acquire)
     }
 
-    /// Bytes the client has written to the server since the session started (startup included).
+    /// Bytes the client has written to the server since the session started (startup included,
+    /// TLS records counted as sent).
     pub fn bytes_written(&self) -> u64 {
         self.0.bytes_written.load(Ordering::Relaxed)
+    }
+
+    /// Bounds the connection's I/O: a read or write still pending `after` from now fails with
+    /// `TimedOut` (and the client's connection closes). `None` lifts the bound.
+    pub fn set_deadline(&self, after: Option<Duration>) {
+        let nanos = after.map_or(0, |after| {
+            let at = self.0.epoch.elapsed().saturating_add(after);
+            u64::try_from(at.as_nanos())
+                .unwrap_or(u64::MAX - 1)
+                .saturating_add(1)
+        });
+        self.0.deadline.store(nanos, Ordering::Release);
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match self.0.deadline.load(Ordering::Acquire) {
+            0 => None,
+            n => self.0.epoch.checked_add(Duration::from_nanos(n - 1)),
+        }
     }
 
     fn publish(&self, state: State) {
@@ -122,69 +161,308 @@ impl StatusCell {
     }
 }
 
-/// Opens a tracked connection without TLS (see the module docs for the configurations it cannot
-/// track).
-pub fn connect(config: &Config) -> Result<(Client, StatusCell), Error> {
-    let cell = StatusCell::default();
-    let hosts = config.get_hosts();
-    let named = !hosts.is_empty() && hosts.iter().all(|h| matches!(h, Host::Tcp(_)));
-    if !named || !matches!(config.get_ssl_mode(), SslMode::Disable | SslMode::Prefer) {
-        return Ok((config.connect(NoTls)?, cell));
-    }
-    let mut direct = config.clone();
-    direct
-        .ssl_mode(SslMode::Require)
-        .ssl_negotiation(SslNegotiation::Direct);
-    let client = direct.connect(Direct(cell.clone()))?;
-    Ok((client, cell))
+/// Opens a tracked connection without TLS: plaintext unless `sslmode=require`, which then fails
+/// as libpq built without TLS would.
+pub fn connect(config: &Config) -> Result<(Client, StatusCell), crate::Error> {
+    crate::connect::open(config, &crate::connect::Tls::none(), None).map(|o| (o.client, o.cell))
 }
 
-/// Opens a tracked connection through the TLS connector `tls` (see the module docs for when it is
-/// untracked).
-pub fn connect_tls<T>(config: &Config, tls: T) -> Result<(Client, StatusCell), Error>
+/// Opens a tracked connection through the TLS connector `tls`, following the configuration's
+/// `sslmode` as tokio-postgres does (`prefer` tries TLS and falls back to plaintext).
+pub fn connect_tls<T>(config: &Config, tls: T) -> Result<(Client, StatusCell), crate::Error>
 where
-    T: MakeTlsConnect<Socket> + Send + 'static,
+    T: MakeTlsConnect<PgSocket> + Clone + Send + Sync + 'static,
     T::TlsConnect: Send + 'static,
     T::Stream: Send + 'static,
     T::Error: 'static,
-    <T::TlsConnect as TlsConnect<Socket>>::Future: Send + 'static,
+    <T::TlsConnect as TlsConnect<PgSocket>>::Future: Send + 'static,
 {
-    if config.get_ssl_mode() == SslMode::Disable {
-        return connect(config);
-    }
-    let cell = StatusCell::default();
-    let client = config.connect(Tracking {
-        inner: tls,
-        cell: cell.clone(),
-    })?;
-    Ok((client, cell))
+    crate::connect::open(config, &crate::connect::Tls::new(tls), None).map(|o| (o.client, o.cell))
 }
 
-/// A connection's stream seen through the tracker.
-struct Tracked<S> {
-    inner: S,
+/// What a tracker is reading.
+#[derive(Debug)]
+enum Phase {
+    /// Protocol messages (after any SSLRequest was declined, or above TLS).
+    Messages,
+    /// An SSLRequest (or GSSENCRequest) was written: the next backend byte is the bare answer.
+    Answer,
+    /// The server accepted TLS: the bytes here are encrypted, the tracker above them follows.
+    Encrypted,
+}
+
+/// The protocol observer of one stream.
+#[derive(Debug)]
+struct Tracker {
     session: Session,
     front: Framer,
     back: Framer,
+    phase: Phase,
     cell: StatusCell,
-    binding: fn(&S) -> ChannelBinding,
 }
 
-impl<S> Tracked<S> {
-    fn new(inner: S, cell: StatusCell, binding: fn(&S) -> ChannelBinding) -> Self {
-        let (session, front, back) = (Session::new(), Framer::startup(), Framer::typed());
-        cell.0.bytes_written.store(0, Ordering::Relaxed);
+impl Tracker {
+    fn new(cell: StatusCell) -> Self {
+        let session = Session::new();
         cell.0.tracked.store(true, Ordering::Release);
         cell.publish(session.state());
-        Self {
-            inner,
+        Tracker {
             session,
-            front,
-            back,
+            front: Framer::startup(),
+            back: Framer::typed(),
+            phase: Phase::Messages,
             cell,
-            binding,
         }
     }
+
+    fn wrote(&mut self, data: &[u8]) {
+        if matches!(self.phase, Phase::Encrypted) {
+            return;
+        }
+        let (session, mut request) = (&mut self.session, false);
+        let followed = self.front.feed(data, |ty, first| match ty {
+            // An untyped message whose code starts with 0x04 is a negotiation request (SSL or
+            // GSSENC, 80877103/4), not the startup message (protocol 3.0 starts with 0x00).
+            0 if first == Some(0x04) => request = true,
+            _ => session.frontend(ty),
+        });
+        if !followed {
+            session.lose();
+        }
+        if request {
+            self.phase = Phase::Answer;
+        }
+        self.cell.publish(self.session.state());
+    }
+
+    fn read(&mut self, mut data: &[u8]) {
+        if let Phase::Answer = self.phase {
+            let Some((&answer, rest)) = data.split_first() else {
+                return;
+            };
+            if answer == b'S' || answer == b'G' {
+                self.phase = Phase::Encrypted;
+                return;
+            }
+            // Declined: the startup message follows in plaintext.
+            (self.phase, self.front, data) = (Phase::Messages, Framer::startup(), rest);
+        }
+        if matches!(self.phase, Phase::Encrypted) {
+            return;
+        }
+        let session = &mut self.session;
+        if !self.back.feed(data, |ty, first| session.backend(ty, first)) {
+            session.lose();
+        }
+        self.cell.publish(self.session.state());
+    }
+
+    /// TLS starts over this stream (direct negotiation, or after an accepted SSLRequest).
+    fn encrypted(&mut self) {
+        self.phase = Phase::Encrypted;
+    }
+
+    fn close(&mut self) {
+        self.session.close();
+        self.cell.publish(State::Closed);
+    }
+}
+
+#[derive(Debug)]
+enum Raw {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// The socket of a connection opened by this crate: TCP or a Unix-domain socket, with the
+/// tracker in it while the session is plaintext and the connection's deadline. It is what TLS
+/// connectors given to [`PgConnector::with_tls`](crate::PgConnector::with_tls) wrap.
+#[derive(Debug)]
+pub struct PgSocket {
+    raw: Raw,
+    tracker: Option<Tracker>,
+    cell: Option<StatusCell>,
+    /// The timer of the deadline it was armed for (the cell's raw value).
+    timer: Option<(u64, Pin<Box<Sleep>>)>,
+    /// A cancel request's socket: shutting down does not close our half but waits for the
+    /// server to close, as libpq does, so the request is processed before the caller goes on.
+    /// (PgBouncer 1.18 drops a cancel request whose client closes first, and may then crash.)
+    linger: bool,
+}
+
+impl PgSocket {
+    pub(crate) fn tcp(stream: TcpStream) -> Self {
+        Self::new(Raw::Tcp(stream))
+    }
+
+    pub(crate) fn unix(stream: UnixStream) -> Self {
+        Self::new(Raw::Unix(stream))
+    }
+
+    fn new(raw: Raw) -> Self {
+        PgSocket {
+            raw,
+            tracker: None,
+            cell: None,
+            timer: None,
+            linger: false,
+        }
+    }
+
+    /// Makes shutting down wait for the peer's end of stream (a cancel request's socket).
+    pub(crate) fn lingering(mut self) -> Self {
+        self.linger = true;
+        self
+    }
+
+    /// Puts the tracker in (the connection's socket; not for a cancel request's).
+    pub(crate) fn track(&mut self, cell: StatusCell) {
+        cell.0.bytes_written.store(0, Ordering::Relaxed);
+        self.tracker = Some(Tracker::new(cell.clone()));
+        self.cell = Some(cell);
+    }
+
+    /// Whether the connection's deadline has passed; arms the timer (and so a wake-up) if not.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(cell) = &self.cell else { return false };
+        let raw = cell.0.deadline.load(Ordering::Acquire);
+        let Some(at) = cell.deadline() else {
+            self.timer = None;
+            return false;
+        };
+        if self.timer.as_ref().is_none_or(|(armed, _)| *armed != raw) {
+            let sleep = tokio::time::sleep_until(at.into());
+            self.timer = Some((raw, Box::pin(sleep)));
+        }
+        let (_, timer) = self.timer.as_mut().expect("armed above");
+        timer.as_mut().poll(cx).is_ready()
+    }
+
+    fn timed_out(&mut self) -> io::Error {
+        if let Some(tracker) = &mut self.tracker {
+            tracker.close();
+        } else if let Some(cell) = &self.cell {
+            cell.publish(State::Closed);
+        }
+        io::Error::new(io::ErrorKind::TimedOut, "the connection's deadline passed")
+    }
+}
+
+impl AsyncRead for PgSocket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let (before, room) = (buf.filled().len(), buf.remaining() > 0);
+        let polled = match &mut this.raw {
+            Raw::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Raw::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        };
+        if polled.is_pending() && this.expired(cx) {
+            return Poll::Ready(Err(this.timed_out()));
+        }
+        match (&polled, &mut this.tracker) {
+            (Poll::Pending, _) | (_, None) => {}
+            (Poll::Ready(Ok(())), Some(t)) if !room || buf.filled().len() > before => {
+                t.read(&buf.filled()[before..]);
+            }
+            (Poll::Ready(_), Some(t)) => t.close(), // end of stream or error
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for PgSocket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = match &mut this.raw {
+            Raw::Tcp(s) => Pin::new(s).poll_write(cx, data),
+            Raw::Unix(s) => Pin::new(s).poll_write(cx, data),
+        };
+        match &polled {
+            Poll::Pending if this.expired(cx) => return Poll::Ready(Err(this.timed_out())),
+            Poll::Pending => {}
+            Poll::Ready(Ok(n)) => {
+                if let Some(cell) = &this.cell {
+                    let n = *n as u64;
+                    cell.0.bytes_written.fetch_add(n, Ordering::Relaxed);
+                }
+                if let Some(t) = &mut this.tracker {
+                    t.wrote(&data[..*n]);
+                }
+            }
+            Poll::Ready(Err(_)) => {
+                if let Some(t) = &mut this.tracker {
+                    t.close();
+                }
+            }
+        }
+        polled
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = match &mut this.raw {
+            Raw::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Raw::Unix(s) => Pin::new(s).poll_flush(cx),
+        };
+        if polled.is_pending() && this.expired(cx) {
+            return Poll::Ready(Err(this.timed_out()));
+        }
+        polled
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(t) = &mut this.tracker {
+            t.close();
+        }
+        if !this.linger {
+            let polled = match &mut this.raw {
+                Raw::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+                Raw::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            };
+            if polled.is_pending() && this.expired(cx) {
+                return Poll::Ready(Err(this.timed_out()));
+            }
+            return polled;
+        }
+        // Read (and drop) until the peer closes.
+        let mut scratch = [0u8; 64];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            let polled = match &mut this.raw {
+                Raw::Tcp(s) => Pin::new(s).poll_read(cx, &mut buf),
+                Raw::Unix(s) => Pin::new(s).poll_read(cx, &mut buf),
+            };
+            match polled {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => continue,
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl Drop for PgSocket {
+    fn drop(&mut self) {
+        if let Some(t) = &mut self.tracker {
+            t.close();
+        }
+    }
+}
+
+/// A TLS stream with the tracker above the encryption.
+#[derive(Debug)]
+pub struct Tracked<S> {
+    inner: S,
+    tracker: Tracker,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
@@ -197,18 +475,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         let (before, room) = (buf.filled().len(), buf.remaining() > 0);
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         match &polled {
-            Poll::Pending => return polled,
+            Poll::Pending => {}
             Poll::Ready(Ok(())) if !room || buf.filled().len() > before => {
-                let session = &mut this.session;
-                if !this.back.feed(&buf.filled()[before..], |ty, first| {
-                    session.backend(ty, first)
-                }) {
-                    session.lose();
-                }
+                this.tracker.read(&buf.filled()[before..]);
             }
-            Poll::Ready(_) => this.session.close(), // end of stream or error
+            Poll::Ready(_) => this.tracker.close(),
         }
-        this.cell.publish(this.session.state());
         polled
     }
 }
@@ -222,20 +494,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write(cx, data);
         match &polled {
-            Poll::Pending => return polled,
-            Poll::Ready(Ok(n)) => {
-                this.cell
-                    .0
-                    .bytes_written
-                    .fetch_add(*n as u64, Ordering::Relaxed);
-                let session = &mut this.session;
-                if !this.front.feed(&data[..*n], |ty, _| session.frontend(ty)) {
-                    session.lose();
-                }
-            }
-            Poll::Ready(Err(_)) => this.session.close(),
+            Poll::Pending => {}
+            Poll::Ready(Ok(n)) => this.tracker.wrote(&data[..*n]),
+            Poll::Ready(Err(_)) => this.tracker.close(),
         }
-        this.cell.publish(this.session.state());
         polled
     }
 
@@ -244,95 +506,33 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.session.close();
-        self.cell.publish(State::Closed);
+        self.tracker.close();
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for Tracked<S> {
+impl<S: TlsStream + Unpin> TlsStream for Tracked<S> {
     fn channel_binding(&self) -> ChannelBinding {
-        (self.binding)(&self.inner)
+        self.inner.channel_binding()
     }
 }
 
 impl<S> Drop for Tracked<S> {
     fn drop(&mut self) {
-        self.cell.publish(State::Closed);
+        self.tracker.close();
     }
 }
 
-/// The connector of [`connect`]: no TLS, just the tracker around the socket.
-struct Direct(StatusCell);
-
-impl MakeTlsConnect<Socket> for Direct {
-    type Stream = Tracked<Socket>;
-    type TlsConnect = Direct;
-    type Error = io::Error;
-
-    fn make_tls_connect(&mut self, _domain: &str) -> io::Result<Direct> {
-        Ok(Direct(self.0.clone()))
-    }
-}
-
-impl TlsConnect<Socket> for Direct {
-    type Stream = Tracked<Socket>;
-    type Error = io::Error;
-    type Future = Ready<io::Result<Tracked<Socket>>>;
-
-    fn connect(self, socket: Socket) -> Self::Future {
-        // No TLS, hence no channel binding: SCRAM runs without it (unless the config requires it).
-        ready(Ok(Tracked::new(socket, self.0, |_| ChannelBinding::none())))
-    }
-}
-
-/// The connector of [`connect_tls`]: the tracker around what the inner connector returns.
-struct Tracking<T> {
-    inner: T,
-    cell: StatusCell,
-}
-
-impl<T: MakeTlsConnect<Socket>> MakeTlsConnect<Socket> for Tracking<T>
-where
-    T::TlsConnect: 'static,
-    T::Stream: Send + 'static,
-    T::Error: 'static,
-    <T::TlsConnect as TlsConnect<Socket>>::Future: Send + 'static,
-{
-    type Stream = Tracked<T::Stream>;
-    type TlsConnect = Tracking<T::TlsConnect>;
-    type Error = T::Error;
-
-    fn make_tls_connect(&mut self, domain: &str) -> Result<Self::TlsConnect, T::Error> {
-        let inner = self.inner.make_tls_connect(domain)?;
-        Ok(Tracking {
+impl<S> Tracked<S> {
+    /// Puts the tracker above `inner`, a TLS stream over `socket` (whose own tracker stands
+    /// aside: it sees only encrypted bytes from now on).
+    pub(crate) fn above(socket: &mut PgSocket, cell: StatusCell) -> impl FnOnce(S) -> Self {
+        if let Some(t) = &mut socket.tracker {
+            t.encrypted();
+        }
+        move |inner| Tracked {
             inner,
-            cell: self.cell.clone(),
-        })
-    }
-}
-
-type Connecting<S, E> = Pin<Box<dyn Future<Output = Result<Tracked<S>, E>> + Send>>;
-
-impl<C: TlsConnect<Socket>> TlsConnect<Socket> for Tracking<C>
-where
-    C: 'static,
-    C::Stream: Send + 'static,
-    C::Error: 'static,
-    C::Future: Send + 'static,
-{
-    type Stream = Tracked<C::Stream>;
-    type Error = C::Error;
-    type Future = Connecting<C::Stream, C::Error>;
-
-    fn connect(self, socket: Socket) -> Self::Future {
-        let (handshake, cell) = (self.inner.connect(socket), self.cell);
-        Box::pin(async move {
-            Ok(Tracked::new(
-                handshake.await?,
-                cell,
-                C::Stream::channel_binding,
-            ))
-        })
+            tracker: Tracker::new(cell),
+        }
     }
 }

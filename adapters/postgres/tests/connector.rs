@@ -66,7 +66,7 @@ fn debug_output_redacts_the_password() {
 }
 
 #[test]
-fn connecting_to_nothing_is_a_postgres_error() {
+fn connecting_to_nothing_is_a_connect_error() {
     // A port of 127.0.0.1 that nothing listens on: bind one, note it, close it.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -78,7 +78,7 @@ fn connecting_to_nothing_is_a_postgres_error() {
     ))
     .unwrap();
     let err = connector.connect().unwrap_err();
-    assert!(matches!(err, Error::Postgres(_)), "{err:?}");
+    assert!(matches!(err, Error::Connect(_)), "{err:?}");
 }
 
 #[test]
@@ -88,4 +88,35 @@ fn the_connector_is_shareable() {
     fn sendable<T: Send + 'static>() {}
     sendable::<sanspool_postgres::PgConn>();
     sendable::<Error>();
+    // What TLS crates ask of the stream they wrap (postgres-native-tls, postgres-openssl).
+    fn wrappable<T: Send + Sync + Unpin + std::fmt::Debug + 'static>() {}
+    wrappable::<sanspool_postgres::PgSocket>();
+    shareable::<sanspool_postgres::CancelToken>();
+}
+
+#[test]
+fn libpq_sslmodes_are_parsed() {
+    use sanspool_postgres::SslMode;
+    for (dsn, mode) in [
+        ("host=h", SslMode::Prefer),
+        ("host=h sslmode=disable", SslMode::Disable),
+        ("host=h sslmode=prefer", SslMode::Prefer),
+        ("host=h sslmode=require", SslMode::Require),
+        (
+            "host=h sslmode=verify-ca sslrootcert=system",
+            SslMode::VerifyCa,
+        ),
+        ("host=h sslmode=verify-full", SslMode::VerifyFull),
+        ("postgresql://h/db?sslmode=verify-full", SslMode::VerifyFull),
+    ] {
+        let connector = PgConnector::new(dsn).unwrap();
+        assert_eq!(connector.ssl_mode(), mode, "{dsn}");
+    }
+    // `allow` would need a plaintext-first retry that the client cannot make: refused, typed.
+    let err = PgConnector::new("host=h sslmode=allow").unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)), "{err:?}");
+    // A root file that does not exist is an error at once, not a silent downgrade.
+    let err =
+        PgConnector::new("host=h sslmode=verify-full sslrootcert=/nonexistent.crt").unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)), "{err:?}");
 }

@@ -15,6 +15,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 use postgres::{Client, Config, NoTls, SimpleQueryMessage};
 use sanspool_postgres::tracked::{connect, connect_tls, StatusCell, TxStatus};
+use sanspool_postgres::PgSocket;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 const BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -163,7 +164,7 @@ fn tracks_a_real_server() {
     status_costs_no_round_trip(&config);
     termination(&config);
     tls_wrapper(&config);
-    untracked(&config, server.as_ref());
+    plaintext_paths(&config, server.as_ref());
 }
 
 fn transactions(config: &Config) {
@@ -332,8 +333,8 @@ fn termination(config: &Config) {
     assert_eq!(cell.get(), TxStatus::Closed, "dropped client");
 }
 
-fn untracked(config: &Config, server: Option<&Server>) {
-    // sslmode=disable takes the tracked plaintext path even through connect_tls.
+fn plaintext_paths(config: &Config, server: Option<&Server>) {
+    // sslmode=disable: the plaintext session is tracked.
     let mut plain = config.clone();
     plain.ssl_mode(SslMode::Disable);
     let (_c, cell) = connect_tls(&plain, NoTls).unwrap();
@@ -341,24 +342,30 @@ fn untracked(config: &Config, server: Option<&Server>) {
     assert_eq!(cell.get(), TxStatus::Idle);
 
     let Some(server) = server else { return };
-    // A server without TLS declines the SSLRequest: the session falls back to plaintext, untracked.
+    // A server without TLS declines the SSLRequest: the session falls back to plaintext, and the
+    // tracker in the socket reads on past the one-byte answer.
     let mut prefer = config.clone();
     prefer.ssl_mode(SslMode::Prefer);
-    let (mut c, cell) = connect_tls(&prefer, NoTls).unwrap();
-    c.simple_query("SELECT 1").unwrap();
-    assert!(!cell.is_tracked());
-    assert_eq!(cell.get(), TxStatus::Unknown);
+    let (mut c, cell) = connect_tls(&prefer, FakeTls).unwrap();
+    assert!(cell.is_tracked());
+    assert_eq!(cell.get(), TxStatus::Idle);
+    c.simple_query("BEGIN").unwrap();
+    assert_eq!(cell.get(), TxStatus::InTransaction);
+    rollback(&mut c, &cell);
 
-    // A unix-domain socket cannot take the TLS path: connected, untracked.
+    // A unix-domain socket ignores sslmode, as libpq does, and is tracked.
     let mut unix = Config::new();
     unix.host_path(&server.dir)
         .port(server.port)
         .user("postgres")
-        .dbname("postgres");
+        .dbname("postgres")
+        .ssl_mode(SslMode::Require);
     let (mut c, cell) = connect(&unix).unwrap();
-    c.simple_query("SELECT 1").unwrap();
-    assert!(!cell.is_tracked());
-    assert_eq!(cell.get(), TxStatus::Unknown);
+    assert!(cell.is_tracked());
+    assert_eq!(cell.get(), TxStatus::Idle);
+    c.simple_query("BEGIN").unwrap();
+    assert_eq!(cell.get(), TxStatus::InTransaction);
+    rollback(&mut c, &cell);
 }
 
 /// A stand-in for a TLS connector that returns the socket as is: with direct negotiation the
@@ -366,9 +373,9 @@ fn untracked(config: &Config, server: Option<&Server>) {
 #[derive(Clone, Copy)]
 struct FakeTls;
 
-struct FakeTlsStream(postgres::Socket);
+struct FakeTlsStream(PgSocket);
 
-impl MakeTlsConnect<postgres::Socket> for FakeTls {
+impl MakeTlsConnect<PgSocket> for FakeTls {
     type Stream = FakeTlsStream;
     type TlsConnect = FakeTls;
     type Error = std::io::Error;
@@ -378,12 +385,12 @@ impl MakeTlsConnect<postgres::Socket> for FakeTls {
     }
 }
 
-impl TlsConnect<postgres::Socket> for FakeTls {
+impl TlsConnect<PgSocket> for FakeTls {
     type Stream = FakeTlsStream;
     type Error = std::io::Error;
     type Future = std::future::Ready<std::io::Result<FakeTlsStream>>;
 
-    fn connect(self, socket: postgres::Socket) -> Self::Future {
+    fn connect(self, socket: PgSocket) -> Self::Future {
         std::future::ready(Ok(FakeTlsStream(socket)))
     }
 }
