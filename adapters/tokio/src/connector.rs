@@ -1,0 +1,45 @@
+//! The connection-maker trait: what an async client implements to be pooled.
+
+use sanspool_core::Returned;
+use std::future::Future;
+
+/// Opens, judges, resets, checks and closes connections of one kind, asynchronously.
+///
+/// The pool runs [`connect`](Connector::connect), [`reset`](Connector::reset),
+/// [`check`](Connector::check) and [`close`](Connector::close) on tasks of their own (never under
+/// its lock, never inside a borrower's `get()`), so a slow server delays nobody an idle connection
+/// could serve. [`state`](Connector::state) runs when a guard is dropped, so it must not do I/O.
+/// A method that panics counts as a failure (the connection is closed, or the open reported
+/// failed), so the pool's bookkeeping stays whole.
+pub trait Connector: Send + Sync + 'static {
+    /// The connection.
+    type Conn: Send + 'static;
+    /// What opening or using a connection can fail with.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Opens a new connection.
+    fn connect(&self) -> impl Future<Output = Result<Self::Conn, Self::Error>> + Send;
+
+    /// The state of a returned connection, judged locally, without I/O: [`Returned::Clean`]
+    /// (reuse as it is), [`Returned::Dirty`] ([`reset`](Connector::reset) before reuse),
+    /// [`Returned::Broken`] (close and replace).
+    fn state(&self, conn: &mut Self::Conn) -> Returned;
+
+    /// Makes a dirty connection clean again (for a database: `ROLLBACK`). On error it is closed.
+    fn reset(&self, conn: &mut Self::Conn) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Checks that the connection still works (a round trip). On error it is closed and replaced.
+    fn check(&self, conn: &mut Self::Conn) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Whether a failed [`connect`](Connector::connect) will fail again until someone fixes
+    /// something (bad credentials, no such database): every queued checkout then fails at once.
+    fn is_permanent(&self, error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
+
+    /// Closes a connection the pool no longer keeps. By default, drops it.
+    fn close(&self, conn: Self::Conn) -> impl Future<Output = ()> + Send {
+        async move { drop(conn) }
+    }
+}

@@ -1,0 +1,59 @@
+//! An async connection pool on tokio: the third driver of the sans-IO `sanspool-core` state
+//! machine, beside the blocking pools of `sanspool`.
+//!
+//! The rules (FIFO fairness, `min`/`max`, lifetimes, backoff, what a returned connection needs)
+//! are the core's; this crate only runs them: one mutex around the core, a oneshot per queued
+//! checkout, opens, resets, checks and closes on tasks, and a maintenance task sleeping until the
+//! core's next deadline. See [`Pool`].
+//!
+//! ```
+//! # use sanspool_tokio::{Builder, Connector, Returned};
+//! # use std::convert::Infallible;
+//! # struct Server;
+//! # impl Connector for Server {
+//! #     type Conn = Vec<String>;
+//! #     type Error = Infallible;
+//! #     async fn connect(&self) -> Result<Vec<String>, Infallible> { Ok(Vec::new()) }
+//! #     fn state(&self, _: &mut Vec<String>) -> Returned { Returned::Clean }
+//! #     async fn reset(&self, _: &mut Vec<String>) -> Result<(), Infallible> { Ok(()) }
+//! #     async fn check(&self, _: &mut Vec<String>) -> Result<(), Infallible> { Ok(()) }
+//! # }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), sanspool_tokio::PoolError<Infallible>> {
+//! use std::time::Duration;
+//!
+//! let pool = Builder::new(Server)
+//!     .min(2)
+//!     .max(4)
+//!     .timeout(Duration::from_secs(5))
+//!     .build()
+//!     .await?;
+//! let mut tasks = Vec::new();
+//! for _ in 0..8 {
+//!     let pool = pool.clone();
+//!     tasks.push(tokio::spawn(async move {
+//!         pool.get().await.unwrap().push("SELECT 1".into());
+//!     }));
+//! }
+//! for t in tasks {
+//!     t.await.unwrap();
+//! }
+//! assert_eq!(pool.stats().checkouts, 8);
+//! assert!(pool.stats().size <= 4);
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod builder;
+mod connector;
+mod error;
+mod pool;
+
+pub use builder::Builder;
+pub use connector::Connector;
+pub use error::PoolError;
+pub use pool::{Pool, PooledConn};
+pub use sanspool_core::{IdleOrder, KeepIdle, Returned, Stats};

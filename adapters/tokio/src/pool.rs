@@ -1,0 +1,821 @@
+//! The async pool: the core behind one mutex, checkouts parked on oneshots, I/O on tasks.
+//!
+//! Every input to the core and the drain of the commands it caused share one critical section;
+//! grants and failures are sent on the queued checkouts' oneshots there (hand-offs, no I/O), and
+//! the I/O commands (open, close, reset, check) are spawned as tasks after the lock is released.
+//! Each task reports its completion under the lock, with a new drain. No lock is held across an
+//! await.
+
+use crate::error::Failure;
+use crate::{Connector, PoolError};
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use sanspool_core::{
+    AllocPool, Checkout, Command, Completion, Config, Lease, Returned, Stats, Time, Wait, WaiterId,
+};
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
+use tokio::sync::{oneshot, Notify};
+
+/// An async hook run on a connection: after it is opened, or before it is reused.
+pub(crate) type Hook<M> = Box<
+    dyn for<'a> Fn(
+            &'a mut <M as Connector>::Conn,
+        ) -> BoxFuture<'a, Result<(), <M as Connector>::Error>>
+        + Send
+        + Sync,
+>;
+
+/// What a queued checkout receives: the lease, the connection and whether it was opened for this
+/// very checkout (then it needs no vetting), or why it failed.
+type Outcome<C, E> = Result<(Lease, C, bool), PoolError<E>>;
+type OutcomeOf<M> = Outcome<<M as Connector>::Conn, <M as Connector>::Error>;
+
+/// How long the build waits for `min` connections when checkouts do not wait (psycopg2 mode).
+const WARM_UP_BOUND: Duration = Duration::from_secs(30);
+/// The least the build waits for `min` connections (a checkout timeout of milliseconds says how
+/// long a borrower may queue, not how long a server may take to accept).
+const WARM_UP_LEAST: Duration = Duration::from_secs(1);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the pool does I/O with, fixed at build: the connector, hooks, timeout, clock origin.
+pub(crate) struct Settings<M: Connector> {
+    connector: M,
+    after_connect: Option<Hook<M>>,
+    before_reuse: Option<Hook<M>>,
+    check_on_checkout: bool,
+    timeout: Option<Duration>,
+    origin: Instant,
+}
+
+impl<M: Connector> Settings<M> {
+    pub(crate) fn new(
+        connector: M,
+        after_connect: Option<Hook<M>>,
+        before_reuse: Option<Hook<M>>,
+        check_on_checkout: bool,
+        timeout: Option<Duration>,
+    ) -> Self {
+        Settings {
+            connector,
+            after_connect,
+            before_reuse,
+            check_on_checkout,
+            timeout,
+            origin: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> Time {
+        self.time(Instant::now())
+    }
+
+    fn time(&self, at: Instant) -> Time {
+        let nanos = at.saturating_duration_since(self.origin).as_nanos();
+        Time::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    fn instant(&self, t: Time) -> Option<Instant> {
+        self.origin.checked_add(Duration::from_nanos(t.as_nanos()))
+    }
+
+    /// How a checkout starting at `start` may wait, and until when.
+    fn wait_from(&self, start: Instant) -> (Wait, Option<Instant>) {
+        match self.timeout {
+            None => (Wait::No, None),
+            Some(d) => match start.checked_add(d) {
+                Some(deadline) => (Wait::Until(self.time(deadline)), Some(deadline)),
+                None => (Wait::Forever, None),
+            },
+        }
+    }
+
+    /// Connect and run `after_connect`; `Err(None)`: it panicked.
+    async fn open(&self) -> Result<M::Conn, Option<M::Error>> {
+        let opened = AssertUnwindSafe(async {
+            let mut conn = self.connector.connect().await?;
+            if let Some(hook) = &self.after_connect {
+                if let Err(e) = hook(&mut conn).await {
+                    self.connector.close(conn).await;
+                    return Err(e);
+                }
+            }
+            Ok(conn)
+        })
+        .catch_unwind()
+        .await;
+        match opened {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(Some(e)),
+            Err(_) => Err(None),
+        }
+    }
+
+    /// Whether a connection taken from the idle set may be handed out.
+    async fn vet(&self, conn: &mut M::Conn) -> bool {
+        AssertUnwindSafe(async {
+            if let Some(hook) = &self.before_reuse {
+                if hook(conn).await.is_err() {
+                    return false;
+                }
+            }
+            !self.check_on_checkout || self.connector.check(conn).await.is_ok()
+        })
+        .catch_unwind()
+        .await
+        .unwrap_or(false)
+    }
+
+    /// The state of a connection given back, without I/O. A borrower unwinding from a panic may
+    /// have left it mid-work, so it is at least reset.
+    fn judge(&self, conn: &mut M::Conn, close: bool) -> Returned {
+        if close {
+            return Returned::Close;
+        }
+        let judged = std::panic::catch_unwind(AssertUnwindSafe(|| self.connector.state(conn)));
+        match judged {
+            Ok(Returned::Clean) if std::thread::panicking() => Returned::Dirty,
+            Ok(state) => state,
+            Err(_) => Returned::Broken,
+        }
+    }
+
+    async fn close(&self, conn: M::Conn) {
+        let _ = AssertUnwindSafe(self.connector.close(conn))
+            .catch_unwind()
+            .await;
+    }
+
+    /// The I/O of an open, close, reset or check command, and its completion (with, for a failed
+    /// open, why: `Some(None)` if it panicked).
+    async fn perform(
+        &self,
+        cmd: Command<M::Conn>,
+    ) -> (Completion<M::Conn>, Option<Option<M::Error>>) {
+        let done = match cmd {
+            Command::Open(ticket) => match self.open().await {
+                Ok(conn) => Completion::Opened { ticket, conn },
+                Err(e) => {
+                    let permanent = e.as_ref().is_some_and(|e| {
+                        std::panic::catch_unwind(AssertUnwindSafe(|| {
+                            self.connector.is_permanent(e)
+                        }))
+                        .unwrap_or(false)
+                    });
+                    return (Completion::OpenFailed { ticket, permanent }, Some(e));
+                }
+            },
+            Command::Close { ticket, conn } => {
+                self.close(conn).await;
+                Completion::Closed { ticket }
+            }
+            Command::Reset { ticket, mut conn } => {
+                let ok = AssertUnwindSafe(async {
+                    self.connector.reset(&mut conn).await.is_ok()
+                        && self.connector.state(&mut conn) == Returned::Clean
+                })
+                .catch_unwind()
+                .await;
+                Completion::Reset {
+                    ticket,
+                    conn,
+                    ok: ok.unwrap_or(false),
+                }
+            }
+            Command::Check { ticket, mut conn } => {
+                let ok = AssertUnwindSafe(self.connector.check(&mut conn))
+                    .catch_unwind()
+                    .await;
+                Completion::Checked {
+                    ticket,
+                    conn,
+                    ok: matches!(ok, Ok(Ok(()))),
+                }
+            }
+            Command::Grant { .. } | Command::Fail { .. } => {
+                unreachable!("hand-offs are delivered by the drain, never performed")
+            }
+        };
+        (done, None)
+    }
+}
+
+/// An async pool. Cloning gives another handle to the same pool; it closes when the last handle
+/// (and guard) is dropped, or at [`close`](Pool::close).
+///
+/// How it runs:
+/// - the core sits behind one `std` mutex, never held across an await: an input and the drain of
+///   the commands it caused share one critical section; grants and failures go to the queued
+///   checkouts' oneshots there, and opens, resets, checks and closes are spawned as tasks;
+/// - a checkout that finds nothing idle queues in the core and awaits its oneshot, up to the
+///   timeout; a returned connection goes to the oldest waiter (FIFO, the core's policy). A `get()`
+///   future dropped while queued cancels its waiter through the core, and gives back a connection
+///   granted to it meanwhile;
+/// - a dropped guard judges its connection without I/O ([`Connector::state`]) and checks it in:
+///   a clean one is reused as it is, a dirty one is reset on a task;
+/// - a maintenance task sleeps until the core's next deadline (lifetime, idle expiry, open retry,
+///   waiter timeout), woken early only when that deadline moves earlier.
+pub struct Pool<M: Connector> {
+    owner: Arc<Owner<M>>,
+}
+
+/// What handles and guards share: its drop (the last handle's) closes the pool. Tasks hold the
+/// [`Shared`] state only.
+struct Owner<M: Connector> {
+    shared: Arc<Shared<M>>,
+}
+
+struct Shared<M: Connector> {
+    settings: Settings<M>,
+    state: Mutex<State<M>>,
+    runtime: Handle,
+    /// Wakes the maintenance task when the next deadline moves earlier, or at the end.
+    wake: Arc<Notify>,
+    stopped: AtomicBool,
+    /// Notified after drains while someone waits for the pool to be warm.
+    changed: Notify,
+}
+
+struct State<M: Connector> {
+    core: AllocPool<M::Conn, ()>,
+    /// Why the last open failed; cleared by a successful open.
+    last: Option<Failure<M::Error>>,
+    /// Queued checkouts.
+    waiters: HashMap<WaiterId, oneshot::Sender<OutcomeOf<M>>>,
+    /// The deadline the maintenance task sleeps until.
+    alarm: Option<Time>,
+    /// Futures in `wait_ready` or the build's warm-up.
+    ready_waiters: usize,
+}
+
+impl<M: Connector> State<M> {
+    fn error(&self, e: sanspool_core::Error) -> PoolError<M::Error> {
+        PoolError::from_core(e, self.last.as_ref())
+    }
+}
+
+impl<M: Connector> Shared<M> {
+    /// Takes every queued command: outcomes go to their checkouts, the maintenance task is
+    /// rearmed; the I/O is returned, to be spawned after unlock.
+    fn drain(&self, st: &mut State<M>) -> Vec<Command<M::Conn>> {
+        let mut io = Vec::new();
+        loop {
+            let mut orphans = Vec::new();
+            while let Some(cmd) = st.core.poll_command() {
+                match cmd {
+                    Command::Grant {
+                        waiter,
+                        lease,
+                        conn,
+                        fresh,
+                    } => match st.waiters.remove(&waiter) {
+                        Some(tx) => {
+                            if let Err(Ok((lease, conn, _))) = tx.send(Ok((lease, conn, fresh))) {
+                                orphans.push((lease, conn));
+                            }
+                        }
+                        None => orphans.push((lease, conn)),
+                    },
+                    Command::Fail { waiter, error } => {
+                        let error = st.error(error);
+                        if let Some(tx) = st.waiters.remove(&waiter) {
+                            let _ = tx.send(Err(error));
+                        }
+                    }
+                    other => io.push(other),
+                }
+            }
+            if orphans.is_empty() {
+                break;
+            }
+            // Nobody takes it (cannot happen: a checkout leaves the map only under the lock,
+            // with its outcome or its cancel). Unused, so clean.
+            let now = self.settings.now();
+            for (lease, conn) in orphans {
+                let back = st.core.checkin(now, lease, None, conn, Returned::Clean);
+                debug_assert!(back.is_ok(), "grant without a waiter");
+            }
+        }
+        let next = st.core.poll_timeout();
+        let earlier = match (next, st.alarm) {
+            (Some(n), Some(a)) => n < a,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if earlier {
+            st.alarm = next;
+            self.wake.notify_one();
+        }
+        if st.ready_waiters > 0 {
+            self.changed.notify_waiters();
+        }
+        io
+    }
+
+    /// Spawns each command's I/O as a task of its own.
+    fn run(self: &Arc<Self>, io: Vec<Command<M::Conn>>) {
+        for cmd in io {
+            let shared = Arc::clone(self);
+            self.runtime.spawn(async move {
+                let done = shared.settings.perform(cmd).await;
+                shared.report(done);
+            });
+        }
+    }
+
+    /// Reports a performed command, with its drain; starts what follows.
+    fn report(self: &Arc<Self>, done: (Completion<M::Conn>, Option<Option<M::Error>>)) {
+        let (completion, failure) = done;
+        let mut st = lock(&self.state);
+        match (&completion, failure) {
+            (Completion::Opened { .. }, _) => st.last = None,
+            (_, Some(e)) => {
+                st.last = Some(match e {
+                    Some(e) => Failure::Error(Arc::new(e)),
+                    None => Failure::Panic,
+                });
+            }
+            _ => {}
+        }
+        let refused = st.core.handle(self.settings.now(), completion).err();
+        let io = self.drain(&mut st);
+        drop(st);
+        if let Some(conn) = refused.and_then(|r| r.conn) {
+            debug_assert!(false, "a completion of a drained command was refused");
+            self.discard(conn);
+        }
+        self.run(io);
+    }
+
+    /// Closes, on a task, a connection the core does not take.
+    fn discard(self: &Arc<Self>, conn: M::Conn) {
+        let shared = Arc::clone(self);
+        self.runtime
+            .spawn(async move { shared.settings.close(conn).await });
+    }
+
+    /// One input to the core, with its drain and I/O.
+    fn input<T>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut AllocPool<M::Conn, ()>, Time) -> Result<T, sanspool_core::Error>,
+    ) -> Result<T, PoolError<M::Error>> {
+        let mut st = lock(&self.state);
+        let now = self.settings.now();
+        let result = f(&mut st.core, now).map_err(|e| st.error(e));
+        let io = self.drain(&mut st);
+        drop(st);
+        self.run(io);
+        result
+    }
+
+    fn checkin(self: &Arc<Self>, lease: Lease, conn: M::Conn, returned: Returned) {
+        let mut st = lock(&self.state);
+        let back = st
+            .core
+            .checkin(self.settings.now(), lease, None, conn, returned);
+        let io = self.drain(&mut st);
+        drop(st);
+        // After a close the core takes the connection and closes it itself; a refused one
+        // (cannot happen: the guard's lease is this pool's) is closed here.
+        if let Err(sanspool_core::Rejected { conn: Some(c), .. }) = back {
+            self.discard(c);
+        }
+        self.run(io);
+    }
+
+    /// The maintenance task's work: time the core forward; returns when to come back.
+    fn tick(self: &Arc<Self>) -> Option<Instant> {
+        let mut st = lock(&self.state);
+        let now = self.settings.now();
+        if st.core.poll_timeout().is_some_and(|t| t <= now) {
+            st.core.handle_timeout(now);
+        }
+        let io = self.drain(&mut st);
+        let next = st.core.poll_timeout();
+        st.alarm = next;
+        drop(st);
+        self.run(io);
+        next.and_then(|t| self.settings.instant(t))
+    }
+
+    /// Waits until `done` says the pool is ready (or failed), or `deadline` passes.
+    async fn wait_until<T>(
+        &self,
+        deadline: Option<Instant>,
+        mut done: impl FnMut(&State<M>) -> Option<T>,
+    ) -> Option<T> {
+        loop {
+            let mut changed = pin!(self.changed.notified());
+            // Registered before the state is read, so a drain in between is not missed.
+            changed.as_mut().enable();
+            {
+                let mut st = lock(&self.state);
+                if let Some(out) = done(&st) {
+                    return Some(out);
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return None;
+                }
+                st.ready_waiters += 1;
+            }
+            match deadline {
+                Some(d) => {
+                    let _ = tokio::time::timeout_at(d.into(), changed).await;
+                }
+                None => changed.await,
+            }
+            lock(&self.state).ready_waiters -= 1;
+        }
+    }
+}
+
+/// The maintenance task: sleeps until the core's next deadline, or until woken because it moved
+/// earlier; holds the pool only weakly.
+async fn maintain<M: Connector>(pool: Weak<Shared<M>>, wake: Arc<Notify>) {
+    loop {
+        let next = match pool.upgrade() {
+            Some(s) if !s.stopped.load(Ordering::Acquire) => s.tick(),
+            _ => return,
+        };
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at.into()) => {}
+                    () = wake.notified() => {}
+                }
+            }
+            None => wake.notified().await,
+        }
+    }
+}
+
+/// A queued checkout's claim on its outcome. Dropped before the outcome was taken (the `get()`
+/// future was dropped), it cancels the waiter through the core, or gives back the connection that
+/// was granted to it meanwhile.
+struct Pending<M: Connector> {
+    shared: Arc<Shared<M>>,
+    id: WaiterId,
+    rx: Option<oneshot::Receiver<OutcomeOf<M>>>,
+}
+
+impl<M: Connector> Pending<M> {
+    async fn wait(mut self, deadline: Option<Instant>) -> OutcomeOf<M> {
+        let rx = self.rx.as_mut().expect("present until taken");
+        let received = match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), rx).await.ok(),
+            None => Some(rx.await),
+        };
+        match received {
+            Some(Ok(outcome)) => {
+                self.rx = None;
+                return outcome;
+            }
+            // The sender went without an outcome: only when the pool itself is gone.
+            Some(Err(_)) => {
+                self.rx = None;
+                return Err(PoolError::Closed);
+            }
+            None => {}
+        }
+        // The deadline: the waiter is timed out through the core, under the lock; a grant sent
+        // just before is taken instead.
+        let s = Arc::clone(&self.shared);
+        let mut rx = self.rx.take().expect("present until taken");
+        let mut st = lock(&s.state);
+        let now = s.settings.now();
+        if st.core.poll_timeout().is_some_and(|t| t <= now) {
+            st.core.handle_timeout(now);
+        }
+        let mut io = s.drain(&mut st);
+        let outcome = match rx.try_recv() {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                // Not due yet on the core's clock (the timer fired at the deadline's instant,
+                // rounded): the waiter gives up.
+                st.waiters.remove(&self.id);
+                let _ = st.core.cancel(now, self.id);
+                io.extend(s.drain(&mut st));
+                Err(st.error(sanspool_core::Error::Timeout))
+            }
+        };
+        drop(st);
+        s.run(io);
+        outcome
+    }
+}
+
+impl<M: Connector> Drop for Pending<M> {
+    fn drop(&mut self) {
+        let Some(mut rx) = self.rx.take() else {
+            return;
+        };
+        let s = &self.shared;
+        let mut st = lock(&s.state);
+        let now = s.settings.now();
+        if st.waiters.remove(&self.id).is_some() {
+            let _ = st.core.cancel(now, self.id);
+        } else if let Ok(Ok((lease, mut conn, _))) = rx.try_recv() {
+            let returned = s.settings.judge(&mut conn, false);
+            if let Err(sanspool_core::Rejected { conn: Some(c), .. }) =
+                st.core.checkin(now, lease, None, conn, returned)
+            {
+                let shared = Arc::clone(s);
+                s.runtime
+                    .spawn(async move { shared.settings.close(c).await });
+            }
+        }
+        let io = s.drain(&mut st);
+        drop(st);
+        s.run(io);
+    }
+}
+
+enum Got<M: Connector> {
+    Ready(Lease, M::Conn),
+    Waiting(Pending<M>),
+}
+
+impl<M: Connector> Pool<M> {
+    pub(crate) async fn build(
+        settings: Settings<M>,
+        config: Config,
+    ) -> Result<Self, PoolError<M::Error>> {
+        let core = AllocPool::new(config).map_err(PoolError::Config)?;
+        let bound = settings
+            .timeout
+            .map_or(WARM_UP_BOUND, |t| t.max(WARM_UP_LEAST));
+        let wake = Arc::new(Notify::new());
+        let shared = Arc::new(Shared {
+            settings,
+            state: Mutex::new(State {
+                core,
+                last: None,
+                waiters: HashMap::new(),
+                alarm: None,
+                ready_waiters: 0,
+            }),
+            runtime: Handle::current(),
+            wake: Arc::clone(&wake),
+            stopped: AtomicBool::new(false),
+            changed: Notify::new(),
+        });
+        shared
+            .runtime
+            .spawn(maintain(Arc::downgrade(&shared), wake));
+        let pool = Pool {
+            owner: Arc::new(Owner { shared }),
+        };
+        // On an error the pool is dropped here, which closes it.
+        pool.warm_up(bound).await?;
+        Ok(pool)
+    }
+
+    /// Opens `min` connections, psycopg2's way: the first failed open is the build's error;
+    /// bounded, so an unreachable server ends in [`PoolError::Timeout`].
+    async fn warm_up(&self, bound: Duration) -> Result<(), PoolError<M::Error>> {
+        let s = &self.owner.shared;
+        let io = s.drain(&mut lock(&s.state));
+        s.run(io);
+        let deadline = Instant::now().checked_add(bound);
+        let ready = s
+            .wait_until(deadline, |st| {
+                if st.core.is_warm() {
+                    Some(Ok(()))
+                } else {
+                    st.last
+                        .as_ref()
+                        .map(|_| Err(st.error(sanspool_core::Error::OpenFailed)))
+                }
+            })
+            .await;
+        ready.unwrap_or_else(|| Err(lock(&s.state).error(sanspool_core::Error::Timeout)))
+    }
+
+    /// A connection, as a guard given back on drop.
+    ///
+    /// An idle connection is taken at once; otherwise the checkout queues (FIFO) up to the
+    /// builder's timeout (no timeout: [`PoolError::Exhausted`] at `max`). Cancellation-safe:
+    /// dropping the future while it waits leaves no trace in the pool.
+    pub async fn get(&self) -> Result<PooledConn<M>, PoolError<M::Error>> {
+        let s = &self.owner.shared;
+        // One clock read serves the deadline and the first attempt's `now`.
+        let start = Instant::now();
+        let (wait, deadline) = s.settings.wait_from(start);
+        let mut first = Some(start);
+        loop {
+            let got = {
+                let mut st = lock(&s.state);
+                let now = s.settings.time(first.take().unwrap_or_else(Instant::now));
+                let got = match st.core.checkout(now, None, wait) {
+                    Err(e) => Err(st.error(e)),
+                    Ok(Checkout::Ready { lease, conn }) => Ok(Got::Ready(lease, conn)),
+                    Ok(Checkout::Waiting(id)) => {
+                        let (tx, rx) = oneshot::channel();
+                        st.waiters.insert(id, tx);
+                        Ok(Got::Waiting(Pending {
+                            shared: Arc::clone(s),
+                            id,
+                            rx: Some(rx),
+                        }))
+                    }
+                    // Only keyed checkouts are held, and this pool has no keys.
+                    Ok(Checkout::Held(_)) => Err(PoolError::Config(sanspool_core::Error::KeyBusy)),
+                };
+                let io = s.drain(&mut st);
+                drop(st);
+                s.run(io);
+                got
+            }?;
+            let (lease, conn, fresh) = match got {
+                Got::Ready(lease, conn) => (lease, conn, false),
+                Got::Waiting(pending) => pending.wait(deadline).await?,
+            };
+            // A guard before the vetting's awaits: a future dropped there still gives it back.
+            let mut guard = PooledConn {
+                pool: self.clone(),
+                lease,
+                conn: Some(conn),
+                close: false,
+            };
+            if fresh || s.settings.vet(guard.conn_mut()).await {
+                return Ok(guard);
+            }
+            guard.give_back(Returned::Broken);
+        }
+    }
+
+    /// Gauges and counters (see [`Stats`]).
+    pub fn stats(&self) -> Stats {
+        lock(&self.owner.shared.state).core.stats()
+    }
+
+    /// Whether the pool was closed.
+    pub fn is_closed(&self) -> bool {
+        lock(&self.owner.shared.state).core.is_closed()
+    }
+
+    /// The connector.
+    pub fn connector(&self) -> &M {
+        &self.owner.shared.settings.connector
+    }
+
+    /// Closes the pool: idle connections are closed now (on tasks), checked-out ones when they
+    /// come back; waiting checkouts fail with [`PoolError::Closed`]. A second call is
+    /// [`PoolError::Closed`].
+    pub fn close(&self) -> Result<(), PoolError<M::Error>> {
+        let s = &self.owner.shared;
+        s.input(|core, now| core.close(now))?;
+        s.stopped.store(true, Ordering::Release);
+        s.wake.notify_one();
+        Ok(())
+    }
+
+    /// Retires every connection that exists now: idle ones close at once, checked-out ones when
+    /// they come back; the pool refills to `min`.
+    pub fn drain(&self) -> Result<(), PoolError<M::Error>> {
+        self.owner.shared.input(|core, now| core.drain(now))
+    }
+
+    /// New `min` and `max`: growing opens at once, shrinking closes idle connections now and
+    /// checked-out ones as they come back.
+    pub fn resize(&self, min: usize, max: usize) -> Result<(), PoolError<M::Error>> {
+        self.owner
+            .shared
+            .input(|core, now| core.resize(now, min, max))
+    }
+
+    /// Checks every idle connection ([`Connector::check`]) on tasks; those that fail are closed
+    /// and replaced. Returns how many were sent for a check.
+    pub fn check(&self) -> Result<usize, PoolError<M::Error>> {
+        self.owner.shared.input(|core, now| core.check_idle(now))
+    }
+
+    /// Waits until at least `min` connections are open. [`PoolError::Timeout`] carries the last
+    /// connect error, if any.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), PoolError<M::Error>> {
+        let s = &self.owner.shared;
+        let deadline = Instant::now().checked_add(timeout);
+        let ready = s
+            .wait_until(deadline, |st| {
+                if st.core.is_closed() {
+                    Some(Err(PoolError::Closed))
+                } else if st.core.is_warm() {
+                    Some(Ok(()))
+                } else {
+                    None
+                }
+            })
+            .await;
+        ready.unwrap_or_else(|| Err(lock(&s.state).error(sanspool_core::Error::Timeout)))
+    }
+}
+
+impl<M: Connector> Drop for Owner<M> {
+    fn drop(&mut self) {
+        let s = &self.shared;
+        let _ = s.input(|core, now| core.close(now));
+        s.stopped.store(true, Ordering::Release);
+        s.wake.notify_one();
+    }
+}
+
+impl<M: Connector> Clone for Pool<M> {
+    fn clone(&self) -> Self {
+        Pool {
+            owner: Arc::clone(&self.owner),
+        }
+    }
+}
+
+impl<M: Connector> fmt::Debug for Pool<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// A checked-out connection: derefs to it, given back when dropped (judged without I/O: clean is
+/// reused as it is, dirty is reset on a task, broken is closed).
+pub struct PooledConn<M: Connector> {
+    pool: Pool<M>,
+    lease: Lease,
+    /// `None` once given back or detached.
+    conn: Option<M::Conn>,
+    close: bool,
+}
+
+impl<M: Connector> PooledConn<M> {
+    fn conn_mut(&mut self) -> &mut M::Conn {
+        self.conn.as_mut().expect("present until given back")
+    }
+
+    fn give_back(&mut self, returned: Returned) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.owner.shared.checkin(self.lease, conn, returned);
+        }
+    }
+
+    /// Asks for the connection to be closed rather than reused when the guard goes.
+    pub fn close_on_drop(&mut self) {
+        self.close = true;
+    }
+
+    /// Takes the connection out of the pool for good: its place is freed (and refilled if `min`
+    /// asks).
+    pub fn detach(mut self) -> M::Conn {
+        let conn = self.conn.take().expect("present until given back");
+        let lease = self.lease;
+        let _ = self
+            .pool
+            .owner
+            .shared
+            .input(|core, now| core.detach(now, lease));
+        conn
+    }
+}
+
+impl<M: Connector> Deref for PooledConn<M> {
+    type Target = M::Conn;
+
+    fn deref(&self) -> &M::Conn {
+        self.conn.as_ref().expect("present until given back")
+    }
+}
+
+impl<M: Connector> DerefMut for PooledConn<M> {
+    fn deref_mut(&mut self) -> &mut M::Conn {
+        self.conn_mut()
+    }
+}
+
+impl<M: Connector> Drop for PooledConn<M> {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let returned = self.pool.owner.shared.settings.judge(&mut conn, self.close);
+            self.pool.owner.shared.checkin(self.lease, conn, returned);
+        }
+    }
+}
+
+impl<M: Connector> fmt::Debug for PooledConn<M>
+where
+    M::Conn: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledConn")
+            .field("conn", &self.conn)
+            .field("slot", &self.lease.slot())
+            .finish()
+    }
+}

@@ -1,0 +1,356 @@
+//! The pool driven against an in-memory async connector: waiting, timeouts, FIFO fairness,
+//! cancellation, dirty and broken returns, failed opens, maintenance, close.
+
+use sanspool_tokio::{Builder, Connector, Pool, PoolError, Returned};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+struct FakeError(&'static str);
+
+impl std::fmt::Display for FakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for FakeError {}
+
+#[derive(Debug)]
+struct FakeConn {
+    id: u32,
+    /// What the borrower left it as.
+    state: Returned,
+}
+
+#[derive(Default)]
+struct Counters {
+    opened: AtomicU32,
+    closed: AtomicU32,
+    resets: AtomicU32,
+    fail_opens: AtomicBool,
+    permanent: AtomicBool,
+}
+
+#[derive(Clone, Default)]
+struct Fake(Arc<Counters>);
+
+impl Connector for Fake {
+    type Conn = FakeConn;
+    type Error = FakeError;
+
+    async fn connect(&self) -> Result<FakeConn, FakeError> {
+        tokio::task::yield_now().await;
+        if self.0.fail_opens.load(Ordering::SeqCst) {
+            return Err(FakeError("refused"));
+        }
+        let id = self.0.opened.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(FakeConn {
+            id,
+            state: Returned::Clean,
+        })
+    }
+
+    fn state(&self, conn: &mut FakeConn) -> Returned {
+        conn.state
+    }
+
+    async fn reset(&self, conn: &mut FakeConn) -> Result<(), FakeError> {
+        tokio::task::yield_now().await;
+        self.0.resets.fetch_add(1, Ordering::SeqCst);
+        conn.state = Returned::Clean;
+        Ok(())
+    }
+
+    async fn check(&self, _: &mut FakeConn) -> Result<(), FakeError> {
+        Ok(())
+    }
+
+    fn is_permanent(&self, _: &FakeError) -> bool {
+        self.0.permanent.load(Ordering::SeqCst)
+    }
+
+    async fn close(&self, conn: FakeConn) {
+        let _ = conn;
+        self.0.closed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Polls until `done`, within a generous bound (the tasks run on the same runtime).
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < until, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn pool(fake: &Fake, min: usize, max: usize, timeout: Duration) -> Pool<Fake> {
+    Builder::new(fake.clone())
+        .min(min)
+        .max(max)
+        .timeout(timeout)
+        .build()
+        .await
+        .expect("builds")
+}
+
+/// Polls a future once (it then sits queued, if it waits).
+fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+    let waker = futures_util::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    std::pin::Pin::new(f).poll(&mut cx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_opens_min_and_a_clean_return_is_reused() {
+    let fake = Fake::default();
+    let pool = pool(&fake, 2, 4, Duration::from_secs(5)).await;
+    assert_eq!(pool.stats().idle, 2);
+    for _ in 0..10 {
+        let conn = pool.get().await.unwrap();
+        assert!(conn.id <= 2);
+    }
+    let s = pool.stats();
+    assert_eq!((s.checkouts, s.opens, s.resets), (10, 2, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_are_served_first_come_first_served() {
+    let fake = Fake::default();
+    let pool = pool(&fake, 1, 1, Duration::from_secs(10)).await;
+    let held = pool.get().await.unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..5 {
+        let (p, order) = (pool.clone(), Arc::clone(&order));
+        tasks.push(tokio::spawn(async move {
+            let conn = p.get().await.unwrap();
+            order.lock().unwrap().push(i);
+            drop(conn);
+        }));
+        // Each queues before the next starts: the queue order is known.
+        eventually("queued", || pool.stats().waiting == i + 1).await;
+    }
+    drop(held);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(pool.stats().waits, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_times_out_within_its_bound() {
+    let fake = Fake::default();
+    let timeout = Duration::from_millis(200);
+    let pool = pool(&fake, 1, 1, timeout).await;
+    let _held = pool.get().await.unwrap();
+    let start = Instant::now();
+    let err = pool.get().await.unwrap_err();
+    let took = start.elapsed();
+    assert!(matches!(err, PoolError::Timeout(None)), "{err:?}");
+    assert!(took >= timeout, "{took:?}");
+    assert!(took < timeout + Duration::from_secs(2), "{took:?}");
+    let s = pool.stats();
+    assert_eq!((s.timeouts, s.waiting), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_get_leaves_no_trace() {
+    let fake = Fake::default();
+    let pool = pool(&fake, 1, 1, Duration::from_secs(10)).await;
+    let held = pool.get().await.unwrap();
+    let mut get = Box::pin(pool.get());
+    assert!(poll_once(&mut get).is_pending());
+    assert_eq!(pool.stats().waiting, 1);
+    drop(get);
+    assert_eq!(pool.stats().waiting, 0);
+    drop(held);
+    // Not granted to the gone waiter: idle again, and the next checkout takes it at once.
+    assert_eq!(pool.stats().idle, 1);
+    let mut next = Box::pin(pool.get());
+    assert!(poll_once(&mut next).is_ready());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_dropped_after_its_grant_gives_the_connection_back() {
+    let fake = Fake::default();
+    let pool = pool(&fake, 1, 1, Duration::from_secs(10)).await;
+    let held = pool.get().await.unwrap();
+    let mut get = Box::pin(pool.get());
+    assert!(poll_once(&mut get).is_pending());
+    // The grant goes to the queued future's oneshot; the future is never polled again.
+    drop(held);
+    assert_eq!(pool.stats().in_use, 1);
+    drop(get);
+    let s = pool.stats();
+    assert_eq!((s.in_use, s.idle, s.waiting), (0, 1, 0));
+    let conn = pool.get().await.unwrap();
+    assert_eq!(conn.id, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dirty_returns_are_reset_and_broken_ones_replaced() {
+    let fake = Fake::default();
+    let pool = pool(&fake, 1, 1, Duration::from_secs(5)).await;
+    {
+        let mut conn = pool.get().await.unwrap();
+        conn.state = Returned::Dirty;
+    }
+    // The next checkout waits for the reset, and gets the same, clean connection.
+    let mut conn = pool.get().await.unwrap();
+    assert_eq!((conn.id, conn.state), (1, Returned::Clean));
+    assert_eq!(fake.0.resets.load(Ordering::SeqCst), 1);
+    conn.state = Returned::Broken;
+    drop(conn);
+    let conn = pool.get().await.unwrap();
+    assert_eq!(conn.id, 2);
+    assert_eq!(fake.0.closed.load(Ordering::SeqCst), 1);
+    assert_eq!(pool.stats().broken_returns, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_timeout_a_full_pool_is_exhausted() {
+    let fake = Fake::default();
+    let pool = Builder::new(fake.clone())
+        .min(1)
+        .max(1)
+        .psycopg2()
+        .build()
+        .await
+        .unwrap();
+    let _held = pool.get().await.unwrap();
+    assert!(matches!(pool.get().await, Err(PoolError::Exhausted)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_build_is_the_connect_error() {
+    let fake = Fake::default();
+    fake.0.fail_opens.store(true, Ordering::SeqCst);
+    let err = Builder::new(fake.clone()).min(1).build().await.unwrap_err();
+    match err {
+        PoolError::Connect(e) => assert_eq!(e.to_string(), "refused"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_failure_fails_waiters_at_once() {
+    let fake = Fake::default();
+    let pool = pool(&fake, 0, 1, Duration::from_secs(30)).await;
+    fake.0.fail_opens.store(true, Ordering::SeqCst);
+    fake.0.permanent.store(true, Ordering::SeqCst);
+    let start = Instant::now();
+    let err = pool.get().await.unwrap_err();
+    assert!(matches!(err, PoolError::Connect(_)), "{err:?}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_opens_are_retried_by_the_maintenance_task() {
+    let fake = Fake::default();
+    let pool = Builder::new(fake.clone())
+        .min(0)
+        .max(2)
+        .backoff(Duration::from_millis(20), Duration::from_millis(50))
+        .build()
+        .await
+        .unwrap();
+    fake.0.fail_opens.store(true, Ordering::SeqCst);
+    pool.resize(2, 2).unwrap();
+    eventually("opens failed", || pool.stats().open_failures >= 2).await;
+    fake.0.fail_opens.store(false, Ordering::SeqCst);
+    // Nobody calls the pool: the maintenance task retries after the backoff.
+    eventually("refilled", || pool.stats().idle == 2).await;
+    pool.wait_ready(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_expire_without_any_input() {
+    let fake = Fake::default();
+    let pool = Builder::new(fake.clone())
+        .min(1)
+        .max(3)
+        .max_idle(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    let (a, b, c) = (
+        pool.get().await.unwrap(),
+        pool.get().await.unwrap(),
+        pool.get().await.unwrap(),
+    );
+    drop((a, b, c));
+    assert_eq!(pool.stats().idle, 3);
+    eventually("expired", || pool.stats().size == 1).await;
+    assert_eq!(pool.stats().expired, 2);
+    eventually("closed", || fake.0.closed.load(Ordering::SeqCst) == 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_fails_waiters_and_closes_every_connection() {
+    let fake = Fake::default();
+    let pool = pool(&fake, 2, 2, Duration::from_secs(30)).await;
+    let held = pool.get().await.unwrap();
+    let _other = pool.get().await.unwrap();
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.map(drop) }
+    });
+    eventually("queued", || pool.stats().waiting == 1).await;
+    pool.close().unwrap();
+    assert!(matches!(waiter.await.unwrap(), Err(PoolError::Closed)));
+    assert!(matches!(pool.get().await, Err(PoolError::Closed)));
+    assert!(matches!(pool.close(), Err(PoolError::Closed)));
+    drop(held);
+    drop(_other);
+    eventually("closed", || fake.0.closed.load(Ordering::SeqCst) == 2).await;
+    assert_eq!(pool.stats().size, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_last_handle_closes_the_pool() {
+    let fake = Fake::default();
+    let pool = pool(&fake, 2, 2, Duration::from_secs(5)).await;
+    drop(pool);
+    eventually("closed", || fake.0.closed.load(Ordering::SeqCst) == 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_tasks_share_few_connections() {
+    let fake = Fake::default();
+    let pool = pool(&fake, 1, 4, Duration::from_secs(30)).await;
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..50 {
+                let conn = pool.get().await.unwrap();
+                tokio::task::yield_now().await;
+                drop(conn);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let s = pool.stats();
+    assert_eq!(s.checkouts, 64 * 50);
+    assert!(s.size <= 4 && s.opens <= 4, "{s:?}");
+    assert_eq!((s.in_use, s.waiting), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_connection_leaves_and_is_replaced() {
+    let fake = Fake::default();
+    let pool = pool(&fake, 1, 1, Duration::from_secs(5)).await;
+    let conn = pool.get().await.unwrap().detach();
+    assert_eq!(conn.id, 1);
+    let again = pool.get().await.unwrap();
+    assert_eq!(again.id, 2);
+    assert_eq!(pool.stats().detached, 1);
+}
