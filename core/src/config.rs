@@ -34,6 +34,10 @@ pub struct Config {
     pub max_waiting: usize,
     /// How many returned connections stay idle.
     pub keep_idle: KeepIdle,
+    /// Reopen connections to keep `min` open after closes, failed opens, expiry, a drain or a
+    /// growing resize. `false` is psycopg2's pool: `min` is opened when the pool is made, and
+    /// afterwards connections open only for checkouts.
+    pub refill: bool,
     /// Idle order.
     pub idle_order: IdleOrder,
     /// A connection older than this is closed when idle or returned, and replaced down to `min`.
@@ -64,6 +68,7 @@ impl Config {
             max,
             max_waiting: 1024,
             keep_idle: KeepIdle::UpToMax,
+            refill: true,
             idle_order: IdleOrder::Lifo,
             max_lifetime: None,
             lifetime_jitter: Duration::ZERO,
@@ -75,11 +80,13 @@ impl Config {
         }
     }
 
-    /// psycopg2's pool: returned connections beyond `min` idle are closed. Checkouts that do not wait
+    /// psycopg2's pool: `min` connections are opened when the pool is made and never refilled;
+    /// returned connections beyond `min` idle are closed. Checkouts that do not wait
     /// ([`Wait::No`](crate::Wait::No)) then behave exactly like psycopg2's `getconn`.
     pub fn psycopg2(min: usize, max: usize) -> Config {
         Config {
             keep_idle: KeepIdle::UpToMin,
+            refill: false,
             ..Config::new(min, max)
         }
     }

@@ -135,11 +135,13 @@ impl<M: Connector, K> Builder<M, K> {
         self
     }
 
-    /// psycopg2's behaviour: checkouts never wait (at `max`: "connection pool exhausted"), and a
-    /// returned connection is kept only while fewer than `min` are idle.
+    /// psycopg2's behaviour: checkouts never wait (at `max`: "connection pool exhausted"), a
+    /// returned connection is kept only while fewer than `min` are idle, and `min` is opened at
+    /// build and never refilled (connections open afterwards only for checkouts).
     pub fn psycopg2(mut self) -> Self {
         self.timeout = None;
         self.config.keep_idle = KeepIdle::UpToMin;
+        self.config.refill = false;
         self
     }
 

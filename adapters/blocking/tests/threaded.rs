@@ -515,3 +515,20 @@ fn a_permanent_connect_failure_fails_waiting_checkouts_at_once() {
     c.permanent.store(false, SeqCst);
     assert!(pool.get().is_ok());
 }
+
+/// psycopg2 mode opens `min` at build and never refills it on its own (psycopg2 opens only in its
+/// constructor and on getconn): a broken return leaves one fewer open until a checkout needs it.
+#[test]
+fn psycopg2_mode_does_not_refill_min() {
+    let (builder, c) = common::builder(2, 3);
+    let pool: ThreadedPool<Fake> = builder.psycopg2().build_threaded().unwrap();
+    assert_eq!(c.get(&c.opens), 2);
+    pool.get().unwrap().broken = true;
+    eventually("closed", || c.get(&c.closes) == 1);
+    thread::sleep(Duration::from_millis(50));
+    assert_eq!(c.get(&c.opens), 2, "no refill");
+    assert_eq!(pool.stats().idle, 1);
+    let (a, b) = (pool.get().unwrap(), pool.get().unwrap());
+    assert_eq!(c.get(&c.opens), 3, "opened for the checkout");
+    drop((a, b));
+}

@@ -136,6 +136,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             retry_at: None,
             stats: Stats::default(),
         };
+        // `min` is opened now whether or not the pool refills it later.
+        while pool.counts.opening() < pool.config.min && pool.order_open() {}
         pool.settle();
         Ok(pool)
     }
@@ -726,14 +728,18 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         }
     }
 
-    /// Opens wanted: up to `min`, and one per waiter without an open on its way.
+    /// Opens wanted: up to `min` (when the pool refills), and one per waiter without an open on its
+    /// way.
     #[inline]
     fn open_deficit(&self) -> usize {
         if self.closed {
             return 0;
         }
-        let size = self.counts.open() + self.counts.opening();
         let unserved = self.waiters.len().saturating_sub(self.counts.opening());
+        if !self.config.refill {
+            return unserved;
+        }
+        let size = self.counts.open() + self.counts.opening();
         max(self.config.min.saturating_sub(size), unserved)
     }
 

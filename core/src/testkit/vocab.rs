@@ -15,6 +15,9 @@ use std::vec::Vec;
 /// The tag of every pool the test kit builds: forged "foreign" handles carry another.
 pub const TAG: u32 = 0x5a5a;
 
+/// [`Setup::huge`]'s bit for a pool that does not refill `min`.
+pub const NO_REFILL: u8 = 1 << 5;
+
 /// A pool's configuration, in raw form ([`Setup::config`] reads it): any value is a
 /// configuration, the refused ones included.
 #[derive(arbitrary::Arbitrary, Strategic, Clone, Debug, PartialEq, Eq)]
@@ -48,9 +51,10 @@ pub struct Setup {
     #[proptest(strategy = "1u16..400")]
     pub backoff_max_ms: u16,
     /// Bit 0: lifetime `Duration::MAX`; 1: jitter the largest accepted (lifetime - 1 ns; without a
-    /// lifetime, `Duration::MAX`); 2: backoff_initial MAX; 3: backoff_max MAX; 4: max_idle MAX.
+    /// lifetime, `Duration::MAX`); 2: backoff_initial MAX; 3: backoff_max MAX; 4: max_idle MAX;
+    /// 5: no refill of `min` (psycopg2's pool; a bit here keeps stored fuzz inputs' layout).
     #[proptest(
-        strategy = "proptest::prop_oneof![9 => proptest::strategy::Just(0u8), 1 => any::<u8>()]"
+        strategy = "proptest::prop_oneof![6 => proptest::strategy::Just(0u8), 3 => proptest::strategy::Just(NO_REFILL), 1 => any::<u8>()]"
     )]
     pub huge: u8,
     /// Seed of the lifetime jitter.
@@ -115,6 +119,7 @@ impl Setup {
             max_idle: self.max_idle_ms.map(|v| huge(4, ms(v))),
             backoff_initial: huge(2, ms(self.backoff_initial_ms)),
             backoff_max: huge(3, ms(self.backoff_max_ms)),
+            refill: self.huge & NO_REFILL == 0,
             seed: self.seed,
             tag: TAG,
             ..Config::new(usize::from(self.min % 6), usize::from(self.max % 7))

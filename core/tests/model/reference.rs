@@ -112,6 +112,8 @@ enum Out {
 pub struct Model {
     // ---- what the user configured
     min: usize,
+    /// Whether `min` is kept open after the start (psycopg2's pool does not).
+    refill: bool,
     max: usize,
     max_waiting: usize,
     keep_idle: KeepIdle,
@@ -196,6 +198,7 @@ impl Model {
         assert!(config.lifetime_jitter.is_zero(), "the model needs jitter 0");
         let mut m = Model {
             min: config.min,
+            refill: config.refill,
             max: config.max,
             max_waiting: config.max_waiting,
             keep_idle: config.keep_idle,
@@ -232,6 +235,10 @@ impl Model {
             waiting: BTreeSet::new(),
             waiter_history: Vec::new(),
         };
+        // `min` is opened when the pool is made, refilled later or not.
+        for _ in 0..m.min {
+            m.order_open();
+        }
         m.top_up();
         Ok(m)
     }
@@ -955,7 +962,12 @@ impl Model {
         if self.closed {
             return 0;
         }
-        let for_min = self.min.saturating_sub(self.open() + self.opening);
+        // psycopg2's pool opens `min` only when it is made.
+        let for_min = if self.refill {
+            self.min.saturating_sub(self.open() + self.opening)
+        } else {
+            0
+        };
         for_min.max(self.line.len().saturating_sub(self.opening))
     }
 

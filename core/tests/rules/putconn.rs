@@ -13,6 +13,7 @@ on_both_backends! {
     putconn_releases_the_key,
     detach_frees_the_slot_and_refills_min,
     detach_after_close_hands_the_connection_over,
+    psycopg2_opens_min_only_when_made,
 }
 
 /// `Returned::Broken`: the connection is closed and counted; `min` is refilled.
@@ -123,4 +124,26 @@ fn detach_after_close_hands_the_connection_over<S: Storage<Conn, u64>>() {
     assert_eq!(sim.take_log(), []);
     assert_eq!(sim.stats().detached, 1);
     assert!(sim.pool().is_empty());
+}
+
+/// psycopg2's pool (`Config::psycopg2`, `refill: false`) opens `min` when it is made and never
+/// again on its own: a broken return, a close, a drain or expiry leave fewer open; a checkout
+/// opens what it needs.
+fn psycopg2_opens_min_only_when_made<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(Config::psycopg2(2, 3));
+    assert_eq!(sim.take_log(), [Cmd::Open, Cmd::Open]);
+    assert!(sim.pool().is_warm());
+    let (_, a) = sim.get(None);
+    sim.put(a, Returned::Broken);
+    assert_eq!(sim.take_log(), [Cmd::Close(a)], "no refill");
+    assert_eq!(sim.stats().idle, 1);
+    assert!(!sim.pool().is_warm());
+    sim.drain().unwrap();
+    assert_eq!(sim.stats().size, 0, "drained and not refilled");
+    assert_eq!(sim.pool().poll_timeout(), None, "nothing to wake up for");
+    // A checkout opens on demand, as psycopg2's getconn does.
+    let (_, b) = sim.get(None);
+    assert!(sim.take_log().contains(&Cmd::Open));
+    sim.put(b, Returned::Clean);
+    assert_eq!(sim.stats().idle, 1, "kept: fewer than min idle");
 }
