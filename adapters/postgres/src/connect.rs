@@ -194,6 +194,47 @@ pub(crate) fn open(config: &Config, tls: &Tls, timeout: Option<Duration>) -> Res
     })
 }
 
+/// A connection for an async client (`sanspool-tokio`): the same DNS, socket, TLS, tracking and
+/// bound as [`open`], but the `tokio_postgres` client and its connection are handed out, for the
+/// caller's runtime to drive.
+pub(crate) async fn open_async(
+    config: &TokioConfig,
+    tls: &Tls,
+    timeout: Option<Duration>,
+) -> Result<(RawClient, Connection, StatusCell, CancelTarget), Error> {
+    let cell = StatusCell::default();
+    let bound = config.get_connect_timeout().copied().or(timeout);
+    let (client, connection, addr, domain) = open_any(config, tls, cell.clone(), bound).await?;
+    let cancel = CancelTarget {
+        token: client.cancel_token(),
+        addr,
+        domain,
+        tls: tls.clone(),
+        timeout: bound.unwrap_or(crate::DEFAULT_CONNECT_TIMEOUT),
+    };
+    Ok((client, connection, cell, cancel))
+}
+
+/// The `tokio_postgres` configuration inside a `postgres` one. The (patched) crate has no
+/// accessor, but `connect_with` hands its configuration to the closure: the closure keeps it and
+/// connects nowhere. On a thread of its own, since `connect_with` runs a runtime of its own.
+pub(crate) fn tokio_config(config: &Config) -> Option<TokioConfig> {
+    type Never = tokio_postgres::Connection<PgSocket, PgSocket>;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut out = None;
+            let _ = config.connect_with(|c| {
+                out = Some(c);
+                async { Err::<(RawClient, Never), ()>(()) }
+            });
+            out
+        })
+        .join()
+        .ok()
+        .flatten()
+    })
+}
+
 /// Tries the hosts in turn, as tokio-postgres does; the last failure is returned.
 async fn open_any(
     config: &TokioConfig,
@@ -431,7 +472,12 @@ impl CancelTarget {
             .enable_all()
             .build()
             .map_err(Error::Connect)?;
-        runtime.block_on(within(Some(self.timeout), Op::Cancel, async {
+        runtime.block_on(self.cancel_async())
+    }
+
+    /// [`cancel`](Self::cancel) on the caller's runtime.
+    pub(crate) async fn cancel_async(&self) -> Result<(), Error> {
+        within(Some(self.timeout), Op::Cancel, async {
             let config = TokioConfig::new();
             let socket = socket(&self.addr, &config).await?.lingering();
             let layer = self
@@ -442,6 +488,7 @@ impl CancelTarget {
                 .cancel_query_raw(socket, layer)
                 .await
                 .map_err(Error::Postgres)
-        }))
+        })
+        .await
     }
 }

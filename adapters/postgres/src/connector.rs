@@ -239,6 +239,71 @@ impl CancelToken {
     }
 }
 
+impl CancelToken {
+    /// [`cancel_query`](Self::cancel_query) on the caller's tokio runtime (`cancel_query` runs a
+    /// runtime of its own, which a task cannot block on).
+    pub async fn cancel_query_async(&self) -> Result<(), Error> {
+        self.0.cancel_async().await
+    }
+}
+
+/// Opens connections for an async client (`sanspool-tokio`) through the same path as
+/// [`PgConnector::connect`]: its DNS, socket, `sslmode` and TLS, status tracking and connect
+/// bound — but hands out the `tokio_postgres::Client` and the connection future, for the caller's
+/// runtime to drive. Made by [`PgConnector::async_opener`].
+#[derive(Clone)]
+pub struct AsyncOpener {
+    config: tokio_postgres::Config,
+    tls: Tls,
+    connect_timeout: Duration,
+}
+
+/// A connection opened by [`AsyncOpener::open`].
+pub struct AsyncOpened {
+    /// The client.
+    pub client: tokio_postgres::Client,
+    /// Drives the client's socket: spawn it; it ends when the connection closes.
+    pub connection: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send>,
+    >,
+    /// The session's transaction status, as the server last sent it.
+    pub cell: StatusCell,
+    /// Cancels the query running on this connection.
+    pub cancel: CancelToken,
+}
+
+impl fmt::Debug for AsyncOpened {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncOpened")
+            .field("status", &self.cell.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsyncOpener {
+    /// Opens one connection, within the connect bound per host address.
+    pub async fn open(&self) -> Result<AsyncOpened, Error> {
+        let (client, connection, cell, cancel) =
+            connect::open_async(&self.config, &self.tls, Some(self.connect_timeout)).await?;
+        Ok(AsyncOpened {
+            client,
+            connection: Box::pin(connection),
+            cell,
+            cancel: CancelToken(cancel),
+        })
+    }
+}
+
+impl fmt::Debug for AsyncOpener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncOpener")
+            .field("config", &self.config)
+            .field("tls", &!self.tls.is_none())
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
 impl fmt::Debug for CancelToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CancelToken").finish_non_exhaustive()
@@ -550,6 +615,20 @@ impl PgConnector {
     /// The configuration connections are opened with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// An opener of async connections with this connector's configuration, TLS and connect
+    /// timeout (see [`AsyncOpener`]). Made once per pool: it copies the configuration out on a
+    /// short-lived thread.
+    pub fn async_opener(&self) -> Result<AsyncOpener, Error> {
+        let config = connect::tokio_config(&self.config).ok_or_else(|| {
+            Error::InvalidConfig("the configuration could not be read for an async client".into())
+        })?;
+        Ok(AsyncOpener {
+            config,
+            tls: self.tls.clone(),
+            connect_timeout: self.connect_timeout,
+        })
     }
 }
 

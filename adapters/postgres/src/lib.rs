@@ -84,8 +84,9 @@ pub mod tracked;
 mod wire;
 
 pub use connector::{
-    CancelToken, Error, Op, PgConn, PgConnector, SessionReset, SslMode, DEFAULT_CHECK_TIMEOUT,
-    DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESET_TIMEOUT, DISCARD_SESSION,
+    AsyncOpened, AsyncOpener, CancelToken, Error, Op, PgConn, PgConnector, SessionReset, SslMode,
+    DEFAULT_CHECK_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESET_TIMEOUT,
+    DISCARD_SESSION,
 };
 pub use tracked::{PgSocket, StatusCell, TxStatus};
 

@@ -6,6 +6,10 @@
 //! checkout, opens, resets, checks and closes on tasks, and a maintenance task sleeping until the
 //! core's next deadline. See [`Pool`].
 //!
+//! With feature `postgres` (on by default), [`postgres::PgConnector`] pools
+//! `tokio_postgres::Client`s opened through `sanspool-postgres`'s tracked socket, so a clean
+//! return costs no round trip.
+//!
 //! ```
 //! # use sanspool_tokio::{Builder, Connector, Returned};
 //! # use std::convert::Infallible;
@@ -51,6 +55,8 @@ mod builder;
 mod connector;
 mod error;
 mod pool;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 pub use builder::Builder;
 pub use connector::Connector;

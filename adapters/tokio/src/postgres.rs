@@ -1,0 +1,309 @@
+//! The [`Connector`] for `tokio_postgres::Client`: connections opened through
+//! `sanspool-postgres`'s path (DNS, socket, libpq `sslmode` with rustls, the connect bound) over
+//! its tracked socket, so a returned connection is judged from the last ReadyForQuery the server
+//! sent — a clean return costs no round trip, as with the blocking connector.
+//!
+//! Each connection's protocol driver (`tokio_postgres::Connection`) runs as a task of its own on
+//! the pool's runtime; closing a connection drops the client and waits, within the close bound,
+//! for that task to send Terminate and see the server close.
+//!
+//! ```no_run
+//! use sanspool_tokio::postgres::{PgConnector, PgPool};
+//! use sanspool_tokio::Builder;
+//! use std::time::Duration;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool: PgPool = Builder::new(PgConnector::new("host=localhost user=postgres")?)
+//!     .max(8)
+//!     .timeout(Duration::from_secs(5))
+//!     .build()
+//!     .await?;
+//! let conn = pool.get().await?;
+//! let row = conn.query_one("SELECT $1::text", &[&"hello"]).await?;
+//! assert_eq!(row.get::<_, &str>(0), "hello");
+//! # Ok(())
+//! # }
+//! ```
+
+use crate::{Connector, Pool, PoolError, PooledConn, Returned};
+use sanspool_postgres::{AsyncOpener, StatusCell, TxStatus};
+use std::fmt;
+use std::future::Future;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+pub use sanspool_postgres::{
+    CancelToken, Error, Op, DEFAULT_CHECK_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_RESET_TIMEOUT, DISCARD_SESSION,
+};
+pub use tokio_postgres;
+
+/// A pool of `tokio_postgres` clients.
+pub type PgPool = Pool<PgConnector>;
+
+/// A checked-out connection of a [`PgPool`]: derefs to [`PgConn`], and through it to
+/// `tokio_postgres::Client`.
+pub type PgPooledConn = PooledConn<PgConnector>;
+
+/// What a [`PgPool`] fails with.
+pub type PgPoolError = PoolError<Error>;
+
+/// What a returned session is reset with (see `sanspool_postgres::SessionReset` for what leaks
+/// under which policy): `ROLLBACK` when it is not idle (the default), or a statement such as
+/// [`DISCARD_SESSION`] after every checkout that sent anything.
+#[derive(Clone, Debug, Default)]
+pub enum SessionReset {
+    /// `ROLLBACK` when the session is not idle; nothing otherwise (no round trip).
+    #[default]
+    Rollback,
+    /// `ROLLBACK` if needed, then this simple query, after every checkout that sent anything;
+    /// then the client's type cache is cleared.
+    Statement(Arc<str>),
+}
+
+impl SessionReset {
+    /// [`DISCARD_SESSION`] after every checkout that sent anything.
+    pub fn discard() -> SessionReset {
+        SessionReset::Statement(Arc::from(DISCARD_SESSION))
+    }
+}
+
+/// The [`Connector`] for `tokio_postgres::Client`. Every network operation is bounded: opening
+/// (the `sanspool-postgres` connector's connect timeout, or the configuration's), the reset, the
+/// check and the close; a connection that exceeds a bound is closed.
+#[derive(Clone)]
+pub struct PgConnector {
+    opener: AsyncOpener,
+    session_reset: SessionReset,
+    check_timeout: Duration,
+    reset_timeout: Duration,
+    close_timeout: Duration,
+}
+
+impl PgConnector {
+    /// A connector for a libpq-style connection string or URL, with libpq's `sslmode` and
+    /// `sslrootcert` (as `sanspool_postgres::PgConnector::new`).
+    pub fn new(dsn: &str) -> Result<PgConnector, Error> {
+        PgConnector::from_blocking(&sanspool_postgres::PgConnector::new(dsn)?)
+    }
+
+    /// A connector opening what the blocking connector `c` opens: its configuration, TLS and
+    /// connect timeout. (Copying the configuration out takes a short-lived thread.)
+    pub fn from_blocking(c: &sanspool_postgres::PgConnector) -> Result<PgConnector, Error> {
+        Ok(PgConnector {
+            opener: c.async_opener()?,
+            session_reset: SessionReset::default(),
+            check_timeout: DEFAULT_CHECK_TIMEOUT,
+            reset_timeout: DEFAULT_RESET_TIMEOUT,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+        })
+    }
+
+    /// How returned sessions are reset ([`SessionReset::Rollback`] unless set).
+    pub fn session_reset(mut self, reset: SessionReset) -> PgConnector {
+        self.session_reset = reset;
+        self
+    }
+
+    /// How long [`Connector::check`] waits for the server ([`DEFAULT_CHECK_TIMEOUT`] unless set).
+    pub fn check_timeout(mut self, timeout: Duration) -> PgConnector {
+        self.check_timeout = timeout;
+        self
+    }
+
+    /// How long a reset may take ([`DEFAULT_RESET_TIMEOUT`] unless set).
+    pub fn reset_timeout(mut self, timeout: Duration) -> PgConnector {
+        self.reset_timeout = timeout;
+        self
+    }
+
+    /// How long a close may take ([`DEFAULT_CLOSE_TIMEOUT`] unless set).
+    pub fn close_timeout(mut self, timeout: Duration) -> PgConnector {
+        self.close_timeout = timeout;
+        self
+    }
+}
+
+impl fmt::Debug for PgConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgConnector")
+            .field("opener", &self.opener)
+            .field("session_reset", &self.session_reset)
+            .field("check_timeout", &self.check_timeout)
+            .field("reset_timeout", &self.reset_timeout)
+            .field("close_timeout", &self.close_timeout)
+            .finish()
+    }
+}
+
+/// A pooled connection: a `tokio_postgres::Client`, the [`StatusCell`] that follows its
+/// transaction status, and the task driving its socket. Derefs to the client.
+pub struct PgConn {
+    client: tokio_postgres::Client,
+    cell: StatusCell,
+    cancel: CancelToken,
+    /// Bytes written when the session was last opened, reset or checked.
+    mark: u64,
+    driver: JoinHandle<()>,
+}
+
+impl PgConn {
+    /// The session's transaction status as of the last exchange with the server: no I/O.
+    pub fn status(&self) -> TxStatus {
+        self.cell.get()
+    }
+
+    /// The status cell: [`StatusCell::is_tracked`], [`StatusCell::bytes_written`].
+    pub fn status_cell(&self) -> &StatusCell {
+        &self.cell
+    }
+
+    /// A token that cancels the query this connection is running
+    /// ([`CancelToken::cancel_query_async`] from a task).
+    pub fn cancel_token(&self) -> CancelToken {
+        self.cancel.clone()
+    }
+
+    /// Whether the client wrote anything since the session was last opened, reset or checked.
+    pub fn used_since_reset(&self) -> bool {
+        self.cell.bytes_written() != self.mark
+    }
+
+    fn judge(&self, reset: &SessionReset) -> Returned {
+        if self.client.is_closed() {
+            return Returned::Broken;
+        }
+        let resets_sessions = matches!(reset, SessionReset::Statement(_));
+        match self.cell.get() {
+            TxStatus::Idle if resets_sessions && self.used_since_reset() => Returned::Dirty,
+            TxStatus::Idle => Returned::Clean,
+            TxStatus::Closed => Returned::Broken,
+            TxStatus::InTransaction | TxStatus::InError | TxStatus::Unknown => Returned::Dirty,
+        }
+    }
+
+    /// Whether the session is known to be idle after a query of ours; if so, it is marked clean.
+    fn settled(&mut self) -> Result<(), Error> {
+        match self.cell.get() {
+            TxStatus::Idle => {
+                self.mark = self.cell.bytes_written();
+                Ok(())
+            }
+            status => Err(Error::NotIdle(status)),
+        }
+    }
+}
+
+impl Deref for PgConn {
+    type Target = tokio_postgres::Client;
+
+    fn deref(&self) -> &tokio_postgres::Client {
+        &self.client
+    }
+}
+
+impl DerefMut for PgConn {
+    fn deref_mut(&mut self) -> &mut tokio_postgres::Client {
+        &mut self.client
+    }
+}
+
+impl fmt::Debug for PgConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgConn")
+            .field("status", &self.cell.get())
+            .field("tracked", &self.cell.is_tracked())
+            .field("closed", &self.client.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `fut` within `bound`, else [`Error::TimedOut`].
+async fn within<T>(
+    bound: Duration,
+    op: Op,
+    fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(bound, fut).await {
+        Ok(done) => done.map_err(Error::Postgres),
+        Err(_) => Err(Error::TimedOut(op)),
+    }
+}
+
+impl Connector for PgConnector {
+    type Conn = PgConn;
+    type Error = Error;
+
+    async fn connect(&self) -> Result<PgConn, Error> {
+        let opened = self.opener.open().await?;
+        let connection = opened.connection;
+        // Its error is the client's to report (every request then fails, `is_closed` is true).
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(PgConn {
+            client: opened.client,
+            mark: opened.cell.bytes_written(),
+            cell: opened.cell,
+            cancel: opened.cancel,
+            driver,
+        })
+    }
+
+    /// No I/O: the status the server sent last (and, for a session-resetting policy, whether the
+    /// borrower sent anything).
+    fn state(&self, conn: &mut PgConn) -> Returned {
+        conn.judge(&self.session_reset)
+    }
+
+    /// The [`SessionReset`] policy within the reset timeout; an error unless the server then says
+    /// the session is idle.
+    async fn reset(&self, conn: &mut PgConn) -> Result<(), Error> {
+        let status = conn.status();
+        let client = &conn.client;
+        within(self.reset_timeout, Op::Reset, async {
+            match &self.session_reset {
+                SessionReset::Rollback => client.batch_execute("ROLLBACK").await,
+                SessionReset::Statement(sql) => {
+                    if status != TxStatus::Idle {
+                        client.batch_execute("ROLLBACK").await?;
+                    }
+                    client.batch_execute(sql).await?;
+                    client.clear_type_cache();
+                    Ok(())
+                }
+            }
+        })
+        .await?;
+        conn.settled()
+    }
+
+    /// An empty query, answered within the check timeout; an error unless the session is idle.
+    async fn check(&self, conn: &mut PgConn) -> Result<(), Error> {
+        let unused = !conn.used_since_reset();
+        within(self.check_timeout, Op::Check, conn.client.simple_query("")).await?;
+        match conn.cell.get() {
+            // The check's own bytes do not make a session that was clean used.
+            TxStatus::Idle if unused => conn.settled(),
+            TxStatus::Idle => Ok(()),
+            status => Err(Error::NotIdle(status)),
+        }
+    }
+
+    /// Drops the client, so its driver sends Terminate and ends when the server closes; waits
+    /// for that within the close timeout, then stops the driver.
+    async fn close(&self, conn: PgConn) {
+        let PgConn {
+            client, mut driver, ..
+        } = conn;
+        drop(client);
+        if tokio::time::timeout(self.close_timeout, &mut driver)
+            .await
+            .is_err()
+        {
+            driver.abort();
+        }
+    }
+}
