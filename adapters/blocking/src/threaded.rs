@@ -145,6 +145,9 @@ where
     Waiting(WaiterId, Parked<M>),
 }
 
+/// Scheduler turns a waiter gives away before it sleeps.
+const SPINS: usize = 32;
+
 /// How long the build waits for `min` connections when the pool has no checkout timeout
 /// (psycopg2 mode): long enough for a slow server, short of hanging on an unreachable one.
 const WARM_UP_BOUND: Duration = Duration::from_secs(30);
@@ -173,6 +176,14 @@ impl<C, E> Parking<C, E> {
 
     /// Waits for the outcome until `deadline`; `None` if it passed first.
     fn wait(&self, deadline: Option<Instant>) -> Option<Outcome<C, E>> {
+        // A grant often comes within a few scheduler turns: yield before sleeping on the condvar,
+        // which costs a futex sleep and wake-up.
+        for _ in 0..SPINS {
+            if let Some(outcome) = lock(&self.outcome).take() {
+                return Some(outcome);
+            }
+            thread::yield_now();
+        }
         let mut slot = lock(&self.outcome);
         loop {
             if let Some(outcome) = slot.take() {
