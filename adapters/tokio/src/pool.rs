@@ -89,13 +89,13 @@ impl<M: Connector> Settings<M> {
         self.origin.checked_add(Duration::from_nanos(t.as_nanos()))
     }
 
-    /// How a checkout starting at `start` may wait, and until when.
-    fn wait_from(&self, start: Instant) -> (Wait, Option<Instant>) {
+    /// How a checkout starting at `start` may wait.
+    fn wait_from(&self, start: Instant) -> Wait {
         match self.timeout {
-            None => (Wait::No, None),
+            None => Wait::No,
             Some(d) => match start.checked_add(d) {
-                Some(deadline) => (Wait::Until(self.time(deadline)), Some(deadline)),
-                None => (Wait::Forever, None),
+                Some(deadline) => Wait::Until(self.time(deadline)),
+                None => Wait::Forever,
             },
         }
     }
@@ -217,14 +217,18 @@ impl<M: Connector> Settings<M> {
 /// - the core sits behind one `std` mutex, never held across an await: an input and the drain of
 ///   the commands it caused share one critical section; grants and failures go to the queued
 ///   checkouts' oneshots there, and opens, resets, checks and closes are spawned as tasks;
-/// - a checkout that finds nothing idle queues in the core and awaits its oneshot, up to the
-///   timeout; a returned connection goes to the oldest waiter (FIFO, the core's policy). A `get()`
-///   future dropped while queued cancels its waiter through the core, and gives back a connection
-///   granted to it meanwhile;
+/// - a checkout that finds nothing idle queues in the core and awaits its oneshot; a returned
+///   connection goes to the oldest waiter (FIFO, the core's policy). At its deadline the core
+///   fails it with [`PoolError::Timeout`] (through the maintenance task: one timer for the pool,
+///   none per waiter). A `get()` future dropped while queued cancels its waiter through the core,
+///   and gives back a connection granted to it meanwhile;
 /// - a dropped guard judges its connection without I/O ([`Connector::state`]) and checks it in:
 ///   a clean one is reused as it is, a dirty one is reset on a task;
 /// - a maintenance task sleeps until the core's next deadline (lifetime, idle expiry, open retry,
 ///   waiter timeout), woken early only when that deadline moves earlier.
+///
+/// Its tasks run on the runtime that built it: build it on the runtime that uses it, and keep
+/// that runtime running while the pool is used.
 pub struct Pool<M: Connector> {
     owner: Arc<Owner<M>>,
 }
@@ -428,14 +432,24 @@ impl<M: Connector> Shared<M> {
                 }
                 st.ready_waiters += 1;
             }
+            // Counted off even if this future is dropped while it waits.
+            let _counted = Counted(&self.state);
             match deadline {
                 Some(d) => {
                     let _ = tokio::time::timeout_at(d.into(), changed).await;
                 }
                 None => changed.await,
             }
-            lock(&self.state).ready_waiters -= 1;
         }
+    }
+}
+
+/// One future in `wait_until`, counted so that drains notify only when someone waits.
+struct Counted<'a, M: Connector>(&'a Mutex<State<M>>);
+
+impl<M: Connector> Drop for Counted<'_, M> {
+    fn drop(&mut self) {
+        lock(self.0).ready_waiters -= 1;
     }
 }
 
@@ -469,48 +483,14 @@ struct Pending<M: Connector> {
 }
 
 impl<M: Connector> Pending<M> {
-    async fn wait(mut self, deadline: Option<Instant>) -> OutcomeOf<M> {
-        let rx = self.rx.as_mut().expect("present until taken");
-        let received = match deadline {
-            Some(d) => tokio::time::timeout_at(d.into(), rx).await.ok(),
-            None => Some(rx.await),
-        };
-        match received {
-            Some(Ok(outcome)) => {
-                self.rx = None;
-                return outcome;
-            }
-            // The sender went without an outcome: only when the pool itself is gone.
-            Some(Err(_)) => {
-                self.rx = None;
-                return Err(PoolError::Closed);
-            }
-            None => {}
-        }
-        // The deadline: the waiter is timed out through the core, under the lock; a grant sent
-        // just before is taken instead.
-        let s = Arc::clone(&self.shared);
-        let mut rx = self.rx.take().expect("present until taken");
-        let mut st = lock(&s.state);
-        let now = s.settings.now();
-        if st.core.poll_timeout().is_some_and(|t| t <= now) {
-            st.core.handle_timeout(now);
-        }
-        let mut io = s.drain(&mut st);
-        let outcome = match rx.try_recv() {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                // Not due yet on the core's clock (the timer fired at the deadline's instant,
-                // rounded): the waiter gives up.
-                st.waiters.remove(&self.id);
-                let _ = st.core.cancel(now, self.id);
-                io.extend(s.drain(&mut st));
-                Err(st.error(sanspool_core::Error::Timeout))
-            }
-        };
-        drop(st);
-        s.run(io);
-        outcome
+    /// The checkout's outcome. No timer of its own: the core times the waiter out at its
+    /// deadline, through the maintenance task, which sleeps until the core's next deadline —
+    /// one timer for the pool, not one per waiting checkout.
+    async fn wait(mut self) -> OutcomeOf<M> {
+        let received = self.rx.as_mut().expect("present until taken").await;
+        self.rx = None;
+        // The sender went without an outcome: only when the pool itself is gone.
+        received.unwrap_or(Err(PoolError::Closed))
     }
 }
 
@@ -610,7 +590,7 @@ impl<M: Connector> Pool<M> {
         let s = &self.owner.shared;
         // One clock read serves the deadline and the first attempt's `now`.
         let start = Instant::now();
-        let (wait, deadline) = s.settings.wait_from(start);
+        let wait = s.settings.wait_from(start);
         let mut first = Some(start);
         loop {
             let got = {
@@ -638,7 +618,7 @@ impl<M: Connector> Pool<M> {
             }?;
             let (lease, conn, fresh) = match got {
                 Got::Ready(lease, conn) => (lease, conn, false),
-                Got::Waiting(pending) => pending.wait(deadline).await?,
+                Got::Waiting(pending) => pending.wait().await?,
             };
             // A guard before the vetting's awaits: a future dropped there still gives it back.
             let mut guard = PooledConn {

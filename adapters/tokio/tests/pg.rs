@@ -92,11 +92,21 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// The backend's pid, by a simple query: it returns once the ReadyForQuery is read, so the
+/// session is idle again when it does (an unnamed `query_one` leaves the Close of its statement
+/// owed for a moment, and the status says `Unknown` until that is answered).
 async fn backend_pid(conn: &tokio_postgres::Client) -> i32 {
-    conn.query_one("SELECT pg_backend_pid()", &[])
+    let messages = conn
+        .simple_query("SELECT pg_backend_pid()")
         .await
-        .expect("query")
-        .get(0)
+        .expect("query");
+    messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0)?.parse().ok(),
+            _ => None,
+        })
+        .expect("a pid")
 }
 
 async fn pool(name: &str, min: usize, max: usize, timeout: Duration) -> PgPool {
