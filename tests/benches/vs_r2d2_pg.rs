@@ -3,7 +3,8 @@
 //! max 4 connections, 1 and 16 threads. Runs of the pools alternate; figures are medians over
 //! the runs: throughput (checkouts per second) and the wait for a connection (p99, max).
 //!
-//! `cargo bench -p sanspool-tests --bench vs_r2d2_pg` (`RUNS`, `OPS` per thread).
+//! `cargo bench -p sanspool-tests --bench vs_r2d2_pg` (`RUNS`, `OPS` per thread). It also writes
+//! `docs/bench-pg.svg`: throughput and p99 wait against threads, the chart the README shows.
 
 use r2d2_postgres::PostgresConnectionManager;
 use sanspool_postgres::postgres::{Client, Config, NoTls};
@@ -110,7 +111,8 @@ fn main() {
     );
     println!("| threads | pool | checkouts/s | ratio to r2d2 | p99 wait ms | max wait ms |");
     println!("|---|---|---|---|---|---|");
-    for threads in [1, 16] {
+    let mut chart = Vec::new();
+    for threads in [1, 2, 4, 8, 16] {
         let (mut a, mut b, mut d) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
             b.push(run(threads, ops, Arc::clone(&theirs)));
@@ -127,6 +129,7 @@ fn main() {
             }
         }
         let (a, b) = (median(a), median(b));
+        chart.push((threads, a, b));
         for (name, r) in [("r2d2_postgres", b), ("sanspool", a)] {
             println!(
                 "| {threads} | {name} | {:.0} | {:.2} | {:.2} | {:.2} |",
@@ -145,4 +148,75 @@ fn main() {
             );
         }
     }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/bench-pg.svg");
+    match std::fs::write(path, svg(&chart)) {
+        Ok(()) => println!("chart: docs/bench-pg.svg"),
+        Err(e) => println!("chart not written: {e}"),
+    }
+}
+
+/// A chart panel: its title and the figure it plots.
+type Panel = (&'static str, fn(&Run) -> f64);
+
+/// Two panels, checkouts per second and p99 wait against threads (log scale), sanspool against
+/// r2d2_postgres; an SVG written by hand.
+fn svg(points: &[(usize, Run, Run)]) -> String {
+    const W: f64 = 360.0;
+    const H: f64 = 220.0;
+    let x = |threads: usize| 50.0 + (threads as f64).log2() / 4.0 * (W - 70.0);
+    let mut out = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='{}' height='{}' font-family='sans-serif' font-size='11'>\n",
+        2.0 * W,
+        H + 30.0
+    );
+    let panels: [Panel; 2] = [
+        ("checkouts per second", |r| r.per_sec),
+        ("p99 wait for a connection (ms)", |r| ms(r.p99)),
+    ];
+    for (i, (title, value)) in panels.iter().enumerate() {
+        let dx = i as f64 * W;
+        let top = points
+            .iter()
+            .flat_map(|(_, a, b)| [value(a), value(b)])
+            .fold(f64::MIN_POSITIVE, f64::max)
+            * 1.1;
+        let y = |v: f64| H - 20.0 - v / top * (H - 50.0);
+        out += &format!("<g transform='translate({dx},0)'>\n<text x='50' y='16'>{title}</text>\n");
+        out += &format!(
+            "<line x1='50' y1='{0}' x2='{1}' y2='{0}' stroke='black'/><line x1='50' y1='30' x2='50' y2='{0}' stroke='black'/>\n",
+            H - 20.0,
+            W - 20.0
+        );
+        out += &format!(
+            "<text x='4' y='34'>{top:.0}</text><text x='36' y='{}'>0</text>\n",
+            H - 20.0
+        );
+        for &(threads, _, _) in points {
+            out += &format!(
+                "<text x='{}' y='{}' text-anchor='middle'>{threads}</text>\n",
+                x(threads),
+                H - 6.0
+            );
+        }
+        for (k, (name, colour)) in [("sanspool", "#1f77b4"), ("r2d2_postgres", "#d62728")]
+            .iter()
+            .enumerate()
+        {
+            let line: Vec<String> = points
+                .iter()
+                .map(|(t, a, b)| {
+                    format!("{:.1},{:.1}", x(*t), y(value(if k == 0 { a } else { b })))
+                })
+                .collect();
+            out += &format!(
+                "<polyline fill='none' stroke='{colour}' stroke-width='2' points='{}'/>\n<text x='{}' y='{}' fill='{colour}'>{name}</text>\n",
+                line.join(" "),
+                W - 130.0,
+                40.0 + 14.0 * k as f64
+            );
+        }
+        out += "</g>\n";
+    }
+    out += &format!("<text x='{}' y='{}' text-anchor='middle'>threads (max 4 connections, SELECT 1 per checkout)</text>\n</svg>\n", W, H + 22.0);
+    out
 }
