@@ -8,7 +8,8 @@
 //! (deadpool's `RecyclingMethod::Fast`, bb8 with `test_on_check_out(false)`; bb8's default
 //! would add a query per checkout).
 //!
-//! `cargo bench -p sanspool-tokio --bench vs_deadpool_bb8` (`RUNS`; `OPS`: checkouts per run).
+//! `cargo bench -p sanspool-tokio --bench vs_deadpool_bb8` (`RUNS`; `OPS`: checkouts per run;
+//! `TASKS`: the concurrencies, `1,16,256` by default).
 
 use bb8_postgres::PostgresConnectionManager;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
@@ -182,7 +183,11 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
     );
     println!("| tasks | pool | checkouts/s | ratio to best other | p99 wait ms | max wait ms |");
     println!("|---|---|---|---|---|---|");
-    for tasks in [1, 16, 256] {
+    let counts: Vec<usize> = std::env::var("TASKS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 16, 256]);
+    for tasks in counts {
         let mut results: Vec<Vec<Run>> = vec![Vec::new(); pools.len()];
         for r in 0..runs {
             // Alternate which pool goes first.

@@ -15,6 +15,7 @@ use sanspool_core::{
 };
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::{Deref, DerefMut};
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
@@ -43,6 +44,28 @@ const WARM_UP_BOUND: Duration = Duration::from_secs(30);
 /// The least the build waits for `min` connections (a checkout timeout of milliseconds says how
 /// long a borrower may queue, not how long a server may take to accept).
 const WARM_UP_LEAST: Duration = Duration::from_secs(1);
+
+/// Hashes a waiter id with one multiplication (Fibonacci hashing): ids are distinct sequence
+/// numbers the core hands out, so they need no keyed hash, only their bits spread (the map reads
+/// the top ones too). A map lookup per queued checkout and per grant.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -119,6 +142,11 @@ impl<M: Connector> Settings<M> {
             Ok(Err(e)) => Err(Some(e)),
             Err(_) => Err(None),
         }
+    }
+
+    /// Whether connections taken from the idle set are vetted at all.
+    fn vets(&self) -> bool {
+        self.before_reuse.is_some() || self.check_on_checkout
     }
 
     /// Whether a connection taken from the idle set may be handed out.
@@ -255,7 +283,7 @@ struct State<M: Connector> {
     /// Why the last open failed; cleared by a successful open.
     last: Option<Failure<M::Error>>,
     /// Queued checkouts.
-    waiters: HashMap<WaiterId, oneshot::Sender<OutcomeOf<M>>>,
+    waiters: HashMap<WaiterId, oneshot::Sender<OutcomeOf<M>>, BuildHasherDefault<IdHasher>>,
     /// The deadline the maintenance task sleeps until.
     alarm: Option<Time>,
     /// Futures in `wait_ready` or the build's warm-up.
@@ -476,13 +504,13 @@ async fn maintain<M: Connector>(pool: Weak<Shared<M>>, wake: Arc<Notify>) {
 /// A queued checkout's claim on its outcome. Dropped before the outcome was taken (the `get()`
 /// future was dropped), it cancels the waiter through the core, or gives back the connection that
 /// was granted to it meanwhile.
-struct Pending<M: Connector> {
-    shared: Arc<Shared<M>>,
+struct Pending<'a, M: Connector> {
+    shared: &'a Arc<Shared<M>>,
     id: WaiterId,
     rx: Option<oneshot::Receiver<OutcomeOf<M>>>,
 }
 
-impl<M: Connector> Pending<M> {
+impl<M: Connector> Pending<'_, M> {
     /// The checkout's outcome. No timer of its own: the core times the waiter out at its
     /// deadline, through the maintenance task, which sleeps until the core's next deadline —
     /// one timer for the pool, not one per waiting checkout.
@@ -494,7 +522,7 @@ impl<M: Connector> Pending<M> {
     }
 }
 
-impl<M: Connector> Drop for Pending<M> {
+impl<M: Connector> Drop for Pending<'_, M> {
     fn drop(&mut self) {
         let Some(mut rx) = self.rx.take() else {
             return;
@@ -520,9 +548,9 @@ impl<M: Connector> Drop for Pending<M> {
     }
 }
 
-enum Got<M: Connector> {
+enum Got<'a, M: Connector> {
     Ready(Lease, M::Conn),
-    Waiting(Pending<M>),
+    Waiting(Pending<'a, M>),
 }
 
 impl<M: Connector> Pool<M> {
@@ -540,7 +568,7 @@ impl<M: Connector> Pool<M> {
             state: Mutex::new(State {
                 core,
                 last: None,
-                waiters: HashMap::new(),
+                waiters: HashMap::default(),
                 alarm: None,
                 ready_waiters: 0,
             }),
@@ -603,7 +631,7 @@ impl<M: Connector> Pool<M> {
                         let (tx, rx) = oneshot::channel();
                         st.waiters.insert(id, tx);
                         Ok(Got::Waiting(Pending {
-                            shared: Arc::clone(s),
+                            shared: s,
                             id,
                             rx: Some(rx),
                         }))
@@ -627,7 +655,7 @@ impl<M: Connector> Pool<M> {
                 conn: Some(conn),
                 close: false,
             };
-            if fresh || s.settings.vet(guard.conn_mut()).await {
+            if fresh || !s.settings.vets() || s.settings.vet(guard.conn_mut()).await {
                 return Ok(guard);
             }
             guard.give_back(Returned::Broken);

@@ -390,3 +390,42 @@ async fn the_pool_recovers_from_a_server_restart() {
     mon.until_count(0).await;
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_against_an_unreachable_server_times_out_with_the_connect_error() {
+    let mut server = tokio::task::spawn_blocking(PgServer::start)
+        .await
+        .unwrap()
+        .expect("a server of its own");
+    let dsn = server.dsn();
+    let server = tokio::task::spawn_blocking(move || {
+        server.stop().expect("stops");
+        server
+    })
+    .await
+    .unwrap();
+    let timeout = Duration::from_millis(500);
+    let pool = Builder::new(connector_for(&dsn, "unreachable"))
+        .min(0)
+        .max(1)
+        .timeout(timeout)
+        .build()
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let err = pool.get().await.unwrap_err();
+    let took = start.elapsed();
+    match &err {
+        PoolError::Timeout(Some(e)) => {
+            assert!(matches!(**e, sanspool_postgres::Error::Connect(_)), "{e:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().starts_with("timed out"), "{err}");
+    assert!(
+        took >= timeout && took < timeout + Duration::from_secs(2),
+        "{took:?}"
+    );
+    assert!(pool.stats().open_failures >= 1);
+    drop(server);
+}
