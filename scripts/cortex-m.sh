@@ -33,6 +33,9 @@ if cargo tree --locked -e features -i sanspool-core | grep -q 'feature "alloc"';
   echo "cortex-m: sanspool-core was built with alloc" >&2
   exit 1
 fi
+# Not a workspace member: the workspace's format and lint steps do not see it.
+cargo fmt --check
+cargo clippy --release --locked -- -D warnings
 cargo build --release --locked
 
 echo "cortex-m: running the scripted day under qemu-system-arm (mps2-an386)"
