@@ -197,6 +197,41 @@ fn waiter_handoff<S: Storage<u32, u32>>(c: &mut Criterion, name: &str) {
     group.finish();
 }
 
+/// A hand-off at `max` with 256 checkouts queued behind it, each with a deadline, as a busy
+/// driver sees it: the returned connection goes to the oldest waiter and a new checkout joins
+/// the end of the line. Nothing here may walk the line.
+fn handoff_256_waiting<S: Storage<u32, u32>>(c: &mut Criterion, name: &str) {
+    let mut group = c.benchmark_group("handoff_256_waiting");
+    group.bench_function(name, |b| {
+        let mut config = Config::new(4, 4);
+        config.max_waiting = 512;
+        let mut pool = warmed::<S>(config);
+        let mut held: std::collections::VecDeque<(Lease, u32)> =
+            (0..4).map(|_| checkout(&mut pool, None)).collect();
+        let mut t = 0u64;
+        let mut queue = |pool: &mut Pool<u32, u32, S>, t: &mut u64| {
+            *t += 1;
+            let at = Time::from_nanos(1_000_000_000_000 + *t);
+            let out = pool.checkout(Time::from_nanos(*t), None, Wait::Until(at));
+            assert!(matches!(out, Ok(Checkout::Waiting(_))), "{out:?}");
+        };
+        for _ in 0..256 {
+            queue(&mut pool, &mut t);
+        }
+        b.iter(|| {
+            let (lease, conn) = held.pop_front().expect("held");
+            checkin(&mut pool, lease, None, conn);
+            match pool.poll_command() {
+                Some(Command::Grant { lease, conn, .. }) => held.push_back((lease, conn)),
+                other => panic!("expected a grant, got {other:?}"),
+            }
+            queue(&mut pool, &mut t);
+        });
+        assert_eq!(pool.stats().waiting, 256);
+    });
+    group.finish();
+}
+
 /// 1 000 idle connections, each with its own end of life.
 fn idle_1000<S: Storage<u32, u32>>() -> Box<Pool<u32, u32, S>> {
     let mut config = Config::new(KEYS as usize, KEYS as usize);
@@ -319,6 +354,7 @@ fn main() {
     keyed_1000::<Big>(&mut c, "fixed");
     waiter_handoff::<Alloc>(&mut c, "alloc");
     waiter_handoff::<Small>(&mut c, "fixed");
+    handoff_256_waiting::<Alloc>(&mut c, "alloc");
     poll_timeout::<Alloc>(&mut c, "alloc");
     poll_timeout::<Big>(&mut c, "fixed");
     c.final_summary();

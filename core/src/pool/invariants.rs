@@ -155,6 +155,25 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 .is_none());
         }
 
+        // The line's summary.
+        let queued = (0..self.waiters.len()).filter_map(|p| self.waiters.get(p));
+        let fail_fast = queued.clone().filter(|w| w.fail_fast).count();
+        assert_eq!(
+            self.line.fail_fast, fail_fast,
+            "fail-fast waiters miscounted"
+        );
+        if self.line.sorted {
+            let mut last = None;
+            for d in queued.filter_map(|w| w.deadline) {
+                assert!(last <= Some(d), "line marked sorted, deadlines are not");
+                last = Some(d);
+            }
+            assert!(
+                last.is_none() || last <= self.line.last_deadline,
+                "last deadline forgotten"
+            );
+        }
+
         // 7. the timer table, recomputed from its definitions.
         let [wait, lifetime, _, _] = self.deadlines_by_search();
         assert_eq!(self.timers.get(Timer::Wait), wait, "waiter timer");

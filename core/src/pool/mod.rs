@@ -82,6 +82,7 @@ pub struct Pool<C, K, S: Storage<C, K>> {
     keys: S::Keys,
     counts: Counts,
     timers: TimerTable,
+    line: Line,
     /// `max`, raised to the occupied count by a shrinking resize and lowered as connections leave.
     ceiling: usize,
     next_waiter: u64,
@@ -95,6 +96,27 @@ pub struct Pool<C, K, S: Storage<C, K>> {
     retry_at: Option<Time>,
     rng: u64,
     stats: Stats,
+}
+
+/// What the pool keeps about its line of waiters so that no input has to walk it. Invariant
+/// (checked by `assert_invariants`): `fail_fast` counts the queued checkouts that do not wait;
+/// when `sorted`, the deadlines of the queued checkouts rise (or stay) in line order, and
+/// `last_deadline` is the deadline of the last one queued with a deadline.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+struct Line {
+    fail_fast: usize,
+    sorted: bool,
+    last_deadline: Option<Time>,
+}
+
+impl Default for Line {
+    fn default() -> Line {
+        Line {
+            fail_fast: 0,
+            sorted: true,
+            last_deadline: None,
+        }
+    }
 }
 
 /// How a connection arrives in a slot, which decides whether the pool keeps it and where.
@@ -128,6 +150,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             keys: S::Keys::default(),
             counts: Counts::default(),
             timers: TimerTable::default(),
+            line: Line::default(),
             next_waiter: 0,
             next_seq: 0,
             idle_seq: 0,
@@ -222,12 +245,17 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         if let Some(k) = &waiter.key {
             self.keys.insert(k, Holder::Waiter(id));
         }
-        let deadline = waiter.deadline;
+        let (deadline, fail_fast) = (waiter.deadline, waiter.fail_fast);
         if let Err(w) = self.waiters.push_back(waiter) {
             self.forget_key(w.key.as_ref());
             return Err(Error::TooManyWaiters);
         }
         self.timers.add(Timer::Wait, deadline);
+        if let Some(d) = deadline {
+            self.line.sorted &= self.line.last_deadline.is_none_or(|last| last <= d);
+            self.line.last_deadline = Some(d);
+        }
+        self.line.fail_fast += usize::from(fail_fast);
         self.next_waiter += 1;
         // psycopg2 connects on demand: a checkout that will not wait gets its own open at once,
         // backoff or not, and hears if it fails.
@@ -314,13 +342,10 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// not be emitted. [`Error::UnknownWaiter`] if it is not waiting (served, failed, or never
     /// queued).
     pub fn cancel(&mut self, now: Time, waiter: WaiterId) -> Result<(), Error> {
-        let pos = self
-            .waiters
-            .position(|w| w.id == waiter)
-            .ok_or(Error::UnknownWaiter)?;
+        let pos = self.waiter_pos(waiter).ok_or(Error::UnknownWaiter)?;
         self.advance(now);
         if let Some(w) = self.waiters.remove(pos) {
-            self.timers.remove(Timer::Wait, w.deadline);
+            self.waiter_left(&w);
             self.forget_key(w.key.as_ref());
         }
         self.settle();
@@ -406,8 +431,10 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             nanos(self.config.backoff_initial).saturating_mul(1 << min(self.failures - 1, 63));
         let delay = Duration::from_nanos(doubled).min(self.config.backoff_max);
         self.retry_at = Some(self.now.saturating_add(delay));
-        if let Some(pos) = self.waiters.position(|w| w.fail_fast) {
-            self.fail_waiter(pos, Error::OpenFailed);
+        if self.line.fail_fast > 0 {
+            if let Some(pos) = self.waiters.position(|w| w.fail_fast) {
+                self.fail_waiter(pos, Error::OpenFailed);
+            }
         }
         if permanent {
             while !self.waiters.is_empty() {
@@ -699,7 +726,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         }
         // A checkout that would not wait, whose open went to an older waiter, with no room for
         // another: exhausted after all, as psycopg2 would have said at once.
-        if !self.waiters.is_empty() && !self.has_room() {
+        if self.line.fail_fast > 0 && !self.has_room() {
             let mut pos = self.counts.opening();
             while let Some(w) = self.waiters.get(pos) {
                 if w.fail_fast {
@@ -719,8 +746,16 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             return;
         }
         if self.timers.take_stale(Timer::Wait) {
-            let deadlines = (0..self.waiters.len()).filter_map(|p| self.waiters.get(p)?.deadline);
-            self.timers.set(Timer::Wait, deadlines.min());
+            let mut deadlines =
+                (0..self.waiters.len()).filter_map(|p| self.waiters.get(p)?.deadline);
+            // In line order the deadlines usually rise (every checkout waits as long): then the
+            // first is the earliest, and finding it costs nothing.
+            let earliest = if self.line.sorted {
+                deadlines.next()
+            } else {
+                deadlines.min()
+            };
+            self.timers.set(Timer::Wait, earliest);
         }
         if self.timers.take_stale(Timer::Lifetime) {
             let ends = (0..self.idle.len()).filter_map(|p| self.slot_at_idle(p)?.expires);
@@ -803,7 +838,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             }
             self.close_conn(i, conn);
         } else if let Some(w) = self.waiters.pop_front() {
-            self.timers.remove(Timer::Wait, w.deadline);
+            self.waiter_left(&w);
             if let Some(k) = &w.key {
                 self.keys.insert(k, Holder::Slot(slot_u16(i)));
             }
@@ -918,7 +953,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     fn fail_waiter(&mut self, pos: usize, error: Error) {
         if let Some(w) = self.waiters.remove(pos) {
-            self.timers.remove(Timer::Wait, w.deadline);
+            self.waiter_left(&w);
             self.forget_key(w.key.as_ref());
             let seq = self.next_seq();
             let pushed = self.fails.push_back(Queued {
@@ -930,6 +965,29 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     }
 
     #[inline]
+    /// A waiter left the line (served, failed or cancelled): the line's summary follows.
+    fn waiter_left(&mut self, w: &Waiter<K>) {
+        self.timers.remove(Timer::Wait, w.deadline);
+        self.line.fail_fast -= usize::from(w.fail_fast);
+        if self.waiters.is_empty() {
+            self.line = Line::default();
+        }
+    }
+
+    /// Where a waiter stands in line: ids rise in arrival order, so a binary search finds it.
+    fn waiter_pos(&self, id: WaiterId) -> Option<usize> {
+        let (mut lo, mut hi) = (0, self.waiters.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.waiters.get(mid)?.id.cmp(&id) {
+                core::cmp::Ordering::Less => lo = mid + 1,
+                core::cmp::Ordering::Greater => hi = mid,
+                core::cmp::Ordering::Equal => return Some(mid),
+            }
+        }
+        None
+    }
+
     fn release_key(&mut self, i: usize) {
         if let State::InUse(key) = &mut self.slots.as_mut_slice()[i].state {
             if let Some(k) = key.take() {
