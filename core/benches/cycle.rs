@@ -209,7 +209,7 @@ fn handoff_256_waiting<S: Storage<u32, u32>>(c: &mut Criterion, name: &str) {
         let mut held: std::collections::VecDeque<(Lease, u32)> =
             (0..4).map(|_| checkout(&mut pool, None)).collect();
         let mut t = 0u64;
-        let mut queue = |pool: &mut Pool<u32, u32, S>, t: &mut u64| {
+        let queue = |pool: &mut Pool<u32, u32, S>, t: &mut u64| {
             *t += 1;
             let at = Time::from_nanos(1_000_000_000_000 + *t);
             let out = pool.checkout(Time::from_nanos(*t), None, Wait::Until(at));
