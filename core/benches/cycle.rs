@@ -300,6 +300,11 @@ fn interleaved(rounds: usize, n: u32, mut f: impl FnMut(), mut g: impl FnMut()) 
 }
 
 fn ratios() {
+    // `cargo test` runs benches too (without `--bench`): criterion then runs each once; the
+    // ratios would take seconds and mean nothing in a debug build.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
     println!("\nratios (medians of 15 interleaved rounds, one process):");
     let r2d2 = r2d2_pool();
     let mut alloc = warmed::<Alloc>(Config::new(4, 4));
