@@ -70,6 +70,13 @@ impl Framer {
 pub(crate) struct Session {
     /// Requests written (Query, FunctionCall, Sync) whose ReadyForQuery has not arrived.
     pending: u32,
+    /// How many of the last `pending` requests cannot change the transaction status: a Sync
+    /// after nothing but Close (tokio-postgres closes a statement it prepared for one call when
+    /// the call ends, and the server may answer after the borrower is done). Closing a statement
+    /// changes no transaction state, and is no error even for a name that does not exist.
+    harmless_tail: u32,
+    /// Since the last Sync, only Close or Flush was written in the extended protocol.
+    closes_only: bool,
     /// The server announced CopyInResponse and the client has not yet sent CopyDone or CopyFail.
     copy_in: bool,
     /// The last command written was a simple Query (which owes a ReadyForQuery after its COPY
@@ -98,6 +105,8 @@ impl Session {
         // The startup message owes a ReadyForQuery too.
         Self {
             pending: 1,
+            harmless_tail: 0,
+            closes_only: true,
             copy_in: false,
             simple: false,
             last: 0,
@@ -109,13 +118,30 @@ impl Session {
     /// One frontend message of type `ty` (0 for the startup message) was written.
     pub(crate) fn frontend(&mut self, ty: u8) {
         match (ty, self.copy_in) {
-            (b'Q' | b'F', false) => (self.pending, self.simple) = (self.pending + 1, ty == b'Q'),
-            (b'E', false) => self.simple = false,
-            (b'S', false) => self.pending += 1,
+            (b'Q' | b'F', false) => {
+                (self.pending, self.simple) = (self.pending + 1, ty == b'Q');
+                (self.harmless_tail, self.closes_only) = (0, true);
+            }
+            (b'E', false) => (self.simple, self.closes_only) = (false, false),
+            (b'S', false) => {
+                self.pending += 1;
+                self.harmless_tail = if self.closes_only {
+                    self.harmless_tail + 1
+                } else {
+                    0
+                };
+                self.closes_only = true;
+            }
+            // Close, Flush, and the startup message (its answer is counted in `pending` already).
+            (b'C' | b'H' | 0, false) => {}
             // The copy ends: the Syncs written since the command that started it were swallowed by
             // the server (it ignores Sync and Flush in COPY IN); a simple Query still owes its
             // ReadyForQuery.
-            (b'c' | b'f', true) => (self.pending, self.copy_in) = (self.simple.into(), false),
+            (b'c' | b'f', true) => {
+                (self.pending, self.copy_in) = (self.simple.into(), false);
+                // The Sync that follows answers for the copy's command.
+                (self.harmless_tail, self.closes_only) = (0, false);
+            }
             // A copy ended that the server never started: it will answer the Sync that follows,
             // and the Sync sent with the Execute, with two ReadyForQuery where tokio-postgres
             // awaits one (rust-postgres issue 789). Its replies are then misrouted: give it up.
@@ -123,7 +149,8 @@ impl Session {
             // Copy data, and Sync/Flush, which the server swallows during COPY IN.
             (b'd' | b'S' | b'H', _) => {}
             (_, true) => self.lost = true,
-            _ => {}
+            // Parse, Bind, Describe and the rest: the batch does work.
+            _ => self.closes_only = false,
         }
     }
 
@@ -134,6 +161,7 @@ impl Session {
                 // A ReadyForQuery nobody asked for means our count is wrong.
                 self.lost |= self.pending == 0;
                 self.pending = self.pending.saturating_sub(1);
+                self.harmless_tail = self.harmless_tail.min(self.pending);
                 (self.last, self.copy_in) = (first.unwrap_or(0), false);
             }
             b'G' => self.copy_in = true,
@@ -158,11 +186,12 @@ impl Session {
             Self { closed: true, .. } => State::Closed,
             Self {
                 lost: false,
-                pending: 0,
                 copy_in: false,
                 last: last @ (b'I' | b'T' | b'E'),
+                pending,
+                harmless_tail,
                 ..
-            } => State::Ready(*last),
+            } if pending == harmless_tail => State::Ready(*last),
             _ => State::Unknown,
         }
     }
@@ -277,5 +306,32 @@ mod tests {
         assert_eq!(play(&format!("{up}>X")), State::Closed);
         assert_eq!(play(&format!("{up}<E")), State::Closed);
         assert_eq!(play(&format!("{up}>Q<E<ZI")), State::Ready(b'I'));
+    }
+
+    /// A statement closed after its one call (tokio-postgres's `query` with SQL text) cannot
+    /// change the transaction status: the last status holds while its answer is on its way. Any
+    /// other outstanding work makes the status unknown.
+    #[test]
+    fn closing_a_statement_changes_no_status() {
+        let up = ">\0<R<ZI";
+        let call = format!("{up}>P>D>S<1<t<T<ZI>B>E>S<2<D<C<ZI");
+        assert_eq!(play(&call), State::Ready(b'I'));
+        assert_eq!(play(&format!("{call}>C>S")), State::Ready(b'I'));
+        assert_eq!(play(&format!("{call}>C>H>C>S>C>S")), State::Ready(b'I'));
+        assert_eq!(play(&format!("{call}>C>S<3<ZI")), State::Ready(b'I'));
+        // Inside a transaction, or a failed one, the status stays what it was.
+        let begun = format!("{up}>Q<C<ZT");
+        assert_eq!(play(&format!("{begun}>C>S")), State::Ready(b'T'));
+        let failed = format!("{up}>Q<C<ZT>Q<E<ZE");
+        assert_eq!(play(&format!("{failed}>C>S")), State::Ready(b'E'));
+        // Not harmless: a close batched with other work, work queued behind the close, or a
+        // close still waiting for its Sync.
+        assert_eq!(play(&format!("{call}>C>B>E>S")), State::Unknown);
+        assert_eq!(play(&format!("{call}>C>S>Q")), State::Unknown);
+        assert_eq!(play(&format!("{call}>Q>C>S")), State::Unknown);
+        assert_eq!(play(&format!("{call}>Q>C>S<C<ZT")), State::Ready(b'T'));
+        assert_eq!(play(&format!("{call}>C")), State::Ready(b'I'));
+        assert_eq!(play(&format!("{call}>C>P")), State::Ready(b'I'));
+        assert_eq!(play(&format!("{call}>C>P>S")), State::Unknown);
     }
 }

@@ -7,13 +7,10 @@
 //! the pool's runtime; closing a connection drops the client and waits, within the close bound,
 //! for that task to send Terminate and see the server close.
 //!
-//! One case costs a round trip after all: a statement prepared on the fly by
-//! `query(&str)`/`query_one(&str)`/`execute(&str)` is closed by tokio-postgres when the call
-//! ends, with a Close and Sync written at once by the connection's task. Until the server answers
-//! it (a network round trip), the status says `Unknown`, and a guard dropped in that window is
-//! judged dirty: one `ROLLBACK` (in a measurement on a local server, about one return in four).
-//! Statements prepared once (`prepare`), `query_typed`, and `simple_query`/`batch_execute` leave
-//! nothing owed, and their returns cost nothing.
+//! A statement prepared on the fly by `query(&str)`/`query_one(&str)`/`execute(&str)` is closed
+//! by tokio-postgres when the call ends (a Close and a Sync written by the connection's task); a
+//! guard dropped before the server answers still judges clean, because the tracker knows that a
+//! request of nothing but Close cannot change the transaction status.
 //!
 //! ```no_run
 //! use sanspool_tokio::postgres::{PgConnector, PgPool};

@@ -429,3 +429,18 @@ async fn a_checkout_against_an_unreachable_server_times_out_with_the_connect_err
     assert!(pool.stats().open_failures >= 1);
     drop(server);
 }
+
+/// `query_one` with SQL text prepares a statement for the call and closes it when the call ends;
+/// a guard dropped before the server answers that Close is still judged clean (a request of
+/// nothing but Close cannot change the transaction status): no ROLLBACK, ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_closed_after_its_call_costs_no_rollback() {
+    let pool = pool("closed-statement", 1, 1, Duration::from_secs(10)).await;
+    for _ in 0..200 {
+        let conn = pool.get().await.unwrap();
+        let row = conn.query_one("SELECT 1", &[]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), 1);
+    }
+    assert_eq!(pool.stats().resets, 0, "{:?}", pool.stats());
+    assert_eq!(pool.stats().checkouts, 200);
+}
