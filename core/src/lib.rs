@@ -109,6 +109,7 @@
 #[cfg(feature = "testkit")]
 extern crate std;
 
+mod builder;
 mod command;
 mod config;
 mod error;

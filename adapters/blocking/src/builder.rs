@@ -2,7 +2,7 @@
 
 use crate::driver::{Hook, Settings};
 use crate::{Connector, PersistentPool, PoolError, SimplePool, ThreadedPool};
-use sanspool_core::{Config, IdleOrder, KeepIdle};
+use sanspool_core::Config;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -15,7 +15,8 @@ use std::time::Duration;
 ///
 /// Defaults: `min` 1, `max` 10, checkouts wait up to 30 s, up to 1 024 waiters, most recently
 /// returned connection first, every returned connection kept, no lifetime limits, open retries
-/// backing off from 100 ms to 10 s, no check on checkout.
+/// backing off from 100 ms to 10 s, no check on checkout. The [`SimplePool`] never waits: it
+/// ignores `timeout`.
 pub struct Builder<M: Connector, K = u64> {
     connector: M,
     config: Config,
@@ -45,76 +46,7 @@ impl<M: Connector> Builder<M> {
 }
 
 impl<M: Connector, K> Builder<M, K> {
-    /// Connections kept open even when unused; opened by the build.
-    pub fn min(mut self, n: usize) -> Self {
-        self.config.min = n;
-        self
-    }
-
-    /// The most connections at once (counting those being opened or closed).
-    pub fn max(mut self, n: usize) -> Self {
-        self.config.max = n;
-        self
-    }
-
-    /// How long a checkout waits when none is idle and the pool is at `max`. `None`: it does not
-    /// wait, and fails with psycopg2's "connection pool exhausted". Ignored by the
-    /// [`SimplePool`], which never waits.
-    pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
-        self.timeout = timeout.into();
-        self
-    }
-
-    /// The most checkouts waiting at once; more fail with [`PoolError::TooManyWaiters`].
-    pub fn max_waiting(mut self, n: usize) -> Self {
-        self.config.max_waiting = n;
-        self
-    }
-
-    /// Connections older than this are closed (when idle or returned) and replaced.
-    pub fn max_lifetime(mut self, d: impl Into<Option<Duration>>) -> Self {
-        self.config.max_lifetime = d.into();
-        self
-    }
-
-    /// Each connection's lifetime is shortened by a random part of this, so that connections
-    /// opened together do not expire together.
-    pub fn lifetime_jitter(mut self, d: Duration) -> Self {
-        self.config.lifetime_jitter = d;
-        self
-    }
-
-    /// Idle connections unused for this long are closed while more than `min` are open.
-    pub fn max_idle(mut self, d: impl Into<Option<Duration>>) -> Self {
-        self.config.max_idle = d.into();
-        self
-    }
-
-    /// Which idle connection a checkout gets.
-    pub fn idle_order(mut self, order: IdleOrder) -> Self {
-        self.config.idle_order = order;
-        self
-    }
-
-    /// How many returned connections stay idle.
-    pub fn keep_idle(mut self, keep: KeepIdle) -> Self {
-        self.config.keep_idle = keep;
-        self
-    }
-
-    /// The delay before retrying after a failed open, doubling per failure from `initial` to `max`.
-    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.config.backoff_initial = initial;
-        self.config.backoff_max = max;
-        self
-    }
-
-    /// Whether a connection taken from the idle set is checked ([`Connector::check`], a round trip)
-    /// before it is handed out. One that fails is closed and the next tried. Off by default.
-    pub fn check_on_checkout(mut self, check: bool) -> Self {
-        self.check_on_checkout = check;
-        self
-    }
+    sanspool_core::builder_settings!();
 
     /// Runs on every new connection; an error makes the open fail (and the connection is closed).
     pub fn after_connect<F>(mut self, hook: F) -> Self
@@ -132,16 +64,6 @@ impl<M: Connector, K> Builder<M, K> {
         F: Fn(&mut M::Conn) -> Result<(), M::Error> + Send + Sync + 'static,
     {
         self.before_reuse = Some(Box::new(hook));
-        self
-    }
-
-    /// psycopg2's behaviour: checkouts never wait (at `max`: "connection pool exhausted"), a
-    /// returned connection is kept only while fewer than `min` are idle, and `min` is opened at
-    /// build and never refilled (connections open afterwards only for checkouts).
-    pub fn psycopg2(mut self) -> Self {
-        self.timeout = None;
-        self.config.keep_idle = KeepIdle::UpToMin;
-        self.config.refill = false;
         self
     }
 

@@ -1,0 +1,99 @@
+//! The settings every driver's builder shares, written once: [`builder_settings!`](crate::builder_settings)
+//! expands them inside a builder's `impl` block. Not part of the core's API; for the drivers.
+
+/// Expands the shared builder settings (`min`, `max`, `timeout`, `max_waiting`, `max_lifetime`,
+/// `lifetime_jitter`, `max_idle`, `idle_order`, `keep_idle`, `backoff`, `check_on_checkout`,
+/// `psycopg2`) inside an `impl` of a builder with fields `config: sanspool_core::Config`,
+/// `timeout: Option<Duration>` and `check_on_checkout: bool`. The docs link to `PoolError` and
+/// `Connector`, which the driver's crate has.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! builder_settings {
+    () => {
+        /// Connections kept open even when unused; opened by the build.
+        pub fn min(mut self, n: usize) -> Self {
+            self.config.min = n;
+            self
+        }
+
+        /// The most connections at once (counting those being opened or closed).
+        pub fn max(mut self, n: usize) -> Self {
+            self.config.max = n;
+            self
+        }
+
+        /// How long a checkout waits when none is idle and the pool is at `max`. `None`: it
+        /// does not wait, and fails with psycopg2's "connection pool exhausted".
+        pub fn timeout(mut self, timeout: impl Into<Option<::core::time::Duration>>) -> Self {
+            self.timeout = timeout.into();
+            self
+        }
+
+        /// The most checkouts waiting at once; more fail with [`PoolError::TooManyWaiters`].
+        pub fn max_waiting(mut self, n: usize) -> Self {
+            self.config.max_waiting = n;
+            self
+        }
+
+        /// Connections older than this are closed (when idle or returned) and replaced.
+        pub fn max_lifetime(mut self, d: impl Into<Option<::core::time::Duration>>) -> Self {
+            self.config.max_lifetime = d.into();
+            self
+        }
+
+        /// Each connection's lifetime is shortened by a random part of this, so that
+        /// connections opened together do not expire together.
+        pub fn lifetime_jitter(mut self, d: ::core::time::Duration) -> Self {
+            self.config.lifetime_jitter = d;
+            self
+        }
+
+        /// Idle connections unused for this long are closed while more than `min` are open.
+        pub fn max_idle(mut self, d: impl Into<Option<::core::time::Duration>>) -> Self {
+            self.config.max_idle = d.into();
+            self
+        }
+
+        /// Which idle connection a checkout gets.
+        pub fn idle_order(mut self, order: $crate::IdleOrder) -> Self {
+            self.config.idle_order = order;
+            self
+        }
+
+        /// How many returned connections stay idle.
+        pub fn keep_idle(mut self, keep: $crate::KeepIdle) -> Self {
+            self.config.keep_idle = keep;
+            self
+        }
+
+        /// The delay before retrying after a failed open, doubling per failure from `initial`
+        /// to `max`.
+        pub fn backoff(
+            mut self,
+            initial: ::core::time::Duration,
+            max: ::core::time::Duration,
+        ) -> Self {
+            self.config.backoff_initial = initial;
+            self.config.backoff_max = max;
+            self
+        }
+
+        /// Whether a connection taken from the idle set is checked ([`Connector::check`], a
+        /// round trip) before it is handed out. One that fails is closed and the next tried. Off
+        /// by default.
+        pub fn check_on_checkout(mut self, check: bool) -> Self {
+            self.check_on_checkout = check;
+            self
+        }
+
+        /// psycopg2's behaviour: checkouts never wait (at `max`: "connection pool exhausted"),
+        /// a returned connection is kept only while fewer than `min` are idle, and `min` is
+        /// opened at build and never refilled (connections open afterwards only for checkouts).
+        pub fn psycopg2(mut self) -> Self {
+            self.timeout = None;
+            self.config.keep_idle = $crate::KeepIdle::UpToMin;
+            self.config.refill = false;
+            self
+        }
+    };
+}
