@@ -2,7 +2,8 @@
 //! connector that does no I/O, at 1, 2, 4, 8 and 16 threads. Runs of both pools alternate; each
 //! figure is the median of the runs' wall time per operation (total ops over all threads).
 //!
-//! `cargo bench -p sanspool --bench vs_r2d2` (`RUNS`, `OPS` to change the sizes).
+//! `cargo bench -p sanspool --bench vs_r2d2` (`RUNS`, `OPS` to change the sizes,
+//! `THREADS` to run one thread count).
 
 use sanspool::{Builder, Connector, Returned};
 use std::hint::black_box;
@@ -118,7 +119,11 @@ fn main() {
     println!("get() + drop, max {MAX}, no I/O; median of {runs} runs of {ops} ops per thread");
     println!("| threads | r2d2 ns/op | sanspool ns/op | ratio |");
     println!("|---|---|---|---|");
+    let only: Option<usize> = std::env::var("THREADS").ok().and_then(|v| v.parse().ok());
     for threads in [1, 2, 4, 8, 16] {
+        if only.is_some_and(|t| t != threads) {
+            continue;
+        }
         let ops = (ops / threads).max(if measuring { 1000 } else { 10 });
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for _ in 0..runs {
