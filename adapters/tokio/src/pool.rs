@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, Notify};
+use tokio::task::JoinHandle;
 
 /// An async hook run on a connection: after it is opened, or before it is reused.
 pub(crate) type Hook<M> = Box<
@@ -357,12 +358,20 @@ impl<M: Connector> Shared<M> {
     /// Spawns each command's I/O as a task of its own.
     fn run(self: &Arc<Self>, io: Vec<Command<M::Conn>>) {
         for cmd in io {
-            let shared = Arc::clone(self);
-            self.runtime.spawn(async move {
-                let done = shared.settings.perform(cmd).await;
-                shared.report(done);
-            });
+            drop(self.spawn(cmd));
         }
+    }
+
+    /// Spawns one command's I/O and its report; the task says whether it was a failed check.
+    /// A task, not the caller's future: dropped mid-way, the caller would lose the connection.
+    fn spawn(self: &Arc<Self>, cmd: Command<M::Conn>) -> JoinHandle<bool> {
+        let shared = Arc::clone(self);
+        self.runtime.spawn(async move {
+            let done = shared.settings.perform(cmd).await;
+            let failed = matches!(done.0, Completion::Checked { ok: false, .. });
+            shared.report(done);
+            failed
+        })
     }
 
     /// Reports a performed command, with its drain; starts what follows.
@@ -702,10 +711,36 @@ impl<M: Connector> Pool<M> {
             .input(|core, now| core.resize(now, min, max))
     }
 
-    /// Checks every idle connection ([`Connector::check`]) on tasks; those that fail are closed
-    /// and replaced. Returns how many were sent for a check.
-    pub fn check(&self) -> Result<usize, PoolError<M::Error>> {
-        self.owner.shared.input(|core, now| core.check_idle(now))
+    /// Checks every idle connection ([`Connector::check`], psycopg_pool's `check`) on tasks, and
+    /// waits for the answers; those that fail are closed and replaced. Returns how many failed.
+    ///
+    /// Dropping the future stops only the count: the checks run on and report to the pool.
+    pub async fn check(&self) -> Result<usize, PoolError<M::Error>> {
+        let s = &self.owner.shared;
+        let mut st = lock(&s.state);
+        if let Err(e) = st.core.check_idle(s.settings.now()) {
+            return Err(st.error(e));
+        }
+        let io = s.drain(&mut st);
+        drop(st);
+        // Every check in this drain is one of ours: earlier inputs' commands were drained by
+        // their own inputs, under the same lock.
+        let mut checks = Vec::new();
+        for cmd in io {
+            let is_check = matches!(cmd, Command::Check { .. });
+            let task = s.spawn(cmd);
+            if is_check {
+                checks.push(task);
+            }
+        }
+        let mut failed = 0;
+        for task in checks {
+            // A task that did not finish (the runtime shutting down) lost its connection: failed.
+            if task.await.unwrap_or(true) {
+                failed += 1;
+            }
+        }
+        Ok(failed)
     }
 
     /// Waits until at least `min` connections are open. [`PoolError::Timeout`] carries the last
