@@ -717,12 +717,14 @@ impl<M: Connector> Pool<M> {
     /// Dropping the future stops only the count: the checks run on and report to the pool.
     pub async fn check(&self) -> Result<usize, PoolError<M::Error>> {
         let s = &self.owner.shared;
-        let mut st = lock(&s.state);
-        if let Err(e) = st.core.check_idle(s.settings.now()) {
-            return Err(st.error(e));
-        }
-        let io = s.drain(&mut st);
-        drop(st);
+        // A block, so the future holds no guard across its awaits (and stays `Send`).
+        let io = {
+            let mut st = lock(&s.state);
+            if let Err(e) = st.core.check_idle(s.settings.now()) {
+                return Err(st.error(e));
+            }
+            s.drain(&mut st)
+        };
         // Every check in this drain is one of ours: earlier inputs' commands were drained by
         // their own inputs, under the same lock.
         let mut checks = Vec::new();

@@ -451,3 +451,12 @@ async fn check_waits_for_the_answers_and_counts_the_failures() {
     pool.close().unwrap();
     assert!(matches!(pool.check().await, Err(PoolError::Closed)));
 }
+
+/// The pool's futures can be spawned on a multi-thread runtime.
+#[allow(dead_code)]
+fn futures_are_send(pool: &Pool<Fake>) {
+    fn send<T: Send>(_: T) {}
+    send(pool.get());
+    send(pool.check());
+    send(pool.wait_ready(Duration::ZERO));
+}
