@@ -618,17 +618,13 @@ impl PgConnector {
     }
 
     /// An opener of async connections with this connector's configuration, TLS and connect
-    /// timeout (see [`AsyncOpener`]). Made once per pool: it copies the configuration out on a
-    /// short-lived thread.
-    pub fn async_opener(&self) -> Result<AsyncOpener, Error> {
-        let config = connect::tokio_config(&self.config).ok_or_else(|| {
-            Error::InvalidConfig("the configuration could not be read for an async client".into())
-        })?;
-        Ok(AsyncOpener {
-            config,
+    /// timeout (see [`AsyncOpener`]).
+    pub fn async_opener(&self) -> AsyncOpener {
+        AsyncOpener {
+            config: self.config.as_tokio().clone(),
             tls: self.tls.clone(),
             connect_timeout: self.connect_timeout,
-        })
+        }
     }
 }
 

@@ -91,19 +91,21 @@ impl PgConnector {
     /// A connector for a libpq-style connection string or URL, with libpq's `sslmode` and
     /// `sslrootcert` (as `sanspool_postgres::PgConnector::new`).
     pub fn new(dsn: &str) -> Result<PgConnector, Error> {
-        PgConnector::from_blocking(&sanspool_postgres::PgConnector::new(dsn)?)
+        Ok(PgConnector::from_blocking(
+            &sanspool_postgres::PgConnector::new(dsn)?,
+        ))
     }
 
     /// A connector opening what the blocking connector `c` opens: its configuration, TLS and
-    /// connect timeout. (Copying the configuration out takes a short-lived thread.)
-    pub fn from_blocking(c: &sanspool_postgres::PgConnector) -> Result<PgConnector, Error> {
-        Ok(PgConnector {
-            opener: c.async_opener()?,
+    /// connect timeout.
+    pub fn from_blocking(c: &sanspool_postgres::PgConnector) -> PgConnector {
+        PgConnector {
+            opener: c.async_opener(),
             session_reset: SessionReset::default(),
             check_timeout: DEFAULT_CHECK_TIMEOUT,
             reset_timeout: DEFAULT_RESET_TIMEOUT,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
-        })
+        }
     }
 
     /// How returned sessions are reset ([`SessionReset::Rollback`] unless set).
