@@ -460,3 +460,33 @@ fn futures_are_send(pool: &Pool<Fake>) {
     send(pool.check());
     send(pool.wait_ready(Duration::ZERO));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gets_dropped_at_any_moment_lose_no_connection() {
+    let fake = Fake::default();
+    let pool = pool(&fake, 2, 2, Duration::from_secs(30)).await;
+    let mut tasks = Vec::new();
+    for t in 0..32u64 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..200u64 {
+                // Timeouts of 0-40 µs drop get() futures while queued, while their grant is on
+                // its way, and after it arrived.
+                let bound = Duration::from_micros((t * 7 + i * 13) % 41);
+                if let Ok(conn) = tokio::time::timeout(bound, pool.get()).await {
+                    let conn = conn.unwrap();
+                    tokio::task::yield_now().await;
+                    drop(conn);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let s = pool.stats();
+    assert_eq!((s.in_use, s.waiting, s.idle, s.size), (0, 0, 2, 2), "{s:?}");
+    assert_eq!(fake.0.opened.load(Ordering::SeqCst), 2);
+    let (a, b) = (pool.get().await.unwrap(), pool.get().await.unwrap());
+    assert_ne!(a.id, b.id);
+}
