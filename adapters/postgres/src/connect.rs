@@ -215,26 +215,6 @@ pub(crate) async fn open_async(
     Ok((client, connection, cell, cancel))
 }
 
-/// The `tokio_postgres` configuration inside a `postgres` one. The (patched) crate has no
-/// accessor, but `connect_with` hands its configuration to the closure: the closure keeps it and
-/// connects nowhere. On a thread of its own, since `connect_with` runs a runtime of its own.
-pub(crate) fn tokio_config(config: &Config) -> Option<TokioConfig> {
-    type Never = tokio_postgres::Connection<PgSocket, PgSocket>;
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let mut out = None;
-            let _ = config.connect_with(|c| {
-                out = Some(c);
-                async { Err::<(RawClient, Never), ()>(()) }
-            });
-            out
-        })
-        .join()
-        .ok()
-        .flatten()
-    })
-}
-
 /// Tries the hosts in turn, as tokio-postgres does; the last failure is returned.
 async fn open_any(
     config: &TokioConfig,

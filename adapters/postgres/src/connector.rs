@@ -12,19 +12,12 @@ use sanspool::{Connector, Returned};
 
 use crate::connect::{self, CancelTarget, Tls};
 use crate::tracked::{PgSocket, StatusCell, TxStatus};
-
-/// How long [`Connector::check`] waits for the server's answer by default.
-pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long an attempt to open a connection may take by default, per host address (DNS, TCP,
-/// TLS, startup, authentication), when the configuration sets no `connect_timeout`.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long a reset (`ROLLBACK`, or the session reset) may take by default.
-pub const DEFAULT_RESET_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long closing a connection may take by default: Terminate, then the server's end of stream.
-pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::{Bounds, Session};
+// What the bound setters' docs link to.
+#[cfg(doc)]
+use crate::{
+    DEFAULT_CHECK_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESET_TIMEOUT,
+};
 
 /// Why a [`PgConnector`] could not be built or a connection could not be opened, reset, checked or
 /// cancelled.
@@ -134,11 +127,8 @@ impl From<postgres::Error> for Error {
 pub struct PgConn {
     /// `None` only once taken by `into_inner` or `close`.
     client: Option<Client>,
-    cell: StatusCell,
+    session: Session,
     cancel: CancelTarget,
-    /// Bytes written when the session was last opened, reset or checked: a checkout that wrote
-    /// nothing cannot have changed the session.
-    mark: u64,
     /// Bounds the close when the connection is dropped (outside the pool's own close too).
     close_timeout: Duration,
 }
@@ -146,12 +136,12 @@ pub struct PgConn {
 impl PgConn {
     /// The session's transaction status as of the client's last exchange with the server: no I/O.
     pub fn status(&self) -> TxStatus {
-        self.cell.get()
+        self.session.status()
     }
 
     /// The status cell (clones share it): [`StatusCell::is_tracked`], [`StatusCell::bytes_written`].
     pub fn status_cell(&self) -> &StatusCell {
-        &self.cell
+        self.session.cell()
     }
 
     /// A token that cancels the query this connection is running, from any thread. Use it rather
@@ -164,7 +154,7 @@ impl PgConn {
     /// The client and its status cell, for good.
     pub fn into_inner(mut self) -> (Client, StatusCell) {
         let client = self.client.take().expect("present until taken");
-        (client, self.cell.clone())
+        (client, self.session.cell().clone())
     }
 
     fn client(&self) -> &Client {
@@ -173,32 +163,13 @@ impl PgConn {
 
     /// Whether the client wrote anything since the session was last opened, reset or checked.
     pub fn used_since_reset(&self) -> bool {
-        self.cell.bytes_written() != self.mark
+        self.session.used_since_reset()
     }
 
-    /// The state the pool should see: [`Returned::Clean`] only when the session is idle, and,
-    /// when the policy resets sessions, unused since its last reset.
+    /// The state the pool should see (see [`Session::judge`]).
     fn judge(&self, reset: &SessionReset) -> Returned {
-        if self.client().is_closed() {
-            return Returned::Broken;
-        }
-        match self.cell.get() {
-            TxStatus::Idle if reset.resets_sessions() && self.used_since_reset() => Returned::Dirty,
-            TxStatus::Idle => Returned::Clean,
-            TxStatus::Closed => Returned::Broken,
-            TxStatus::InTransaction | TxStatus::InError | TxStatus::Unknown => Returned::Dirty,
-        }
-    }
-
-    /// Whether the session is known to be idle after a query of ours; if so, it is marked clean.
-    fn settled(&mut self) -> Result<(), Error> {
-        match self.cell.get() {
-            TxStatus::Idle => {
-                self.mark = self.cell.bytes_written();
-                Ok(())
-            }
-            status => Err(Error::NotIdle(status)),
-        }
+        let closed = self.client().is_closed();
+        self.session.judge(closed, reset.resets_sessions())
     }
 
     /// Runs `f` on the client with the connection's I/O bounded by `bound`.
@@ -208,9 +179,9 @@ impl PgConn {
         op: Op,
         f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
     ) -> Result<T, Error> {
-        self.cell.set_deadline(Some(bound));
+        self.session.cell().set_deadline(Some(bound));
         let result = f(self.client.as_mut().expect("present until taken"));
-        self.cell.set_deadline(None);
+        self.session.cell().set_deadline(None);
         result.map_err(Error::during(op))
     }
 }
@@ -220,7 +191,7 @@ impl Drop for PgConn {
     /// timeout.
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
-            self.cell.set_deadline(Some(self.close_timeout));
+            self.session.cell().set_deadline(Some(self.close_timeout));
             drop(client);
         }
     }
@@ -249,13 +220,12 @@ impl CancelToken {
 
 /// Opens connections for an async client (`sanspool-tokio`) through the same path as
 /// [`PgConnector::connect`]: its DNS, socket, `sslmode` and TLS, status tracking and connect
-/// bound — but hands out the `tokio_postgres::Client` and the connection future, for the caller's
+/// bound (given to [`open`](Self::open)) — but hands out the `tokio_postgres::Client` and the connection future, for the caller's
 /// runtime to drive. Made by [`PgConnector::async_opener`].
 #[derive(Clone)]
 pub struct AsyncOpener {
     config: tokio_postgres::Config,
     tls: Tls,
-    connect_timeout: Duration,
 }
 
 /// A connection opened by [`AsyncOpener::open`].
@@ -281,10 +251,11 @@ impl fmt::Debug for AsyncOpened {
 }
 
 impl AsyncOpener {
-    /// Opens one connection, within the connect bound per host address.
-    pub async fn open(&self) -> Result<AsyncOpened, Error> {
+    /// Opens one connection, within `connect_timeout` per host address when the configuration
+    /// sets no `connect_timeout` (the async connector's [`Bounds::connect`]).
+    pub async fn open(&self, connect_timeout: Duration) -> Result<AsyncOpened, Error> {
         let (client, connection, cell, cancel) =
-            connect::open_async(&self.config, &self.tls, Some(self.connect_timeout)).await?;
+            connect::open_async(&self.config, &self.tls, Some(connect_timeout)).await?;
         Ok(AsyncOpened {
             client,
             connection: Box::pin(connection),
@@ -299,7 +270,6 @@ impl fmt::Debug for AsyncOpener {
         f.debug_struct("AsyncOpener")
             .field("config", &self.config)
             .field("tls", &!self.tls.is_none())
-            .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
 }
@@ -327,8 +297,8 @@ impl DerefMut for PgConn {
 impl fmt::Debug for PgConn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgConn")
-            .field("status", &self.cell.get())
-            .field("tracked", &self.cell.is_tracked())
+            .field("status", &self.session.status())
+            .field("tracked", &self.session.cell().is_tracked())
             .field("closed", &self.client().is_closed())
             .finish_non_exhaustive()
     }
@@ -501,10 +471,7 @@ pub struct PgConnector {
     ssl_mode: SslMode,
     tls: Tls,
     session_reset: SessionReset,
-    connect_timeout: Duration,
-    check_timeout: Duration,
-    reset_timeout: Duration,
-    close_timeout: Duration,
+    bounds: Bounds,
 }
 
 impl PgConnector {
@@ -556,10 +523,7 @@ impl PgConnector {
             ssl_mode,
             tls: Tls::none(),
             session_reset: SessionReset::rollback(),
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            check_timeout: DEFAULT_CHECK_TIMEOUT,
-            reset_timeout: DEFAULT_RESET_TIMEOUT,
-            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            bounds: Bounds::default(),
         }
     }
 
@@ -587,48 +551,20 @@ impl PgConnector {
         self
     }
 
-    /// How long opening a connection may take, per host address, when the configuration has no
-    /// `connect_timeout` ([`DEFAULT_CONNECT_TIMEOUT`] unless set).
-    pub fn connect_timeout(mut self, timeout: Duration) -> PgConnector {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// How long [`Connector::check`] waits for the server ([`DEFAULT_CHECK_TIMEOUT`] unless set).
-    pub fn check_timeout(mut self, timeout: Duration) -> PgConnector {
-        self.check_timeout = timeout;
-        self
-    }
-
-    /// How long a reset may take ([`DEFAULT_RESET_TIMEOUT`] unless set).
-    pub fn reset_timeout(mut self, timeout: Duration) -> PgConnector {
-        self.reset_timeout = timeout;
-        self
-    }
-
-    /// How long a close may take ([`DEFAULT_CLOSE_TIMEOUT`] unless set).
-    pub fn close_timeout(mut self, timeout: Duration) -> PgConnector {
-        self.close_timeout = timeout;
-        self
-    }
+    crate::bound_setters!();
 
     /// The configuration connections are opened with.
     pub fn config(&self) -> &Config {
         &self.config
     }
 
-    /// An opener of async connections with this connector's configuration, TLS and connect
-    /// timeout (see [`AsyncOpener`]). Made once per pool: it copies the configuration out on a
-    /// short-lived thread.
-    pub fn async_opener(&self) -> Result<AsyncOpener, Error> {
-        let config = connect::tokio_config(&self.config).ok_or_else(|| {
-            Error::InvalidConfig("the configuration could not be read for an async client".into())
-        })?;
-        Ok(AsyncOpener {
-            config,
+    /// An opener of async connections with this connector's configuration and TLS (see
+    /// [`AsyncOpener`]).
+    pub fn async_opener(&self) -> AsyncOpener {
+        AsyncOpener {
+            config: self.config.as_tokio().clone(),
             tls: self.tls.clone(),
-            connect_timeout: self.connect_timeout,
-        })
+        }
     }
 }
 
@@ -658,10 +594,7 @@ impl fmt::Debug for PgConnector {
             .field("ssl_mode", &self.ssl_mode)
             .field("tls", &!self.tls.is_none())
             .field("session_reset", &self.session_reset)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("check_timeout", &self.check_timeout)
-            .field("reset_timeout", &self.reset_timeout)
-            .field("close_timeout", &self.close_timeout)
+            .field("bounds", &self.bounds)
             .finish_non_exhaustive()
     }
 }
@@ -671,14 +604,12 @@ impl Connector for PgConnector {
     type Error = Error;
 
     fn connect(&self) -> Result<PgConn, Error> {
-        let opened = connect::open(&self.config, &self.tls, Some(self.connect_timeout))?;
-        let mark = opened.cell.bytes_written();
+        let opened = connect::open(&self.config, &self.tls, Some(self.bounds.connect))?;
         Ok(PgConn {
             client: Some(opened.client),
-            cell: opened.cell,
+            session: Session::new(opened.cell),
             cancel: opened.cancel,
-            mark,
-            close_timeout: self.close_timeout,
+            close_timeout: self.bounds.close,
         })
     }
 
@@ -692,27 +623,22 @@ impl Connector for PgConnector {
     /// the session is idle.
     fn reset(&self, conn: &mut PgConn) -> Result<(), Error> {
         let (policy, status) = (&self.session_reset, conn.status());
-        conn.bounded(self.reset_timeout, Op::Reset, |c| policy.run(c, status))?;
-        conn.settled()
+        conn.bounded(self.bounds.reset, Op::Reset, |c| policy.run(c, status))?;
+        conn.session.settled()
     }
 
     /// An empty query, answered within the check timeout; an error unless the session is idle.
     fn check(&self, conn: &mut PgConn) -> Result<(), Error> {
-        let (bound, unused) = (self.check_timeout, !conn.used_since_reset());
+        let (bound, unused) = (self.bounds.check, !conn.used_since_reset());
         // An empty query under the socket's deadline (not `is_valid`'s own timer, which leaves
         // the connection open and its error untyped).
         conn.bounded(bound, Op::Check, |c| c.simple_query("").map(drop))?;
-        match conn.cell.get() {
-            // The check's own bytes do not make a session that was clean used.
-            TxStatus::Idle if unused => conn.settled(),
-            TxStatus::Idle => Ok(()),
-            status => Err(Error::NotIdle(status)),
-        }
+        conn.session.checked(unused)
     }
 
     /// Sends Terminate and waits for the server to close the socket, within the close timeout.
     fn close(&self, mut conn: PgConn) {
-        conn.cell.set_deadline(Some(self.close_timeout));
+        conn.session.cell().set_deadline(Some(self.bounds.close));
         if let Some(client) = conn.client.take() {
             let _ = client.close();
         }

@@ -70,24 +70,31 @@
 //!
 //! Every network operation of the connector has a bound: opening ([`DEFAULT_CONNECT_TIMEOUT`]
 //! per host address, or the configuration's `connect_timeout`), the reset, the check and the
-//! close. A connection that exceeds one fails with [`Error::TimedOut`] and is closed.
+//! close ([`Bounds`], shared with `sanspool-tokio`'s connector). A connection that exceeds one
+//! fails with [`Error::TimedOut`] and is closed.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod bounds;
 mod connect;
 mod connector;
 mod dsn;
+mod session;
 #[cfg(feature = "rustls")]
 pub mod tls;
 pub mod tracked;
 mod wire;
 
+pub use bounds::{
+    Bounds, DEFAULT_CHECK_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_RESET_TIMEOUT,
+};
 pub use connector::{
     AsyncOpened, AsyncOpener, CancelToken, Error, Op, PgConn, PgConnector, SessionReset, SslMode,
-    DEFAULT_CHECK_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESET_TIMEOUT,
     DISCARD_SESSION,
 };
+pub use session::Session;
 pub use tracked::{PgSocket, StatusCell, TxStatus};
 
 pub use postgres;

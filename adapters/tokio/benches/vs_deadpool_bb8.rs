@@ -1,15 +1,19 @@
 //! The tokio pool beside deadpool-postgres and bb8-postgres on a real PostgreSQL (the harness's
 //! throwaway server, or `SANSPOOL_TEST_DSN`), in one process on a multi-thread runtime:
 //! `SELECT 1` per checkout, max 4 connections, 1, 16 and 256 concurrent tasks. Runs of the
-//! pools alternate; figures are medians over the runs: throughput (checkouts per second) and the
-//! wait for a connection (p99, max). The ratio is to the better of deadpool and bb8.
+//! pools alternate; figures are medians over the runs: throughput (checkouts per second), the
+//! wait for a connection (p99, max), and what this process spent per checkout: CPU time and
+//! context switches (getrusage, so the server's processes are not counted; on a machine where
+//! the server shares the cores, that CPU is the server's loss). The ratio is to the better of
+//! deadpool and bb8.
 //!
 //! Like for like: every pool keeps 4 connections and vets a returned one without a round trip
 //! (deadpool's `RecyclingMethod::Fast`, bb8 with `test_on_check_out(false)`; bb8's default
 //! would add a query per checkout).
 //!
 //! `cargo bench -p sanspool-tokio --bench vs_deadpool_bb8` (`RUNS`; `OPS`: checkouts per run;
-//! `TASKS`: the concurrencies, `1,16,256` by default).
+//! `TASKS`: the concurrencies, `1,16,256` by default; `POOLS`: which pools run, by name, all by
+//! default — for profiling one alone).
 
 use bb8_postgres::PostgresConnectionManager;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
@@ -76,6 +80,23 @@ struct Run {
     per_sec: f64,
     p99: Duration,
     max: Duration,
+    /// This process's CPU time per checkout, in microseconds.
+    cpu_us: f64,
+    /// This process's context switches per checkout.
+    switches: f64,
+}
+
+/// This process's CPU time (user and system) and context switches so far.
+fn usage() -> (Duration, u64) {
+    // SAFETY: getrusage writes only the struct it is given.
+    let ru = unsafe {
+        let mut ru = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let switches = (ru.ru_nvcsw + ru.ru_nivcsw) as u64;
+    (tv(ru.ru_utime) + tv(ru.ru_stime), switches)
 }
 
 /// `tasks` tasks sharing `ops` checkouts, started together.
@@ -97,16 +118,21 @@ async fn run(pool: &Pool, tasks: usize, ops: usize) -> Run {
         .collect();
     start.wait().await;
     let t0 = Instant::now();
+    let (cpu0, sw0) = usage();
     let mut waits = Vec::new();
     for w in workers {
         waits.extend(w.await.expect("worker"));
     }
     let elapsed = t0.elapsed();
+    let (cpu1, sw1) = usage();
     waits.sort();
+    let n = waits.len() as f64;
     Run {
-        per_sec: waits.len() as f64 / elapsed.as_secs_f64(),
+        per_sec: n / elapsed.as_secs_f64(),
         p99: waits[waits.len() * 99 / 100],
         max: waits[waits.len() - 1],
+        cpu_us: (cpu1 - cpu0).as_secs_f64() * 1e6 / n,
+        switches: (sw1 - sw0) as f64 / n,
     }
 }
 
@@ -120,6 +146,8 @@ fn median(mut runs: Vec<Run>) -> Run {
         per_sec: pick(&mut runs, |r| r.per_sec).per_sec,
         p99: pick(&mut runs, |r| r.p99.as_secs_f64()).p99,
         max: pick(&mut runs, |r| r.max.as_secs_f64()).max,
+        cpu_us: pick(&mut runs, |r| r.cpu_us).cpu_us,
+        switches: pick(&mut runs, |r| r.switches).switches,
     }
 }
 
@@ -168,11 +196,18 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
         .build(PostgresConnectionManager::new(config, NoTls))
         .await
         .expect("bb8");
-    let pools = [
+    let only = std::env::var("POOLS").ok();
+    let pools: Vec<Pool> = [
         Pool::Sanspool(ours),
         Pool::Deadpool(deadpool),
         Pool::Bb8(bb8),
-    ];
+    ]
+    .into_iter()
+    .filter(|p| {
+        only.as_ref()
+            .is_none_or(|o| o.split(',').any(|n| p.name().starts_with(n.trim())))
+    })
+    .collect();
     // Every pool opens its 4 connections before anything is measured.
     for pool in &pools {
         run(pool, 16, 256).await;
@@ -183,8 +218,11 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
          runs of {ops} checkouts",
         tokio::runtime::Handle::current().metrics().num_workers()
     );
-    println!("| tasks | pool | checkouts/s | ratio to best other | p99 wait ms | max wait ms |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| tasks | pool | checkouts/s | ratio to best other | p99 wait ms | max wait ms | \
+         CPU µs/checkout | switches/checkout |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     let counts: Vec<usize> = std::env::var("TASKS")
         .ok()
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
@@ -199,19 +237,26 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
             }
         }
         let medians: Vec<Run> = results.into_iter().map(median).collect();
-        let best_other = medians[1].per_sec.max(medians[2].per_sec);
+        let best_other = pools
+            .iter()
+            .zip(&medians)
+            .filter(|(p, _)| !matches!(p, Pool::Sanspool(_)))
+            .map(|(_, m)| m.per_sec)
+            .fold(f64::NAN, f64::max);
         for (pool, m) in pools.iter().zip(&medians) {
             println!(
-                "| {tasks} | {} | {:.0} | {:.2} | {:.3} | {:.3} |",
+                "| {tasks} | {} | {:.0} | {:.2} | {:.3} | {:.3} | {:.2} | {:.3} |",
                 pool.name(),
                 m.per_sec,
                 m.per_sec / best_other,
                 ms(m.p99),
-                ms(m.max)
+                ms(m.max),
+                m.cpu_us,
+                m.switches
             );
         }
     }
-    if let Pool::Sanspool(ours) = &pools[0] {
+    if let Some(Pool::Sanspool(ours)) = pools.first() {
         let s = ours.stats();
         // Clean returns are judged from the tracked status: no reset, no round trip.
         println!(

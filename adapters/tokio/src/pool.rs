@@ -1,8 +1,9 @@
 //! The async pool: the core behind one mutex, checkouts parked on oneshots, I/O on tasks.
 //!
 //! Every input to the core and the drain of the commands it caused share one critical section;
-//! grants and failures are sent on the queued checkouts' oneshots there (hand-offs, no I/O), and
-//! the I/O commands (open, close, reset, check) are spawned as tasks after the lock is released.
+//! grants and failures are taken there for the queued checkouts (in the core's order), and sent
+//! on their oneshots after the lock is released, where the I/O commands (open, close, reset,
+//! check) are spawned as tasks.
 //! Each task reports its completion under the lock, with a new drain. No lock is held across an
 //! await.
 
@@ -24,6 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, Notify};
+use tokio::task::JoinHandle;
 
 /// An async hook run on a connection: after it is opened, or before it is reused.
 pub(crate) type Hook<M> = Box<
@@ -243,8 +245,9 @@ impl<M: Connector> Settings<M> {
 ///
 /// How it runs:
 /// - the core sits behind one `std` mutex, never held across an await: an input and the drain of
-///   the commands it caused share one critical section; grants and failures go to the queued
-///   checkouts' oneshots there, and opens, resets, checks and closes are spawned as tasks;
+///   the commands it caused share one critical section; grants and failures are sent to the
+///   queued checkouts' oneshots right after it, and opens, resets, checks and closes are spawned
+///   as tasks;
 /// - a checkout that finds nothing idle queues in the core and awaits its oneshot; a returned
 ///   connection goes to the oldest waiter (FIFO, the core's policy). At its deadline the core
 ///   fails it with [`PoolError::Timeout`] (through the maintenance task: one timer for the pool,
@@ -296,61 +299,73 @@ impl<M: Connector> State<M> {
     }
 }
 
+/// What a drain leaves to do once the lock is released: the outcomes to send to queued
+/// checkouts (sending wakes a task, which may unpark a worker thread: a syscall the lock need not
+/// be held across), and the I/O to spawn. The first hand-off has a place of its own, so the usual
+/// drain (none, or one grant) allocates nothing.
+struct Drained<M: Connector> {
+    first: Option<Handoff<M>>,
+    more: Vec<Handoff<M>>,
+    io: Vec<Command<M::Conn>>,
+}
+
+type Handoff<M> = (oneshot::Sender<OutcomeOf<M>>, OutcomeOf<M>);
+
 impl<M: Connector> Shared<M> {
-    /// Takes every queued command: outcomes go to their checkouts, the maintenance task is
-    /// rearmed; the I/O is returned, to be spawned after unlock.
-    fn drain(&self, st: &mut State<M>) -> Vec<Command<M::Conn>> {
-        let mut io = Vec::new();
+    /// Takes every queued command: outcomes are taken for their checkouts (the senders leave
+    /// the map here, under the lock), the maintenance task is rearmed; the rest is done by
+    /// [`finish`](Self::finish) after unlock.
+    fn drain(&self, st: &mut State<M>) -> Drained<M> {
+        let mut out = Drained {
+            first: None,
+            more: Vec::new(),
+            io: Vec::new(),
+        };
+        let now = || self.settings.now();
         loop {
             let mut orphans = Vec::new();
             while let Some(cmd) = st.core.poll_command() {
-                match cmd {
+                let (waiter, outcome) = match cmd {
                     Command::Grant {
                         waiter,
                         lease,
                         conn,
                         fresh,
-                    } => match st.waiters.remove(&waiter) {
-                        Some(tx) => {
-                            if let Err(Ok((lease, conn, _))) = tx.send(Ok((lease, conn, fresh))) {
-                                orphans.push((lease, conn));
-                            }
-                        }
-                        None => orphans.push((lease, conn)),
-                    },
+                    } => (waiter, Ok((lease, conn, fresh))),
+                    Command::Fail { waiter, error } => (waiter, Err(st.error(error))),
                     // Claimed for the woken checkout at once, in this critical section.
                     Command::Wake { waiter } => {
                         let now = st.core.now();
-                        if let Ok(Checkout::Ready { lease, conn }) = st.core.claim(now, waiter) {
-                            match st.waiters.remove(&waiter) {
-                                Some(tx) => {
-                                    if let Err(Ok((lease, conn, _))) =
-                                        tx.send(Ok((lease, conn, false)))
-                                    {
-                                        orphans.push((lease, conn));
-                                    }
-                                }
-                                None => orphans.push((lease, conn)),
+                        match st.core.claim(now, waiter) {
+                            Ok(Checkout::Ready { lease, conn }) => {
+                                (waiter, Ok((lease, conn, false)))
                             }
+                            _ => continue,
                         }
                     }
-                    Command::Fail { waiter, error } => {
-                        let error = st.error(error);
-                        if let Some(tx) = st.waiters.remove(&waiter) {
-                            let _ = tx.send(Err(error));
+                    other => {
+                        out.io.push(other);
+                        continue;
+                    }
+                };
+                match st.waiters.remove(&waiter) {
+                    Some(tx) if out.first.is_none() => out.first = Some((tx, outcome)),
+                    Some(tx) => out.more.push((tx, outcome)),
+                    // Nobody takes it (cannot happen: a checkout leaves the map only under the
+                    // lock, with its outcome or its cancel).
+                    None => {
+                        if let Ok((lease, conn, _)) = outcome {
+                            orphans.push((lease, conn));
                         }
                     }
-                    other => io.push(other),
                 }
             }
             if orphans.is_empty() {
                 break;
             }
-            // Nobody takes it (cannot happen: a checkout leaves the map only under the lock,
-            // with its outcome or its cancel). Unused, so clean.
-            let now = self.settings.now();
+            // Unused, so clean.
             for (lease, conn) in orphans {
-                let back = st.core.checkin(now, lease, None, conn, Returned::Clean);
+                let back = st.core.checkin(now(), lease, None, conn, Returned::Clean);
                 debug_assert!(back.is_ok(), "grant without a waiter");
             }
         }
@@ -367,18 +382,39 @@ impl<M: Connector> Shared<M> {
         if st.ready_waiters > 0 {
             self.changed.notify_waiters();
         }
-        io
+        out
+    }
+
+    /// After unlock: sends the drained outcomes, in the core's order, and spawns the I/O. A
+    /// grant whose checkout went meanwhile (its `get()` future dropped between the drain and
+    /// the send, so its own drop found nothing to give back) is checked in again, unused.
+    fn finish(self: &Arc<Self>, out: Drained<M>) {
+        let Drained { first, more, io } = out;
+        for (tx, outcome) in first.into_iter().chain(more) {
+            if let Err(Ok((lease, conn, _))) = tx.send(outcome) {
+                self.checkin(lease, conn, Returned::Clean);
+            }
+        }
+        self.run(io);
     }
 
     /// Spawns each command's I/O as a task of its own.
     fn run(self: &Arc<Self>, io: Vec<Command<M::Conn>>) {
         for cmd in io {
-            let shared = Arc::clone(self);
-            self.runtime.spawn(async move {
-                let done = shared.settings.perform(cmd).await;
-                shared.report(done);
-            });
+            drop(self.spawn(cmd));
         }
+    }
+
+    /// Spawns one command's I/O and its report; the task says whether it was a failed check.
+    /// A task, not the caller's future: dropped mid-way, the caller would lose the connection.
+    fn spawn(self: &Arc<Self>, cmd: Command<M::Conn>) -> JoinHandle<bool> {
+        let shared = Arc::clone(self);
+        self.runtime.spawn(async move {
+            let done = shared.settings.perform(cmd).await;
+            let failed = matches!(done.0, Completion::Checked { ok: false, .. });
+            shared.report(done);
+            failed
+        })
     }
 
     /// Reports a performed command, with its drain; starts what follows.
@@ -396,13 +432,13 @@ impl<M: Connector> Shared<M> {
             _ => {}
         }
         let refused = st.core.handle(self.settings.now(), completion).err();
-        let io = self.drain(&mut st);
+        let out = self.drain(&mut st);
         drop(st);
         if let Some(conn) = refused.and_then(|r| r.conn) {
             debug_assert!(false, "a completion of a drained command was refused");
             self.discard(conn);
         }
-        self.run(io);
+        self.finish(out);
     }
 
     /// Closes, on a task, a connection the core does not take.
@@ -420,9 +456,9 @@ impl<M: Connector> Shared<M> {
         let mut st = lock(&self.state);
         let now = self.settings.now();
         let result = f(&mut st.core, now).map_err(|e| st.error(e));
-        let io = self.drain(&mut st);
+        let out = self.drain(&mut st);
         drop(st);
-        self.run(io);
+        self.finish(out);
         result
     }
 
@@ -431,14 +467,14 @@ impl<M: Connector> Shared<M> {
         let back = st
             .core
             .checkin(self.settings.now(), lease, None, conn, returned);
-        let io = self.drain(&mut st);
+        let out = self.drain(&mut st);
         drop(st);
         // After a close the core takes the connection and closes it itself; a refused one
         // (cannot happen: the guard's lease is this pool's) is closed here.
         if let Err(sanspool_core::Rejected { conn: Some(c), .. }) = back {
             self.discard(c);
         }
-        self.run(io);
+        self.finish(out);
     }
 
     /// The maintenance task's work: time the core forward; returns when to come back.
@@ -448,11 +484,11 @@ impl<M: Connector> Shared<M> {
         if st.core.poll_timeout().is_some_and(|t| t <= now) {
             st.core.handle_timeout(now);
         }
-        let io = self.drain(&mut st);
+        let out = self.drain(&mut st);
         let next = st.core.poll_timeout();
         st.alarm = next;
         drop(st);
-        self.run(io);
+        self.finish(out);
         next.and_then(|t| self.settings.instant(t))
     }
 
@@ -558,9 +594,9 @@ impl<M: Connector> Drop for Pending<'_, M> {
                     .spawn(async move { shared.settings.close(c).await });
             }
         }
-        let io = s.drain(&mut st);
+        let out = s.drain(&mut st);
         drop(st);
-        s.run(io);
+        s.finish(out);
     }
 }
 
@@ -608,8 +644,8 @@ impl<M: Connector> Pool<M> {
     /// bounded, so an unreachable server ends in [`PoolError::Timeout`].
     async fn warm_up(&self, bound: Duration) -> Result<(), PoolError<M::Error>> {
         let s = &self.owner.shared;
-        let io = s.drain(&mut lock(&s.state));
-        s.run(io);
+        let out = s.drain(&mut lock(&s.state));
+        s.finish(out);
         let deadline = Instant::now().checked_add(bound);
         let ready = s
             .wait_until(deadline, |st| {
@@ -655,9 +691,9 @@ impl<M: Connector> Pool<M> {
                     // Only keyed checkouts are held, and this pool has no keys.
                     Ok(Checkout::Held(_)) => Err(PoolError::Config(sanspool_core::Error::KeyBusy)),
                 };
-                let io = s.drain(&mut st);
+                let out = s.drain(&mut st);
                 drop(st);
-                s.run(io);
+                s.finish(out);
                 got
             }?;
             let (lease, conn, fresh) = match got {
@@ -718,10 +754,40 @@ impl<M: Connector> Pool<M> {
             .input(|core, now| core.resize(now, min, max))
     }
 
-    /// Checks every idle connection ([`Connector::check`]) on tasks; those that fail are closed
-    /// and replaced. Returns how many were sent for a check.
-    pub fn check(&self) -> Result<usize, PoolError<M::Error>> {
-        self.owner.shared.input(|core, now| core.check_idle(now))
+    /// Checks every idle connection ([`Connector::check`], psycopg_pool's `check`) on tasks, and
+    /// waits for the answers; those that fail are closed and replaced. Returns how many failed.
+    ///
+    /// Dropping the future stops only the count: the checks run on and report to the pool.
+    pub async fn check(&self) -> Result<usize, PoolError<M::Error>> {
+        let s = &self.owner.shared;
+        // A block, so the future holds no guard across its awaits (and stays `Send`).
+        let mut out = {
+            let mut st = lock(&s.state);
+            if let Err(e) = st.core.check_idle(s.settings.now()) {
+                return Err(st.error(e));
+            }
+            s.drain(&mut st)
+        };
+        // Every check in this drain is one of ours: earlier inputs' commands were drained by
+        // their own inputs, under the same lock.
+        let io = std::mem::take(&mut out.io);
+        s.finish(out);
+        let mut checks = Vec::new();
+        for cmd in io {
+            let is_check = matches!(cmd, Command::Check { .. });
+            let task = s.spawn(cmd);
+            if is_check {
+                checks.push(task);
+            }
+        }
+        let mut failed = 0;
+        for task in checks {
+            // A task that did not finish (the runtime shutting down) lost its connection: failed.
+            if task.await.unwrap_or(true) {
+                failed += 1;
+            }
+        }
+        Ok(failed)
     }
 
     /// Waits until at least `min` connections are open. [`PoolError::Timeout`] carries the last

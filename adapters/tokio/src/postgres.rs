@@ -31,7 +31,7 @@
 //! ```
 
 use crate::{Connector, Pool, PoolError, PooledConn, Returned};
-use sanspool_postgres::{AsyncOpener, StatusCell, TxStatus};
+use sanspool_postgres::{AsyncOpener, Session, StatusCell, TxStatus};
 use std::fmt;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
@@ -40,8 +40,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 pub use sanspool_postgres::{
-    CancelToken, Error, Op, DEFAULT_CHECK_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_RESET_TIMEOUT, DISCARD_SESSION,
+    Bounds, CancelToken, Error, Op, DEFAULT_CHECK_TIMEOUT, DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESET_TIMEOUT, DISCARD_SESSION,
 };
 pub use tokio_postgres;
 
@@ -75,35 +75,35 @@ impl SessionReset {
     }
 }
 
-/// The [`Connector`] for `tokio_postgres::Client`. Every network operation is bounded: opening
-/// (the `sanspool-postgres` connector's connect timeout, or the configuration's), the reset, the
-/// check and the close; a connection that exceeds a bound is closed.
+/// The [`Connector`] for `tokio_postgres::Client`. Every network operation is bounded
+/// ([`Bounds`]: the same as the blocking connector's): opening (the connect timeout, or the
+/// configuration's), the reset, the check and the close; a connection that exceeds a bound is
+/// closed.
 #[derive(Clone)]
 pub struct PgConnector {
     opener: AsyncOpener,
     session_reset: SessionReset,
-    check_timeout: Duration,
-    reset_timeout: Duration,
-    close_timeout: Duration,
+    bounds: Bounds,
 }
 
 impl PgConnector {
     /// A connector for a libpq-style connection string or URL, with libpq's `sslmode` and
     /// `sslrootcert` (as `sanspool_postgres::PgConnector::new`).
     pub fn new(dsn: &str) -> Result<PgConnector, Error> {
-        PgConnector::from_blocking(&sanspool_postgres::PgConnector::new(dsn)?)
+        Ok(PgConnector::from_blocking(
+            &sanspool_postgres::PgConnector::new(dsn)?,
+        ))
     }
 
-    /// A connector opening what the blocking connector `c` opens: its configuration, TLS and
-    /// connect timeout. (Copying the configuration out takes a short-lived thread.)
-    pub fn from_blocking(c: &sanspool_postgres::PgConnector) -> Result<PgConnector, Error> {
-        Ok(PgConnector {
-            opener: c.async_opener()?,
+    /// A connector opening what the blocking connector `c` opens (its configuration and TLS),
+    /// within its bounds. (Its session reset policy runs on a blocking client, so it is not
+    /// taken: [`SessionReset::Rollback`] unless set.)
+    pub fn from_blocking(c: &sanspool_postgres::PgConnector) -> PgConnector {
+        PgConnector {
+            opener: c.async_opener(),
             session_reset: SessionReset::default(),
-            check_timeout: DEFAULT_CHECK_TIMEOUT,
-            reset_timeout: DEFAULT_RESET_TIMEOUT,
-            close_timeout: DEFAULT_CLOSE_TIMEOUT,
-        })
+            bounds: c.bounds(),
+        }
     }
 
     /// How returned sessions are reset ([`SessionReset::Rollback`] unless set).
@@ -112,23 +112,7 @@ impl PgConnector {
         self
     }
 
-    /// How long [`Connector::check`] waits for the server ([`DEFAULT_CHECK_TIMEOUT`] unless set).
-    pub fn check_timeout(mut self, timeout: Duration) -> PgConnector {
-        self.check_timeout = timeout;
-        self
-    }
-
-    /// How long a reset may take ([`DEFAULT_RESET_TIMEOUT`] unless set).
-    pub fn reset_timeout(mut self, timeout: Duration) -> PgConnector {
-        self.reset_timeout = timeout;
-        self
-    }
-
-    /// How long a close may take ([`DEFAULT_CLOSE_TIMEOUT`] unless set).
-    pub fn close_timeout(mut self, timeout: Duration) -> PgConnector {
-        self.close_timeout = timeout;
-        self
-    }
+    sanspool_postgres::bound_setters!();
 }
 
 impl fmt::Debug for PgConnector {
@@ -136,9 +120,7 @@ impl fmt::Debug for PgConnector {
         f.debug_struct("PgConnector")
             .field("opener", &self.opener)
             .field("session_reset", &self.session_reset)
-            .field("check_timeout", &self.check_timeout)
-            .field("reset_timeout", &self.reset_timeout)
-            .field("close_timeout", &self.close_timeout)
+            .field("bounds", &self.bounds)
             .finish()
     }
 }
@@ -147,22 +129,20 @@ impl fmt::Debug for PgConnector {
 /// transaction status, and the task driving its socket. Derefs to the client.
 pub struct PgConn {
     client: tokio_postgres::Client,
-    cell: StatusCell,
+    session: Session,
     cancel: CancelToken,
-    /// Bytes written when the session was last opened, reset or checked.
-    mark: u64,
     driver: JoinHandle<()>,
 }
 
 impl PgConn {
     /// The session's transaction status as of the last exchange with the server: no I/O.
     pub fn status(&self) -> TxStatus {
-        self.cell.get()
+        self.session.status()
     }
 
     /// The status cell: [`StatusCell::is_tracked`], [`StatusCell::bytes_written`].
     pub fn status_cell(&self) -> &StatusCell {
-        &self.cell
+        self.session.cell()
     }
 
     /// A token that cancels the query this connection is running
@@ -173,31 +153,7 @@ impl PgConn {
 
     /// Whether the client wrote anything since the session was last opened, reset or checked.
     pub fn used_since_reset(&self) -> bool {
-        self.cell.bytes_written() != self.mark
-    }
-
-    fn judge(&self, reset: &SessionReset) -> Returned {
-        if self.client.is_closed() {
-            return Returned::Broken;
-        }
-        let resets_sessions = matches!(reset, SessionReset::Statement(_));
-        match self.cell.get() {
-            TxStatus::Idle if resets_sessions && self.used_since_reset() => Returned::Dirty,
-            TxStatus::Idle => Returned::Clean,
-            TxStatus::Closed => Returned::Broken,
-            TxStatus::InTransaction | TxStatus::InError | TxStatus::Unknown => Returned::Dirty,
-        }
-    }
-
-    /// Whether the session is known to be idle after a query of ours; if so, it is marked clean.
-    fn settled(&mut self) -> Result<(), Error> {
-        match self.cell.get() {
-            TxStatus::Idle => {
-                self.mark = self.cell.bytes_written();
-                Ok(())
-            }
-            status => Err(Error::NotIdle(status)),
-        }
+        self.session.used_since_reset()
     }
 }
 
@@ -218,8 +174,8 @@ impl DerefMut for PgConn {
 impl fmt::Debug for PgConn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgConn")
-            .field("status", &self.cell.get())
-            .field("tracked", &self.cell.is_tracked())
+            .field("status", &self.session.status())
+            .field("tracked", &self.session.cell().is_tracked())
             .field("closed", &self.client.is_closed())
             .finish_non_exhaustive()
     }
@@ -242,7 +198,7 @@ impl Connector for PgConnector {
     type Error = Error;
 
     async fn connect(&self) -> Result<PgConn, Error> {
-        let opened = self.opener.open().await?;
+        let opened = self.opener.open(self.bounds.connect).await?;
         let connection = opened.connection;
         // Its error is the client's to report (every request then fails, `is_closed` is true).
         let driver = tokio::spawn(async move {
@@ -250,8 +206,7 @@ impl Connector for PgConnector {
         });
         Ok(PgConn {
             client: opened.client,
-            mark: opened.cell.bytes_written(),
-            cell: opened.cell,
+            session: Session::new(opened.cell),
             cancel: opened.cancel,
             driver,
         })
@@ -260,7 +215,8 @@ impl Connector for PgConnector {
     /// No I/O: the status the server sent last (and, for a session-resetting policy, whether the
     /// borrower sent anything).
     fn state(&self, conn: &mut PgConn) -> Returned {
-        conn.judge(&self.session_reset)
+        let resets_sessions = matches!(self.session_reset, SessionReset::Statement(_));
+        conn.session.judge(conn.client.is_closed(), resets_sessions)
     }
 
     /// The [`SessionReset`] policy within the reset timeout; an error unless the server then says
@@ -268,7 +224,7 @@ impl Connector for PgConnector {
     async fn reset(&self, conn: &mut PgConn) -> Result<(), Error> {
         let status = conn.status();
         let client = &conn.client;
-        within(self.reset_timeout, Op::Reset, async {
+        within(self.bounds.reset, Op::Reset, async {
             match &self.session_reset {
                 SessionReset::Rollback => client.batch_execute("ROLLBACK").await,
                 SessionReset::Statement(sql) => {
@@ -282,19 +238,14 @@ impl Connector for PgConnector {
             }
         })
         .await?;
-        conn.settled()
+        conn.session.settled()
     }
 
     /// An empty query, answered within the check timeout; an error unless the session is idle.
     async fn check(&self, conn: &mut PgConn) -> Result<(), Error> {
         let unused = !conn.used_since_reset();
-        within(self.check_timeout, Op::Check, conn.client.simple_query("")).await?;
-        match conn.cell.get() {
-            // The check's own bytes do not make a session that was clean used.
-            TxStatus::Idle if unused => conn.settled(),
-            TxStatus::Idle => Ok(()),
-            status => Err(Error::NotIdle(status)),
-        }
+        within(self.bounds.check, Op::Check, conn.client.simple_query("")).await?;
+        conn.session.checked(unused)
     }
 
     /// Drops the client, so its driver sends Terminate and ends when the server closes; waits
@@ -304,7 +255,7 @@ impl Connector for PgConnector {
             client, mut driver, ..
         } = conn;
         drop(client);
-        if tokio::time::timeout(self.close_timeout, &mut driver)
+        if tokio::time::timeout(self.bounds.close, &mut driver)
             .await
             .is_err()
         {

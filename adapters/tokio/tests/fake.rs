@@ -33,6 +33,9 @@ struct Counters {
     resets: AtomicU32,
     fail_opens: AtomicBool,
     permanent: AtomicBool,
+    /// Connection ids whose checks fail.
+    failing_checks: Mutex<Vec<u32>>,
+    checks: AtomicU32,
 }
 
 #[derive(Clone, Default)]
@@ -65,7 +68,13 @@ impl Connector for Fake {
         Ok(())
     }
 
-    async fn check(&self, _: &mut FakeConn) -> Result<(), FakeError> {
+    async fn check(&self, conn: &mut FakeConn) -> Result<(), FakeError> {
+        // Answered later, so the pool really waits for the answers.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.0.checks.fetch_add(1, Ordering::SeqCst);
+        if self.0.failing_checks.lock().unwrap().contains(&conn.id) {
+            return Err(FakeError("check failed"));
+        }
         Ok(())
     }
 
@@ -414,4 +423,70 @@ async fn a_guard_dropped_on_another_runtime_thread_or_outside_is_given_back() {
     std::thread::spawn(move || drop(conn)).join().unwrap();
     assert_eq!(pool.stats().idle, 1);
     assert_eq!(pool.get().await.unwrap().id, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_waits_for_the_answers_and_counts_the_failures() {
+    let fake = Fake::default();
+    let pool = pool(&fake, 4, 4, Duration::from_secs(5)).await;
+    assert_eq!(pool.stats().idle, 4);
+    *fake.0.failing_checks.lock().unwrap() = vec![1, 3];
+    assert_eq!(pool.check().await.unwrap(), 2);
+    // Every answer is in when it returns; the failed two are closed (on tasks of their own).
+    assert_eq!(fake.0.checks.load(Ordering::SeqCst), 4);
+    eventually("closed", || fake.0.closed.load(Ordering::SeqCst) == 2).await;
+    eventually("replaced", || pool.stats().idle == 4).await;
+    let mut ids: Vec<u32> = Vec::new();
+    let held: Vec<_> = futures_util::future::join_all((0..4).map(|_| pool.get())).await;
+    for conn in &held {
+        ids.push(conn.as_ref().unwrap().id);
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, [2, 4, 5, 6]);
+    drop(held);
+    // The replacements pass; a held connection is not checked.
+    let _one = pool.get().await.unwrap();
+    assert_eq!(pool.check().await.unwrap(), 0);
+    assert_eq!(fake.0.checks.load(Ordering::SeqCst), 7);
+    pool.close().unwrap();
+    assert!(matches!(pool.check().await, Err(PoolError::Closed)));
+}
+
+/// The pool's futures can be spawned on a multi-thread runtime.
+#[allow(dead_code)]
+fn futures_are_send(pool: &Pool<Fake>) {
+    fn send<T: Send>(_: T) {}
+    send(pool.get());
+    send(pool.check());
+    send(pool.wait_ready(Duration::ZERO));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gets_dropped_at_any_moment_lose_no_connection() {
+    let fake = Fake::default();
+    let pool = pool(&fake, 2, 2, Duration::from_secs(30)).await;
+    let mut tasks = Vec::new();
+    for t in 0..32u64 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..200u64 {
+                // Timeouts of 0-40 µs drop get() futures while queued, while their grant is on
+                // its way, and after it arrived.
+                let bound = Duration::from_micros((t * 7 + i * 13) % 41);
+                if let Ok(conn) = tokio::time::timeout(bound, pool.get()).await {
+                    let conn = conn.unwrap();
+                    tokio::task::yield_now().await;
+                    drop(conn);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let s = pool.stats();
+    assert_eq!((s.in_use, s.waiting, s.idle, s.size), (0, 0, 2, 2), "{s:?}");
+    assert_eq!(fake.0.opened.load(Ordering::SeqCst), 2);
+    let (a, b) = (pool.get().await.unwrap(), pool.get().await.unwrap());
+    assert_ne!(a.id, b.id);
 }

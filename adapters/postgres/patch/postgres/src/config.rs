@@ -470,6 +470,13 @@ impl Config {
         Ok(Client::new(connection, client))
     }
 
+    /// The `tokio_postgres` configuration this one wraps: what a caller connecting on its own
+    /// runtime (an async client over the same settings) needs. Only the notice callback is not
+    /// in it.
+    pub fn as_tokio(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
     /// Opens a connection with a connect of the caller's: `connect` gets a copy of this
     /// configuration and returns the future of a `tokio_postgres` connection, which runs on the
     /// client's runtime. It can open the stream itself and hand it to
