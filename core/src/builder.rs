@@ -2,8 +2,8 @@
 //! expands them inside a builder's `impl` block. Not part of the core's API; for the drivers.
 
 /// Expands the shared builder settings (`min`, `max`, `timeout`, `max_waiting`, `max_lifetime`,
-/// `lifetime_jitter`, `max_idle`, `idle_order`, `keep_idle`, `backoff`, `check_on_checkout`,
-/// `psycopg2`) inside an `impl` of a builder with fields `config: sanspool_core::Config`,
+/// `lifetime_jitter`, `max_idle`, `idle_order`, `keep_idle`, `fairness`, `leak_after`, `backoff`,
+/// `check_on_checkout`, `psycopg2`) inside an `impl` of a builder with fields `config: sanspool_core::Config`,
 /// `timeout: Option<Duration>` and `check_on_checkout: bool`. The docs link to `PoolError` and
 /// `Connector`, which the driver's crate has.
 #[doc(hidden)]
@@ -51,6 +51,20 @@ macro_rules! builder_settings {
         /// Idle connections unused for this long are closed while more than `min` are open.
         pub fn max_idle(mut self, d: impl Into<Option<::core::time::Duration>>) -> Self {
             self.config.max_idle = d.into();
+            self
+        }
+
+        /// Who gets a connection given back while checkouts wait (default: a running checkout may
+        /// take it first, until the oldest waiter has waited 1 ms; then strictly in turn).
+        pub fn fairness(mut self, fairness: $crate::Fairness) -> Self {
+            self.config.fairness = fairness;
+            self
+        }
+
+        /// Report a borrower that holds a connection this long, once per checkout: a `log`
+        /// warning and `Stats::leaks` (HikariCP's leak detection). Off by default.
+        pub fn leak_after(mut self, d: impl Into<Option<::core::time::Duration>>) -> Self {
+            self.config.leak_after = d.into();
             self
         }
 

@@ -49,6 +49,15 @@ pub enum Command<C> {
         /// before reuse may skip it.
         fresh: bool,
     },
+    /// That borrower has held its connection since `since`, longer than `leak_after`: report it
+    /// (a log line). Nothing changes; once per checkout. A lease checked in before this is
+    /// drained takes its report with it.
+    Leak {
+        /// The checkout.
+        lease: Lease,
+        /// When it was handed out.
+        since: Time,
+    },
     /// Wake that queued checkout: a connection came back and is idle ([`Fairness::Bounded`]). It
     /// should [`claim`](crate::Pool::claim) it, which serves it or, if a running checkout took
     /// the connection first, leaves it queued in its place. A waiter that leaves the line before

@@ -78,6 +78,10 @@ pub struct Config {
     pub lifetime_jitter: Duration,
     /// An idle connection unused for this long is closed while more than `min` are open.
     pub max_idle: Option<Duration>,
+    /// A borrower that holds a connection this long is reported, once per checkout
+    /// ([`Command::Leak`](crate::Command::Leak), counted in `Stats::leaks`): HikariCP's
+    /// `leakDetectionThreshold`, for a guard forgotten or leaked. The connection stays with it.
+    pub leak_after: Option<Duration>,
     /// The delay after the first failed open; doubled per consecutive failure.
     pub backoff_initial: Duration,
     /// The longest delay between open retries.
@@ -104,6 +108,7 @@ impl Config {
             max_lifetime: None,
             lifetime_jitter: Duration::ZERO,
             max_idle: None,
+            leak_after: None,
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
             seed: 0x5eed,

@@ -27,6 +27,12 @@ pub struct Slot<C, K> {
     pub(crate) epoch: u32,
     /// Out for a check (not a reset): it comes back to its old place among the idle.
     pub(crate) checking: bool,
+    /// When it was last handed to a borrower (for `leak_after`), and in which order: reports of
+    /// one `handle_timeout` come in checkout order.
+    pub(crate) out_since: Time,
+    pub(crate) out_seq: u64,
+    /// Its borrower was reported for holding it past `leak_after`.
+    pub(crate) leak_told: bool,
 }
 
 /// A slot's stage. Only `Idle` holds the connection itself: in every other stage it is with the
@@ -58,6 +64,9 @@ impl<C, K> Slot<C, K> {
             idle_seq: 0,
             epoch: 0,
             checking: false,
+            out_since: Time::ZERO,
+            out_seq: 0,
+            leak_told: false,
         }
     }
 

@@ -1,5 +1,5 @@
 //! The pool's deadlines that are minima over many entries — every waiter's deadline, every idle
-//! connection's end of life — kept rather than searched for (quinn-proto's `TimerTable`). The two
+//! connection's end of life, every borrower's leak threshold — kept rather than searched for (quinn-proto's `TimerTable`). The two
 //! other deadlines (`max_idle` of the least recently used idle connection, the end of the open
 //! backoff) are O(1) reads of state the pool keeps anyway (`Pool::poll_timeout`).
 
@@ -12,6 +12,8 @@ pub(crate) enum Timer {
     Wait = 0,
     /// The earliest end of life of an idle connection (`max_lifetime`).
     Lifetime = 1,
+    /// The earliest moment a borrower not yet reported has held its connection `leak_after`.
+    Leak = 2,
 }
 
 /// Invariant: once an input has returned, each entry equals what its kind's definition (on
@@ -20,9 +22,9 @@ pub(crate) enum Timer {
 /// both).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TimerTable {
-    at: [Option<Time>; 2],
-    /// The entry that set `Wait` or `Lifetime` left: rescan before the input returns.
-    stale: [bool; 2],
+    at: [Option<Time>; 3],
+    /// The entry that set a kind's minimum left: rescan before the input returns.
+    stale: [bool; 3],
 }
 
 impl TimerTable {
@@ -54,14 +56,14 @@ impl TimerTable {
         core::mem::take(&mut self.stale[timer as usize])
     }
 
-    /// The earlier of the two.
+    /// The earliest.
     pub(crate) fn next(&self) -> Option<Time> {
-        min_opt(self.at[0], self.at[1])
+        min_opt(self.at[0], min_opt(self.at[1], self.at[2]))
     }
 
-    /// Whether either entry is marked stale.
+    /// Whether any entry is marked stale.
     pub(crate) fn any_stale(&self) -> bool {
-        self.stale[0] | self.stale[1]
+        self.stale[0] | self.stale[1] | self.stale[2]
     }
 }
 

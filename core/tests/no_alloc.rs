@@ -201,6 +201,7 @@ const KINDS: &[&str] = &[
     "cmd:Check",
     "cmd:Grant",
     "cmd:Wake",
+    "cmd:Leak",
     "cmd:Fail",
     // why queued checkouts failed
     "fail:Timeout",
@@ -316,6 +317,7 @@ impl Reach {
             Cmd::Check(_) => "cmd:Check",
             Cmd::Grant(..) => "cmd:Grant",
             Cmd::Wake(_) => "cmd:Wake",
+            Cmd::Leak(_) => "cmd:Leak",
             Cmd::Fail(_, error) => {
                 self.note(match error {
                     Error::Timeout => "fail:Timeout",

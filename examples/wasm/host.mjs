@@ -93,6 +93,9 @@ function drain() {
         }
         break;
       }
+      case 8:
+        log(`  core: LEAK? slot ${pool.out_flag()} held past leak_after`);
+        break;
       default:
         assert.fail(`unknown command ${kind}`);
     }

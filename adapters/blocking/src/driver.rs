@@ -178,7 +178,10 @@ impl<M: Connector> Settings<M> {
                     ok: ok == Some(true),
                 }
             }
-            Command::Grant { .. } | Command::Fail { .. } | Command::Wake { .. } => {
+            Command::Grant { .. }
+            | Command::Fail { .. }
+            | Command::Wake { .. }
+            | Command::Leak { .. } => {
                 unreachable!("hand-offs are delivered by the drain, never performed")
             }
         };
@@ -228,6 +231,14 @@ impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
                     fresh,
                 } => outcomes.push((waiter, Ok((lease, conn, fresh)))),
                 Command::Fail { waiter, error } => outcomes.push((waiter, Err(self.error(error)))),
+                Command::Leak { lease, since } => {
+                    let held = self.core.now().saturating_since(since);
+                    log::warn!(
+                        "sanspool: a connection (slot {}) has been checked out for {held:?}, \
+                         past leak_after: a guard forgotten or leaked?",
+                        lease.slot()
+                    );
+                }
                 // Claimed for the woken checkout at once, in this critical section.
                 Command::Wake { waiter } => {
                     let now = self.core.now();

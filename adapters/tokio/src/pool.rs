@@ -232,7 +232,10 @@ impl<M: Connector> Settings<M> {
                     ok: matches!(ok, Ok(Ok(()))),
                 }
             }
-            Command::Grant { .. } | Command::Fail { .. } | Command::Wake { .. } => {
+            Command::Grant { .. }
+            | Command::Fail { .. }
+            | Command::Wake { .. }
+            | Command::Leak { .. } => {
                 unreachable!("hand-offs are delivered by the drain, never performed")
             }
         };
@@ -333,6 +336,15 @@ impl<M: Connector> Shared<M> {
                         fresh,
                     } => (waiter, Ok((lease, conn, fresh))),
                     Command::Fail { waiter, error } => (waiter, Err(st.error(error))),
+                    Command::Leak { lease, since } => {
+                        let held = st.core.now().saturating_since(since);
+                        log::warn!(
+                            "sanspool: a connection (slot {}) has been checked out for {held:?}, \
+                             past leak_after: a guard forgotten or leaked?",
+                            lease.slot()
+                        );
+                        continue;
+                    }
                     // Claimed for the woken checkout at once, in this critical section.
                     Command::Wake { waiter } => {
                         let now = st.core.now();

@@ -160,8 +160,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                     (ticket.0, |s| matches!(s, State::Resetting))
                 }
                 Command::Grant { lease, .. } => (lease.0, |s| matches!(s, State::InUse(_))),
-                Command::Fail { .. } | Command::Wake { .. } => {
-                    panic!("waiter command in the slot queue")
+                Command::Fail { .. } | Command::Wake { .. } | Command::Leak { .. } => {
+                    panic!("notice in the slot queue")
                 }
             };
             let s = &slots[usize::from(r.index)];
@@ -212,6 +212,25 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         let [wait, lifetime, _, _] = self.deadlines_by_search();
         assert_eq!(self.timers.get(Timer::Wait), wait, "waiter timer");
         assert_eq!(self.timers.get(Timer::Lifetime), lifetime, "lifetime timer");
+        let leak = (0..slots.len()).filter_map(|i| self.leak_deadline(i)).min();
+        assert_eq!(self.timers.get(Timer::Leak), leak, "leak timer");
+        for p in 0..self.leaks.len() {
+            let (lease, _) = self.leaks.get(p).expect("len").item;
+            let s = &slots[usize::from(lease.0.index)];
+            assert!(
+                s.gen == lease.0.gen && s.leak_told && matches!(s.state, State::InUse(_)),
+                "a leak report for a lease no longer out"
+            );
+            let same = |q: &crate::storage::Queued<_>| {
+                let (l, _): (crate::Lease, Time) = q.item;
+                l.0.index == lease.0.index
+            };
+            assert_eq!(
+                self.leaks.position(same),
+                Some(p),
+                "two leak reports for one slot"
+            );
+        }
         assert_eq!(self.poll_timeout(), self.deadline_by_search());
     }
 
@@ -236,7 +255,15 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 .min(),
             _ => None,
         };
-        [deadlines.min(), ends.min(), idle, min_opt(retry, starve)]
+        let leak = (0..crate::storage::Buffer::as_slice(&self.slots).len())
+            .filter_map(|i| self.leak_deadline(i))
+            .min();
+        [
+            deadlines.min(),
+            ends.min(),
+            idle,
+            min_opt(retry, min_opt(starve, leak)),
+        ]
     }
 
     /// The next deadline by search: what `poll_timeout` computed before the timer table.

@@ -84,6 +84,7 @@ pub struct Pool<C, K, S: Storage<C, K>> {
     commands: S::SlotCommands,
     fails: S::Fails,
     wakes: S::Wakes,
+    leaks: S::Leaks,
     keys: S::Keys,
     counts: Counts,
     timers: TimerTable,
@@ -156,6 +157,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             commands: S::SlotCommands::default(),
             fails: S::Fails::default(),
             wakes: S::Wakes::default(),
+            leaks: S::Leaks::default(),
             keys: S::Keys::default(),
             counts: Counts::default(),
             timers: TimerTable::default(),
@@ -311,6 +313,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.release_key(i);
         if self.closed {
             self.close_conn(i, conn);
+            self.settle();
             return Err(Rejected {
                 error: Error::Closed,
                 conn: None,
@@ -514,6 +517,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     /// Time has reached `now` (call it once [`poll_timeout`](Pool::poll_timeout) has passed; at
     /// any other time it is harmless): waiters past their deadline fail with [`Error::Timeout`];
+    /// borrowers past `leak_after` are reported ([`Command::Leak`]);
     /// the oldest waiter, past the fairness bound, gets an idle connection nobody claimed;
     /// idle connections past their lifetime, or idle longer than `max_idle` while more than `min`
     /// are open, are closed; opens delayed by backoff are ordered.
@@ -535,7 +539,41 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         if due(self.timers.get(Timer::Lifetime)) || due(self.idle_deadline()) {
             self.expire_idle();
         }
+        if due(self.timers.get(Timer::Leak)) {
+            self.report_leaks();
+        }
         self.settle();
+    }
+
+    /// Reports every borrower past `leak_after` not reported yet, in checkout order.
+    fn report_leaks(&mut self) {
+        loop {
+            let now = self.now;
+            let slots = self.slots.as_slice();
+            let due = (0..slots.len()).filter(|&i| self.leak_deadline(i).is_some_and(|t| t <= now));
+            let Some(i) = due.min_by_key(|&i| slots[i].out_seq) else {
+                break;
+            };
+            self.timers.remove(Timer::Leak, self.leak_deadline(i));
+            let slot = &mut self.slots.as_mut_slice()[i];
+            slot.leak_told = true;
+            let since = slot.out_since;
+            self.stats.leaks += 1;
+            let (seq, lease) = (self.next_seq(), Lease(self.slot_ref(i)));
+            let pushed = self.leaks.push_back(Queued {
+                seq,
+                item: (lease, since),
+            });
+            debug_assert!(pushed.is_ok(), "leak queue over its bound");
+        }
+    }
+
+    /// When the borrower of slot `i` passes `leak_after`, if it is in use and not reported yet.
+    fn leak_deadline(&self, i: usize) -> Option<Time> {
+        let d = self.config.leak_after?;
+        let slot = &self.slots.as_slice()[i];
+        let lent = matches!(slot.state, State::InUse(_)) && !slot.leak_told;
+        lent.then(|| slot.out_since.saturating_add(d))
     }
 
     /// Closes the idle connections past their lifetime or their `max_idle`.
@@ -649,7 +687,12 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     #[inline]
     pub fn poll_command(&mut self) -> Option<Command<C>> {
         // The hot path: nothing queued, two length checks.
-        if self.commands.is_empty() && self.fails.is_empty() && self.wakes.is_empty() {
+        if self.commands.is_empty()
+            && self.fails.is_empty()
+            && self.wakes.is_empty()
+            && self.leaks.is_empty()
+            && self.leaks.is_empty()
+        {
             return None;
         }
         self.next_command()
@@ -661,6 +704,11 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         let command = seq(self.commands.get(0).map(|q| q.seq));
         let fail = seq(self.fails.get(0).map(|q| q.seq));
         let wake = seq(self.wakes.get(0).map(|q| q.seq));
+        let leak = seq(self.leaks.get(0).map(|q| q.seq));
+        if leak < command && leak < fail && leak < wake {
+            let (lease, since) = self.leaks.pop_front()?.item;
+            return Some(Command::Leak { lease, since });
+        }
         if wake < command && wake < fail {
             let waiter = self.wakes.pop_front()?.item;
             return Some(Command::Wake { waiter });
@@ -674,7 +722,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             Command::Open(t) | Command::Close { ticket: t, .. } => t.0.index,
             Command::Reset { ticket: t, .. } | Command::Check { ticket: t, .. } => t.0.index,
             Command::Grant { lease, .. } => lease.0.index,
-            Command::Fail { .. } | Command::Wake { .. } => return Some(cmd),
+            Command::Fail { .. } | Command::Wake { .. } | Command::Leak { .. } => return Some(cmd),
         };
         if let Some(slot) = self.slots.as_mut_slice().get_mut(usize::from(index)) {
             slot.queued = false;
@@ -843,6 +891,10 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         if self.timers.take_stale(Timer::Lifetime) {
             let ends = (0..self.idle.len()).filter_map(|p| self.slot_at_idle(p)?.expires);
             self.timers.set(Timer::Lifetime, ends.min());
+        }
+        if self.timers.take_stale(Timer::Leak) {
+            let dues = (0..self.slots.as_slice().len()).filter_map(|i| self.leak_deadline(i));
+            self.timers.set(Timer::Leak, dues.min());
         }
     }
 
@@ -1167,6 +1219,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// for the old state goes stale), and the shrink ceiling comes down as connections leave.
     #[inline]
     fn set_state(&mut self, i: usize, state: State<C, K>) -> State<C, K> {
+        if self.config.leak_after.is_some() {
+            self.leak_watch(i, &state);
+        }
         let slot = &mut self.slots.as_mut_slice()[i];
         let old = core::mem::replace(&mut slot.state, state);
         slot.gen = slot.gen.wrapping_add(1);
@@ -1175,6 +1230,28 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             self.ceiling = max(self.config.max, min(self.ceiling, self.counts.occupied()));
         }
         old
+    }
+
+    /// Slot `i` moves to `next`: a checkout starts the leak clock; the end of one stops it and
+    /// takes back its undrained report (its lease goes stale).
+    fn leak_watch(&mut self, i: usize, next: &State<C, K>) {
+        if let Some(due) = self.leak_deadline(i) {
+            self.timers.remove(Timer::Leak, Some(due));
+        }
+        if !self.leaks.is_empty() {
+            if let Some(p) = self.leaks.position(|q| usize::from(q.item.0 .0.index) == i) {
+                self.leaks.remove(p);
+            }
+        }
+        let slot = &mut self.slots.as_mut_slice()[i];
+        slot.leak_told = false;
+        if matches!(next, State::InUse(_)) {
+            slot.out_since = self.now;
+            slot.out_seq = self.next_seq;
+            self.next_seq += 1;
+            let due = self.config.leak_after.map(|d| self.now.saturating_add(d));
+            self.timers.add(Timer::Leak, due);
+        }
     }
 
     fn push_command(&mut self, i: usize, cmd: Command<C>) {

@@ -5,7 +5,7 @@ extern crate alloc;
 use super::sealed::Backend;
 use super::{Buffer, Holder, KeyIndex, Queue, Queued};
 use crate::slot::{Slot, Waiter};
-use crate::{Command, Error, WaiterId};
+use crate::{Command, Error, Lease, Time, WaiterId};
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::hash::Hash;
@@ -21,6 +21,7 @@ impl<C, K: Hash + Eq + Clone> Backend<C, K> for Alloc {
     type SlotCommands = VecDeque<Queued<Command<C>>>;
     type Fails = VecDeque<Queued<(WaiterId, Error)>>;
     type Wakes = VecDeque<Queued<WaiterId>>;
+    type Leaks = VecDeque<Queued<(Lease, Time)>>;
     type Keys = HashKeys<K>;
 }
 

@@ -3,7 +3,7 @@
 use super::sealed::Backend;
 use super::{Buffer, Holder, KeyIndex, Queue, Queued};
 use crate::slot::{Slot, State, Waiter};
-use crate::{Command, Error, WaiterId};
+use crate::{Command, Error, Lease, Time, WaiterId};
 
 /// Fixed storage for at most `SLOTS` connections and `WAITERS` queued checkouts, inline in the pool:
 /// no heap, no allocator. `max` above `SLOTS` is [`Error::CapacityExceeded`]; the waiter bound is
@@ -18,6 +18,7 @@ impl<C, K: Eq, const SLOTS: usize, const WAITERS: usize> Backend<C, K> for Fixed
     type SlotCommands = heapless::Deque<Queued<Command<C>>, SLOTS>;
     type Fails = heapless::Deque<Queued<(WaiterId, Error)>, WAITERS>;
     type Wakes = heapless::Deque<Queued<WaiterId>, SLOTS>;
+    type Leaks = heapless::Deque<Queued<(Lease, Time)>, SLOTS>;
     type Keys = ScanKeys;
 }
 

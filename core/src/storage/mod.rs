@@ -31,7 +31,7 @@ impl<C, K, S: sealed::Backend<C, K>> Storage<C, K> for S {}
 pub(crate) mod sealed {
     use super::{Buffer, KeyIndex, Queue, Queued};
     use crate::slot::{Slot, Waiter};
-    use crate::{Command, Error, WaiterId};
+    use crate::{Command, Error, Lease, Time, WaiterId};
 
     /// The container types one pool uses. Public only in name (this module is private), so
     /// [`Storage`](super::Storage) is sealed to the backends below.
@@ -52,6 +52,9 @@ pub(crate) mod sealed {
         /// waiter is one of at most as many as there were idle connections when it was woken, so
         /// this never needs more room than the slot array.
         type Wakes: Queue<Queued<WaiterId>> + Default;
+        /// Borrowers reported past `leak_after`, awaiting their `Leak` command: one per in-use
+        /// slot at most (a checkin takes its report back), so the slot array's room.
+        type Leaks: Queue<Queued<(Lease, Time)>> + Default;
         /// Key to holder index.
         type Keys: KeyIndex<K> + Default;
     }

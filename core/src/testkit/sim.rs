@@ -54,6 +54,8 @@ pub enum Cmd {
     Fail(WaiterId, Error),
     /// [`Command::Wake`].
     Wake(WaiterId),
+    /// [`Command::Leak`]: the connection whose borrower held it too long.
+    Leak(Conn),
 }
 
 /// What one op of the vocabulary got ([`Sim::step`]): the pool's reply, with connections and
@@ -659,6 +661,15 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
                 );
                 let before = self.grants.insert(waiter, (lease, conn));
                 assert!(before.is_none(), "{waiter:?} granted twice");
+            }
+            Command::Leak { lease, since } => {
+                let conn = self.conn_of(lease);
+                let limit = self.pool.config().leak_after.expect("leak_after set");
+                assert!(
+                    since.saturating_add(limit) <= self.pool.now(),
+                    "reported before its time"
+                );
+                self.log.push(Cmd::Leak(conn));
             }
             Command::Wake { waiter } => {
                 self.log.push(Cmd::Wake(waiter));

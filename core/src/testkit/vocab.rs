@@ -64,6 +64,9 @@ pub struct Setup {
         strategy = "proptest::option::weighted(0.8, proptest::prop_oneof![0u8..4, 100u8..=255])"
     )]
     pub bound_ms: Option<u8>,
+    /// `leak_after` in ms.
+    #[proptest(strategy = "proptest::option::weighted(0.3, 0u16..400)")]
+    pub leak_ms: Option<u16>,
 }
 
 impl Setup {
@@ -83,6 +86,7 @@ impl Setup {
             huge: 0,
             seed: 0x5eed,
             bound_ms: Some(1),
+            leak_ms: None,
         }
     }
 
@@ -126,6 +130,7 @@ impl Setup {
             backoff_initial: huge(2, ms(self.backoff_initial_ms)),
             backoff_max: huge(3, ms(self.backoff_max_ms)),
             refill: self.huge & NO_REFILL == 0,
+            leak_after: self.leak_ms.map(ms),
             fairness: match self.bound_ms {
                 Some(b) => Fairness::Bounded(ms(u16::from(b))),
                 None => Fairness::Strict,

@@ -86,6 +86,9 @@ struct Connection {
     returned: u64,
     /// How many drains had happened when it was opened: one after that retires it.
     drains_at_open: u32,
+    /// When it was last lent, and whether that borrower was reported past `leak_after`.
+    lent_at: Time,
+    leak_told: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -110,6 +113,7 @@ enum Out {
     Grant(u64, Conn, u64),
     Fail(u64, Error),
     Wake(u64),
+    Leak(Conn),
 }
 
 /// The model: the pool as seen from outside, and the simulated driver's hands.
@@ -125,6 +129,7 @@ pub struct Model {
     idle_order: IdleOrder,
     /// The fairness bound; `None`: strict.
     bound: Option<Duration>,
+    leak_after: Option<Duration>,
     lifetime: Option<Duration>,
     max_idle: Option<Duration>,
     backoff_initial: Duration,
@@ -210,6 +215,7 @@ impl Model {
             max_waiting: config.max_waiting,
             keep_idle: config.keep_idle,
             idle_order: config.idle_order,
+            leak_after: config.leak_after,
             bound: match config.fairness {
                 Fairness::Strict => None,
                 Fairness::Bounded(b) => Some(b),
@@ -339,6 +345,7 @@ impl Model {
             .chain(idled)
             .chain(retry)
             .chain(starve)
+            .chain(self.conns.keys().filter_map(|&c| self.leak_due(c)))
             .min()
     }
 
@@ -398,6 +405,8 @@ impl Model {
                         // The borrower keeps it: it leaves without a close.
                         m.held.remove(&conn);
                         m.conns.remove(&conn);
+                        m.outbox
+                            .retain(|o| !matches!(o, Out::Leak(c) if *c == conn));
                         m.stats.detached += 1;
                         Ok(())
                     })),
@@ -627,6 +636,7 @@ impl Model {
                 Cmd::Fail(forge::waiter(w), e)
             }
             Out::Wake(w) => Cmd::Wake(forge::waiter(w)),
+            Out::Leak(c) => Cmd::Leak(c),
         });
         true
     }
@@ -859,13 +869,29 @@ impl Model {
         self.next_loan += 1;
         let loan = self.next_loan;
         self.place(conn, Place::Lent { key, loan, told });
+        let now = self.now;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            (c.lent_at, c.leak_told) = (now, false);
+        }
         loan
     }
 
+    /// Every move of a connection: one leaving a borrower takes its unread leak report along.
     fn place(&mut self, conn: Conn, place: Place) {
         if let Some(c) = self.conns.get_mut(&conn) {
+            if matches!(c.place, Place::Lent { .. }) && !matches!(place, Place::Lent { .. }) {
+                self.outbox
+                    .retain(|o| !matches!(o, Out::Leak(x) if *x == conn));
+            }
             c.place = place;
         }
+    }
+
+    /// When the borrower of `conn` passes `leak_after`, if it is lent and not reported yet.
+    fn leak_due(&self, conn: Conn) -> Option<Time> {
+        let c = &self.conns[&conn];
+        let lent = matches!(c.place, Place::Lent { .. }) && !c.leak_told;
+        Some(after(c.lent_at, self.leak_after?)).filter(|_| lent)
     }
 
     /// psycopg2's `putconn`, for a lease the borrower holds.
@@ -927,6 +953,8 @@ impl Model {
                 idle_since: self.now,
                 returned: 0,
                 drains_at_open: self.drains,
+                lent_at: Time::ZERO,
+                leak_told: false,
             },
         );
         if self.may_stay(conn) {
@@ -1135,6 +1163,22 @@ impl Model {
                     m.stats.expired += 1;
                     m.shut(conn);
                 }
+            }
+            // Borrowers past `leak_after` are reported once, in the order they were lent.
+            let mut leaks: Vec<(u64, Conn)> = m
+                .conns
+                .iter()
+                .filter(|(c, _)| m.leak_due(**c).is_some_and(|t| t <= now))
+                .map(|(c, x)| match x.place {
+                    Place::Lent { loan, .. } => (loan, *c),
+                    _ => unreachable!("only a lent connection is due"),
+                })
+                .collect();
+            leaks.sort();
+            for (_, c) in leaks {
+                m.conns.get_mut(&c).expect("exists").leak_told = true;
+                m.stats.leaks += 1;
+                m.outbox.push_back(Out::Leak(c));
             }
         })
     }

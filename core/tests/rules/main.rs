@@ -27,6 +27,7 @@ mod drain_check;
 mod fairness;
 mod getconn;
 mod handles;
+mod leaks;
 mod lifetimes;
 mod opens;
 mod putconn;

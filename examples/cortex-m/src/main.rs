@@ -204,6 +204,8 @@ impl Driver {
                     self.hold(Borrowed { lease, key, conn });
                     continue;
                 }
+                // Not configured here (no `leak_after`).
+                Command::Leak { .. } => continue,
                 Command::Wake { waiter } => {
                     // A connection came back: the woken checkout claims it (here at once).
                     let claimed = match self.pool.claim(now, waiter) {

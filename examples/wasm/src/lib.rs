@@ -319,7 +319,8 @@ pub extern "C" fn checkin(now_ms: f64, lease: u32, key_: u32, conn: u32, state: 
 /// The next command, or 0 when there is none. 1 OPEN (`out_handle` the ticket), 2 CLOSE (ticket,
 /// `out_conn`), 3 RESET (ticket, conn), 4 CHECK (ticket, conn), 5 GRANT (`out_waiter`, the lease,
 /// conn, `out_flag` 1 if freshly opened), 6 FAIL (`out_waiter`, `out_flag` the error code), 7 WAKE
-/// (`out_waiter`: a connection came back, that checkout should [`claim`] it).
+/// (`out_waiter`: a connection came back, that checkout should [`claim`] it), 8 LEAK (`out_flag`
+/// the slot whose borrower held it past `leak_after`).
 #[no_mangle]
 pub extern "C" fn next_command() -> i32 {
     with(0, |pool, glue| {
@@ -349,6 +350,10 @@ pub extern "C" fn next_command() -> i32 {
                 glue.out.waiter = waiter.get() as f64;
                 glue.out.flag = error_code(error) as u32;
                 return 6;
+            }
+            Command::Leak { lease, .. } => {
+                glue.out.flag = lease.slot() as u32;
+                return 8;
             }
             Command::Wake { waiter } => {
                 if let Some(free) = glue.woken.iter_mut().find(|w| w.is_none()) {
