@@ -112,7 +112,9 @@ impl<M: Connector, K: Key> Pool<M, K> {
         };
         if threads {
             // On an error the pool is dropped here, which closes it.
-            pool.shared().warm_up(bound).map_err(BuildError::from_open)?;
+            pool.shared()
+                .warm_up(bound)
+                .map_err(BuildError::from_open)?;
         }
         Ok(pool)
     }
@@ -225,6 +227,8 @@ impl<M: Connector, K: Key> Clone for Pool<M, K> {
 
 impl<M: Connector, K: Key> fmt::Debug for Pool<M, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pool").field("stats", &self.stats()).finish()
+        f.debug_struct("Pool")
+            .field("stats", &self.stats())
+            .finish()
     }
 }

@@ -163,7 +163,10 @@ impl<M: Connector, K: Key> Shared<M, K> {
                 let waited = self.changed.wait_timeout(st, d - now);
                 waited.unwrap_or_else(PoisonError::into_inner).0
             }
-            None => self.changed.wait(st).unwrap_or_else(PoisonError::into_inner),
+            None => self
+                .changed
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner),
         };
         st.ready_waiters -= 1;
         Some(st)

@@ -52,7 +52,9 @@ impl fmt::Display for LockError {
 
 impl std::error::Error for LockError {}
 
-fn guard<M: Connector>(slot: MutexGuard<'_, Option<M::Conn>>) -> Result<ConnGuard<'_, M>, LockError> {
+fn guard<M: Connector>(
+    slot: MutexGuard<'_, Option<M::Conn>>,
+) -> Result<ConnGuard<'_, M>, LockError> {
     match *slot {
         Some(_) => Ok(ConnGuard(slot)),
         None => Err(LockError::Returned),
