@@ -258,16 +258,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
         let now = self.settings.now();
         st.engine.core.close(now)?;
         let keyed = std::mem::take(&mut st.keyed);
-        let (opens, mut io) = Self::split_deferred(&mut st);
-        for ticket in opens {
-            let _ = st.engine.core.handle(
-                now,
-                Completion::OpenFailed {
-                    ticket,
-                    permanent: false,
-                },
-            );
-        }
+        let mut io = Self::cancel_deferred_opens(&mut st, now);
         let strays = std::mem::take(&mut st.strays);
         io.extend(self.drain(&mut st));
         drop(st);
@@ -436,6 +427,20 @@ impl<M: Connector, K: Key> Shared<M, K> {
             }
         }
         (opens, io)
+    }
+
+    /// After a close: deferred opens are reported failed without running (the core withdraws
+    /// them); the rest of the deferred I/O is returned.
+    fn cancel_deferred_opens(st: &mut State<M, K>, now: Time) -> VecDeque<Command<M::Conn>> {
+        let (opens, io) = Self::split_deferred(st);
+        for ticket in opens {
+            let permanent = false;
+            let _ = st
+                .engine
+                .core
+                .handle(now, Completion::OpenFailed { ticket, permanent });
+        }
+        io
     }
 
     /// Performs one command's I/O on a thread of its own (inline if the OS refuses a thread),
@@ -686,17 +691,7 @@ impl<M: Connector, K: Key> Drop for Shared<M, K> {
                 }
             }
         }
-        let now = self.settings.now();
-        let (opens, io) = Self::split_deferred(st);
-        for ticket in opens {
-            let _ = st.engine.core.handle(
-                now,
-                Completion::OpenFailed {
-                    ticket,
-                    permanent: false,
-                },
-            );
-        }
+        let io = Self::cancel_deferred_opens(st, self.settings.now());
         for conn in st.strays.drain(..) {
             self.settings.close(conn);
         }
