@@ -49,6 +49,16 @@ pub enum Command<C> {
         /// before reuse may skip it.
         fresh: bool,
     },
+    /// Wake that queued checkout: a connection came back and is idle ([`Fairness::Bounded`]). It
+    /// should [`claim`](crate::Pool::claim) it, which serves it or, if a running checkout took
+    /// the connection first, leaves it queued in its place. A waiter that leaves the line before
+    /// this is drained (granted, failed, cancelled) takes its wake with it.
+    ///
+    /// [`Fairness::Bounded`]: crate::Fairness::Bounded
+    Wake {
+        /// The checkout.
+        waiter: WaiterId,
+    },
     /// That queued checkout failed: [`Error::Timeout`], [`Error::Closed`], [`Error::OpenFailed`]
     /// or [`Error::Exhausted`].
     Fail {
@@ -143,7 +153,8 @@ pub enum Checkout<C> {
     /// The key already holds this lease: the caller has its connection (psycopg2's "same key, same
     /// connection").
     Held(Lease),
-    /// Queued: the outcome arrives as a [`Command::Grant`] or [`Command::Fail`] for this waiter.
+    /// Queued: the outcome arrives as a [`Command::Grant`] or [`Command::Fail`] for this waiter
+    /// (or, after a [`Command::Wake`], as the answer to a [`claim`](crate::Pool::claim)).
     Waiting(WaiterId),
 }
 

@@ -23,6 +23,34 @@ pub enum KeepIdle {
     UpToMin,
 }
 
+/// Who gets a connection that comes back while checkouts wait: throughput against strict order
+/// (Go's `sync.Mutex` modes, as a pool rule).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Fairness {
+    /// Every connection that comes back goes to the oldest waiter ([`Command::Grant`]): no
+    /// checkout is ever served ahead of an older one, at the price of a hand-off (for a thread,
+    /// a context switch) per checkin under contention.
+    ///
+    /// [`Command::Grant`]: crate::Command::Grant
+    Strict,
+    /// A connection a borrower gives back goes idle, and the oldest waiter not yet woken is
+    /// woken ([`Command::Wake`]) to [`claim`](crate::Pool::claim) it; a checkout that is already
+    /// running may take it first. Once the oldest waiter has waited this long, the pool is
+    /// strict until the line is served: no waiter waits longer than the bound past the first
+    /// connection that could have served it. Opened and checked connections always go to the
+    /// oldest waiter.
+    ///
+    /// [`Command::Wake`]: crate::Command::Wake
+    Bounded(Duration),
+}
+
+impl Default for Fairness {
+    /// A bound of 1 ms, Go's starvation threshold.
+    fn default() -> Fairness {
+        Fairness::Bounded(Duration::from_millis(1))
+    }
+}
+
 /// The pool's settings. [`Config::new`] gives the defaults; [`Config::psycopg2`] psycopg2's behaviour.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -40,6 +68,8 @@ pub struct Config {
     pub refill: bool,
     /// Idle order.
     pub idle_order: IdleOrder,
+    /// Who gets a returned connection while checkouts wait.
+    pub fairness: Fairness,
     /// A connection older than this is closed when idle or returned, and replaced down to `min`.
     /// A lifetime that would end past the end of [`Time`](crate::Time) never ends.
     pub max_lifetime: Option<Duration>,
@@ -61,7 +91,7 @@ pub struct Config {
 
 impl Config {
     /// `min..=max` connections; waits allowed (up to 1 024 waiters); LIFO; returned connections kept;
-    /// no lifetime limits; backoff from 100 ms to 10 s.
+    /// fairness bounded at 1 ms; no lifetime limits; backoff from 100 ms to 10 s.
     pub fn new(min: usize, max: usize) -> Config {
         Config {
             min,
@@ -70,6 +100,7 @@ impl Config {
             keep_idle: KeepIdle::UpToMax,
             refill: true,
             idle_order: IdleOrder::Lifo,
+            fairness: Fairness::default(),
             max_lifetime: None,
             lifetime_jitter: Duration::ZERO,
             max_idle: None,

@@ -56,6 +56,14 @@
 //!                 continue;
 //!             }
 //!             Command::Fail { waiter, error } => panic!("{waiter:?} failed: {error}"),
+//!             // A connection came back while checkouts wait: the woken one claims it (a real
+//!             // driver wakes its thread or task, which claims when it runs).
+//!             Command::Wake { waiter } => {
+//!                 if let Ok(Checkout::Ready { lease, conn }) = pool.claim(now, waiter) {
+//!                     granted.push((waiter, lease, conn));
+//!                 }
+//!                 continue;
+//!             }
 //!         };
 //!         pool.handle(now, done).expect("a drained command's completion is accepted");
 //!     }
@@ -124,7 +132,7 @@ mod time;
 mod timer;
 
 pub use command::{Checkout, Command, Completion, Returned, Wait};
-pub use config::{Config, IdleOrder, KeepIdle};
+pub use config::{Config, Fairness, IdleOrder, KeepIdle};
 pub use error::{Error, Rejected};
 pub use handle::{Lease, Ticket, WaiterId};
 pub use pool::Pool;

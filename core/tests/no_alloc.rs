@@ -153,6 +153,7 @@ const KINDS: &[&str] = &[
     "op:Checkin",
     "op:Detach",
     "op:Cancel",
+    "op:Claim",
     "op:Poll",
     "op:Serve",
     "op:Opened",
@@ -199,6 +200,7 @@ const KINDS: &[&str] = &[
     "cmd:Reset",
     "cmd:Check",
     "cmd:Grant",
+    "cmd:Wake",
     "cmd:Fail",
     // why queued checkouts failed
     "fail:Timeout",
@@ -259,13 +261,17 @@ impl Reach {
                 self.note_pick(lease);
                 "op:Detach"
             }
-            Op::Cancel { waiter } => {
+            Op::Claim { waiter } | Op::Cancel { waiter } => {
                 self.note(match waiter {
                     WPick::Waiting(_) => "waiter:Waiting",
                     WPick::Any(_) => "waiter:Any",
                     WPick::Raw(_) => "waiter:Raw",
                 });
-                "op:Cancel"
+                if matches!(op, Op::Claim { .. }) {
+                    "op:Claim"
+                } else {
+                    "op:Cancel"
+                }
             }
             Op::Poll { .. } => "op:Poll",
             Op::Serve => "op:Serve",
@@ -309,6 +315,7 @@ impl Reach {
             Cmd::Reset(_) => "cmd:Reset",
             Cmd::Check(_) => "cmd:Check",
             Cmd::Grant(..) => "cmd:Grant",
+            Cmd::Wake(_) => "cmd:Wake",
             Cmd::Fail(_, error) => {
                 self.note(match error {
                     Error::Timeout => "fail:Timeout",

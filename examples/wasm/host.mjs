@@ -82,6 +82,17 @@ function drain() {
         log(`  core: FAIL ${names.get(waiter)}: ${why}`);
         break;
       }
+      case 7: {
+        // A connection came back while this checkout waits: it claims it (here at once; a host
+        // with real tasks wakes the task, which claims when it runs).
+        const waiter = pool.out_waiter();
+        log(`  core: WAKE ${names.get(waiter)}`);
+        if (pool.claim(now, waiter) === 1) {
+          outcomes.set(waiter, { conn: pool.out_conn(), lease: pool.out_handle(), fresh: false });
+          log(`  ${names.get(waiter)} claims #${pool.out_conn()}`);
+        }
+        break;
+      }
       default:
         assert.fail(`unknown command ${kind}`);
     }

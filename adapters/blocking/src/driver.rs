@@ -10,7 +10,7 @@
 use crate::error::Failure;
 use crate::{BuildError, Connector, GetError};
 use sanspool_core::{
-    AllocPool, Command, Completion, Config, Lease, Rejected, Returned, Time, Wait,
+    AllocPool, Checkout, Command, Completion, Config, Lease, Rejected, Returned, Time, Wait,
 };
 use std::collections::VecDeque;
 use std::hash::Hash;
@@ -182,7 +182,7 @@ impl<M: Connector> Settings<M> {
                     ok: ok == Some(true),
                 }
             }
-            Command::Grant { .. } | Command::Fail { .. } => {
+            Command::Grant { .. } | Command::Fail { .. } | Command::Wake { .. } => {
                 unreachable!("hand-offs are delivered by the drain, never performed")
             }
         };
@@ -232,6 +232,13 @@ impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
                     fresh,
                 } => outcomes.push((waiter, Ok((lease, conn, fresh)))),
                 Command::Fail { waiter, error } => outcomes.push((waiter, Err(self.error(error)))),
+                // Claimed for the woken checkout at once, in this critical section.
+                Command::Wake { waiter } => {
+                    let now = self.core.now();
+                    if let Ok(Checkout::Ready { lease, conn }) = self.core.claim(now, waiter) {
+                        outcomes.push((waiter, Ok((lease, conn, false))));
+                    }
+                }
                 io_cmd => io.extend([io_cmd]),
             }
         }

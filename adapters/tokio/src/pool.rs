@@ -230,7 +230,7 @@ impl<M: Connector> Settings<M> {
                     ok: matches!(ok, Ok(Ok(()))),
                 }
             }
-            Command::Grant { .. } | Command::Fail { .. } => {
+            Command::Grant { .. } | Command::Fail { .. } | Command::Wake { .. } => {
                 unreachable!("hand-offs are delivered by the drain, never performed")
             }
         };
@@ -318,6 +318,22 @@ impl<M: Connector> Shared<M> {
                         }
                         None => orphans.push((lease, conn)),
                     },
+                    // Claimed for the woken checkout at once, in this critical section.
+                    Command::Wake { waiter } => {
+                        let now = st.core.now();
+                        if let Ok(Checkout::Ready { lease, conn }) = st.core.claim(now, waiter) {
+                            match st.waiters.remove(&waiter) {
+                                Some(tx) => {
+                                    if let Err(Ok((lease, conn, _))) =
+                                        tx.send(Ok((lease, conn, false)))
+                                    {
+                                        orphans.push((lease, conn));
+                                    }
+                                }
+                                None => orphans.push((lease, conn)),
+                            }
+                        }
+                    }
                     Command::Fail { waiter, error } => {
                         let error = st.error(error);
                         if let Some(tx) = st.waiters.remove(&waiter) {

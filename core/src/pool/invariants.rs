@@ -82,18 +82,50 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             assert_eq!(recorded, keyed, "key index holds keys nobody holds");
         }
 
-        // 4. waiters are served before anything idles, and have opens coming when opens are allowed.
-        if !self.waiters.is_empty() {
-            assert_eq!(
-                counts.idle(),
-                0,
-                "a checkout waits while a connection is idle"
+        // 4. waiters are served before anything idles — or, under a fairness bound none of them
+        // has reached, woken to claim it — and have opens coming when opens are allowed.
+        if !self.waiters.is_empty() && counts.idle() > 0 {
+            assert!(
+                !self.front_starving(),
+                "a checkout waits while a connection is idle, past the fairness bound"
             );
+            assert!(
+                self.line.woken >= counts.idle().min(self.waiters.len()),
+                "a connection is idle and too few waiters are woken to claim it"
+            );
+        }
+        let woken =
+            (0..self.waiters.len()).filter(|&p| self.waiters.get(p).is_some_and(|w| w.woken));
+        assert_eq!(woken.count(), self.line.woken, "woken waiters miscounted");
+        assert!(
+            self.line.woken <= self.storage_capacity(),
+            "more woken waiters than slots"
+        );
+        for p in 0..self.wakes.len() {
+            let q = self.wakes.get(p).expect("len");
+            let pos = self
+                .waiter_pos(q.item)
+                .expect("a wake for a waiter not in line");
+            assert!(
+                self.waiters.get(pos).is_some_and(|w| w.woken),
+                "a wake for a waiter not woken"
+            );
+            assert_eq!(
+                self.wakes.position(|o| o.item == q.item),
+                Some(p),
+                "two wakes for one waiter"
+            );
+            if p > 0 {
+                assert!(
+                    self.wakes.get(p - 1).expect("len").seq < q.seq,
+                    "wakes out of order"
+                );
+            }
         }
         let backing_off = self.retry_at.is_some_and(|t| self.now < t);
         if !self.closed && !backing_off && counts.occupied() < self.config.max {
             assert!(
-                self.waiters.len() <= counts.opening(),
+                self.waiters.len() <= counts.opening() + counts.idle(),
                 "a waiter has no open coming"
             );
             assert!(
@@ -128,7 +160,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                     (ticket.0, |s| matches!(s, State::Resetting))
                 }
                 Command::Grant { lease, .. } => (lease.0, |s| matches!(s, State::InUse(_))),
-                Command::Fail { .. } => panic!("waiter command in the slot queue"),
+                Command::Fail { .. } | Command::Wake { .. } => {
+                    panic!("waiter command in the slot queue")
+                }
             };
             let s = &slots[usize::from(r.index)];
             assert!(
@@ -184,6 +218,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// Each timer's deadline, recomputed from its definition by searching the waiters and idle
     /// connections.
     fn deadlines_by_search(&self) -> [Option<Time>; 4] {
+        use crate::timer::min_opt;
         let deadlines = (0..self.waiters.len()).filter_map(|p| self.waiters.get(p)?.deadline);
         let ends = (0..self.idle.len()).filter_map(|p| self.slot_at_idle(p)?.expires);
         let idle = self
@@ -194,7 +229,14 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         let retry = self
             .retry_at
             .filter(|_| self.open_deficit() > 0 && self.counts.occupied() < self.config.max);
-        [deadlines.min(), ends.min(), idle, retry]
+        let starve = match self.config.fairness {
+            crate::Fairness::Bounded(b) if self.idle.len() > 0 => (0..self.waiters.len())
+                .filter_map(|p| self.waiters.get(p))
+                .map(|w| w.since.saturating_add(b))
+                .min(),
+            _ => None,
+        };
+        [deadlines.min(), ends.min(), idle, min_opt(retry, starve)]
     }
 
     /// The next deadline by search: what `poll_timeout` computed before the timer table.

@@ -7,7 +7,7 @@
 //! [`Pool::poll_timeout`]. Nothing here blocks, allocates (with [`Fixed`](crate::Fixed) storage),
 //! or panics.
 
-use crate::config::{Config, KeepIdle};
+use crate::config::{Config, Fairness, KeepIdle};
 use crate::handle::SlotRef;
 use crate::slot::{Counts, Slot, State, Waiter};
 use crate::storage::{Buffer, Holder, KeyIndex, Queue, Queued, Storage};
@@ -32,7 +32,7 @@ use core::time::Duration;
 ///   [`now`](Pool::now);
 /// - **user actions**, plain verbs for what borrowers and the application ask:
 ///   [`checkout`](Pool::checkout), [`checkin`](Pool::checkin), [`detach`](Pool::detach),
-///   [`cancel`](Pool::cancel), [`resize`](Pool::resize), [`drain`](Pool::drain),
+///   [`cancel`](Pool::cancel), [`claim`](Pool::claim), [`resize`](Pool::resize), [`drain`](Pool::drain),
 ///   [`check_idle`](Pool::check_idle), [`close`](Pool::close);
 /// - **driver reports**: [`handle`](Pool::handle) with the [`Completion`] of a command the driver
 ///   performed, and [`handle_timeout`](Pool::handle_timeout) when the deadline came;
@@ -43,8 +43,9 @@ use core::time::Duration;
 /// 1. feed one input (a user action, a completion, or `handle_timeout` once `poll_timeout` has
 ///    passed);
 /// 2. drain *every* command with `poll_command` until `None`, and start each: an `Open`, `Close`,
-///    `Reset` or `Check` is I/O whose outcome comes back later as a [`Completion`]; a `Grant` or
-///    `Fail` is delivered to the queued checkout it names;
+///    `Reset` or `Check` is I/O whose outcome comes back later as a [`Completion`]; a `Grant`,
+///    `Fail` or `Wake` is delivered to the queued checkout it names (a woken one calls
+///    [`claim`](Pool::claim));
 /// 3. sleep until `poll_timeout` or the next input, whichever comes first.
 ///
 /// Mutate, then drain: a command's handle is not accepted back before the command was drained,
@@ -62,8 +63,11 @@ use core::time::Duration;
 /// 2. the idle queue holds each idle slot exactly once, least recently returned first (by return
 ///    order, so ties in time keep their order; a checked connection goes back to its place);
 /// 3. a key has at most one holder (an in-use slot or a waiter), and a slot or waiter at most one key;
-/// 4. no checkout waits while a connection is idle; none waits without an open on its way unless the
-///    pool is at `max`, backing off after a failed open, or closed; waiters are served oldest first;
+/// 4. no checkout waits while a connection is idle — except under [`Fairness::Bounded`], while the
+///    oldest waiter has waited less than the bound: then at least as many waiters as there are
+///    idle connections (or all) are woken to claim one. None waits without an open on its way
+///    unless the pool is at `max`, backing off after a failed open, or closed; grants go to the
+///    oldest waiter;
 /// 5. every connection the core received is in exactly one place: idle inside, with a borrower,
 ///    or inside an emitted command (reset, check, grant, close) — detached ones have left;
 /// 6. after [`close`](Pool::close), no `Open` is emitted, nothing waits, nothing is idle, and every
@@ -79,6 +83,7 @@ pub struct Pool<C, K, S: Storage<C, K>> {
     waiters: S::Waiters,
     commands: S::SlotCommands,
     fails: S::Fails,
+    wakes: S::Wakes,
     keys: S::Keys,
     counts: Counts,
     timers: TimerTable,
@@ -99,12 +104,14 @@ pub struct Pool<C, K, S: Storage<C, K>> {
 }
 
 /// What the pool keeps about its line of waiters so that no input has to walk it. Invariant
-/// (checked by `assert_invariants`): `fail_fast` counts the queued checkouts that do not wait;
-/// when `sorted`, the deadlines of the queued checkouts rise (or stay) in line order, and
-/// `last_deadline` is the deadline of the last one queued with a deadline.
+/// (checked by `assert_invariants`): `fail_fast` counts the queued checkouts that do not wait,
+/// `woken` those woken to claim a connection; when `sorted`, the deadlines of the queued
+/// checkouts rise (or stay) in line order, and `last_deadline` is the deadline of the last one
+/// queued with a deadline.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 struct Line {
     fail_fast: usize,
+    woken: usize,
     sorted: bool,
     last_deadline: Option<Time>,
 }
@@ -113,6 +120,7 @@ impl Default for Line {
     fn default() -> Line {
         Line {
             fail_fast: 0,
+            woken: 0,
             sorted: true,
             last_deadline: None,
         }
@@ -147,6 +155,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             waiters: S::Waiters::default(),
             commands: S::SlotCommands::default(),
             fails: S::Fails::default(),
+            wakes: S::Wakes::default(),
             keys: S::Keys::default(),
             counts: Counts::default(),
             timers: TimerTable::default(),
@@ -194,6 +203,10 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             }
         }
         self.advance(now);
+        if !self.waiters.is_empty() {
+            // A waiter past the fairness bound comes before this newcomer.
+            self.serve_starving();
+        }
         let out = self.checkout_idle(key, wait);
         self.settle();
         out
@@ -240,6 +253,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             },
             fail_fast: wait == Wait::No,
             since: self.now,
+            woken: false,
             key,
         };
         if let Some(k) = &waiter.key {
@@ -352,6 +366,52 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         Ok(())
     }
 
+    /// A queued checkout, woken by [`Command::Wake`] (or not), tries for an idle connection from
+    /// its place in line: [`Checkout::Ready`] if one is idle and no older waiter has waited past
+    /// the fairness bound; otherwise [`Checkout::Waiting`], still queued in its place (its
+    /// outcome may then come as a [`Command::Grant`] among the commands). [`Error::UnknownWaiter`]
+    /// if it is not waiting (served, failed, or cancelled meanwhile: its outcome is among the
+    /// commands drained).
+    pub fn claim(&mut self, now: Time, waiter: WaiterId) -> Result<Checkout<C>, Error> {
+        let pos = self.waiter_pos(waiter).ok_or(Error::UnknownWaiter)?;
+        self.advance(now);
+        let served = if pos == 0 || !self.front_starving() {
+            self.claim_idle(pos)
+        } else {
+            None
+        };
+        let out = match served {
+            Some((lease, conn)) => Checkout::Ready { lease, conn },
+            None => {
+                if let Some(w) = self.waiters.get_mut(pos) {
+                    if core::mem::take(&mut w.woken) {
+                        self.line.woken -= 1;
+                        self.unwake(waiter);
+                    }
+                }
+                Checkout::Waiting(waiter)
+            }
+        };
+        self.settle();
+        Ok(out)
+    }
+
+    /// Serves the waiter at `pos` with an idle connection, if one is (closing those past their
+    /// lifetime on the way).
+    fn claim_idle(&mut self, pos: usize) -> Option<(Lease, C)> {
+        while let Some(i) = self.idle_pop(self.config.idle_order) {
+            if self.outlived(i) {
+                self.stats.expired += 1;
+                self.close_idle(i);
+                continue;
+            }
+            let conn = self.take_idle(i, State::Resetting)?;
+            let lease = self.serve_waiter(pos, i)?;
+            return Some((lease, conn));
+        }
+        None
+    }
+
     // ---------------------------------------------------------------- driver reports
 
     /// The driver reports the outcome of a command it drained.
@@ -454,6 +514,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     /// Time has reached `now` (call it once [`poll_timeout`](Pool::poll_timeout) has passed; at
     /// any other time it is harmless): waiters past their deadline fail with [`Error::Timeout`];
+    /// the oldest waiter, past the fairness bound, gets an idle connection nobody claimed;
     /// idle connections past their lifetime, or idle longer than `max_idle` while more than `min`
     /// are open, are closed; opens delayed by backoff are ordered.
     pub fn handle_timeout(&mut self, now: Time) {
@@ -588,20 +649,23 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     #[inline]
     pub fn poll_command(&mut self) -> Option<Command<C>> {
         // The hot path: nothing queued, two length checks.
-        if self.commands.is_empty() && self.fails.is_empty() {
+        if self.commands.is_empty() && self.fails.is_empty() && self.wakes.is_empty() {
             return None;
         }
         self.next_command()
     }
 
     fn next_command(&mut self) -> Option<Command<C>> {
-        let fail_first = match (self.commands.get(0), self.fails.get(0)) {
-            (None, None) => return None,
-            (Some(c), Some(f)) => f.seq < c.seq,
-            (None, Some(_)) => true,
-            (Some(_), None) => false,
-        };
-        if fail_first {
+        // Three queues, one order: the emission sequence.
+        let seq = |q: Option<u64>| q.unwrap_or(u64::MAX);
+        let command = seq(self.commands.get(0).map(|q| q.seq));
+        let fail = seq(self.fails.get(0).map(|q| q.seq));
+        let wake = seq(self.wakes.get(0).map(|q| q.seq));
+        if wake < command && wake < fail {
+            let waiter = self.wakes.pop_front()?.item;
+            return Some(Command::Wake { waiter });
+        }
+        if fail < command {
             let (waiter, error) = self.fails.pop_front()?.item;
             return Some(Command::Fail { waiter, error });
         }
@@ -610,7 +674,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             Command::Open(t) | Command::Close { ticket: t, .. } => t.0.index,
             Command::Reset { ticket: t, .. } | Command::Check { ticket: t, .. } => t.0.index,
             Command::Grant { lease, .. } => lease.0.index,
-            Command::Fail { .. } => return Some(cmd),
+            Command::Fail { .. } | Command::Wake { .. } => return Some(cmd),
         };
         if let Some(slot) = self.slots.as_mut_slice().get_mut(usize::from(index)) {
             slot.queued = false;
@@ -619,12 +683,25 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     }
 
     /// When the driver must call [`handle_timeout`](Pool::handle_timeout) next: the earliest waiter
-    /// deadline, idle expiry or end of an open backoff that matters. `None`: only inputs matter.
+    /// deadline, idle expiry, end of an open backoff or fairness bound that matters. `None`: only inputs matter.
     /// O(1): the deadlines are kept as inputs change them, not searched for.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
         let kept = self.timers.next();
-        min_opt(kept, min_opt(self.idle_deadline(), self.backoff_deadline()))
+        let computed = min_opt(self.idle_deadline(), self.backoff_deadline());
+        min_opt(kept, min_opt(computed, self.starve_deadline()))
+    }
+
+    /// When the oldest waiter reaches the fairness bound while a connection is idle: then it is
+    /// served, whoever else wanted the connection.
+    fn starve_deadline(&self) -> Option<Time> {
+        let Fairness::Bounded(bound) = self.config.fairness else {
+            return None;
+        };
+        if self.idle.is_empty() {
+            return None;
+        }
+        Some(self.waiters.get(0)?.since.saturating_add(bound))
     }
 
     /// When the least recently used idle connection has idled for `max_idle`, while more than
@@ -684,7 +761,10 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// Whether the pool still holds anything: nothing occupied, nothing to drain. After close, the
     /// driver is done when this is true.
     pub fn is_empty(&self) -> bool {
-        self.counts.occupied() == 0 && self.commands.is_empty() && self.fails.is_empty()
+        self.counts.occupied() == 0
+            && self.commands.is_empty()
+            && self.fails.is_empty()
+            && self.wakes.is_empty()
     }
 
     /// The most slots this pool's storage can hold.
@@ -721,13 +801,15 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     #[inline(never)]
     fn settle_slow(&mut self) {
+        self.serve_starving();
         if self.open_deficit() > 0 && self.retry_at.is_none_or(|t| self.now >= t) {
             while self.open_deficit() > 0 && self.order_open() {}
         }
         // A checkout that would not wait, whose open went to an older waiter, with no room for
         // another: exhausted after all, as psycopg2 would have said at once.
         if self.line.fail_fast > 0 && !self.has_room() {
-            let mut pos = self.counts.opening();
+            // Those the opens in flight and the idle connections will not serve.
+            let mut pos = self.counts.opening() + self.counts.idle();
             while let Some(w) = self.waiters.get(pos) {
                 if w.fail_fast {
                     self.fail_waiter(pos, Error::Exhausted);
@@ -736,6 +818,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 }
             }
         }
+        self.wake_claimers();
         self.rearm();
     }
 
@@ -764,13 +847,14 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     }
 
     /// Opens wanted: up to `min` (when the pool refills), and one per waiter without an open on its
-    /// way.
+    /// way or an idle connection to claim.
     #[inline]
     fn open_deficit(&self) -> usize {
         if self.closed {
             return 0;
         }
-        let unserved = self.waiters.len().saturating_sub(self.counts.opening());
+        let coming = self.counts.opening() + self.counts.idle();
+        let unserved = self.waiters.len().saturating_sub(coming);
         if !self.config.refill {
             return unserved;
         }
@@ -837,25 +921,10 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 self.stats.expired += 1;
             }
             self.close_conn(i, conn);
-        } else if let Some(w) = self.waiters.pop_front() {
-            self.waiter_left(&w);
-            if let Some(k) = &w.key {
-                self.keys.insert(k, Holder::Slot(slot_u16(i)));
-            }
-            self.set_state(i, State::InUse(w.key));
-            self.stats.checkouts += 1;
-            self.stats.waits += 1;
-            self.stats.wait_time += self.now.saturating_since(w.since);
-            let lease = Lease(self.slot_ref(i));
-            self.push_command(
-                i,
-                Command::Grant {
-                    waiter: w.id,
-                    lease,
-                    conn,
-                    fresh: arrival == Arrival::Opened,
-                },
-            );
+        } else if !self.waiters.is_empty()
+            && (arrival != Arrival::Returned || self.front_starving())
+        {
+            self.grant(i, conn, arrival == Arrival::Opened);
         } else if arrival == Arrival::Checked {
             // A check is not a use: the connection keeps its idle time and its place in the order.
             self.set_state(i, State::Idle(conn));
@@ -877,6 +946,94 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             let _ = self.idle.push_back(slot_u16(i));
             self.timers
                 .add(Timer::Lifetime, self.slots.as_slice()[i].expires);
+        }
+    }
+
+    /// THE GRANT RULE's other half: whether there is an oldest waiter who must be served before
+    /// anyone else ([`Fairness::Strict`]: always; [`Fairness::Bounded`]: once it waited the bound).
+    #[inline]
+    fn front_starving(&self) -> bool {
+        self.waiters
+            .get(0)
+            .is_some_and(|w| match self.config.fairness {
+                Fairness::Strict => true,
+                Fairness::Bounded(bound) => w.since.saturating_add(bound) <= self.now,
+            })
+    }
+
+    /// Gives the connection of slot `i` (taken out of it) to the oldest waiter, by a grant.
+    fn grant(&mut self, i: usize, conn: C, fresh: bool) {
+        let waiter = match self.waiters.get(0) {
+            Some(w) => w.id,
+            None => return debug_assert!(false, "grant without a waiter"),
+        };
+        if let Some(lease) = self.serve_waiter(0, i) {
+            self.push_command(
+                i,
+                Command::Grant {
+                    waiter,
+                    lease,
+                    conn,
+                    fresh,
+                },
+            );
+        }
+    }
+
+    /// The waiter at `pos` leaves the line with slot `i`, now in use under its key.
+    fn serve_waiter(&mut self, pos: usize, i: usize) -> Option<Lease> {
+        let w = self.waiters.remove(pos)?;
+        self.waiter_left(&w);
+        if let Some(k) = &w.key {
+            self.keys.insert(k, Holder::Slot(slot_u16(i)));
+        }
+        self.set_state(i, State::InUse(w.key));
+        self.stats.checkouts += 1;
+        self.stats.waits += 1;
+        self.stats.wait_time += self.now.saturating_since(w.since);
+        Some(Lease(self.slot_ref(i)))
+    }
+
+    /// Idle connections go to the oldest waiters while the oldest is past the fairness bound.
+    fn serve_starving(&mut self) {
+        while !self.idle.is_empty() && self.front_starving() {
+            let Some(i) = self.idle_pop(self.config.idle_order) else {
+                break;
+            };
+            if self.outlived(i) {
+                self.stats.expired += 1;
+                self.close_idle(i);
+            } else if let Some(conn) = self.take_idle(i, State::Resetting) {
+                self.grant(i, conn, false);
+            }
+        }
+    }
+
+    /// Wakes waiters, oldest first, until as many are woken as connections are idle (or all).
+    fn wake_claimers(&mut self) {
+        let want = min(self.idle.len(), self.waiters.len());
+        let mut pos = 0;
+        while self.line.woken < want {
+            let Some(w) = self.waiters.get_mut(pos) else {
+                break;
+            };
+            pos += 1;
+            if w.woken {
+                continue;
+            }
+            w.woken = true;
+            let waiter = w.id;
+            self.line.woken += 1;
+            let seq = self.next_seq();
+            let pushed = self.wakes.push_back(Queued { seq, item: waiter });
+            debug_assert!(pushed.is_ok(), "wake queue over its bound");
+        }
+    }
+
+    /// Takes back the undrained wake of `waiter`, if any: it was served, failed or claimed first.
+    fn unwake(&mut self, waiter: WaiterId) {
+        if let Some(p) = self.wakes.position(|q| q.item == waiter) {
+            self.wakes.remove(p);
         }
     }
 
@@ -969,6 +1126,10 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     fn waiter_left(&mut self, w: &Waiter<K>) {
         self.timers.remove(Timer::Wait, w.deadline);
         self.line.fail_fast -= usize::from(w.fail_fast);
+        if w.woken {
+            self.line.woken -= 1;
+            self.unwake(w.id);
+        }
         if self.waiters.is_empty() {
             self.line = Line::default();
         }

@@ -20,6 +20,7 @@ impl<C, K: Hash + Eq + Clone> Backend<C, K> for Alloc {
     type Waiters = VecDeque<Waiter<K>>;
     type SlotCommands = VecDeque<Queued<Command<C>>>;
     type Fails = VecDeque<Queued<(WaiterId, Error)>>;
+    type Wakes = VecDeque<Queued<WaiterId>>;
     type Keys = HashKeys<K>;
 }
 
@@ -58,6 +59,9 @@ impl<T> Queue<T> for VecDeque<T> {
     }
     fn get(&self, index: usize) -> Option<&T> {
         VecDeque::get(self, index)
+    }
+    fn get_mut(&mut self, index: usize) -> Option<&mut T> {
+        VecDeque::get_mut(self, index)
     }
     fn remove(&mut self, index: usize) -> Option<T> {
         VecDeque::remove(self, index)

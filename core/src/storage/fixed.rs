@@ -17,6 +17,7 @@ impl<C, K: Eq, const SLOTS: usize, const WAITERS: usize> Backend<C, K> for Fixed
     type Waiters = heapless::Deque<Waiter<K>, WAITERS>;
     type SlotCommands = heapless::Deque<Queued<Command<C>>, SLOTS>;
     type Fails = heapless::Deque<Queued<(WaiterId, Error)>, WAITERS>;
+    type Wakes = heapless::Deque<Queued<WaiterId>, SLOTS>;
     type Keys = ScanKeys;
 }
 
@@ -53,6 +54,9 @@ impl<T, const N: usize> Queue<T> for heapless::Deque<T, N> {
     }
     fn get(&self, index: usize) -> Option<&T> {
         heapless::Deque::get(self, index)
+    }
+    fn get_mut(&mut self, index: usize) -> Option<&mut T> {
+        heapless::Deque::get_mut(self, index)
     }
     fn remove(&mut self, index: usize) -> Option<T> {
         // Rotate once through the ring, dropping the one element: O(N) on a small N, order kept.

@@ -48,6 +48,10 @@ pub(crate) mod sealed {
         /// Failed waiters awaiting their `Fail` command. A waiter keeps its place in
         /// `max_waiting` until drained, so this never needs more room than the waiter queue.
         type Fails: Queue<Queued<(WaiterId, Error)>> + Default;
+        /// Waiters woken to claim an idle connection, awaiting their `Wake` command. A woken
+        /// waiter is one of at most as many as there were idle connections when it was woken, so
+        /// this never needs more room than the slot array.
+        type Wakes: Queue<Queued<WaiterId>> + Default;
         /// Key to holder index.
         type Keys: KeyIndex<K> + Default;
     }
@@ -86,6 +90,8 @@ pub trait Queue<T> {
     fn push_back(&mut self, value: T) -> Result<(), T>;
     /// Removes from the front.
     fn pop_front(&mut self) -> Option<T>;
+    /// The element at `index` from the front, mutably.
+    fn get_mut(&mut self, index: usize) -> Option<&mut T>;
     /// Removes from the back.
     fn pop_back(&mut self) -> Option<T>;
     /// The element at `index` from the front.

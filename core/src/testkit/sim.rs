@@ -11,8 +11,8 @@
 //!   not reported yet), closed, or detached; one that leaves the pool was inside it, once;
 //! - every handle the pool issues is new (never an alias of an older one); a grant is `fresh`
 //!   exactly when its connection never left the pool before; no `Open` drains after close;
-//! - waiters are served oldest first, each once; a refused input hands back the very connection
-//!   it was given;
+//! - grants go to the oldest waiter, each waiter is served once; a claim serves only a waiter
+//!   still in line; a refused input hands back the very connection it was given;
 //! - after `handle_timeout(t)`, no deadline at or before `t` is left (no busy loop).
 //!
 //! Rule tests call its methods one input at a time; fuzzers, property tests and benchmarks play
@@ -52,6 +52,8 @@ pub enum Cmd {
     Grant(WaiterId, Conn),
     /// [`Command::Fail`].
     Fail(WaiterId, Error),
+    /// [`Command::Wake`].
+    Wake(WaiterId),
 }
 
 /// What one op of the vocabulary got ([`Sim::step`]): the pool's reply, with connections and
@@ -115,6 +117,10 @@ pub struct Sim<S: Storage<Conn, K>, K = u64> {
     pub auto_close: bool,
     /// Report drained `Reset`s and `Check`s at once (off: they wait in `resets` and `checks`).
     pub auto_reset: bool,
+    /// A woken waiter claims once the commands are drained (off: they wait in `woken`).
+    pub auto_claim: bool,
+    /// Waiters whose wake was drained and who have not claimed since.
+    pub woken: BTreeSet<WaiterId>,
     /// The next this many opens fail.
     pub fail_opens: usize,
     /// Failed opens are reported permanent (bad credentials).
@@ -190,6 +196,8 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
             auto_open: perform,
             auto_close: perform,
             auto_reset: perform,
+            auto_claim: auto_poll,
+            woken: BTreeSet::new(),
             fail_opens: 0,
             permanent_failures: false,
             fail_resets: 0,
@@ -415,6 +423,28 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
         out
     }
 
+    /// A queued checkout claims an idle connection ([`Pool::claim`]).
+    pub fn claim(&mut self, waiter: WaiterId) -> Result<Checkout<Conn>, Error> {
+        self.woken.remove(&waiter);
+        let out = self.call(|p, now| p.claim(now, waiter));
+        match &out {
+            Ok(Checkout::Ready { lease, conn }) => {
+                self.take_out(*conn);
+                self.issued(lease.0);
+                let key = self.resolve(waiter);
+                self.held_keys.extend(key.map(|k| (*conn, k)));
+                self.held.insert(*conn, *lease);
+                let before = self.grants.insert(waiter, (*lease, *conn));
+                assert!(before.is_none(), "{waiter:?} served twice");
+            }
+            Ok(Checkout::Waiting(w)) => assert_eq!(*w, waiter, "a claim answered for another"),
+            Ok(Checkout::Held(_)) => panic!("a claim answered Held"),
+            Err(e) => assert_eq!(*e, Error::UnknownWaiter, "claim refused with {e:?}"),
+        }
+        self.run();
+        out
+    }
+
     /// A queued checkout gives up.
     pub fn cancel(&mut self, waiter: WaiterId) -> Result<(), Error> {
         let out = self.call(|p, now| p.cancel(now, waiter));
@@ -531,6 +561,13 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
     pub fn poll(&mut self) {
         while self.poll_one() {}
         self.check();
+        // Woken waiters run once the driver is done with the commands (oldest first).
+        while self.auto_claim {
+            let Some(w) = self.woken.pop_first() else {
+                break;
+            };
+            let _ = self.claim(w);
+        }
     }
 
     /// Drains one command, if any.
@@ -622,6 +659,14 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
                 );
                 let before = self.grants.insert(waiter, (lease, conn));
                 assert!(before.is_none(), "{waiter:?} granted twice");
+            }
+            Command::Wake { waiter } => {
+                self.log.push(Cmd::Wake(waiter));
+                assert!(
+                    self.waiting.contains(&waiter),
+                    "{waiter:?} woken, not waiting"
+                );
+                assert!(self.woken.insert(waiter), "{waiter:?} woken twice");
             }
             Command::Fail { waiter, error } => {
                 assert!(
@@ -753,6 +798,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
 
     fn resolve(&mut self, waiter: WaiterId) -> Option<K> {
         assert!(self.waiting.remove(&waiter), "{waiter:?} was not waiting");
+        self.woken.remove(&waiter);
         let pos = self.waiter_keys.iter().position(|(w, _)| *w == waiter)?;
         Some(self.waiter_keys.remove(pos).1)
     }
@@ -1013,6 +1059,22 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
                     "a held lease could not detach: {out:?}"
                 );
                 Reply::Done(out)
+            }
+            Op::Claim { waiter } => {
+                let id = match waiter {
+                    WPick::Waiting(i) => pick(&self.waiting.iter().copied().collect::<Vec<_>>(), i),
+                    WPick::Any(i) => pick(&self.waiter_history, i),
+                    WPick::Raw(n) => Some(WaiterId(n)),
+                };
+                let Some(id) = id else {
+                    return Reply::Skipped;
+                };
+                let out = self.claim(id);
+                Reply::Checkout(out.map(|got| match got {
+                    Checkout::Ready { conn, .. } => Got::Ready(conn),
+                    Checkout::Held(lease) => Got::Held(self.conn_of(lease)),
+                    Checkout::Waiting(w) => Got::Waiting(w),
+                }))
             }
             Op::Cancel { waiter } => {
                 let id = match waiter {

@@ -5,7 +5,7 @@
 //! Ops name handles by *picks* (the n-th one the driver holds, an old one, a forged one), never by
 //! value, so every generated sequence is meaningful whatever the pool answered before.
 
-use crate::{Config, IdleOrder, KeepIdle, Returned};
+use crate::{Config, Fairness, IdleOrder, KeepIdle, Returned};
 use core::time::Duration;
 use proptest::prelude::any;
 use proptest::strategy::Strategy;
@@ -59,6 +59,11 @@ pub struct Setup {
     pub huge: u8,
     /// Seed of the lifetime jitter.
     pub seed: u64,
+    /// The fairness bound in ms ([`Fairness::Bounded`]); `None`: [`Fairness::Strict`].
+    #[proptest(
+        strategy = "proptest::option::weighted(0.8, proptest::prop_oneof![0u8..4, 100u8..=255])"
+    )]
+    pub bound_ms: Option<u8>,
 }
 
 impl Setup {
@@ -77,6 +82,7 @@ impl Setup {
             backoff_max_ms: 10_000,
             huge: 0,
             seed: 0x5eed,
+            bound_ms: Some(1),
         }
     }
 
@@ -120,6 +126,10 @@ impl Setup {
             backoff_initial: huge(2, ms(self.backoff_initial_ms)),
             backoff_max: huge(3, ms(self.backoff_max_ms)),
             refill: self.huge & NO_REFILL == 0,
+            fairness: match self.bound_ms {
+                Some(b) => Fairness::Bounded(ms(u16::from(b))),
+                None => Fairness::Strict,
+            },
             seed: self.seed,
             tag: TAG,
             ..Config::new(usize::from(self.min % 6), usize::from(self.max % 7))
@@ -160,7 +170,7 @@ pub enum KeyArg {
     Key(#[proptest(strategy = "0u8..4")] u8),
 }
 
-/// Which waiter a cancel names.
+/// Which waiter a cancel or a claim names.
 #[derive(arbitrary::Arbitrary, Strategic, Copy, Clone, Debug, PartialEq, Eq)]
 pub enum WPick {
     /// One still waiting (as far as the driver knows), by index.
@@ -242,6 +252,12 @@ pub enum Op {
     Detach {
         /// The lease given.
         lease: Pick,
+    },
+    /// A queued checkout claims an idle connection (after a wake, or not).
+    #[proptest(weight = 3)]
+    Claim {
+        /// The waiter named.
+        waiter: WPick,
     },
     /// A queued checkout gives up.
     #[proptest(weight = 2)]

@@ -251,13 +251,52 @@ fn ops_per_case() -> usize {
 }
 
 fn check<S: Backend>() {
+    check_cases::<S>(vocab::cases(ops_per_case()).prop_map(without_jitter));
+}
+
+/// Cases where connections go back and forth under contention: every connection opened up
+/// front, checkouts that wait, clean checkins, claims, small steps of time — what the fairness
+/// rules are about (waking, claiming, a running checkout first, strict past the bound).
+fn contended() -> impl Strategy<Value = Case> {
+    let setup = (1u8..4, proptest::option::weighted(0.8, 0u8..=255)).prop_map(|(n, bound)| Setup {
+        bound_ms: bound,
+        ..Setup::new(n, n)
+    });
+    let wait = prop_oneof![
+        3 => Just(WaitArg::Forever),
+        2 => (0u16..20).prop_map(WaitArg::Until),
+        1 => Just(WaitArg::No),
+    ];
+    let op = prop_oneof![
+        6 => (proptest::option::weighted(0.2, 0u8..4), wait)
+            .prop_map(|(key, wait)| Checkout { key, wait }),
+        6 => (any::<u8>(), proptest::bool::weighted(0.9)).prop_map(|(i, clean)| Checkin {
+            lease: Live(i),
+            key: NoKey,
+            back: if clean { Back::Clean } else { Back::Dirty },
+        }),
+        4 => any::<u8>().prop_map(|i| Claim { waiter: WPick::Waiting(i) }),
+        3 => (0u8..3).prop_map(|n| Poll { n }),
+        1 => Just(Serve),
+        2 => (0u16..3).prop_map(|ms| Tick { ms }),
+        1 => (0u16..3).prop_map(|ms| Timeout { ms }),
+        1 => Just(ToDeadline),
+        1 => any::<u8>().prop_map(|i| Cancel { waiter: WPick::Waiting(i) }),
+    ];
+    (setup, proptest::collection::vec(op, 0..ops_per_case())).prop_map(|(setup, ops)| {
+        let mut all = vec![Serve];
+        all.extend(ops);
+        Case { setup, ops: all }
+    })
+}
+
+fn check_cases<S: Backend>(strategy: impl Strategy<Value = Case>) {
     let config = ProptestConfig {
         cases: cases(),
         failure_persistence: None,
         max_shrink_iters: 100_000,
         ..ProptestConfig::default()
     };
-    let strategy = vocab::cases(ops_per_case()).prop_map(without_jitter);
     let result = TestRunner::new(config).run(&strategy, |case| {
         run::<S>(&case).map_err(TestCaseError::fail)
     });
@@ -445,6 +484,16 @@ fn model_fixed_3_2() {
 #[test]
 fn model_fixed_2_1() {
     check::<Fixed<2, 1>>();
+}
+
+#[test]
+fn model_contended_alloc() {
+    check_cases::<Alloc>(contended());
+}
+
+#[test]
+fn model_contended_fixed_3_2() {
+    check_cases::<Fixed<3, 2>>(contended());
 }
 
 // ------------------------------------------------------------------------------ plain cases

@@ -10,7 +10,9 @@
 //! The rules come from the `Pool` docs (core/src/pool/mod.rs) and psycopg2's
 //! `AbstractConnectionPool`: `getconn` takes an idle connection or opens one, up to `max`, else
 //! "connection pool exhausted"; `putconn` keeps a connection (up to `min` idle in psycopg2's
-//! mode) or closes it; `closeall` closes everything. Waiting adds a line served oldest first.
+//! mode) or closes it; `closeall` closes everything. Waiting adds a line served oldest first —
+//! strictly, or (a fairness bound) by waking waiters to claim a returned connection that a
+//! running checkout may take first, until the oldest has waited the bound (Go's mutex modes).
 //!
 //! The model also plays the simulated driver's part of each op (which handle a pick names, in
 //! which order `Serve` performs its work), since that decides the input the pool gets.
@@ -18,7 +20,7 @@
 use sanspool_core::testkit::{
     forge, Back, Cmd, Conn, Got, KeyArg, Op, Pick, Reply, WPick, WaitArg,
 };
-use sanspool_core::{Config, Error, IdleOrder, KeepIdle, Stats, Time};
+use sanspool_core::{Config, Error, Fairness, IdleOrder, KeepIdle, Stats, Time};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
@@ -94,6 +96,8 @@ struct Waiter {
     /// `Wait::No`: psycopg2's getconn, queued only for the open it triggered.
     no_wait: bool,
     since: Time,
+    /// Told to claim an idle connection, and has not claimed since.
+    woken: bool,
 }
 
 /// What the pool has decided and the driver has not read yet, in the order it was decided.
@@ -105,6 +109,7 @@ enum Out {
     Check(u64, Conn),
     Grant(u64, Conn, u64),
     Fail(u64, Error),
+    Wake(u64),
 }
 
 /// The model: the pool as seen from outside, and the simulated driver's hands.
@@ -118,6 +123,8 @@ pub struct Model {
     max_waiting: usize,
     keep_idle: KeepIdle,
     idle_order: IdleOrder,
+    /// The fairness bound; `None`: strict.
+    bound: Option<Duration>,
     lifetime: Option<Duration>,
     max_idle: Option<Duration>,
     backoff_initial: Duration,
@@ -203,6 +210,10 @@ impl Model {
             max_waiting: config.max_waiting,
             keep_idle: config.keep_idle,
             idle_order: config.idle_order,
+            bound: match config.fairness {
+                Fairness::Strict => None,
+                Fairness::Bounded(b) => Some(b),
+            },
             lifetime: config.max_lifetime,
             max_idle: config.max_idle,
             backoff_initial: config.backoff_initial,
@@ -319,7 +330,16 @@ impl Model {
         let retry = self
             .retry_at
             .filter(|_| self.opens_wanted() > 0 && self.room());
-        waits.chain(lives).chain(idled).chain(retry).min()
+        let starve = match (self.bound, self.line.front()) {
+            (Some(b), Some(w)) if !self.idle.is_empty() => Some(after(w.since, b)),
+            _ => None,
+        };
+        waits
+            .chain(lives)
+            .chain(idled)
+            .chain(retry)
+            .chain(starve)
+            .min()
     }
 
     // ================================================================== one op
@@ -383,6 +403,17 @@ impl Model {
                     })),
                 }
             }
+            Op::Claim { waiter } => {
+                let id = match waiter {
+                    WPick::Waiting(i) => nth(&self.waiting(), i),
+                    WPick::Any(i) => nth(&self.waiter_history, i),
+                    WPick::Raw(n) => Some(n),
+                };
+                let Some(id) = id else {
+                    return Expect::Is(Reply::Skipped);
+                };
+                Expect::Is(Reply::Checkout(self.claim(id)))
+            }
             Op::Cancel { waiter } => {
                 let id = match waiter {
                     WPick::Waiting(i) => nth(&self.waiting(), i),
@@ -397,7 +428,7 @@ impl Model {
                     return done(Err(Error::UnknownWaiter));
                 };
                 done(self.accept(self.clock, |m| {
-                    m.line.remove(pos);
+                    m.leave(pos);
                     m.waiting.remove(&id);
                     Ok(())
                 }))
@@ -595,6 +626,7 @@ impl Model {
                 self.waiting.remove(&w);
                 Cmd::Fail(forge::waiter(w), e)
             }
+            Out::Wake(w) => Cmd::Wake(forge::waiter(w)),
         });
         true
     }
@@ -671,7 +703,90 @@ impl Model {
                 None => {}
             }
         }
-        self.accept(self.clock, |m| m.take_idle_or_queue(key, deadline))
+        self.accept(self.clock, |m| {
+            // One who waited past the fairness bound comes before this newcomer.
+            m.serve_starving();
+            m.take_idle_or_queue(key, deadline)
+        })
+    }
+
+    /// A waiter claims an idle connection from its place in line (after a wake, or not): it
+    /// gets one unless none is idle or an older waiter is past the fairness bound; otherwise it
+    /// stays in its place, no longer woken.
+    fn claim(&mut self, id: u64) -> Result<Got, Error> {
+        let Some(pos) = self.line.iter().position(|w| w.id == id) else {
+            return Err(Error::UnknownWaiter);
+        };
+        self.accept(self.clock, |m| {
+            if pos == 0 || !m.starving() {
+                while let Some(conn) = m.pop_idle() {
+                    if m.expired(conn) {
+                        m.stats.expired += 1;
+                        m.shut(conn);
+                        continue;
+                    }
+                    let w = m.leave(pos);
+                    let loan = m.lend(conn, w.key, true);
+                    m.held.insert(conn, loan);
+                    m.handles.push(Handle::Loan(loan));
+                    m.stats.checkouts += 1;
+                    m.stats.waits += 1;
+                    m.stats.wait_time += m.now.saturating_since(w.since);
+                    m.waiting.remove(&id);
+                    return Ok(Got::Ready(conn));
+                }
+            }
+            m.line[pos].woken = false;
+            m.outbox.retain(|o| !matches!(o, Out::Wake(w) if *w == id));
+            Ok(Got::Waiting(forge::waiter(id)))
+        })
+    }
+
+    /// Whether the oldest waiter must be served before anyone else: always when strict, else
+    /// once it has waited the bound.
+    fn starving(&self) -> bool {
+        match (self.bound, self.line.front()) {
+            (None, _) => true,
+            (Some(b), Some(w)) => after(w.since, b) <= self.now,
+            (Some(_), None) => false,
+        }
+    }
+
+    /// While the oldest waiter is past the bound, idle connections go to the line, oldest first.
+    fn serve_starving(&mut self) {
+        while !self.line.is_empty() && !self.idle.is_empty() && self.starving() {
+            let conn = self.pop_idle().expect("idle");
+            if self.expired(conn) {
+                self.stats.expired += 1;
+                self.shut(conn);
+            } else {
+                self.grant(0, conn);
+            }
+        }
+    }
+
+    /// Wake waiters (oldest not yet woken first) until as many are woken as connections idle.
+    fn wake_claimers(&mut self) {
+        let want = self.idle.len().min(self.line.len());
+        let mut woken = self.line.iter().filter(|w| w.woken).count();
+        for w in self.line.iter_mut() {
+            if woken >= want {
+                break;
+            }
+            if !w.woken {
+                w.woken = true;
+                woken += 1;
+                self.outbox.push_back(Out::Wake(w.id));
+            }
+        }
+    }
+
+    /// A waiter leaves the line; a wake the driver has not read goes with it.
+    fn leave(&mut self, pos: usize) -> Waiter {
+        let w = self.line.remove(pos).expect("in line");
+        self.outbox
+            .retain(|o| !matches!(o, Out::Wake(id) if *id == w.id));
+        w
     }
 
     fn take_idle_or_queue(
@@ -717,6 +832,7 @@ impl Model {
             deadline: deadline.flatten(),
             no_wait,
             since: self.now,
+            woken: false,
         });
         self.waiting.insert(id);
         self.waiter_history.push(id);
@@ -814,7 +930,7 @@ impl Model {
             },
         );
         if self.may_stay(conn) {
-            self.ready_for_use(conn);
+            self.ready_for_use(conn, false);
         } else {
             self.close_unkept(conn);
         }
@@ -861,16 +977,20 @@ impl Model {
     /// A connection back from a borrower, clean (directly or after a reset).
     fn returned(&mut self, conn: Conn) {
         if self.may_stay(conn) && self.putconn_keeps() {
-            self.ready_for_use(conn);
+            self.ready_for_use(conn, true);
         } else {
             self.close_unkept(conn);
         }
     }
 
-    /// A connection free for use after being opened or used: the next in line gets it, else it
-    /// is the most recently returned idle one.
-    fn ready_for_use(&mut self, conn: Conn) {
-        if let Some(pos) = self.next_in_line() {
+    /// A connection free for use after being opened or used: the next in line gets it — one a
+    /// borrower gave back only when the line is starving (else a woken waiter claims it, or a
+    /// running checkout takes it first) — else it is the most recently returned idle one.
+    fn ready_for_use(&mut self, conn: Conn, from_borrower: bool) {
+        let next = self
+            .next_in_line()
+            .filter(|_| !from_borrower || self.starving());
+        if let Some(pos) = next {
             self.grant(pos, conn);
         } else {
             self.next_returned += 1;
@@ -904,7 +1024,7 @@ impl Model {
     }
 
     fn grant(&mut self, pos: usize, conn: Conn) {
-        let w = self.line.remove(pos).expect("in line");
+        let w = self.leave(pos);
         let loan = self.lend(conn, w.key, false);
         self.stats.checkouts += 1;
         self.stats.waits += 1;
@@ -912,16 +1032,16 @@ impl Model {
         self.outbox.push_back(Out::Grant(w.id, conn, loan));
     }
 
-    /// THE GRANT RULE: which queued checkout a connection that becomes free goes to. Today: the
-    /// oldest (FIFO). A fairness policy changes this function (and `beyond_the_opens`).
+    /// THE GRANT RULE: which queued checkout a connection that becomes free goes to: the oldest
+    /// (FIFO). The fairness bound decides *whether* a returned one is granted (`starving`).
     fn next_in_line(&self) -> Option<usize> {
         (!self.line.is_empty()).then_some(0)
     }
 
-    /// Positions in line that the opens in flight will not serve (under the grant rule above,
-    /// the oldest `opening` are served first).
+    /// Positions in line that the opens in flight and the idle connections will not serve
+    /// (under the grant rule above, the oldest are served first).
     fn beyond_the_opens(&self) -> std::ops::Range<usize> {
-        self.opening.min(self.line.len())..self.line.len()
+        (self.opening + self.idle.len()).min(self.line.len())..self.line.len()
     }
 
     fn close_unkept(&mut self, conn: Conn) {
@@ -945,7 +1065,7 @@ impl Model {
     }
 
     fn fail(&mut self, pos: usize, error: Error) {
-        let w = self.line.remove(pos).expect("in line");
+        let w = self.leave(pos);
         self.outbox.push_back(Out::Fail(w.id, error));
     }
 
@@ -968,13 +1088,15 @@ impl Model {
         } else {
             0
         };
-        for_min.max(self.line.len().saturating_sub(self.opening))
+        let coming = self.opening + self.idle.len();
+        for_min.max(self.line.len().saturating_sub(coming))
     }
 
     /// After every accepted input: open what `min` and the line want (room and backoff
     /// permitting); a getconn that no open in flight will serve, with no room for another, is
     /// "connection pool exhausted", as psycopg2 would have said at once.
     fn top_up(&mut self) {
+        self.serve_starving();
         let backing_off = self.retry_at.is_some_and(|t| self.now < t);
         while !backing_off && self.opens_wanted() > 0 && self.room() {
             self.order_open();
@@ -989,6 +1111,7 @@ impl Model {
                 }
             }
         }
+        self.wake_claimers();
     }
 
     /// `handle_timeout`: waiters past their deadline fail; idle connections past their lifetime,

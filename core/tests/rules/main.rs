@@ -3,7 +3,7 @@
 //! connection conservation after every step. One file per topic, in the manner of str0m's tests.
 
 use sanspool_core::testkit::Conn;
-use sanspool_core::{Config, Error, Rejected};
+use sanspool_core::{Config, Error, Fairness, Rejected};
 use std::time::Duration;
 
 /// Instantiates every generic rule test of the module it is called in on both backends:
@@ -24,6 +24,7 @@ mod close;
 mod config;
 mod deadlines;
 mod drain_check;
+mod fairness;
 mod getconn;
 mod handles;
 mod lifetimes;
@@ -46,6 +47,14 @@ fn backoff_config(min: usize, max: usize) -> Config {
     Config {
         backoff_initial: Duration::from_millis(100),
         backoff_max: Duration::from_secs(1),
+        ..Config::new(min, max)
+    }
+}
+
+/// Strict FIFO hand-off: every connection that comes back goes to the oldest waiter.
+fn strict(min: usize, max: usize) -> Config {
+    Config {
+        fairness: Fairness::Strict,
         ..Config::new(min, max)
     }
 }

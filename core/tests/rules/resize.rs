@@ -39,7 +39,7 @@ fn resize_shrink_closes_idle_least_recently_used_first<S: Storage<Conn, u64>>() 
 /// Shrinking below the connections in use: they are closed as they come back until `max` remain;
 /// no open is ordered while over `max`, even for a waiter.
 fn resize_shrink_closes_in_use_on_return<S: Storage<Conn, u64>>() {
-    let mut sim = Sim::<S>::new(Config::new(0, 3));
+    let mut sim = Sim::<S>::new(crate::strict(0, 3));
     let conns: Vec<Conn> = (0..3).map(|_| sim.get(None).1).collect();
     sim.take_log();
     sim.resize(0, 1).unwrap();

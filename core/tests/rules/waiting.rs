@@ -1,6 +1,6 @@
 //! Queued checkouts: order, deadlines, bounds, cancels, keys, and what a grant says.
 
-use crate::backoff_config;
+use crate::{backoff_config, strict};
 use sanspool_core::testkit::{forge, secs, Cmd, Conn, Sim};
 use sanspool_core::{
     Checkout, Command, Config, Error, Fixed, Returned, Storage, Time, Wait, WaiterId,
@@ -18,9 +18,9 @@ on_both_backends! {
     grant_is_fresh_only_for_a_connection_opened_for_it,
 }
 
-/// Waiters are granted in arrival order.
+/// Strict: waiters are granted in arrival order.
 fn waiters_are_granted_in_fifo_order<S: Storage<Conn, u64>>() {
-    let mut sim = Sim::<S>::new(Config::new(0, 1));
+    let mut sim = Sim::<S>::new(strict(0, 1));
     let (_, conn) = sim.get(None);
     let w: Vec<WaiterId> = (0..3).map(|_| sim.wait(None, Wait::Forever)).collect();
     sim.take_log();
@@ -88,7 +88,7 @@ fn fixed_waiter_capacity_bounds_the_queue() {
 
 /// `cancel` removes a waiter (and its key); an unknown or served waiter is `UnknownWaiter`.
 fn cancel_removes_a_waiter<S: Storage<Conn, u64>>() {
-    let mut sim = Sim::<S>::new(Config::new(0, 1));
+    let mut sim = Sim::<S>::new(strict(0, 1));
     let (_, conn) = sim.get(None);
     let w1 = sim.wait(Some(4), Wait::Forever);
     let w2 = sim.wait(None, Wait::Forever);
@@ -123,9 +123,9 @@ fn key_already_waiting_is_key_busy<S: Storage<Conn, u64>>() {
     assert_eq!(sim.checkout(Some(3), Wait::No), Ok(Checkout::Held(lease)));
 }
 
-/// A connection returned while checkouts wait goes to the oldest one directly, never idle.
+/// Strict: a connection returned while checkouts wait goes to the oldest one directly, never idle.
 fn returned_connection_goes_to_oldest_waiter<S: Storage<Conn, u64>>() {
-    let mut sim = Sim::<S>::new(Config::new(1, 1));
+    let mut sim = Sim::<S>::new(strict(1, 1));
     let (_, conn) = sim.get(None);
     let w = sim.wait(None, Wait::Forever);
     sim.wait(None, Wait::Forever);
@@ -193,7 +193,7 @@ fn next_grant<S: Storage<Conn, u64>>(sim: &mut Sim<S>, waiter: WaiterId) -> (Con
 /// a refill that arrived while it waited), false for one returned by another borrower, back from
 /// a reset or back from a check.
 fn grant_is_fresh_only_for_a_connection_opened_for_it<S: Storage<Conn, u64>>() {
-    let mut sim = Sim::<S>::new(Config::new(0, 1));
+    let mut sim = Sim::<S>::new(strict(0, 1));
     (sim.auto_poll, sim.auto_open, sim.auto_reset) = (false, false, false);
 
     let w = sim.wait(None, Wait::Forever);

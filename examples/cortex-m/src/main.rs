@@ -57,6 +57,8 @@ enum Event {
     Granted { waiter: u64, conn: u32, fresh: bool },
     /// A queued checkout failed.
     Failed { waiter: u64, error: Error },
+    /// A queued checkout was woken and claimed this connection (`None`: someone took it first).
+    Claimed { waiter: u64, conn: Option<u32> },
 }
 use Event::*;
 
@@ -200,6 +202,23 @@ impl Driver {
                         fresh,
                     });
                     self.hold(Borrowed { lease, key, conn });
+                    continue;
+                }
+                Command::Wake { waiter } => {
+                    // A connection came back: the woken checkout claims it (here at once).
+                    let claimed = match self.pool.claim(now, waiter) {
+                        Ok(Checkout::Ready { lease, conn }) => Some((lease, conn)),
+                        _ => None,
+                    };
+                    let conn = claimed.as_ref().map(|(_, c)| c.id);
+                    self.event(Claimed {
+                        waiter: waiter.get(),
+                        conn,
+                    });
+                    if let Some((lease, conn)) = claimed {
+                        let key = self.unqueue(waiter.get());
+                        self.hold(Borrowed { lease, key, conn });
+                    }
                     continue;
                 }
                 Command::Fail { waiter, error } => {

@@ -21,7 +21,7 @@ use core::cell::RefCell;
 use core::time::Duration;
 use sanspool_core::{
     Checkout, Command, Completion, Config, Error, Fixed, Lease, Pool, Rejected, Returned, Ticket,
-    Time, Wait,
+    Time, Wait, WaiterId,
 };
 
 /// Connections the module can hold (`max` is at most this).
@@ -96,6 +96,8 @@ struct Glue {
     leases: Handles<Lease>,
     tickets: Handles<Ticket>,
     out: Out,
+    /// Checkouts woken to claim a connection (at most one per slot), by id for [`claim`].
+    woken: [Option<WaiterId>; SLOTS],
     /// Pools made so far: each one's tag, so that the core refuses another pool's handles too.
     pools: u32,
 }
@@ -118,6 +120,7 @@ static HOST: Global = Global(RefCell::new(Host {
             waiter: 0.0,
             flag: 0,
         },
+        woken: [None; SLOTS],
         pools: 0,
     },
 }));
@@ -262,6 +265,30 @@ pub extern "C" fn checkout(now_ms: f64, key_: u32, wait_ms: f64) -> i32 {
     })
 }
 
+/// A woken checkout claims an idle connection: 1 served (`out_handle` the lease, `out_conn`),
+/// 3 still queued (someone running took it first), or a negated error code.
+#[no_mangle]
+pub extern "C" fn claim(now_ms: f64, waiter: f64) -> i32 {
+    with(NO_POOL, |pool, glue| {
+        let named = glue
+            .woken
+            .iter_mut()
+            .find(|w| w.is_some_and(|w| w.get() as f64 == waiter));
+        let Some(id) = named.and_then(Option::take) else {
+            return -error_code(Error::UnknownWaiter);
+        };
+        match pool.claim(time(now_ms), id) {
+            Ok(Checkout::Ready { lease, conn }) => {
+                glue.out.handle = glue.leases.issue(lease.slot(), lease);
+                glue.out.conn = conn;
+                1
+            }
+            Ok(Checkout::Held(_)) | Ok(Checkout::Waiting(_)) => 3,
+            Err(e) => -error_code(e),
+        }
+    })
+}
+
 /// A checkin: the lease code, the key to verify (0: none), the connection, and its state (0 clean,
 /// 1 dirty: reset before reuse, 2 broken, 3 close it). 0, or a negated error code (`out_flag` 1:
 /// the connection is handed back in `out_conn`, the pool did not take it).
@@ -291,7 +318,8 @@ pub extern "C" fn checkin(now_ms: f64, lease: u32, key_: u32, conn: u32, state: 
 
 /// The next command, or 0 when there is none. 1 OPEN (`out_handle` the ticket), 2 CLOSE (ticket,
 /// `out_conn`), 3 RESET (ticket, conn), 4 CHECK (ticket, conn), 5 GRANT (`out_waiter`, the lease,
-/// conn, `out_flag` 1 if freshly opened), 6 FAIL (`out_waiter`, `out_flag` the error code).
+/// conn, `out_flag` 1 if freshly opened), 6 FAIL (`out_waiter`, `out_flag` the error code), 7 WAKE
+/// (`out_waiter`: a connection came back, that checkout should [`claim`] it).
 #[no_mangle]
 pub extern "C" fn next_command() -> i32 {
     with(0, |pool, glue| {
@@ -321,6 +349,13 @@ pub extern "C" fn next_command() -> i32 {
                 glue.out.waiter = waiter.get() as f64;
                 glue.out.flag = error_code(error) as u32;
                 return 6;
+            }
+            Command::Wake { waiter } => {
+                if let Some(free) = glue.woken.iter_mut().find(|w| w.is_none()) {
+                    *free = Some(waiter);
+                }
+                glue.out.waiter = waiter.get() as f64;
+                return 7;
             }
         };
         glue.out.handle = glue.tickets.issue(ticket.slot(), ticket);

@@ -1,0 +1,193 @@
+//! `Fairness::Bounded`: a returned connection goes idle and wakes the oldest waiter to claim it; a
+//! running checkout may take it first, until the oldest waiter has waited the bound — then the
+//! line is served strictly. (Strict hand-off is in `waiting.rs`.)
+
+use sanspool_core::testkit::{ms, Cmd, Conn, Sim};
+use sanspool_core::{Checkout, Config, Error, Fairness, Returned, Storage, Time, Wait};
+use std::time::Duration;
+
+on_both_backends! {
+    returned_connection_wakes_the_oldest_waiter_who_claims_it,
+    a_running_checkout_may_take_a_returned_connection_first,
+    past_the_bound_a_returned_connection_is_granted,
+    an_unclaimed_connection_is_granted_at_the_bound,
+    a_newcomer_queues_behind_a_waiter_past_the_bound,
+    a_younger_claimer_yields_to_an_older_waiter_past_the_bound,
+    a_waiter_that_leaves_takes_its_undrained_wake,
+    a_woken_waiter_that_times_out_can_no_longer_claim,
+    as_many_are_woken_as_connections_are_idle,
+}
+
+/// The bound of these tests: 1 ms, the default.
+const BOUND: Duration = Duration::from_millis(1);
+
+fn bounded(min: usize, max: usize) -> Config {
+    let config = Config::new(min, max);
+    assert_eq!(config.fairness, Fairness::Bounded(BOUND), "the default");
+    config
+}
+
+/// A connection given back while a checkout waits goes idle and wakes it; its claim serves it.
+fn returned_connection_wakes_the_oldest_waiter_who_claims_it<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(bounded(0, 1));
+    let (_, conn) = sim.get(None);
+    let w = sim.wait(None, Wait::Forever);
+    let younger = sim.wait(None, Wait::Forever);
+    sim.take_log();
+    sim.put(conn, Returned::Clean);
+    // The Sim claims for a woken waiter once the commands are drained.
+    assert_eq!(sim.take_log(), [Cmd::Wake(w)]);
+    assert_eq!(sim.grants[&w].1, conn);
+    let s = sim.stats();
+    // Two waits: the getconn's, for its open, and this one.
+    assert_eq!((s.idle, s.in_use, s.waiting, s.waits), (0, 1, 1, 2));
+    assert!(sim.waiting.contains(&younger));
+}
+
+/// Go's normal mode: a checkout that is running takes the idle connection ahead of the woken
+/// waiter, whose claim then leaves it queued in its place, and woken again by the next return.
+fn a_running_checkout_may_take_a_returned_connection_first<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(bounded(0, 1));
+    sim.auto_claim = false;
+    let (_, conn) = sim.get(None);
+    let w = sim.wait(None, Wait::Forever);
+    sim.take_log();
+    sim.put(conn, Returned::Clean);
+    assert_eq!(sim.take_log(), [Cmd::Wake(w)]);
+    assert_eq!((sim.stats().idle, sim.stats().waiting), (1, 1));
+    assert_eq!(sim.pool().poll_timeout(), Some(ms(0).saturating_add(BOUND)));
+    let barged = sim.checkout(None, Wait::Forever);
+    assert!(matches!(barged, Ok(Checkout::Ready { conn: c, .. }) if c == conn));
+    assert_eq!(sim.claim(w), Ok(Checkout::Waiting(w)));
+    assert_eq!(sim.pool().poll_timeout(), None);
+    assert_eq!(sim.take_log(), []);
+    sim.put(conn, Returned::Clean);
+    assert_eq!(sim.take_log(), [Cmd::Wake(w)]);
+    assert!(matches!(sim.claim(w), Ok(Checkout::Ready { conn: c, .. }) if c == conn));
+    assert_eq!(sim.stats().waiting, 0);
+}
+
+/// Once the oldest waiter has waited the bound, a returned connection is granted to it.
+fn past_the_bound_a_returned_connection_is_granted<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(bounded(0, 1));
+    let (_, conn) = sim.get(None);
+    let w = sim.wait(None, Wait::Forever);
+    sim.advance(BOUND);
+    sim.take_log();
+    sim.put(conn, Returned::Clean);
+    assert_eq!(sim.take_log(), [Cmd::Grant(w, conn)]);
+}
+
+/// A connection nobody claims is granted to the oldest waiter when it reaches the bound:
+/// `poll_timeout` names that moment.
+fn an_unclaimed_connection_is_granted_at_the_bound<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(bounded(0, 1));
+    sim.auto_claim = false;
+    let (_, conn) = sim.get(None);
+    sim.advance(Duration::from_micros(300));
+    let w = sim.wait(None, Wait::Forever);
+    let since = sim.now;
+    sim.take_log();
+    sim.put(conn, Returned::Clean);
+    assert_eq!(sim.take_log(), [Cmd::Wake(w)]);
+    assert_eq!(sim.pool().poll_timeout(), Some(since.saturating_add(BOUND)));
+    sim.advance_to(Time::from_nanos(
+        (since.saturating_add(BOUND)).as_nanos() - 1,
+    ));
+    assert_eq!(sim.take_log(), []);
+    sim.advance_to(since.saturating_add(BOUND));
+    assert_eq!(sim.take_log(), [Cmd::Grant(w, conn)]);
+    assert_eq!(sim.claim(w), Err(Error::UnknownWaiter));
+}
+
+/// Past the bound, a newcomer does not take the idle connection: the oldest waiter gets it, even
+/// before `handle_timeout` was called.
+fn a_newcomer_queues_behind_a_waiter_past_the_bound<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(bounded(0, 1));
+    sim.auto_claim = false;
+    let (_, conn) = sim.get(None);
+    let w = sim.wait(None, Wait::Forever);
+    sim.put(conn, Returned::Clean);
+    sim.take_log();
+    sim.now = sim.now.saturating_add(BOUND);
+    let newcomer = sim.wait(None, Wait::Forever);
+    assert_eq!(sim.take_log(), [Cmd::Grant(w, conn)]);
+    assert!(sim.waiting.contains(&newcomer));
+}
+
+/// A younger waiter's claim does not serve it while an older one is past the bound: the older
+/// one is granted, and the younger woken again for what is left.
+fn a_younger_claimer_yields_to_an_older_waiter_past_the_bound<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(bounded(0, 2));
+    sim.auto_claim = false;
+    let (_, c1) = sim.get(None);
+    let (_, c2) = sim.get(None);
+    let older = sim.wait(None, Wait::Forever);
+    sim.advance(Duration::from_micros(500));
+    let younger = sim.wait(None, Wait::Forever);
+    sim.take_log();
+    sim.put(c1, Returned::Clean);
+    sim.put(c2, Returned::Clean);
+    assert_eq!(sim.take_log(), [Cmd::Wake(older), Cmd::Wake(younger)]);
+    sim.now = sim.now.saturating_add(Duration::from_micros(500));
+    assert_eq!(sim.claim(younger), Ok(Checkout::Waiting(younger)));
+    assert_eq!(
+        sim.take_log(),
+        [Cmd::Grant(older, c2), Cmd::Wake(younger)],
+        "LIFO: the most recently returned goes first"
+    );
+    assert!(matches!(sim.claim(younger), Ok(Checkout::Ready { conn, .. }) if conn == c1));
+}
+
+/// A waiter that leaves the line (cancelled, here) before its wake is drained takes the wake.
+fn a_waiter_that_leaves_takes_its_undrained_wake<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(bounded(0, 1));
+    sim.auto_claim = false;
+    let (_, conn) = sim.get(None);
+    let w = sim.wait(None, Wait::Forever);
+    sim.take_log();
+    sim.auto_poll = false;
+    sim.put(conn, Returned::Clean);
+    sim.cancel(w).unwrap();
+    sim.poll();
+    assert_eq!(sim.take_log(), []);
+    assert_eq!((sim.stats().idle, sim.stats().waiting), (1, 0));
+}
+
+/// A woken waiter whose deadline passes before it claims fails with `Timeout`; its claim is then
+/// `UnknownWaiter`, and the connection stays idle for the next checkout.
+fn a_woken_waiter_that_times_out_can_no_longer_claim<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(Config {
+        fairness: Fairness::Bounded(Duration::from_secs(10)),
+        ..Config::new(0, 1)
+    });
+    sim.auto_claim = false;
+    let (_, conn) = sim.get(None);
+    let w = sim.wait(None, Wait::Until(ms(5)));
+    sim.take_log();
+    sim.put(conn, Returned::Clean);
+    sim.advance_to(ms(5));
+    assert_eq!(sim.take_log(), [Cmd::Wake(w), Cmd::Fail(w, Error::Timeout)]);
+    assert_eq!(sim.unchanged(|s| s.claim(w)), Err(Error::UnknownWaiter));
+    assert!(
+        matches!(sim.checkout(None, Wait::No), Ok(Checkout::Ready { conn: c, .. }) if c == conn)
+    );
+}
+
+/// Two connections back, three waiting: the two oldest are woken, not the third.
+fn as_many_are_woken_as_connections_are_idle<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(bounded(0, 2));
+    sim.auto_claim = false;
+    let (_, c1) = sim.get(None);
+    let (_, c2) = sim.get(None);
+    let w: Vec<_> = (0..3).map(|_| sim.wait(None, Wait::Forever)).collect();
+    sim.take_log();
+    sim.put(c1, Returned::Clean);
+    sim.put(c2, Returned::Clean);
+    assert_eq!(sim.take_log(), [Cmd::Wake(w[0]), Cmd::Wake(w[1])]);
+    // The second claims first: woken waiters run in any order.
+    assert!(matches!(sim.claim(w[1]), Ok(Checkout::Ready { .. })));
+    assert!(matches!(sim.claim(w[0]), Ok(Checkout::Ready { .. })));
+    assert_eq!(sim.take_log(), []);
+    assert_eq!(sim.stats().waiting, 1);
+}
