@@ -8,7 +8,8 @@
 
 use r2d2_postgres::PostgresConnectionManager;
 use sanspool_postgres::postgres::{Client, Config, NoTls};
-use sanspool_postgres::{Builder, PgConnector};
+use sanspool_postgres::sanspool::Pool;
+use sanspool_postgres::PgConnector;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -83,11 +84,11 @@ fn main() {
     let dsn = sanspool_tests::shared_dsn();
     let config: Config = dsn.parse().expect("the harness gives a valid DSN");
 
-    let ours = Builder::new(PgConnector::from_config(config.clone()))
+    let ours = Pool::builder(PgConnector::from_config(config.clone()))
         .min(MAX)
         .max(MAX)
         .timeout(Duration::from_secs(60))
-        .build_threaded()
+        .build()
         .expect("sanspool pool");
     let theirs = r2d2::Pool::builder()
         .max_size(MAX as u32)

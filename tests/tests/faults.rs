@@ -6,7 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{backend_pid, config_for, connector, eventually, monitor, monitor_for, PATIENCE};
-use sanspool_postgres::{Builder, Error, PgConnector, PgPool, PgPoolError, PoolError, TxStatus};
+use sanspool_postgres::sanspool::GetError;
+use sanspool_postgres::{Builder, Error, PgConnector, PgPool, TxStatus};
 use sanspool_tests::PgServer;
 
 /// With `check_on_checkout`, a connection killed while idle is found dead before anyone gets it:
@@ -108,9 +109,9 @@ fn check_replaces_killed_idle_connections() {
 }
 
 /// The pool's checkout error while the server is down: a typed one, never a hang.
-fn assert_down(err: &PgPoolError) {
+fn assert_down(err: &GetError<Error>) {
     match err {
-        PoolError::Connect(e) | PoolError::Timeout(Some(e)) => {
+        GetError::Connect(e) | GetError::Timeout(Some(e)) => {
             assert!(
                 matches!(
                     **e,
@@ -119,7 +120,7 @@ fn assert_down(err: &PgPoolError) {
                 "{e:?}"
             );
         }
-        PoolError::Timeout(None) => {}
+        GetError::Timeout(None) => {}
         other => panic!("unexpected error while the server is down: {other:?}"),
     }
 }

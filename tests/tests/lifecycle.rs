@@ -7,7 +7,8 @@ use std::thread;
 use std::time::Duration;
 
 use common::{backend_pid, connector, eventually, monitor, PATIENCE};
-use sanspool_postgres::{Builder, PgPersistentPool, PgPool, PoolError};
+use sanspool_postgres::sanspool::GetError;
+use sanspool_postgres::{Builder, PgPersistentPool, PgPool};
 
 fn persistent(name: &str, min: usize, max: usize) -> PgPersistentPool {
     Builder::new(connector(name))
@@ -130,7 +131,7 @@ fn resize_grows_and_shrinks() {
     eventually("four backends", || mon.count() == 4);
     let conns: Vec<_> = (0..6).map(|_| pool.get().unwrap()).collect();
     assert!(
-        matches!(pool.get(), Err(PoolError::Exhausted)),
+        matches!(pool.get(), Err(GetError::Exhausted)),
         "max is 6 now"
     );
     drop(conns);
@@ -139,7 +140,7 @@ fn resize_grows_and_shrinks() {
     eventually("one backend", || mon.count() == 1);
     let _one = pool.get().unwrap();
     assert!(
-        matches!(pool.get(), Err(PoolError::Exhausted)),
+        matches!(pool.get(), Err(GetError::Exhausted)),
         "max is 1 now"
     );
 }

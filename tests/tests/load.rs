@@ -8,7 +8,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{backend_pid, connector, eventually, monitor};
-use sanspool_postgres::{Builder, PgPool, PoolError};
+use sanspool_postgres::sanspool::GetError;
+use sanspool_postgres::{Builder, PgPool};
 
 const THREADS: usize = 32;
 const CHECKOUTS: usize = 200;
@@ -91,7 +92,7 @@ fn a_waiter_times_out_with_a_typed_error() {
     let started = Instant::now();
     let err = pool.get().unwrap_err();
     let waited = started.elapsed();
-    assert!(matches!(err, PoolError::Timeout(None)), "{err:?}");
+    assert!(matches!(err, GetError::Timeout(None)), "{err:?}");
     assert_eq!(err.to_string(), "timed out waiting for a connection");
     assert!(waited >= timeout, "gave up early, after {waited:?}");
     assert!(waited < Duration::from_secs(10), "waited {waited:?}");

@@ -9,37 +9,38 @@ mod common;
 use std::thread;
 
 use common::{backend_pid, connector, eventually, monitor};
-use sanspool_postgres::{
-    Builder, Conn, LocalConn, PgConnector, PgPersistentPool, PgPool, PgPoolError, PgSimplePool,
-    PoolError,
+use sanspool_postgres::sanspool::psycopg2::{
+    Conn, LocalConn, PersistentConnectionPool, SimpleConnectionPool, ThreadedConnectionPool,
 };
+use sanspool_postgres::sanspool::{CoreError, GetError, PutError};
+use sanspool_postgres::{Builder, Error, PgConnector};
 
 /// psycopg2's `getconn` / `putconn` / `closeall`, over the simple and the threaded pool alike.
 trait Psycopg2: Sized {
     type Conn: std::fmt::Debug;
     fn build(builder: Builder<PgConnector>) -> Self;
-    fn getconn(&self, key: Option<u64>) -> Result<Self::Conn, PgPoolError>;
-    fn putconn(&self, conn: Self::Conn, key: Option<&u64>, close: bool) -> Result<(), PgPoolError>;
-    fn closeall(&self) -> Result<(), PgPoolError>;
+    fn getconn(&self, key: Option<u64>) -> Result<Self::Conn, GetError<Error>>;
+    fn putconn(&self, conn: Self::Conn, key: Option<&u64>, close: bool) -> Result<(), PutError>;
+    fn closeall(&self) -> Result<(), CoreError>;
     /// The connection's backend pid (a query through the handle).
     fn pid(conn: &Self::Conn) -> i32;
     /// psycopg2's `conn1 is conn2`.
     fn same(a: &Self::Conn, b: &Self::Conn) -> bool;
 }
 
-impl Psycopg2 for PgSimplePool {
+impl Psycopg2 for SimpleConnectionPool<PgConnector> {
     type Conn = LocalConn<PgConnector>;
     fn build(builder: Builder<PgConnector>) -> Self {
         builder.build_simple().expect("build a simple pool")
     }
-    fn getconn(&self, key: Option<u64>) -> Result<Self::Conn, PgPoolError> {
-        PgSimplePool::getconn(self, key)
+    fn getconn(&self, key: Option<u64>) -> Result<Self::Conn, GetError<Error>> {
+        SimpleConnectionPool::getconn(self, key)
     }
-    fn putconn(&self, conn: Self::Conn, key: Option<&u64>, close: bool) -> Result<(), PgPoolError> {
-        PgSimplePool::putconn(self, conn, key, close)
+    fn putconn(&self, conn: Self::Conn, key: Option<&u64>, close: bool) -> Result<(), PutError> {
+        SimpleConnectionPool::putconn(self, conn, key, close)
     }
-    fn closeall(&self) -> Result<(), PgPoolError> {
-        PgSimplePool::closeall(self)
+    fn closeall(&self) -> Result<(), CoreError> {
+        SimpleConnectionPool::closeall(self)
     }
     fn pid(conn: &Self::Conn) -> i32 {
         backend_pid(&mut conn.borrow_mut().expect("not returned"))
@@ -49,19 +50,19 @@ impl Psycopg2 for PgSimplePool {
     }
 }
 
-impl Psycopg2 for PgPool {
+impl Psycopg2 for ThreadedConnectionPool<PgConnector> {
     type Conn = Conn<PgConnector>;
     fn build(builder: Builder<PgConnector>) -> Self {
         builder.build_threaded().expect("build a threaded pool")
     }
-    fn getconn(&self, key: Option<u64>) -> Result<Self::Conn, PgPoolError> {
-        PgPool::getconn(self, key)
+    fn getconn(&self, key: Option<u64>) -> Result<Self::Conn, GetError<Error>> {
+        ThreadedConnectionPool::getconn(self, key)
     }
-    fn putconn(&self, conn: Self::Conn, key: Option<&u64>, close: bool) -> Result<(), PgPoolError> {
-        PgPool::putconn(self, conn, key, close)
+    fn putconn(&self, conn: Self::Conn, key: Option<&u64>, close: bool) -> Result<(), PutError> {
+        ThreadedConnectionPool::putconn(self, conn, key, close)
     }
-    fn closeall(&self) -> Result<(), PgPoolError> {
-        PgPool::closeall(self)
+    fn closeall(&self) -> Result<(), CoreError> {
+        ThreadedConnectionPool::closeall(self)
     }
     fn pid(conn: &Self::Conn) -> i32 {
         backend_pid(&mut conn.lock().expect("not returned"))
@@ -146,7 +147,7 @@ fn exhausted<P: Psycopg2>(name: &str) {
     let _a = pool.getconn(None).unwrap();
     let _b = pool.getconn(Some(1)).unwrap();
     let err = pool.getconn(None).unwrap_err();
-    assert!(matches!(err, PoolError::Exhausted), "{err:?}");
+    assert!(matches!(err, GetError::Exhausted), "{err:?}");
     assert_eq!(err.to_string(), "connection pool exhausted");
     // A key already held is still served: it needs no new connection.
     assert!(pool.getconn(Some(1)).is_ok());
@@ -157,7 +158,7 @@ fn putconn_unknown_connection<P: Psycopg2>(name: &str) {
     let other: P = psycopg2(&format!("{name}-other"), 1, 2);
     let stranger = other.getconn(None).unwrap();
     let err = pool.putconn(stranger, None, false).unwrap_err();
-    assert!(matches!(err, PoolError::Foreign), "{err:?}");
+    assert!(matches!(err, PutError::Foreign), "{err:?}");
     assert!(
         err.to_string()
             .starts_with("trying to put unkeyed connection"),
@@ -168,7 +169,7 @@ fn putconn_unknown_connection<P: Psycopg2>(name: &str) {
     let again = pool.getconn(Some(9)).unwrap();
     pool.putconn(a, Some(&9), false).unwrap();
     let err = pool.putconn(again, Some(&9), false).unwrap_err();
-    assert!(matches!(err, PoolError::AlreadyReturned), "{err:?}");
+    assert!(matches!(err, PutError::AlreadyReturned), "{err:?}");
 }
 
 fn putconn_close_closes_the_backend<P: Psycopg2>(name: &str) {
@@ -203,7 +204,7 @@ fn closeall_closes_everything<P: Psycopg2>(name: &str) {
     // Given back after closeall: taken, closed, and reported as psycopg2 does.
     let err = pool.putconn(held, Some(&3), false).unwrap_err();
     assert_eq!(err.to_string(), "connection pool is closed");
-    assert!(matches!(pool.closeall(), Err(PoolError::Closed)));
+    assert!(matches!(pool.closeall(), Err(CoreError::Closed)));
     drop(spare);
     eventually("every connection to close", || mon.count() == 0);
 }
@@ -239,7 +240,7 @@ macro_rules! psycopg2_tests {
 
 mod simple {
     psycopg2_tests!(
-        sanspool_postgres::PgSimplePool,
+        super::SimpleConnectionPool<super::PgConnector>,
         "s",
         constructor_opens_minconn,
         same_key_same_connection,
@@ -255,7 +256,7 @@ mod simple {
 
 mod threaded {
     psycopg2_tests!(
-        sanspool_postgres::PgPool,
+        super::ThreadedConnectionPool<super::PgConnector>,
         "t",
         constructor_opens_minconn,
         same_key_same_connection,
@@ -273,7 +274,7 @@ mod threaded {
 mod persistent {
     use super::*;
 
-    fn pool(name: &str, min: usize, max: usize) -> PgPersistentPool {
+    fn pool(name: &str, min: usize, max: usize) -> PersistentConnectionPool<PgConnector> {
         Builder::new(connector(name))
             .min(min)
             .max(max)
@@ -337,7 +338,7 @@ mod persistent {
     fn putconn_unkeyed() {
         let pool = pool("p-unkeyed", 1, 2);
         let err = pool.putconn(None, false).unwrap_err();
-        assert!(matches!(err, PoolError::Unkeyed), "{err:?}");
+        assert!(matches!(err, PutError::Unkeyed), "{err:?}");
         assert_eq!(err.to_string(), "trying to put unkeyed connection");
     }
 
@@ -396,6 +397,6 @@ mod persistent {
         let err = pool.putconn(Some(held), false).unwrap_err();
         assert_eq!(err.to_string(), "connection pool is closed");
         eventually("every connection to close", || mon.count() == 0);
-        assert!(matches!(pool.closeall(), Err(PoolError::Closed)));
+        assert!(matches!(pool.closeall(), Err(CoreError::Closed)));
     }
 }

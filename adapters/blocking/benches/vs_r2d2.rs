@@ -5,7 +5,7 @@
 //! `cargo bench -p sanspool --bench vs_r2d2` (`RUNS`, `OPS` to change the sizes,
 //! `THREADS` to run one thread count).
 
-use sanspool::{Builder, Connector, Returned};
+use sanspool::{Connector, Pool, Returned};
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -101,11 +101,11 @@ fn main() {
     } else {
         1_000
     };
-    let ours = Builder::new(NoIo)
+    let ours = Pool::builder(NoIo)
         .min(MAX)
         .max(MAX)
         .timeout(Duration::from_secs(30))
-        .build_threaded()
+        .build()
         .expect("sanspool pool");
     let theirs = r2d2::Pool::builder()
         .max_size(MAX as u32)

@@ -1,11 +1,12 @@
 //! The pools' settings, and their construction.
 
 use crate::driver::{Hook, Settings};
-use crate::{Connector, PersistentPool, PoolError, SimplePool, ThreadedPool};
+use crate::psycopg2::{PersistentConnectionPool, SimpleConnectionPool, ThreadedConnectionPool};
+use crate::{BuildError, Connector, Key, Pool};
 use sanspool_core::Config;
 use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::{BuildHasher, Hash};
+use std::hash::BuildHasher;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -15,8 +16,11 @@ use std::time::Duration;
 ///
 /// Defaults: `min` 1, `max` 10, checkouts wait up to 30 s, up to 1 024 waiters, most recently
 /// returned connection first, every returned connection kept, no lifetime limits, open retries
-/// backing off from 100 ms to 10 s, no check on checkout. The [`SimplePool`] never waits: it
-/// ignores `timeout`.
+/// backing off from 100 ms to 10 s, no check on checkout. The
+/// [`SimpleConnectionPool`] never waits: it ignores `timeout`.
+///
+/// [`build`](Builder::build) makes a [`Pool`]; `build_simple`, `build_threaded` and
+/// `build_persistent` make psycopg2's pools.
 pub struct Builder<M: Connector, K = u64> {
     connector: M,
     config: Config,
@@ -94,28 +98,39 @@ impl<M: Connector, K> Builder<M, K> {
         (settings, config)
     }
 
-    /// A [`SimplePool`], with `min` connections open. The first failed open is the error.
-    pub fn build_simple(self) -> Result<SimplePool<M, K>, PoolError<M::Error>>
+    /// A [`Pool`], with `min` connections open. The first failed open is the error.
+    pub fn build(self) -> Result<Pool<M, K>, BuildError<M::Error>>
     where
-        K: Hash + Eq + Clone,
+        K: Key,
     {
         let (settings, config) = self.parts();
-        SimplePool::build(settings, config)
+        Pool::start(settings, config, true)
     }
 
-    /// A [`ThreadedPool`], with `min` connections open. The first failed open is the error.
-    pub fn build_threaded(self) -> Result<ThreadedPool<M, K>, PoolError<M::Error>>
+    /// A [`SimpleConnectionPool`] (I/O inline, no thread, never waits), with `min` connections
+    /// open. The first failed open is the error.
+    pub fn build_simple(self) -> Result<SimpleConnectionPool<M, K>, BuildError<M::Error>>
     where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
+        K: Key,
     {
-        let (settings, config) = self.parts();
-        ThreadedPool::build(settings, config)
+        let (mut settings, config) = self.parts();
+        // One thread: nobody else could give a connection back.
+        settings.timeout = None;
+        Pool::start(settings, config, false).map(SimpleConnectionPool::new_inline)
     }
 
-    /// A [`PersistentPool`], with `min` connections open. The first failed open is the error.
-    pub fn build_persistent(self) -> Result<PersistentPool<M>, PoolError<M::Error>> {
-        let (settings, config) = self.parts();
-        ThreadedPool::build(settings, config).map(PersistentPool::new)
+    /// A [`ThreadedConnectionPool`]: a [`Pool`] with psycopg2's API.
+    pub fn build_threaded(self) -> Result<ThreadedConnectionPool<M, K>, BuildError<M::Error>>
+    where
+        K: Key,
+    {
+        self.build().map(ThreadedConnectionPool::from)
+    }
+
+    /// A [`PersistentConnectionPool`], with `min` connections open. The first failed open is the
+    /// error.
+    pub fn build_persistent(self) -> Result<PersistentConnectionPool<M>, BuildError<M::Error>> {
+        self.keys().build().map(PersistentConnectionPool::from_pool)
     }
 }
 

@@ -1,4 +1,4 @@
-//! The engine the three pools share: the core state machine, and the I/O its commands ask for.
+//! The core state machine beside what the driver remembers, and the I/O its commands ask for.
 //!
 //! A pool feeds an input to [`Engine::core`], then [`drains`](Engine::drain) the commands in the
 //! same critical section: outcomes for queued checkouts (grants, failures) are delivered there —
@@ -8,7 +8,7 @@
 //! command is ever left queued between critical sections, and no I/O ever runs under the lock.
 
 use crate::error::Failure;
-use crate::{Connector, PoolError};
+use crate::{BuildError, Connector, GetError};
 use sanspool_core::{
     AllocPool, Checkout, Command, Completion, Config, Lease, Rejected, Returned, Time, Wait,
 };
@@ -35,7 +35,7 @@ pub(crate) struct Settings<M: Connector> {
 
 /// What a queued checkout receives: the lease, the connection and whether it was opened for this
 /// very checkout (then it needs no vetting), or why it failed.
-pub(crate) type Outcome<C, E> = Result<(Lease, C, bool), PoolError<E>>;
+pub(crate) type Outcome<C, E> = Result<(Lease, C, bool), GetError<E>>;
 
 /// Outcomes drained for queued checkouts.
 pub(crate) type Outcomes<M> = Vec<(
@@ -85,9 +85,13 @@ impl<M: Connector> Settings<M> {
         self.origin.checked_add(Duration::from_nanos(t.as_nanos()))
     }
 
-    /// How a checkout starting at `start` may wait, and until when.
-    pub(crate) fn wait_from(&self, start: Instant) -> (Wait, Option<Instant>) {
-        match self.timeout {
+    /// How a checkout starting at `start` may wait `timeout` (`None`: it does not), and until when.
+    pub(crate) fn wait_from(
+        &self,
+        start: Instant,
+        timeout: Option<Duration>,
+    ) -> (Wait, Option<Instant>) {
+        match timeout {
             None => (Wait::No, None),
             Some(d) => match start.checked_add(d) {
                 Some(deadline) => (Wait::Until(self.time(deadline)), Some(deadline)),
@@ -197,23 +201,23 @@ pub(crate) struct Engine<M: Connector, K: Hash + Eq + Clone> {
 }
 
 impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
-    pub(crate) fn new(config: Config) -> Result<Self, PoolError<M::Error>> {
+    pub(crate) fn new(config: Config) -> Result<Self, BuildError<M::Error>> {
         Ok(Engine {
-            core: AllocPool::new(config).map_err(PoolError::Config)?,
+            core: AllocPool::new(config).map_err(BuildError::Config)?,
             last: None,
         })
     }
 
     /// The error of the last failed open, if the last open failed.
-    pub(crate) fn open_failure(&self) -> Option<PoolError<M::Error>> {
+    pub(crate) fn open_failure(&self) -> Option<GetError<M::Error>> {
         self.last
             .as_ref()
             .map(|_| self.error(sanspool_core::Error::OpenFailed))
     }
 
-    /// The pool's error for a core error.
-    pub(crate) fn error(&self, error: sanspool_core::Error) -> PoolError<M::Error> {
-        PoolError::from_core(error, self.last.as_ref())
+    /// The checkout's error for a core refusal.
+    pub(crate) fn error(&self, error: sanspool_core::Error) -> GetError<M::Error> {
+        GetError::from_core(error, self.last.as_ref())
     }
 
     /// Takes every queued command: I/O into `io`, checkout outcomes into `outcomes`.
@@ -272,9 +276,9 @@ impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
 
     /// Opens `min` connections at build, psycopg2's way: the first failure is the build's error
     /// (and the pool is closed). The engine is not shared yet, so the I/O runs here.
-    pub(crate) fn warm_up(&mut self, settings: &Settings<M>) -> Result<(), PoolError<M::Error>> {
+    pub(crate) fn warm_up(&mut self, settings: &Settings<M>) -> Result<(), BuildError<M::Error>> {
         self.run_exclusive(settings, VecDeque::new())
-            .map_or(Ok(()), Err)
+            .map_or(Ok(()), |e| Err(BuildError::from_open(e)))
     }
 
     /// Closes the pool and every connection it holds, with exclusive access (at drop).
@@ -302,7 +306,7 @@ impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
         &mut self,
         settings: &Settings<M>,
         mut tasks: VecDeque<Command<M::Conn>>,
-    ) -> Option<PoolError<M::Error>> {
+    ) -> Option<GetError<M::Error>> {
         let mut error = None;
         loop {
             self.drain(&mut tasks, &mut Vec::new());

@@ -1,19 +1,19 @@
-//! The pools' typed errors.
+//! The pools' typed errors: one type per kind of call, with psycopg2's texts where the behaviour is
+//! psycopg2's. The connector error behind a failed open is given by
+//! [`source`](std::error::Error::source), not repeated in the text; it is shared (`Arc`), since one
+//! failed open can be the reason for many failed checkouts.
 
+use sanspool_core::Error as Core;
+use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
 
-/// Why a pool operation failed. `E` is the [`Connector`](crate::Connector)'s error.
-///
-/// Texts follow psycopg2's `PoolError` messages where the behaviour is psycopg2's. The connector
-/// error behind [`Connect`](PoolError::Connect) or [`Timeout`](PoolError::Timeout) is given by
-/// [`source`](std::error::Error::source), not repeated in the text. It is shared (`Arc`): one failed
-/// open can be the reason for many failed checkouts.
+/// Why a checkout failed (`get`, `getconn`, `wait_ready`). `E` is the
+/// [`Connector`](crate::Connector)'s error.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum PoolError<E> {
-    /// The pool was closed (psycopg2: "connection pool is closed"). A connection given back after
-    /// the close is still taken, and closed.
+pub enum GetError<E> {
+    /// The pool was closed (psycopg2: "connection pool is closed").
     Closed,
     /// No idle connection and no room to open one, and the checkout does not wait
     /// (psycopg2: "connection pool exhausted").
@@ -23,6 +23,19 @@ pub enum PoolError<E> {
     Timeout(Option<Arc<E>>),
     /// Too many checkouts are already waiting (`max_waiting`).
     TooManyWaiters,
+    /// The key is busy: a guard holds it, or another checkout of it is still under way.
+    KeyBusy,
+    /// Opening the connection this checkout needed failed (psycopg2 raises the connect error).
+    Connect(Arc<E>),
+    /// A connector method or hook panicked while opening the connection this checkout needed.
+    Panicked,
+}
+
+/// Why a connection could not be given back (psycopg2's `putconn`). Except for
+/// [`Closed`](PutError::Closed), the handle keeps its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PutError {
     /// The connection is not one this pool handed out (psycopg2: "trying to put unkeyed connection").
     Unkeyed,
     /// The connection belongs to another pool.
@@ -31,45 +44,25 @@ pub enum PoolError<E> {
     AlreadyReturned,
     /// The connection is not held under the key given with it.
     WrongKey,
-    /// The key is busy: a guard holds it, or another checkout of it is still under way.
-    KeyBusy,
-    /// Opening the connection this checkout needed failed (psycopg2 raises the connect error).
-    Connect(Arc<E>),
-    /// A connector method or hook panicked while opening the connection this checkout needed.
-    Panicked,
-    /// The core refused the settings (`min > max`, `max == 0`, ...), at build or `resize`.
-    Config(sanspool_core::Error),
-    /// A thread panicked while it held this connection locked: the session may be anywhere
-    /// (mid-transaction, mid-request). Give the handle back with `putconn` — it is reset, or
-    /// closed — and check out another.
-    Poisoned,
+    /// The pool was closed: the connection was taken, and closed, as psycopg2 does.
+    Closed,
+    /// The handle is borrowed (a single-threaded handle's `borrow_mut` is still alive).
+    Borrowed,
 }
 
-impl<E> PoolError<E> {
-    /// The pool's error for a core error, given the last connect failure.
-    pub(crate) fn from_core(error: sanspool_core::Error, last: Option<&Failure<E>>) -> Self {
-        use sanspool_core::Error as Core;
-        match error {
-            Core::Closed => PoolError::Closed,
-            Core::Exhausted => PoolError::Exhausted,
-            Core::Timeout => PoolError::Timeout(match last {
-                Some(Failure::Error(e)) => Some(Arc::clone(e)),
-                _ => None,
-            }),
-            Core::TooManyWaiters => PoolError::TooManyWaiters,
-            Core::Unkeyed => PoolError::Unkeyed,
-            Core::Foreign => PoolError::Foreign,
-            Core::AlreadyReturned => PoolError::AlreadyReturned,
-            Core::WrongKey => PoolError::WrongKey,
-            Core::KeyBusy => PoolError::KeyBusy,
-            // The driver records the failure before it reports a failed open, so `last` is set.
-            Core::OpenFailed => match last {
-                Some(Failure::Error(e)) => PoolError::Connect(Arc::clone(e)),
-                _ => PoolError::Panicked,
-            },
-            other => PoolError::Config(other),
-        }
-    }
+/// Why a pool could not be built: the settings were refused, or opening `min` connections failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError<E> {
+    /// The core refused the settings (`min > max`, `max == 0`, ...).
+    Config(Core),
+    /// Opening one of the `min` connections failed (psycopg2 raises the connect error).
+    Connect(Arc<E>),
+    /// A connector method or hook panicked while opening one of the `min` connections.
+    Panicked,
+    /// The `min` connections were not open within the build's bound; carries the last connect
+    /// error, if opens were failing.
+    Timeout(Option<Arc<E>>),
 }
 
 /// Why the last open failed.
@@ -79,38 +72,131 @@ pub(crate) enum Failure<E> {
     Panic,
 }
 
-impl<E: fmt::Display> fmt::Display for PoolError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use sanspool_core::Error as Core;
-        let core = |e: Core, f: &mut fmt::Formatter<'_>| fmt::Display::fmt(&e, f);
-        match self {
-            PoolError::Closed => core(Core::Closed, f),
-            PoolError::Exhausted => core(Core::Exhausted, f),
-            PoolError::Timeout(None) => core(Core::Timeout, f),
-            PoolError::Timeout(Some(e)) => {
-                core(Core::Timeout, f)?;
-                write!(f, ": {e}")
-            }
-            PoolError::TooManyWaiters => core(Core::TooManyWaiters, f),
-            PoolError::Unkeyed => core(Core::Unkeyed, f),
-            PoolError::Foreign => core(Core::Foreign, f),
-            PoolError::AlreadyReturned => core(Core::AlreadyReturned, f),
-            PoolError::WrongKey => core(Core::WrongKey, f),
-            PoolError::KeyBusy => f.write_str("this key's connection is busy"),
-            PoolError::Connect(_) => f.write_str("could not open a connection"),
-            PoolError::Panicked => f.write_str("opening a connection panicked"),
-            PoolError::Config(e) => fmt::Display::fmt(e, f),
-            PoolError::Poisoned => {
-                f.write_str("a thread panicked holding this connection: put it back, take another")
-            }
+fn cause<E>(last: Option<&Failure<E>>) -> Option<Arc<E>> {
+    match last {
+        Some(Failure::Error(e)) => Some(Arc::clone(e)),
+        _ => None,
+    }
+}
+
+impl<E> GetError<E> {
+    /// The error for a core refusal of a checkout, given the last connect failure.
+    pub(crate) fn from_core(error: Core, last: Option<&Failure<E>>) -> Self {
+        match error {
+            Core::Closed => GetError::Closed,
+            Core::Exhausted => GetError::Exhausted,
+            Core::Timeout => GetError::Timeout(cause(last)),
+            Core::TooManyWaiters => GetError::TooManyWaiters,
+            // The driver records the failure before it reports a failed open, so `last` is set.
+            Core::OpenFailed => match cause(last) {
+                Some(e) => GetError::Connect(e),
+                None => GetError::Panicked,
+            },
+            // A key's second checkout while its first still waits; the core refuses nothing else
+            // on a checkout.
+            _ => GetError::KeyBusy,
         }
     }
 }
 
-impl<E: std::error::Error + 'static> std::error::Error for PoolError<E> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl PutError {
+    /// The error for a core refusal of a checkin.
+    pub(crate) fn from_core(error: Core) -> Self {
+        match error {
+            Core::Closed => PutError::Closed,
+            Core::Foreign => PutError::Foreign,
+            Core::AlreadyReturned => PutError::AlreadyReturned,
+            Core::WrongKey => PutError::WrongKey,
+            // Unkeyed, and a handle the core cannot place at all.
+            _ => PutError::Unkeyed,
+        }
+    }
+}
+
+impl<E> BuildError<E> {
+    /// A build fails as a checkout would: on a failed open, or out of time.
+    pub(crate) fn from_open(error: GetError<E>) -> Self {
+        match error {
+            GetError::Connect(e) => BuildError::Connect(e),
+            GetError::Timeout(e) => BuildError::Timeout(e),
+            GetError::Panicked => BuildError::Panicked,
+            // The build's pool is not shared yet: nothing else can refuse its opens.
+            _ => BuildError::Config(Core::Closed),
+        }
+    }
+}
+
+/// The texts of a failed open, shared by checkouts and builds.
+fn open_failed(f: &mut fmt::Formatter<'_>, panicked: bool) -> fmt::Result {
+    f.write_str(if panicked {
+        "opening a connection panicked"
+    } else {
+        "could not open a connection"
+    })
+}
+
+fn timed_out<E: fmt::Display>(f: &mut fmt::Formatter<'_>, last: Option<&E>) -> fmt::Result {
+    fmt::Display::fmt(&Core::Timeout, f)?;
+    match last {
+        Some(e) => write!(f, ": {e}"),
+        None => Ok(()),
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for GetError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PoolError::Connect(e) | PoolError::Timeout(Some(e)) => Some(&**e),
+            GetError::Closed => fmt::Display::fmt(&Core::Closed, f),
+            GetError::Exhausted => fmt::Display::fmt(&Core::Exhausted, f),
+            GetError::Timeout(e) => timed_out(f, e.as_deref()),
+            GetError::TooManyWaiters => fmt::Display::fmt(&Core::TooManyWaiters, f),
+            GetError::KeyBusy => f.write_str("this key's connection is busy"),
+            GetError::Connect(_) => open_failed(f, false),
+            GetError::Panicked => open_failed(f, true),
+        }
+    }
+}
+
+impl fmt::Display for PutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let core = match self {
+            PutError::Unkeyed => Core::Unkeyed,
+            PutError::Foreign => Core::Foreign,
+            PutError::AlreadyReturned => Core::AlreadyReturned,
+            PutError::WrongKey => Core::WrongKey,
+            PutError::Closed => Core::Closed,
+            PutError::Borrowed => return f.write_str("this key's connection is busy"),
+        };
+        fmt::Display::fmt(&core, f)
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for BuildError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::Config(e) => fmt::Display::fmt(e, f),
+            BuildError::Connect(_) => open_failed(f, false),
+            BuildError::Panicked => open_failed(f, true),
+            BuildError::Timeout(e) => timed_out(f, e.as_deref()),
+        }
+    }
+}
+
+impl<E: Error + 'static> Error for GetError<E> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            GetError::Connect(e) | GetError::Timeout(Some(e)) => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+impl Error for PutError {}
+
+impl<E: Error + 'static> Error for BuildError<E> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            BuildError::Connect(e) | BuildError::Timeout(Some(e)) => Some(&**e),
             _ => None,
         }
     }

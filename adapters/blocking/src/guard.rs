@@ -1,6 +1,6 @@
 //! The Rust idiom's checkout: a guard that derefs to the connection and gives it back on drop.
 
-use crate::{Connector, ThreadedPool};
+use crate::{Connector, Key, Pool};
 use sanspool_core::Lease;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -9,34 +9,30 @@ mod sealed {
     pub trait Sealed {}
 }
 
-/// A pool a [`PooledConn`] goes back to: [`SimplePool`](crate::SimplePool) or
-/// [`ThreadedPool`] (which the [`PersistentPool`](crate::PersistentPool) runs on). Sealed.
-pub trait Home<M: Connector, K>: sealed::Sealed {
-    /// Gives a connection back: judged with [`Connector::state`], or closed if `close`.
+/// A pool a [`PooledConn`] goes back to: [`Pool`], or the psycopg2 module's
+/// [`SimpleConnectionPool`](crate::psycopg2::SimpleConnectionPool). Sealed.
+pub trait Home<M: Connector, K: Key>: sealed::Sealed {
+    /// The pool the connection goes back to.
     #[doc(hidden)]
-    fn give_back(&self, lease: Lease, key: Option<&K>, conn: M::Conn, close: bool);
-    /// The borrower keeps the connection for good.
-    #[doc(hidden)]
-    fn detach(&self, lease: Lease);
+    fn pool(&self) -> &Pool<M, K>;
 }
 
-impl<M: Connector, K> sealed::Sealed for crate::SimplePool<M, K> where
-    K: std::hash::Hash + Eq + Clone
-{
-}
-impl<M: Connector, K> sealed::Sealed for ThreadedPool<M, K> where
-    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static
-{
+impl<M: Connector, K: Key> sealed::Sealed for Pool<M, K> {}
+impl<M: Connector, K: Key> sealed::Sealed for crate::psycopg2::SimpleConnectionPool<M, K> {}
+
+impl<M: Connector, K: Key> Home<M, K> for Pool<M, K> {
+    fn pool(&self) -> &Pool<M, K> {
+        self
+    }
 }
 
 /// A checked-out connection. Derefs to `M::Conn`; given back to its pool when dropped, its state
 /// judged by [`Connector::state`] (clean: reused; dirty: reset first; broken: closed and replaced).
 ///
-/// `P` is the pool it came from: the default is the [`ThreadedPool`] (and the
-/// [`PersistentPool`](crate::PersistentPool), keyed by thread); the
-/// [`SimplePool`](crate::SimplePool)'s guard is [`LocalPooledConn`](crate::LocalPooledConn).
-/// A guard keeps its pool alive.
-pub struct PooledConn<M: Connector, K = u64, P: Home<M, K> = ThreadedPool<M, K>> {
+/// `P` is the pool it came from: the default is [`Pool`] (also the psycopg2 threaded and
+/// persistent pools'); the psycopg2 simple pool's guard is
+/// [`LocalPooledConn`](crate::psycopg2::LocalPooledConn). A guard keeps its pool alive.
+pub struct PooledConn<M: Connector, K: Key = u64, P: Home<M, K> = Pool<M, K>> {
     /// `None` only inside `take`, `discard` and `drop`.
     conn: Option<M::Conn>,
     lease: Lease,
@@ -44,7 +40,7 @@ pub struct PooledConn<M: Connector, K = u64, P: Home<M, K> = ThreadedPool<M, K>>
     pool: P,
 }
 
-impl<M: Connector, K, P: Home<M, K>> PooledConn<M, K, P> {
+impl<M: Connector, K: Key, P: Home<M, K>> PooledConn<M, K, P> {
     pub(crate) fn new(pool: P, lease: Lease, key: Option<K>, conn: M::Conn) -> Self {
         PooledConn {
             conn: Some(conn),
@@ -54,7 +50,7 @@ impl<M: Connector, K, P: Home<M, K>> PooledConn<M, K, P> {
         }
     }
 
-    /// The key it was checked out under ([`get_keyed`](ThreadedPool::get_keyed)).
+    /// The key it was checked out under ([`get_keyed`](Pool::get_keyed)).
     pub fn key(&self) -> Option<&K> {
         self.key.as_ref()
     }
@@ -63,7 +59,7 @@ impl<M: Connector, K, P: Home<M, K>> PooledConn<M, K, P> {
     /// place) and is yours to keep or close.
     pub fn take(mut self) -> M::Conn {
         let conn = self.conn.take();
-        self.pool.detach(self.lease);
+        self.pool.pool().shared().detach(self.lease);
         match conn {
             Some(conn) => conn,
             None => unreachable!("a live guard holds its connection"),
@@ -73,13 +69,13 @@ impl<M: Connector, K, P: Home<M, K>> PooledConn<M, K, P> {
     /// Gives the connection back to be closed (psycopg2's `putconn(conn, close=True)`).
     pub fn discard(mut self) {
         if let Some(conn) = self.conn.take() {
-            self.pool
-                .give_back(self.lease, self.key.as_ref(), conn, true);
+            let shared = self.pool.pool().shared();
+            shared.give_back(self.lease, self.key.as_ref(), conn, true);
         }
     }
 }
 
-impl<M: Connector, K, P: Home<M, K>> Deref for PooledConn<M, K, P> {
+impl<M: Connector, K: Key, P: Home<M, K>> Deref for PooledConn<M, K, P> {
     type Target = M::Conn;
 
     fn deref(&self) -> &M::Conn {
@@ -90,7 +86,7 @@ impl<M: Connector, K, P: Home<M, K>> Deref for PooledConn<M, K, P> {
     }
 }
 
-impl<M: Connector, K, P: Home<M, K>> DerefMut for PooledConn<M, K, P> {
+impl<M: Connector, K: Key, P: Home<M, K>> DerefMut for PooledConn<M, K, P> {
     fn deref_mut(&mut self) -> &mut M::Conn {
         match &mut self.conn {
             Some(conn) => conn,
@@ -99,16 +95,16 @@ impl<M: Connector, K, P: Home<M, K>> DerefMut for PooledConn<M, K, P> {
     }
 }
 
-impl<M: Connector, K, P: Home<M, K>> Drop for PooledConn<M, K, P> {
+impl<M: Connector, K: Key, P: Home<M, K>> Drop for PooledConn<M, K, P> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.pool
-                .give_back(self.lease, self.key.as_ref(), conn, false);
+            let shared = self.pool.pool().shared();
+            shared.give_back(self.lease, self.key.as_ref(), conn, false);
         }
     }
 }
 
-impl<M: Connector, K: fmt::Debug, P: Home<M, K>> fmt::Debug for PooledConn<M, K, P>
+impl<M: Connector, K: Key + fmt::Debug, P: Home<M, K>> fmt::Debug for PooledConn<M, K, P>
 where
     M::Conn: fmt::Debug,
 {

@@ -1,27 +1,23 @@
-//! Blocking connection pools — psycopg2's simple, threaded and persistent pools — driving the
-//! [`sanspool_core`] state machine with real I/O.
+//! Blocking connection pools driving the [`sanspool_core`] state machine with real I/O: r2d2's
+//! shape at the top, psycopg2's `pool` module in [`psycopg2`].
 //!
 //! A client implements [`Connector`] (connect, judge a returned connection, reset, check, close);
-//! a [`Builder`] makes one of three pools:
+//! a [`Pool`] — `Send + Sync`, checkouts waiting FIFO-fair up to a timeout, opens on background
+//! threads, a maintenance thread for lifetimes, idle expiry and open retries, and no connect,
+//! close, reset or query ever under its lock — hands out [`PooledConn`] guards that deref to the
+//! connection and go back on drop. A returned connection is judged by [`Connector::state`]: clean
+//! ones are reused as they are, dirty ones (left inside a transaction) reset first, broken ones
+//! closed and replaced.
 //!
-//! - [`SimplePool`]: one thread, no locks, no background threads (psycopg2's
-//!   `SimpleConnectionPool`);
-//! - [`ThreadedPool`]: `Send + Sync`, checkouts wait FIFO-fair up to a timeout, opens on background
-//!   threads, a maintenance thread for lifetimes, idle expiry and open retries (psycopg2's
-//!   `ThreadedConnectionPool`, but no connect, close, reset or query ever runs under its lock);
-//! - [`PersistentPool`]: one connection per thread, given back when the thread ends (psycopg2's
-//!   `PersistentConnectionPool`, which leaks it).
-//!
-//! Each offers psycopg2's API — `getconn(key)`, `putconn(conn, key, close)`, `closeall()`, with a
-//! shareable handle so that the same key gives the same connection — and the Rust idiom: `get()`
-//! returns a [`PooledConn`] guard that derefs to the connection and gives it back on drop. A
-//! returned connection is judged by [`Connector::state`]: clean ones are reused as they are, dirty
-//! ones (left inside a transaction) reset first, broken ones closed and replaced.
+//! Errors are typed by call: a checkout fails with [`GetError`], a give-back ([`psycopg2`]'s
+//! `putconn`) with [`PutError`], a build with [`BuildError`], and the pool's own inputs (`close`,
+//! `drain`, `resize`, `check`) with the core's [`CoreError`]. psycopg2's texts are kept word for
+//! word.
 //!
 //! # Example
 //!
 //! ```
-//! use sanspool::{Builder, Connector, PoolError, Returned};
+//! use sanspool::{Connector, Pool, Returned};
 //! use std::convert::Infallible;
 //!
 //! /// A "connection" that counts its queries and may be left inside a transaction.
@@ -52,10 +48,10 @@
 //!     }
 //! }
 //!
-//! # fn main() -> Result<(), PoolError<Infallible>> {
-//! let pool = Builder::new(Server).min(1).max(4).build_threaded()?;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = Pool::builder(Server).min(1).max(4).build()?;
 //!
-//! // The Rust idiom: a guard, given back on drop.
+//! // A guard, given back on drop.
 //! {
 //!     let mut conn = pool.get()?;
 //!     conn.queries += 1;
@@ -65,16 +61,21 @@
 //! assert!(!conn.in_transaction);
 //! drop(conn);
 //!
+//! pool.close()?;
+//! assert_eq!(pool.get().unwrap_err().to_string(), "connection pool is closed");
+//!
 //! // psycopg2's API: the same key gives the same connection.
+//! use sanspool::psycopg2::ThreadedConnectionPool;
+//! use sanspool::PutError;
+//!
+//! let pool = ThreadedConnectionPool::new(1, 4, Server)?;
 //! let a = pool.getconn(Some(7))?;
 //! let again = pool.getconn(Some(7))?;
 //! assert!(a.ptr_eq(&again));
 //! a.lock()?.queries += 1;
 //! pool.putconn(a, Some(&7), false)?;
-//! assert!(matches!(pool.putconn(again, None, false), Err(PoolError::AlreadyReturned)));
-//!
+//! assert_eq!(pool.putconn(again, None, false), Err(PutError::AlreadyReturned));
 //! pool.closeall()?;
-//! assert_eq!(pool.get().unwrap_err().to_string(), "connection pool is closed");
 //! # Ok(())
 //! # }
 //! ```
@@ -87,17 +88,37 @@ mod driver;
 mod error;
 mod guard;
 mod maintenance;
-mod persistent;
-mod simple;
-mod threaded;
+mod parking;
+mod pool;
+pub mod psycopg2;
+mod shared;
+mod thread_exit;
 
 pub use builder::Builder;
 pub use connector::Connector;
-pub use error::PoolError;
+pub use error::{BuildError, GetError, PutError};
 pub use guard::{Home, PooledConn};
-pub use persistent::PersistentPool;
-pub use simple::{LocalConn, LocalPooledConn, SimplePool};
-pub use threaded::{Conn, ConnGuard, ThreadedPool};
+pub use pool::Pool;
 
 pub use sanspool_core::Error as CoreError;
 pub use sanspool_core::{IdleOrder, KeepIdle, Returned, Stats};
+
+use std::hash::Hash;
+
+/// What can name a checkout (`get_keyed`, psycopg2's `getconn(key)`): anything hashable that can
+/// be shared between threads. Implemented for every such type.
+pub trait Key: Hash + Eq + Clone + Send + Sync + 'static {}
+
+impl<T: Hash + Eq + Clone + Send + Sync + 'static> Key for T {}
+
+// The names before the psycopg2 module, which sanspool-postgres still re-exports.
+#[doc(hidden)]
+pub use psycopg2::{Conn, ConnGuard, LocalConn, LocalPooledConn};
+#[doc(hidden)]
+pub type PoolError<E> = GetError<E>;
+#[doc(hidden)]
+pub type SimplePool<M, K = u64> = psycopg2::SimpleConnectionPool<M, K>;
+#[doc(hidden)]
+pub type ThreadedPool<M, K = u64> = psycopg2::ThreadedConnectionPool<M, K>;
+#[doc(hidden)]
+pub type PersistentPool<M> = psycopg2::PersistentConnectionPool<M>;

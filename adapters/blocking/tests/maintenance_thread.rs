@@ -6,7 +6,8 @@
 mod common;
 
 use common::{eventually, Fake};
-use sanspool::{Builder, ThreadedPool};
+use sanspool::psycopg2::ThreadedConnectionPool;
+use sanspool::Builder;
 
 /// Live threads of this process with this name (the kernel keeps 15 bytes of it).
 fn threads_named(name: &str) -> usize {
@@ -26,7 +27,8 @@ fn the_maintenance_thread_stops_with_its_pool() {
     assert_eq!(maintenance_threads(), 0);
 
     // Dropped: the drop joins the thread, so it is gone when drop returns.
-    let pool: ThreadedPool<Fake> = Builder::new(Fake::default()).build_threaded().unwrap();
+    let pool: ThreadedConnectionPool<Fake> =
+        Builder::new(Fake::default()).build_threaded().unwrap();
     let clone = pool.clone();
     eventually("started", || maintenance_threads() == 1);
     drop(pool);
@@ -35,7 +37,8 @@ fn the_maintenance_thread_stops_with_its_pool() {
     assert_eq!(maintenance_threads(), 0);
 
     // Closed: closeall joins it.
-    let pool: ThreadedPool<Fake> = Builder::new(Fake::default()).build_threaded().unwrap();
+    let pool: ThreadedConnectionPool<Fake> =
+        Builder::new(Fake::default()).build_threaded().unwrap();
     eventually("started", || maintenance_threads() == 1);
     pool.closeall().unwrap();
     assert_eq!(maintenance_threads(), 0);
@@ -50,7 +53,7 @@ fn the_maintenance_thread_stops_with_its_pool() {
     assert_eq!(maintenance_threads(), 0);
 
     // Opener threads end once their open is done.
-    let pool: ThreadedPool<Fake> = Builder::new(Fake::default())
+    let pool: ThreadedConnectionPool<Fake> = Builder::new(Fake::default())
         .min(0)
         .max(3)
         .build_threaded()

@@ -3,11 +3,12 @@
 mod common;
 
 use common::{eventually, Counters, Fake, LONG};
-use sanspool::{PersistentPool, PoolError};
+use sanspool::psycopg2::{LockError, PersistentConnectionPool};
+use sanspool::{GetError, PutError};
 use std::sync::Arc;
 use std::thread;
 
-fn pool(min: usize, max: usize) -> (PersistentPool<Fake>, Arc<Counters>) {
+fn pool(min: usize, max: usize) -> (PersistentConnectionPool<Fake>, Arc<Counters>) {
     let (builder, counters) = common::builder(min, max);
     (builder.timeout(LONG).build_persistent().unwrap(), counters)
 }
@@ -31,8 +32,8 @@ fn a_thread_gets_its_own_connection_back() {
     .unwrap();
     assert_ne!(mine, theirs);
     pool.putconn(None, false).unwrap();
-    assert!(matches!(a.lock(), Err(PoolError::AlreadyReturned)));
-    assert!(matches!(pool.putconn(None, false), Err(PoolError::Unkeyed)));
+    assert!(matches!(a.lock(), Err(LockError::Returned)));
+    assert!(matches!(pool.putconn(None, false), Err(PutError::Unkeyed)));
     assert_eq!(pool.stats().in_use, 0);
 }
 
@@ -88,13 +89,13 @@ fn another_threads_connection_is_the_wrong_key() {
     let theirs = handle_rx.recv().unwrap();
     assert!(matches!(
         pool.putconn(Some(theirs.clone()), false),
-        Err(PoolError::WrongKey)
+        Err(PutError::WrongKey)
     ));
     assert!(theirs.lock().is_ok());
     end_tx.send(()).unwrap();
     t.join().unwrap();
     // Its thread ended: it went back to the pool.
-    assert!(matches!(theirs.lock(), Err(PoolError::AlreadyReturned)));
+    assert!(matches!(theirs.lock(), Err(LockError::Returned)));
     assert_eq!(pool.stats().in_use, 0);
 }
 
@@ -103,8 +104,8 @@ fn the_guard_borrows_the_threads_key() {
     let (pool, c) = pool(1, 2);
     let guard = pool.get().unwrap();
     assert_eq!(guard.key(), Some(&thread::current().id()));
-    assert!(matches!(pool.getconn(), Err(PoolError::KeyBusy)));
-    assert!(matches!(pool.get(), Err(PoolError::KeyBusy)));
+    assert!(matches!(pool.getconn(), Err(GetError::KeyBusy)));
+    assert!(matches!(pool.get(), Err(GetError::KeyBusy)));
     drop(guard);
     assert_eq!(pool.stats().in_use, 0);
     let h = pool.getconn().unwrap();
@@ -112,7 +113,7 @@ fn the_guard_borrows_the_threads_key() {
     // Closed on an I/O thread, not on the one giving it back.
     eventually("closed", || c.get(&c.closes) == 1);
     pool.closeall().unwrap();
-    assert!(matches!(pool.getconn(), Err(PoolError::Closed)));
+    assert!(matches!(pool.getconn(), Err(GetError::Closed)));
 }
 
 #[test]

@@ -3,12 +3,13 @@
 mod common;
 
 use common::{Counters, Fake, FakeError};
-use sanspool::{Builder, CoreError, KeepIdle, PoolError, SimplePool};
+use sanspool::psycopg2::{LockError, SimpleConnectionPool};
+use sanspool::{BuildError, Builder, CoreError, GetError, KeepIdle, PutError};
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn pool(min: usize, max: usize) -> (SimplePool<Fake>, Arc<Counters>) {
+fn pool(min: usize, max: usize) -> (SimpleConnectionPool<Fake>, Arc<Counters>) {
     let (builder, counters) = common::builder(min, max);
     (builder.build_simple().unwrap(), counters)
 }
@@ -26,7 +27,7 @@ fn build_opens_min_and_fails_like_psycopg2() {
         .build_simple()
         .unwrap_err();
     assert!(
-        matches!(&err, PoolError::Connect(e) if e.0 == "server down"),
+        matches!(&err, BuildError::Connect(e) if e.0 == "server down"),
         "{err:?}"
     );
     assert_eq!(
@@ -40,8 +41,8 @@ fn build_opens_min_and_fails_like_psycopg2() {
         .max(2)
         .build_simple()
         .unwrap_err();
-    assert!(matches!(err, PoolError::Config(CoreError::MinAboveMax)));
-    let _: &SimplePool<Fake> = &pool;
+    assert!(matches!(err, BuildError::Config(CoreError::MinAboveMax)));
+    let _: &SimpleConnectionPool<Fake> = &pool;
 }
 
 #[test]
@@ -57,23 +58,20 @@ fn same_key_same_connection_and_putconn_errors() {
 
     // Wrong key: refused, and the handle keeps its connection.
     let err = pool.putconn(a.clone(), Some(&2), false).unwrap_err();
-    assert!(matches!(err, PoolError::WrongKey), "{err:?}");
+    assert!(matches!(err, PutError::WrongKey), "{err:?}");
     assert!(a.borrow_mut().is_ok());
 
     pool.putconn(a.clone(), Some(&1), false).unwrap();
-    assert!(matches!(
-        again.borrow_mut(),
-        Err(PoolError::AlreadyReturned)
-    ));
+    assert!(matches!(again.borrow_mut(), Err(LockError::Returned)));
     let err = pool.putconn(again, Some(&1), false).unwrap_err();
-    assert!(matches!(err, PoolError::AlreadyReturned), "{err:?}");
+    assert!(matches!(err, PutError::AlreadyReturned), "{err:?}");
 
     // A connection of another pool.
     let (other, _) = self::pool(1, 1);
     let foreign = other.getconn(None).unwrap();
     assert!(matches!(
         pool.putconn(foreign.clone(), None, false),
-        Err(PoolError::Foreign)
+        Err(PutError::Foreign)
     ));
     assert!(
         foreign.borrow_mut().is_ok(),
@@ -93,7 +91,7 @@ fn exhausted_and_close_on_putconn() {
     let a = pool.getconn(None).unwrap();
     let _b = pool.getconn(None).unwrap();
     let err = pool.getconn(None).unwrap_err();
-    assert!(matches!(err, PoolError::Exhausted));
+    assert!(matches!(err, GetError::Exhausted));
     assert_eq!(err.to_string(), "connection pool exhausted");
     pool.putconn(a, None, true).unwrap();
     assert_eq!(c.get(&c.closes), 1);
@@ -108,9 +106,9 @@ fn closeall_semantics() {
     pool.closeall().unwrap();
     // Idle closed at once; checked-out ones when they come back.
     assert_eq!(c.get(&c.closes), 1);
-    assert!(matches!(pool.getconn(None), Err(PoolError::Closed)));
-    assert!(matches!(pool.get(), Err(PoolError::Closed)));
-    assert!(matches!(pool.closeall(), Err(PoolError::Closed)));
+    assert!(matches!(pool.getconn(None), Err(GetError::Closed)));
+    assert!(matches!(pool.get(), Err(GetError::Closed)));
+    assert!(matches!(pool.closeall(), Err(CoreError::Closed)));
     let err = pool.putconn(held, Some(&5), false).unwrap_err();
     assert_eq!(err.to_string(), "connection pool is closed");
     drop(guard);
@@ -152,8 +150,8 @@ fn guard_take_discard_and_keys() {
     let (pool, c) = pool(1, 2);
     let guard = pool.get_keyed(9).unwrap();
     assert_eq!(guard.key(), Some(&9));
-    assert!(matches!(pool.get_keyed(9), Err(PoolError::KeyBusy)));
-    assert!(matches!(pool.getconn(Some(9)), Err(PoolError::KeyBusy)));
+    assert!(matches!(pool.get_keyed(9), Err(GetError::KeyBusy)));
+    assert!(matches!(pool.getconn(Some(9)), Err(GetError::KeyBusy)));
     let conn = guard.take();
     assert_eq!(pool.stats().detached, 1);
     assert_eq!(pool.stats().in_use, 0);
@@ -191,7 +189,7 @@ fn handle_dropped_without_putconn_goes_back() {
 fn psycopg2_keeps_only_min_idle() {
     let fake = Fake::default();
     let c = Arc::clone(&fake.0);
-    let pool: SimplePool<Fake> = Builder::new(fake)
+    let pool: SimpleConnectionPool<Fake> = Builder::new(fake)
         .min(1)
         .max(3)
         .psycopg2()
@@ -210,7 +208,7 @@ fn psycopg2_keeps_only_min_idle() {
 fn before_reuse_failure_tries_the_next() {
     let fake = Fake::default();
     let c = Arc::clone(&fake.0);
-    let pool: SimplePool<Fake> = Builder::new(fake)
+    let pool: SimpleConnectionPool<Fake> = Builder::new(fake)
         .min(2)
         .max(2)
         .before_reuse(|conn| {
@@ -234,7 +232,7 @@ fn before_reuse_failure_tries_the_next() {
 fn check_on_checkout_and_check() {
     let fake = Fake::default();
     let c = Arc::clone(&fake.0);
-    let pool: SimplePool<Fake> = Builder::new(fake)
+    let pool: SimpleConnectionPool<Fake> = Builder::new(fake)
         .min(2)
         .max(2)
         .check_on_checkout(true)
@@ -255,7 +253,7 @@ fn check_on_checkout_and_check() {
 fn connect_failure_on_demand_and_maintain_retries() {
     let fake = Fake::default();
     let c = Arc::clone(&fake.0);
-    let pool: SimplePool<Fake> = Builder::new(fake)
+    let pool: SimpleConnectionPool<Fake> = Builder::new(fake)
         .min(0)
         .max(2)
         .backoff(Duration::from_millis(1), Duration::from_millis(1))
@@ -263,7 +261,7 @@ fn connect_failure_on_demand_and_maintain_retries() {
         .unwrap();
     c.fail_connect.store(true, SeqCst);
     let err = pool.get().unwrap_err();
-    assert!(matches!(&err, PoolError::Connect(e) if e.0 == "server down"));
+    assert!(matches!(&err, GetError::Connect(e) if e.0 == "server down"));
     assert_eq!(
         std::error::Error::source(&err).unwrap().to_string(),
         "server down"
@@ -287,7 +285,7 @@ fn connect_failure_on_demand_and_maintain_retries() {
 fn maintain_expires_idle() {
     let fake = Fake::default();
     let c = Arc::clone(&fake.0);
-    let pool: SimplePool<Fake> = Builder::new(fake)
+    let pool: SimpleConnectionPool<Fake> = Builder::new(fake)
         .min(1)
         .max(3)
         .max_idle(Duration::from_millis(5))
@@ -318,10 +316,7 @@ fn drain_and_resize() {
     assert_eq!(pool.stats().idle, 2);
     pool.resize(1, 1).unwrap();
     assert_eq!(pool.stats().size, 1);
-    assert!(matches!(
-        pool.resize(2, 1),
-        Err(PoolError::Config(CoreError::MinAboveMax))
-    ));
+    assert!(matches!(pool.resize(2, 1), Err(CoreError::MinAboveMax)));
 }
 
 #[test]

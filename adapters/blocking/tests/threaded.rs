@@ -4,13 +4,14 @@
 mod common;
 
 use common::{eventually, Counters, Fake, LONG};
-use sanspool::{Builder, Conn, PersistentPool, PoolError, PooledConn, ThreadedPool};
+use sanspool::psycopg2::{Conn, LockError, PersistentConnectionPool, ThreadedConnectionPool};
+use sanspool::{BuildError, Builder, CoreError, GetError, Pool, PooledConn, PutError};
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-fn pool(min: usize, max: usize) -> (ThreadedPool<Fake>, Arc<Counters>) {
+fn pool(min: usize, max: usize) -> (ThreadedConnectionPool<Fake>, Arc<Counters>) {
     let (builder, counters) = common::builder(min, max);
     (builder.timeout(LONG).build_threaded().unwrap(), counters)
 }
@@ -19,8 +20,9 @@ fn pool(min: usize, max: usize) -> (ThreadedPool<Fake>, Arc<Counters>) {
 fn handles_are_send_and_sync() {
     fn send_sync<T: Send + Sync>() {}
     fn send<T: Send>() {}
-    send_sync::<ThreadedPool<Fake>>();
-    send_sync::<PersistentPool<Fake>>();
+    send_sync::<Pool<Fake>>();
+    send_sync::<ThreadedConnectionPool<Fake>>();
+    send_sync::<PersistentConnectionPool<Fake>>();
     send_sync::<Conn<Fake>>();
     send::<PooledConn<Fake>>();
 }
@@ -62,7 +64,7 @@ fn a_waiter_times_out_with_a_typed_error() {
     let held = pool.get().unwrap();
     let started = Instant::now();
     let err = thread::scope(|s| s.spawn(|| pool.get().unwrap_err()).join().unwrap());
-    assert!(matches!(err, PoolError::Timeout(None)), "{err:?}");
+    assert!(matches!(err, GetError::Timeout(None)), "{err:?}");
     assert_eq!(err.to_string(), "timed out waiting for a connection");
     assert!(started.elapsed() >= Duration::from_millis(30));
     assert!(started.elapsed() < LONG);
@@ -76,7 +78,7 @@ fn a_waiter_times_out_with_a_typed_error() {
 fn a_timeout_carries_the_last_connect_error() {
     let fake = Fake::default();
     let c = Arc::clone(&fake.0);
-    let pool: ThreadedPool<Fake> = Builder::new(fake)
+    let pool: ThreadedConnectionPool<Fake> = Builder::new(fake)
         .min(0)
         .max(1)
         .timeout(Duration::from_millis(50))
@@ -86,7 +88,7 @@ fn a_timeout_carries_the_last_connect_error() {
     c.fail_connect.store(true, SeqCst);
     let err = pool.get().unwrap_err();
     match &err {
-        PoolError::Timeout(Some(e)) => assert_eq!(e.0, "server down"),
+        GetError::Timeout(Some(e)) => assert_eq!(e.0, "server down"),
         other => panic!("{other:?}"),
     }
     assert!(std::error::Error::source(&err).is_some());
@@ -104,7 +106,7 @@ fn a_timeout_carries_the_last_connect_error() {
 fn psycopg2_mode_fails_at_once() {
     let fake = Fake::default();
     let c = Arc::clone(&fake.0);
-    let pool: ThreadedPool<Fake> = Builder::new(fake)
+    let pool: ThreadedConnectionPool<Fake> = Builder::new(fake)
         .min(1)
         .max(2)
         .psycopg2()
@@ -113,14 +115,14 @@ fn psycopg2_mode_fails_at_once() {
     let _a = pool.getconn(None).unwrap();
     let _b = pool.getconn(None).unwrap();
     let started = Instant::now();
-    assert!(matches!(pool.getconn(None), Err(PoolError::Exhausted)));
+    assert!(matches!(pool.getconn(None), Err(GetError::Exhausted)));
     assert!(started.elapsed() < LONG);
     c.fail_connect.store(true, SeqCst);
     pool.resize(1, 3).unwrap();
     // Room to open: the checkout waits for its own open, and hears its error.
     let err = pool.getconn(None).unwrap_err();
     assert!(
-        matches!(&err, PoolError::Connect(e) if e.0 == "server down"),
+        matches!(&err, GetError::Connect(e) if e.0 == "server down"),
         "{err:?}"
     );
 }
@@ -173,12 +175,12 @@ fn closeall_fails_waiters_and_closes_returns() {
     let waiter = thread::spawn(move || p.get().map(|_| ()));
     eventually("queued", || pool.stats().waiting == 1);
     pool.closeall().unwrap();
-    assert!(matches!(waiter.join().unwrap(), Err(PoolError::Closed)));
-    assert!(matches!(pool.closeall(), Err(PoolError::Closed)));
-    assert!(matches!(pool.getconn(None), Err(PoolError::Closed)));
+    assert!(matches!(waiter.join().unwrap(), Err(GetError::Closed)));
+    assert!(matches!(pool.closeall(), Err(CoreError::Closed)));
+    assert!(matches!(pool.getconn(None), Err(GetError::Closed)));
     assert!(pool.is_closed());
     let err = pool.putconn(keyed, Some(&1), false).unwrap_err();
-    assert!(matches!(err, PoolError::Closed));
+    assert!(matches!(err, PutError::Closed));
     eventually("taken and closed", || c.get(&c.closes) == 1);
     drop(guard);
     eventually("every connection closed", || c.live() == 0);
@@ -192,19 +194,19 @@ fn putconn_errors() {
     assert!(a.ptr_eq(&pool.getconn(Some(1)).unwrap()));
     assert!(matches!(
         pool.putconn(a.clone(), Some(&2), false),
-        Err(PoolError::WrongKey)
+        Err(PutError::WrongKey)
     ));
     assert!(a.lock().is_ok(), "kept its connection");
     assert!(matches!(
         other.putconn(a.clone(), None, false),
-        Err(PoolError::Foreign)
+        Err(PutError::Foreign)
     ));
     pool.putconn(a.clone(), None, false).unwrap();
     assert!(matches!(
         pool.putconn(a.clone(), None, false),
-        Err(PoolError::AlreadyReturned)
+        Err(PutError::AlreadyReturned)
     ));
-    assert!(matches!(a.lock(), Err(PoolError::AlreadyReturned)));
+    assert!(matches!(a.lock(), Err(LockError::Returned)));
     // The key is free.
     let b = pool.getconn(Some(1)).unwrap();
     assert!(!a.ptr_eq(&b));
@@ -227,7 +229,7 @@ fn keys_across_threads() {
     let busy = thread::spawn(move || p.get_keyed(8).map(|_| ()))
         .join()
         .unwrap();
-    assert!(matches!(busy, Err(PoolError::KeyBusy)));
+    assert!(matches!(busy, Err(GetError::KeyBusy)));
     drop(g);
     pool.putconn(a, Some(&7), false).unwrap();
 }
@@ -255,7 +257,7 @@ fn dirty_broken_take_discard() {
 fn check_on_checkout_replaces_a_dead_connection() {
     let fake = Fake::default();
     let c = Arc::clone(&fake.0);
-    let pool: ThreadedPool<Fake> = Builder::new(fake)
+    let pool: ThreadedConnectionPool<Fake> = Builder::new(fake)
         .min(1)
         .max(1)
         .timeout(LONG)
@@ -311,7 +313,7 @@ fn many_threads_never_exceed_max() {
 fn maintenance_expires_idle_and_refills() {
     let fake = Fake::default();
     let c = Arc::clone(&fake.0);
-    let pool: ThreadedPool<Fake> = Builder::new(fake)
+    let pool: ThreadedConnectionPool<Fake> = Builder::new(fake)
         .min(1)
         .max(3)
         .timeout(LONG)
@@ -338,7 +340,7 @@ fn maintenance_expires_idle_and_refills() {
 fn lifetime_closes_old_connections() {
     let fake = Fake::default();
     let c = Arc::clone(&fake.0);
-    let pool: ThreadedPool<Fake> = Builder::new(fake)
+    let pool: ThreadedConnectionPool<Fake> = Builder::new(fake)
         .min(1)
         .max(1)
         .max_lifetime(Duration::from_millis(10))
@@ -380,7 +382,7 @@ fn unkeyed_handle_goes_back_when_dropped() {
 #[test]
 fn too_many_waiters() {
     let fake = Fake::default();
-    let pool: ThreadedPool<Fake> = Builder::new(fake)
+    let pool: ThreadedConnectionPool<Fake> = Builder::new(fake)
         .min(1)
         .max(1)
         .max_waiting(1)
@@ -391,7 +393,7 @@ fn too_many_waiters() {
     let p = pool.clone();
     let waiter = thread::spawn(move || p.get().map(|_| ()));
     eventually("queued", || pool.stats().waiting == 1);
-    assert!(matches!(pool.get(), Err(PoolError::TooManyWaiters)));
+    assert!(matches!(pool.get(), Err(GetError::TooManyWaiters)));
     drop(held);
     waiter.join().unwrap().unwrap();
 }
@@ -400,7 +402,7 @@ fn too_many_waiters() {
 fn a_grant_racing_the_deadline_is_never_lost() {
     let fake = Fake::default();
     let c = Arc::clone(&fake.0);
-    let pool: ThreadedPool<Fake> = Builder::new(fake)
+    let pool: ThreadedConnectionPool<Fake> = Builder::new(fake)
         .min(1)
         .max(1)
         .timeout(Duration::from_millis(2))
@@ -416,7 +418,7 @@ fn a_grant_racing_the_deadline_is_never_lost() {
             drop(held);
             match waiter.join().unwrap() {
                 Ok(_) => served += 1,
-                Err(PoolError::Timeout(None)) => timed_out += 1,
+                Err(GetError::Timeout(None)) => timed_out += 1,
                 Err(e) => panic!("{e:?}"),
             }
         });
@@ -445,7 +447,7 @@ fn a_handle_poisoned_by_a_panic_is_an_error_and_is_reset_on_return() {
     })
     .join();
     assert!(panicked.is_err());
-    assert!(matches!(conn.lock(), Err(PoolError::Poisoned)));
+    assert!(matches!(conn.lock(), Err(LockError::Poisoned)));
     let resets = c.get(&c.resets);
     pool.putconn(conn, None, false).unwrap();
     eventually("the poisoned connection is reset", || {
@@ -467,7 +469,7 @@ fn the_build_does_not_hang_on_a_connect_that_hangs() {
         .timeout(Duration::from_millis(200))
         .build_threaded()
         .unwrap_err();
-    assert!(matches!(err, PoolError::Timeout(None)), "{err:?}");
+    assert!(matches!(err, BuildError::Timeout(None)), "{err:?}");
     assert!(start.elapsed() < LONG, "the build hung");
     c.open_gate();
     eventually("the connection opened too late is closed", || {
@@ -482,7 +484,7 @@ fn the_build_fails_with_the_first_failed_open() {
     c.fail_connect.store(true, SeqCst);
     let err = builder.psycopg2().build_threaded().unwrap_err();
     match err {
-        PoolError::Connect(e) => assert_eq!(e.0, "server down"),
+        BuildError::Connect(e) => assert_eq!(e.0, "server down"),
         other => panic!("{other:?}"),
     }
 }
@@ -492,7 +494,7 @@ fn the_build_fails_with_the_first_failed_open() {
 #[test]
 fn a_permanent_connect_failure_fails_waiting_checkouts_at_once() {
     let (builder, c) = common::builder(0, 2);
-    let pool: ThreadedPool<Fake> = builder
+    let pool: ThreadedConnectionPool<Fake> = builder
         .timeout(LONG)
         .backoff(Duration::from_millis(5), Duration::from_millis(5))
         .build_threaded()
@@ -501,7 +503,7 @@ fn a_permanent_connect_failure_fails_waiting_checkouts_at_once() {
     c.permanent.store(true, SeqCst);
     let start = Instant::now();
     match pool.get() {
-        Err(PoolError::Connect(e)) => assert_eq!(e.0, "server down"),
+        Err(GetError::Connect(e)) => assert_eq!(e.0, "server down"),
         other => panic!("{other:?}"),
     }
     assert!(start.elapsed() < LONG, "it waited its timeout");
@@ -521,7 +523,7 @@ fn a_permanent_connect_failure_fails_waiting_checkouts_at_once() {
 #[test]
 fn psycopg2_mode_does_not_refill_min() {
     let (builder, c) = common::builder(2, 3);
-    let pool: ThreadedPool<Fake> = builder.psycopg2().build_threaded().unwrap();
+    let pool: ThreadedConnectionPool<Fake> = builder.psycopg2().build_threaded().unwrap();
     assert_eq!(c.get(&c.opens), 2);
     pool.get().unwrap().broken = true;
     eventually("closed", || c.get(&c.closes) == 1);

@@ -1,0 +1,234 @@
+//! [`Pool`]: the thread-safe pool, r2d2's shape.
+
+use crate::driver::{Engine, Settings};
+use crate::guard::PooledConn;
+use crate::shared::{Checked, Shared};
+use crate::{BuildError, Builder, Connector, CoreError, GetError, Key, Stats};
+use sanspool_core::Config;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the build waits for `min` connections when the pool has no checkout timeout
+/// (psycopg2 mode): long enough for a slow server, short of hanging on an unreachable one.
+const WARM_UP_BOUND: Duration = Duration::from_secs(30);
+
+/// The least the build waits for `min` connections: a checkout timeout of a few milliseconds
+/// says how long a borrower may queue, not how long a server may take to accept a connection.
+const WARM_UP_LEAST: Duration = Duration::from_secs(1);
+
+/// A thread-safe connection pool: `Send + Sync`, a cloneable handle; [`get`](Pool::get) waits
+/// (FIFO fair) up to the builder's timeout and returns a [`PooledConn`] that goes back on drop.
+/// The pool closes when the last handle (and guard) is dropped, or at [`close`](Pool::close).
+///
+/// How it runs:
+/// - the pool's state sits behind one mutex, and no connect, close, reset, check or query ever runs
+///   while it is held: each input and the drain of the commands it caused share one critical
+///   section, and the I/O runs after it;
+/// - opens run on opener threads (one per open, so at most `max` at once): a slow connect delays
+///   no checkout that an idle connection can serve;
+/// - a checkout that finds nothing idle parks on its own slot; a returned connection is handed to
+///   the oldest waiter directly (FIFO). At its deadline a waiter fails with
+///   [`GetError::Timeout`] — or takes the connection granted to it just before;
+/// - a maintenance thread sleeps until the next deadline (lifetime, idle expiry, open retry after a
+///   failure) and acts on it. It holds only a weak reference, and the close or drop of the pool
+///   joins it.
+///
+/// Keys (`K`, default `u64`) name checkouts ([`get_keyed`](Pool::get_keyed)): a key holds at most
+/// one connection. psycopg2's API over the same pool is
+/// [`ThreadedConnectionPool`](crate::psycopg2::ThreadedConnectionPool).
+///
+/// ```
+/// # use sanspool::{Connector, Returned};
+/// # use std::convert::Infallible;
+/// # struct Server;
+/// # impl Connector for Server {
+/// #     type Conn = Vec<String>;
+/// #     type Error = Infallible;
+/// #     fn connect(&self) -> Result<Vec<String>, Infallible> { Ok(Vec::new()) }
+/// #     fn state(&self, _: &mut Vec<String>) -> Returned { Returned::Clean }
+/// #     fn reset(&self, _: &mut Vec<String>) -> Result<(), Infallible> { Ok(()) }
+/// #     fn check(&self, _: &mut Vec<String>) -> Result<(), Infallible> { Ok(()) }
+/// # }
+/// use sanspool::Pool;
+/// use std::time::Duration;
+///
+/// let pool = Pool::builder(Server)
+///     .min(2)
+///     .max(4)
+///     .timeout(Duration::from_secs(5))
+///     .build()?;
+/// std::thread::scope(|s| {
+///     for _ in 0..8 {
+///         s.spawn(|| pool.get().unwrap().push("SELECT 1".into()));
+///     }
+/// });
+/// assert_eq!(pool.stats().checkouts, 8);
+/// assert!(pool.stats().size <= 4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Pool<M: Connector, K: Key = u64> {
+    owner: Arc<Owner<M, K>>,
+}
+
+/// What the pool's handles and guards share: its drop (the last handle's) closes the pool and joins
+/// the maintenance thread. I/O threads and the maintenance thread hold the [`Shared`] state only,
+/// so the pool never outlives its users' handles.
+struct Owner<M: Connector, K: Key> {
+    shared: Arc<Shared<M, K>>,
+}
+
+impl<M: Connector> Pool<M> {
+    /// A pool of `connector`'s connections with the [`Builder`]'s defaults (r2d2's `Pool::new`).
+    pub fn new(connector: M) -> Result<Self, BuildError<M::Error>> {
+        Builder::new(connector).build()
+    }
+
+    /// Settings for a pool of `connector`'s connections.
+    pub fn builder(connector: M) -> Builder<M> {
+        Builder::new(connector)
+    }
+}
+
+impl<M: Connector, K: Key> Pool<M, K> {
+    /// The pool, with `min` connections open (the first failed open is the error). `threads`: I/O
+    /// on threads and a maintenance thread; else all of it inline, on the caller's thread.
+    pub(crate) fn start(
+        settings: Settings<M>,
+        config: Config,
+        threads: bool,
+    ) -> Result<Self, BuildError<M::Error>> {
+        let mut engine = Engine::new(config)?;
+        if !threads {
+            // Not shared yet: the opens run here, and the first failure closes the pool.
+            engine.warm_up(&settings)?;
+        }
+        let bound = settings
+            .timeout
+            .map_or(WARM_UP_BOUND, |t| t.max(WARM_UP_LEAST));
+        let shared = Shared::start(settings, engine, threads);
+        let pool = Pool {
+            owner: Arc::new(Owner { shared }),
+        };
+        if threads {
+            // On an error the pool is dropped here, which closes it.
+            pool.shared()
+                .warm_up(bound)
+                .map_err(BuildError::from_open)?;
+        }
+        Ok(pool)
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared<M, K>> {
+        &self.owner.shared
+    }
+
+    /// A connection, as a guard given back on drop. Waits up to the builder's timeout when none is
+    /// idle and the pool is at `max` (no timeout: [`GetError::Exhausted`] at once).
+    pub fn get(&self) -> Result<PooledConn<M, K>, GetError<M::Error>> {
+        self.guard(None, self.shared().settings.timeout)
+    }
+
+    /// A connection, waiting up to `timeout` rather than the builder's.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<PooledConn<M, K>, GetError<M::Error>> {
+        self.guard(None, Some(timeout))
+    }
+
+    /// A connection under `key`, as a guard. The key is held until the guard goes:
+    /// another checkout of it meanwhile is [`GetError::KeyBusy`].
+    pub fn get_keyed(&self, key: K) -> Result<PooledConn<M, K>, GetError<M::Error>> {
+        self.guard(Some(key), self.shared().settings.timeout)
+    }
+
+    /// A guard going back to `home`.
+    pub(crate) fn guard_for<P: crate::guard::Home<M, K>>(
+        &self,
+        home: P,
+        key: Option<K>,
+        timeout: Option<Duration>,
+    ) -> Result<PooledConn<M, K, P>, GetError<M::Error>> {
+        match self.shared().checkout(key.clone(), false, timeout)? {
+            Checked::Conn(lease, conn) => Ok(PooledConn::new(home, lease, key, conn)),
+            Checked::Held(_) => Err(GetError::KeyBusy),
+        }
+    }
+
+    fn guard(
+        &self,
+        key: Option<K>,
+        timeout: Option<Duration>,
+    ) -> Result<PooledConn<M, K>, GetError<M::Error>> {
+        self.guard_for(self.clone(), key, timeout)
+    }
+
+    /// Gauges and counters (see [`Stats`]).
+    pub fn stats(&self) -> Stats {
+        self.shared().stats()
+    }
+
+    /// Whether the pool was closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared().is_closed()
+    }
+
+    /// The connector.
+    pub fn connector(&self) -> &M {
+        &self.shared().settings.connector
+    }
+
+    /// Closes the pool: idle connections are closed now, checked-out ones when they come back;
+    /// waiting checkouts fail with [`GetError::Closed`]; the maintenance thread is joined. A second
+    /// call is [`CoreError::Closed`].
+    pub fn close(&self) -> Result<(), CoreError> {
+        self.shared().close()
+    }
+
+    /// Retires every connection that exists now (psycopg_pool's `drain`): idle ones close at once,
+    /// checked-out ones when they come back; the pool refills to `min`.
+    pub fn drain(&self) -> Result<(), CoreError> {
+        self.shared().input(|engine, now| engine.core.drain(now))
+    }
+
+    /// New `min` and `max`: growing opens at once, shrinking closes idle connections now and
+    /// checked-out ones as they come back. Refused settings change nothing.
+    pub fn resize(&self, min: usize, max: usize) -> Result<(), CoreError> {
+        self.shared()
+            .input(|engine, now| engine.core.resize(now, min, max))
+    }
+
+    /// Checks every idle connection ([`Connector::check`], psycopg_pool's `check`); those that fail
+    /// are closed and replaced. Returns how many failed.
+    pub fn check(&self) -> Result<usize, CoreError> {
+        self.shared().check()
+    }
+
+    /// Waits until at least `min` connections are open (a warm-up after a `resize`, a `drain`, or
+    /// failed opens). [`GetError::Timeout`] carries the last connect error, if any.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<(), GetError<M::Error>> {
+        self.shared().wait_ready(timeout)
+    }
+}
+
+impl<M: Connector, K: Key> Drop for Owner<M, K> {
+    fn drop(&mut self) {
+        // Already closed (closeall) or not, the maintenance thread is joined here.
+        let _ = self.shared.close();
+        self.shared.stop_maintenance();
+    }
+}
+
+impl<M: Connector, K: Key> Clone for Pool<M, K> {
+    fn clone(&self) -> Self {
+        Pool {
+            owner: Arc::clone(&self.owner),
+        }
+    }
+}
+
+impl<M: Connector, K: Key> fmt::Debug for Pool<M, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}

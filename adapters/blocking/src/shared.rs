@@ -1,0 +1,722 @@
+//! The running pool every public pool type is a handle to: the [`Engine`] behind one mutex, the
+//! parked checkouts, psycopg2's keyed handles, and how the I/O runs.
+//!
+//! Nothing slow ever runs under the mutex: an input and the drain of the commands it caused share
+//! one critical section, the I/O runs after it. How it runs is the one difference between the pools:
+//! - on threads (the threaded and persistent pools): each open, reset, check and close on an I/O
+//!   thread of its own, so neither a checkout an idle connection can serve, a borrower giving a
+//!   connection back, nor the maintenance thread waits on it; on a thread that is exiting nothing
+//!   runs and no connection is dropped — the maintenance thread takes the work;
+//! - inline (the simple pool): on the caller's thread, at once, with no background thread; a
+//!   checkout never waits (nobody else could give a connection back), and time-driven upkeep runs
+//!   on each use or at `maintain`.
+//!
+//! A queued checkout parks on its own [`Parking`] slot; a returned connection goes to the oldest
+//! waiter by the core's grant, straight into that slot.
+
+use crate::driver::{Done, Engine, Outcome, Settings};
+use crate::maintenance::Maintenance;
+use crate::parking::{lock, Parking};
+use crate::{thread_exit, Connector, CoreError, GetError, Key, PutError};
+use sanspool_core::{
+    Checkout, Command, Completion, Lease, Rejected, Returned, Stats, Ticket, Time, WaiterId,
+};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, TryLockError, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub(crate) struct Shared<M: Connector, K: Key> {
+    pub(crate) settings: Settings<M>,
+    state: Mutex<State<M, K>>,
+    /// Notified after every drain: `wait_ready` waits on it.
+    changed: Condvar,
+    /// `None`: the I/O runs inline and nothing runs in the background.
+    maintenance: Option<Maintenance>,
+}
+
+struct State<M: Connector, K: Key> {
+    engine: Engine<M, K>,
+    /// Queued checkouts, each parked on its own slot.
+    parked: HashMap<WaiterId, Parked<M>>,
+    /// psycopg2 handles checked out under a key: `getconn(key)` again gives the same one.
+    keyed: HashMap<K, Arc<Handle<M, K>>>,
+    /// The deadline the maintenance thread sleeps until.
+    alarm: Option<Time>,
+    /// I/O that came up on a thread that is exiting — no thread may be spawned there, and no
+    /// connection may be used or dropped (a blocking client's runtime is gone, and a panic in a
+    /// thread-local destructor aborts the process): the maintenance thread performs it.
+    deferred: Vec<Command<M::Conn>>,
+    /// Connections to close, handed over by an exiting thread.
+    strays: Vec<M::Conn>,
+    /// Threads in `wait_ready`.
+    ready_waiters: usize,
+}
+
+type Parked<M> = Arc<Parking<<M as Connector>::Conn, <M as Connector>::Error>>;
+
+/// A psycopg2 checkout: the connection (`None` once given back) and where it goes back.
+pub(crate) struct Handle<M: Connector, K: Key> {
+    pub(crate) conn: Mutex<Option<M::Conn>>,
+    pub(crate) lease: Lease,
+    pub(crate) key: Option<K>,
+    pool: Weak<Shared<M, K>>,
+}
+
+/// A checkout's result before it becomes a handle or a guard.
+pub(crate) enum Checked<M: Connector, K: Key> {
+    Conn(Lease, M::Conn),
+    Held(Arc<Handle<M, K>>),
+}
+
+enum Got<M: Connector, K: Key> {
+    Ready(Lease, M::Conn),
+    Held(Arc<Handle<M, K>>),
+    Waiting(WaiterId, Parked<M>),
+}
+
+/// A connection whose holder panicked may be anywhere in its session: never reused as it is.
+fn poisoned_is_dirty(returned: Returned, poisoned: bool) -> Returned {
+    match returned {
+        Returned::Clean if poisoned => Returned::Dirty,
+        other => other,
+    }
+}
+
+impl<M: Connector, K: Key> Shared<M, K> {
+    /// The running pool over `engine`; with `threads`, the maintenance thread is started.
+    pub(crate) fn start(settings: Settings<M>, engine: Engine<M, K>, threads: bool) -> Arc<Self> {
+        let shared = Arc::new(Shared {
+            settings,
+            state: Mutex::new(State {
+                engine,
+                parked: HashMap::new(),
+                keyed: HashMap::new(),
+                alarm: None,
+                deferred: Vec::new(),
+                strays: Vec::new(),
+                ready_waiters: 0,
+            }),
+            changed: Condvar::new(),
+            maintenance: threads.then(Maintenance::new),
+        });
+        if let Some(m) = &shared.maintenance {
+            m.start(Arc::downgrade(&shared), |s: &Arc<Self>| s.tick());
+        }
+        shared
+    }
+
+    /// Runs the opens the build ordered and waits, up to `bound`, for `min` connections, psycopg2's
+    /// way: the first failed open is the error. A connect that hangs cannot hang the build.
+    pub(crate) fn warm_up(self: &Arc<Self>, bound: Duration) -> Result<(), GetError<M::Error>> {
+        let deadline = Instant::now().checked_add(bound);
+        let tasks = self.drain(&mut lock(&self.state));
+        self.run(tasks);
+        let mut st = lock(&self.state);
+        loop {
+            if st.engine.core.is_warm() {
+                return Ok(());
+            }
+            if let Some(failed) = st.engine.open_failure() {
+                return Err(failed);
+            }
+            st = match self.wait_changed(st, deadline) {
+                Some(st) => st,
+                None => return Err(lock(&self.state).engine.error(CoreError::Timeout)),
+            };
+        }
+    }
+
+    /// Waits until at least `min` connections are open.
+    pub(crate) fn wait_ready(&self, timeout: Duration) -> Result<(), GetError<M::Error>> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut st = lock(&self.state);
+        loop {
+            let core = &st.engine.core;
+            if core.is_closed() {
+                return Err(GetError::Closed);
+            }
+            if core.is_warm() {
+                return Ok(());
+            }
+            st = match self.wait_changed(st, deadline) {
+                Some(st) => st,
+                None => return Err(lock(&self.state).engine.error(CoreError::Timeout)),
+            };
+        }
+    }
+
+    /// Sleeps until a drain or `deadline`; `None` (the lock released) once it passed.
+    fn wait_changed<'a>(
+        &self,
+        mut st: std::sync::MutexGuard<'a, State<M, K>>,
+        deadline: Option<Instant>,
+    ) -> Option<std::sync::MutexGuard<'a, State<M, K>>> {
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return None;
+        }
+        // Counted, so that drains notify only when someone waits here.
+        st.ready_waiters += 1;
+        st = match deadline {
+            Some(d) => {
+                let waited = self.changed.wait_timeout(st, d - now);
+                waited.unwrap_or_else(PoisonError::into_inner).0
+            }
+            None => self
+                .changed
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner),
+        };
+        st.ready_waiters -= 1;
+        Some(st)
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        lock(&self.state).engine.core.stats()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        lock(&self.state).engine.core.is_closed()
+    }
+
+    /// The handle the pool holds for `key`, if a `getconn(key)` holds one.
+    pub(crate) fn held(&self, key: &K) -> Option<Arc<Handle<M, K>>> {
+        lock(&self.state).keyed.get(key).cloned()
+    }
+
+    /// psycopg2's `getconn(key)`: the key's handle if it has one, else a new handle (held by the
+    /// pool under its key until `putconn`).
+    pub(crate) fn getconn(
+        self: &Arc<Self>,
+        key: Option<K>,
+    ) -> Result<Arc<Handle<M, K>>, GetError<M::Error>> {
+        match self.checkout(key.clone(), true, self.settings.timeout)? {
+            Checked::Held(handle) => Ok(handle),
+            Checked::Conn(lease, conn) => {
+                let handle = Arc::new(Handle {
+                    conn: Mutex::new(Some(conn)),
+                    lease,
+                    key: key.clone(),
+                    pool: Arc::downgrade(self),
+                });
+                if let Some(key) = key {
+                    let replaced = lock(&self.state).keyed.insert(key, Arc::clone(&handle));
+                    drop(replaced);
+                }
+                Ok(handle)
+            }
+        }
+    }
+
+    /// psycopg2's `putconn(conn, key, close)`. Takes the connection out of the handle, so it waits
+    /// while another clone holds the handle's lock — unless `local` (one thread: the lock can only
+    /// be this thread's, [`PutError::Borrowed`]).
+    pub(crate) fn putconn(
+        self: &Arc<Self>,
+        handle: &Handle<M, K>,
+        key: Option<&K>,
+        close: bool,
+        local: bool,
+    ) -> Result<(), PutError> {
+        if !std::ptr::eq(handle.pool.as_ptr(), Arc::as_ptr(self)) {
+            return Err(PutError::Foreign);
+        }
+        let locked = if local {
+            match handle.conn.try_lock() {
+                Err(TryLockError::WouldBlock) => return Err(PutError::Borrowed),
+                Err(TryLockError::Poisoned(poison)) => Err(poison),
+                Ok(slot) => Ok(slot),
+            }
+        } else {
+            handle.conn.lock()
+        };
+        let (taken, poisoned) = match locked {
+            Ok(mut slot) => (slot.take(), false),
+            Err(poison) => (poison.into_inner().take(), true),
+        };
+        let Some(mut c) = taken else {
+            return Err(PutError::AlreadyReturned);
+        };
+        let returned = poisoned_is_dirty(self.settings.judge(&mut c, close), poisoned);
+        let forget = handle.key.as_ref();
+        match self.checkin(handle.lease, key, c, returned, forget) {
+            Ok(()) => Ok(()),
+            Err(Rejected { error, conn: back }) => {
+                if let Some(c) = back {
+                    *lock(&handle.conn) = Some(c);
+                }
+                Err(PutError::from_core(error))
+            }
+        }
+    }
+
+    /// psycopg2's `closeall()`: idle connections close now, checked-out ones when they come back,
+    /// waiting checkouts fail; the maintenance thread is joined.
+    pub(crate) fn close(self: &Arc<Self>) -> Result<(), CoreError> {
+        let mut st = lock(&self.state);
+        let now = self.settings.now();
+        st.engine.core.close(now)?;
+        let keyed = std::mem::take(&mut st.keyed);
+        let mut io = Self::cancel_deferred_opens(&mut st, now);
+        let strays = std::mem::take(&mut st.strays);
+        io.extend(self.drain(&mut st));
+        drop(st);
+        for conn in strays {
+            self.discard(conn);
+        }
+        self.run(io);
+        // Handles only the pool still held give their connections back now (to be closed).
+        drop(keyed);
+        self.stop_maintenance();
+        Ok(())
+    }
+
+    pub(crate) fn stop_maintenance(&self) {
+        if let Some(m) = &self.maintenance {
+            m.stop();
+        }
+    }
+
+    /// Checks every idle connection on this thread (its caller asked for the answers); returns
+    /// how many failed.
+    pub(crate) fn check(self: &Arc<Self>) -> Result<usize, CoreError> {
+        let mut st = lock(&self.state);
+        st.engine.core.check_idle(self.settings.now())?;
+        let tasks = self.drain(&mut st);
+        drop(st);
+        Ok(self.run_here(tasks))
+    }
+
+    /// Takes every queued command under the lock: outcomes go to their parked checkouts, the
+    /// maintenance thread is rearmed, `wait_ready` woken; the I/O is returned to run after unlock.
+    fn drain(&self, st: &mut State<M, K>) -> VecDeque<Command<M::Conn>> {
+        let mut tasks = VecDeque::new();
+        loop {
+            let mut outcomes = Vec::new();
+            st.engine.drain(&mut tasks, &mut outcomes);
+            let mut again = false;
+            for (id, outcome) in outcomes {
+                match (st.parked.remove(&id), outcome) {
+                    (Some(parking), outcome) => parking.deliver(outcome),
+                    // Nobody waits for it (cannot happen: a waiter leaves only with its outcome).
+                    (None, Ok((lease, conn, _))) => {
+                        let now = self.settings.now();
+                        let back = st
+                            .engine
+                            .core
+                            .checkin(now, lease, None, conn, Returned::Dirty);
+                        debug_assert!(back.is_ok(), "grant without a waiter");
+                        again = true;
+                    }
+                    (None, Err(_)) => {}
+                }
+            }
+            if !again {
+                break;
+            }
+        }
+        if let Some(m) = &self.maintenance {
+            let next = st.engine.core.poll_timeout();
+            m.rearm(&mut st.alarm, next);
+        }
+        // A notify is a syscall even with nobody waiting: only for `wait_ready` callers.
+        if st.ready_waiters > 0 {
+            self.changed.notify_all();
+        }
+        tasks
+    }
+
+    /// Whether I/O must not start on this thread: it is exiting, and the maintenance thread can
+    /// take the work. Without one (inline I/O) the work is done here, as it always is.
+    fn hand_over(&self) -> bool {
+        self.maintenance.is_some() && thread_exit::exiting()
+    }
+
+    /// Starts the I/O of `tasks`: inline, or each on a thread of its own, so that no caller — a
+    /// borrower giving a connection back, a checkout, the maintenance thread that must keep
+    /// refilling — waits for a connect, a reset, a check or a close it does not need. On an
+    /// exiting thread nothing starts: the maintenance thread gets the tasks.
+    fn run(self: &Arc<Self>, tasks: VecDeque<Command<M::Conn>>) {
+        if self.maintenance.is_none() {
+            self.run_inline(tasks);
+        } else if thread_exit::exiting() {
+            self.defer(tasks, None);
+        } else {
+            for task in tasks {
+                self.spawn_io(task);
+            }
+        }
+    }
+
+    /// Performs `tasks` and all that follows them on this thread; returns how many checks failed.
+    fn run_inline(&self, mut tasks: VecDeque<Command<M::Conn>>) -> usize {
+        let mut failed_checks = 0;
+        while let Some(task) = tasks.pop_front() {
+            let done = self.settings.perform(task);
+            if let Completion::Checked { ok: false, .. } = done.0 {
+                failed_checks += 1;
+            }
+            tasks.extend(self.report(done));
+        }
+        failed_checks
+    }
+
+    /// Performs `tasks` on this thread (what follows them is started as [`run`](Self::run) does);
+    /// returns how many checks failed. For `check()`, whose caller asked for the answers.
+    fn run_here(self: &Arc<Self>, tasks: VecDeque<Command<M::Conn>>) -> usize {
+        if self.maintenance.is_none() {
+            return self.run_inline(tasks);
+        }
+        let mut failed_checks = 0;
+        for task in tasks {
+            if let Command::Open(_) = task {
+                self.spawn_io(task);
+                continue;
+            }
+            let done = self.settings.perform(task);
+            if let Completion::Checked { ok: false, .. } = done.0 {
+                failed_checks += 1;
+            }
+            let next = self.report(done);
+            self.run(next);
+        }
+        failed_checks
+    }
+
+    fn report(&self, done: Done<M::Conn, M::Error>) -> VecDeque<Command<M::Conn>> {
+        let mut st = lock(&self.state);
+        let stray = st.engine.report(self.settings.now(), done);
+        let tasks = self.drain(&mut st);
+        drop(st);
+        if let Some(conn) = stray {
+            self.discard(conn);
+        }
+        tasks
+    }
+
+    /// Closes a connection the pool does not take — on the maintenance thread if this one is
+    /// exiting.
+    fn discard(&self, conn: M::Conn) {
+        if self.hand_over() {
+            self.defer([], Some(conn));
+        } else {
+            self.settings.close(conn);
+        }
+    }
+
+    /// Hands I/O (and a connection to close) to the maintenance thread, waking it now.
+    fn defer(&self, io: impl IntoIterator<Item = Command<M::Conn>>, stray: Option<M::Conn>) {
+        let mut st = lock(&self.state);
+        st.deferred.extend(io);
+        st.strays.extend(stray);
+        st.alarm = None;
+        if let Some(m) = &self.maintenance {
+            m.rearm(&mut st.alarm, Some(self.settings.now()));
+        }
+    }
+
+    /// Deferred work split into opens (tickets) and the rest.
+    fn split_deferred(st: &mut State<M, K>) -> (Vec<Ticket>, VecDeque<Command<M::Conn>>) {
+        let mut opens = Vec::new();
+        let mut io = VecDeque::new();
+        for cmd in std::mem::take(&mut st.deferred) {
+            match cmd {
+                Command::Open(ticket) => opens.push(ticket),
+                other => io.push_back(other),
+            }
+        }
+        (opens, io)
+    }
+
+    /// After a close: deferred opens are reported failed without running (the core withdraws
+    /// them); the rest of the deferred I/O is returned.
+    fn cancel_deferred_opens(st: &mut State<M, K>, now: Time) -> VecDeque<Command<M::Conn>> {
+        let (opens, io) = Self::split_deferred(st);
+        for ticket in opens {
+            let permanent = false;
+            let _ = st
+                .engine
+                .core
+                .handle(now, Completion::OpenFailed { ticket, permanent });
+        }
+        io
+    }
+
+    /// Performs one command's I/O on a thread of its own (inline if the OS refuses a thread),
+    /// reports it, and starts what follows.
+    fn spawn_io(self: &Arc<Self>, task: Command<M::Conn>) {
+        if self.hand_over() {
+            return self.defer([task], None);
+        }
+        let shared = Arc::clone(self);
+        let slot = Arc::new(Mutex::new(Some(task)));
+        let mine = Arc::clone(&slot);
+        let spawned = thread::Builder::new()
+            .name("sanspool-io".into())
+            .spawn(move || shared.perform(&mine));
+        if spawned.is_err() {
+            self.perform(&slot);
+        }
+    }
+
+    fn perform(self: &Arc<Self>, task: &Mutex<Option<Command<M::Conn>>>) {
+        if let Some(task) = lock(task).take() {
+            let done = self.settings.perform(task);
+            let next = self.report(done);
+            self.run(next);
+        }
+    }
+
+    /// One input to the core, with its drain and I/O.
+    pub(crate) fn input(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Engine<M, K>, Time) -> Result<(), CoreError>,
+    ) -> Result<(), CoreError> {
+        let mut st = lock(&self.state);
+        let result = f(&mut st.engine, self.settings.now());
+        let tasks = self.drain(&mut st);
+        drop(st);
+        self.run(tasks);
+        result
+    }
+
+    /// A checkout: an idle connection, the key's handle, or a wait for a grant up to `timeout`
+    /// (`None`: no wait). A connection that fails `before_reuse` or the checkout check is given
+    /// back broken, and the next one tried, within the same deadline.
+    pub(crate) fn checkout(
+        self: &Arc<Self>,
+        key: Option<K>,
+        handle: bool,
+        timeout: Option<Duration>,
+    ) -> Result<Checked<M, K>, GetError<M::Error>> {
+        // One clock read serves the deadline and the first attempt's `now`.
+        let start = Instant::now();
+        let (wait, deadline) = self.settings.wait_from(start, timeout);
+        let mut first = Some(start);
+        loop {
+            let mut st = lock(&self.state);
+            let now = self
+                .settings
+                .time(first.take().unwrap_or_else(Instant::now));
+            let got = match st.engine.core.checkout(now, key.clone(), wait) {
+                Err(e) => Err(st.engine.error(e)),
+                Ok(Checkout::Held(lease)) => match key.as_ref().and_then(|k| st.keyed.get(k)) {
+                    Some(h) if handle && h.lease == lease => Ok(Got::Held(Arc::clone(h))),
+                    // Held by a guard, or by a getconn still on its way out.
+                    _ => Err(GetError::KeyBusy),
+                },
+                Ok(Checkout::Ready { lease, conn }) => Ok(Got::Ready(lease, conn)),
+                Ok(Checkout::Waiting(id)) => {
+                    let parking = Arc::new(Parking::new());
+                    st.parked.insert(id, Arc::clone(&parking));
+                    Ok(Got::Waiting(id, parking))
+                }
+            };
+            let tasks = self.drain(&mut st);
+            drop(st);
+            self.run(tasks);
+            let (lease, mut conn, fresh) = match got? {
+                Got::Held(h) => return Ok(Checked::Held(h)),
+                Got::Ready(lease, conn) => (lease, conn, false),
+                Got::Waiting(id, parking) => self.wait_for(id, &parking, deadline)?,
+            };
+            if fresh || self.settings.vet(&mut conn) {
+                return Ok(Checked::Conn(lease, conn));
+            }
+            if let Err(Rejected { conn: Some(c), .. }) =
+                self.checkin(lease, None, conn, Returned::Broken, None)
+            {
+                self.discard(c);
+            }
+        }
+    }
+
+    /// Waits on the parking slot (inline, the I/O already ran: the outcome is there). At the
+    /// deadline the waiter is timed out through the core, under the lock: if a grant was
+    /// delivered just before, it is taken instead.
+    fn wait_for(
+        self: &Arc<Self>,
+        id: WaiterId,
+        parking: &Parking<M::Conn, M::Error>,
+        deadline: Option<Instant>,
+    ) -> Outcome<M::Conn, M::Error> {
+        let inline = self.maintenance.is_none();
+        let delivered = if inline {
+            parking.take()
+        } else {
+            parking.wait(deadline)
+        };
+        if let Some(outcome) = delivered {
+            return outcome;
+        }
+        let mut st = lock(&self.state);
+        let now = self.settings.now();
+        if parking.is_empty() && !inline {
+            st.engine.core.handle_timeout(now);
+        }
+        let mut tasks = self.drain(&mut st);
+        let outcome = match parking.take() {
+            Some(outcome) => outcome,
+            None => {
+                // Not timed out by the core (it always is: the deadline is on the same clock), or
+                // inline, not granted (cannot happen: its open ran inline). Give up the wait.
+                let _ = st.engine.core.cancel(now, id);
+                st.parked.remove(&id);
+                tasks.extend(self.drain(&mut st));
+                Err(if inline {
+                    GetError::Exhausted
+                } else {
+                    st.engine.error(CoreError::Timeout)
+                })
+            }
+        };
+        drop(st);
+        self.run(tasks);
+        outcome
+    }
+
+    /// A checkin, with its drain and I/O. `forget`: the key whose handle the pool holds for this
+    /// lease, dropped once the connection is back.
+    fn checkin(
+        self: &Arc<Self>,
+        lease: Lease,
+        key: Option<&K>,
+        conn: M::Conn,
+        returned: Returned,
+        forget: Option<&K>,
+    ) -> Result<(), Rejected<M::Conn>> {
+        let mut st = lock(&self.state);
+        let result = st
+            .engine
+            .core
+            .checkin(self.settings.now(), lease, key, conn, returned);
+        let taken = matches!(result, Ok(()) | Err(Rejected { conn: None, .. }));
+        let forgotten = match forget {
+            Some(k) if taken && st.keyed.get(k).is_some_and(|h| h.lease == lease) => {
+                st.keyed.remove(k)
+            }
+            _ => None,
+        };
+        let tasks = self.drain(&mut st);
+        drop(st);
+        // Dropped outside the lock: a handle's drop may give its connection back.
+        drop(forgotten);
+        self.run(tasks);
+        result
+    }
+
+    /// A guard's connection given back: judged with [`Connector::state`], or closed if `close`.
+    pub(crate) fn give_back(
+        self: &Arc<Self>,
+        lease: Lease,
+        key: Option<&K>,
+        mut conn: M::Conn,
+        close: bool,
+    ) {
+        let returned = self.settings.judge(&mut conn, close);
+        self.give_back_as(lease, key, conn, returned);
+    }
+
+    fn give_back_as(
+        self: &Arc<Self>,
+        lease: Lease,
+        key: Option<&K>,
+        conn: M::Conn,
+        returned: Returned,
+    ) {
+        if let Err(Rejected { conn: Some(c), .. }) = self.checkin(lease, key, conn, returned, None)
+        {
+            self.discard(c);
+        }
+    }
+
+    /// A guard's connection kept by its borrower for good.
+    pub(crate) fn detach(self: &Arc<Self>, lease: Lease) {
+        let _ = self.input(|engine, now| engine.core.detach(now, lease));
+    }
+
+    /// Gives back the connection `getconn(key)` holds, if any (a persistent pool's thread ended).
+    pub(crate) fn give_back_key(self: &Arc<Self>, key: &K) {
+        if let Some(handle) = self.held(key) {
+            let _ = self.putconn(&handle, Some(key), false, false);
+        }
+    }
+
+    /// The maintenance thread's work (inline: `maintain`'s): time the core forward, start deferred
+    /// opens, run the I/O. Returns when it is next due.
+    pub(crate) fn tick(self: &Arc<Self>) -> Option<Instant> {
+        let mut st = lock(&self.state);
+        let now = self.settings.now();
+        if st.engine.core.poll_timeout().is_some_and(|t| t <= now) {
+            st.engine.core.handle_timeout(now);
+        }
+        let (opens, mut io) = Self::split_deferred(&mut st);
+        let strays = std::mem::take(&mut st.strays);
+        io.extend(self.drain(&mut st));
+        let next = st.engine.core.poll_timeout();
+        st.alarm = next;
+        drop(st);
+        for conn in strays {
+            self.settings.close(conn);
+        }
+        for ticket in opens {
+            self.spawn_io(Command::Open(ticket));
+        }
+        self.run(io);
+        next.and_then(|t| self.settings.instant(t))
+    }
+
+    /// How long until the core's next deadline; `None`: nothing is scheduled.
+    pub(crate) fn next_due(&self) -> Option<Duration> {
+        let next = lock(&self.state).engine.core.poll_timeout()?;
+        Some(next.saturating_since(self.settings.now()))
+    }
+}
+
+impl<M: Connector, K: Key> Drop for Shared<M, K> {
+    fn drop(&mut self) {
+        self.stop_maintenance();
+        let st = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let mut held = Vec::new();
+        for (_, mut handle) in st.keyed.drain() {
+            if let Some(h) = Arc::get_mut(&mut handle) {
+                if let Some(conn) = h
+                    .conn
+                    .get_mut()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+                {
+                    held.push((h.lease, conn));
+                }
+            }
+        }
+        let io = Self::cancel_deferred_opens(st, self.settings.now());
+        for conn in st.strays.drain(..) {
+            self.settings.close(conn);
+        }
+        st.engine.shut_down(&self.settings, held, io);
+    }
+}
+
+impl<M: Connector, K: Key> Drop for Handle<M, K> {
+    /// The last clone of a handle gives its connection back; a thread panicked holding it
+    /// (`poisoned`): it is reset at least.
+    fn drop(&mut self) {
+        let poisoned = self.conn.is_poisoned();
+        let conn = self
+            .conn
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut conn) = conn {
+            match self.pool.upgrade() {
+                Some(pool) => {
+                    let judged = pool.settings.judge(&mut conn, false);
+                    pool.give_back_as(self.lease, None, conn, poisoned_is_dirty(judged, poisoned));
+                }
+                None => drop(conn),
+            }
+        }
+    }
+}
