@@ -10,7 +10,7 @@
 use crate::error::Failure;
 use crate::{BuildError, Connector, GetError};
 use sanspool_core::{
-    AllocPool, Checkout, Command, Completion, Config, Lease, Rejected, Returned, Time, Wait,
+    AllocPool, Command, Completion, Config, Lease, Rejected, Returned, Time, Wait,
 };
 use std::collections::VecDeque;
 use std::hash::Hash;
@@ -37,10 +37,11 @@ pub(crate) struct Settings<M: Connector> {
 /// very checkout (then it needs no vetting), or why it failed.
 pub(crate) type Outcome<C, E> = Result<(Lease, C, bool), GetError<E>>;
 
-/// Outcomes drained for queued checkouts.
+/// What drains for queued checkouts: an outcome, or (`None`) a wake-up to claim an idle
+/// connection.
 pub(crate) type Outcomes<M> = Vec<(
     sanspool_core::WaiterId,
-    Outcome<<M as Connector>::Conn, <M as Connector>::Error>,
+    Option<Outcome<<M as Connector>::Conn, <M as Connector>::Error>>,
 )>;
 
 /// A performed command's completion, and for a failed open why it failed (`None` inside: the
@@ -233,8 +234,10 @@ impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
                     lease,
                     conn,
                     fresh,
-                } => outcomes.push((waiter, Ok((lease, conn, fresh)))),
-                Command::Fail { waiter, error } => outcomes.push((waiter, Err(self.error(error)))),
+                } => outcomes.push((waiter, Some(Ok((lease, conn, fresh))))),
+                Command::Fail { waiter, error } => {
+                    outcomes.push((waiter, Some(Err(self.error(error)))))
+                }
                 Command::Leak { lease, since } => {
                     let held = self.core.now().saturating_since(since);
                     log::warn!(
@@ -243,13 +246,8 @@ impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
                         lease.slot()
                     );
                 }
-                // Claimed for the woken checkout at once, in this critical section.
-                Command::Wake { waiter } => {
-                    let now = self.core.now();
-                    if let Ok(Checkout::Ready { lease, conn }) = self.core.claim(now, waiter) {
-                        outcomes.push((waiter, Ok((lease, conn, false))));
-                    }
-                }
+                // The woken checkout claims when it runs: meanwhile a running one may take it.
+                Command::Wake { waiter } => outcomes.push((waiter, None)),
                 io_cmd => io.extend([io_cmd]),
             }
         }

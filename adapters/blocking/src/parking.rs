@@ -1,5 +1,6 @@
 //! Where one queued checkout waits for its grant or failure: a slot of its own, filled by the
-//! drain that takes the core's `Grant` or `Fail`, so a hand-off wakes exactly its waiter.
+//! drain that takes the core's `Grant` or `Fail`, so a hand-off wakes exactly its waiter. A
+//! `Wake` (a connection came back idle) rouses it to claim one.
 
 use crate::driver::Outcome;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -10,8 +11,23 @@ use std::time::Instant;
 const SPINS: usize = 32;
 
 pub(crate) struct Parking<C, E> {
-    outcome: Mutex<Option<Outcome<C, E>>>,
+    slot: Mutex<Slot<C, E>>,
     cv: Condvar,
+}
+
+struct Slot<C, E> {
+    outcome: Option<Outcome<C, E>>,
+    woken: bool,
+    /// On the condvar: only then is a notify (a futex syscall) needed.
+    sleeping: bool,
+}
+
+/// Why a parked checkout stopped waiting.
+pub(crate) enum Woke<C, E> {
+    /// Its grant or failure.
+    Outcome(Outcome<C, E>),
+    /// A connection came back idle: claim it.
+    Claim,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -21,52 +37,78 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl<C, E> Parking<C, E> {
     pub(crate) fn new() -> Self {
         Parking {
-            outcome: Mutex::new(None),
+            slot: Mutex::new(Slot {
+                outcome: None,
+                woken: false,
+                sleeping: false,
+            }),
             cv: Condvar::new(),
         }
     }
 
     pub(crate) fn deliver(&self, outcome: Outcome<C, E>) {
-        *lock(&self.outcome) = Some(outcome);
-        self.cv.notify_one();
+        let mut slot = lock(&self.slot);
+        slot.outcome = Some(outcome);
+        if slot.sleeping {
+            self.cv.notify_one();
+        }
+    }
+
+    pub(crate) fn wake(&self) {
+        let mut slot = lock(&self.slot);
+        slot.woken = true;
+        if slot.sleeping {
+            self.cv.notify_one();
+        }
     }
 
     /// The outcome, if it was delivered.
     pub(crate) fn take(&self) -> Option<Outcome<C, E>> {
-        lock(&self.outcome).take()
+        lock(&self.slot).outcome.take()
     }
 
     /// Whether the outcome was delivered and not taken yet.
     pub(crate) fn is_empty(&self) -> bool {
-        lock(&self.outcome).is_none()
+        lock(&self.slot).outcome.is_none()
     }
 
-    /// Waits for the outcome until `deadline`; `None` if it passed first.
-    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Outcome<C, E>> {
+    /// The outcome, or a wake-up, if either came (the outcome first).
+    fn poll(slot: &mut Slot<C, E>) -> Option<Woke<C, E>> {
+        if let Some(outcome) = slot.outcome.take() {
+            return Some(Woke::Outcome(outcome));
+        }
+        std::mem::take(&mut slot.woken).then_some(Woke::Claim)
+    }
+
+    /// Waits for the outcome or a wake-up until `deadline`; `None` if it passed first.
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Woke<C, E>> {
         // A grant often comes within a few scheduler turns: yield before sleeping on the condvar,
         // which costs a futex sleep and wake-up.
         for _ in 0..SPINS {
-            if let Some(outcome) = self.take() {
-                return Some(outcome);
+            if let Some(woke) = Self::poll(&mut lock(&self.slot)) {
+                return Some(woke);
             }
             thread::yield_now();
         }
-        let mut slot = lock(&self.outcome);
+        let mut slot = lock(&self.slot);
         loop {
-            if let Some(outcome) = slot.take() {
-                return Some(outcome);
+            if let Some(woke) = Self::poll(&mut slot) {
+                return Some(woke);
             }
+            slot.sleeping = true;
             slot = match deadline {
                 None => self.cv.wait(slot).unwrap_or_else(PoisonError::into_inner),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
+                        slot.sleeping = false;
                         return None;
                     }
                     let waited = self.cv.wait_timeout(slot, d - now);
                     waited.unwrap_or_else(PoisonError::into_inner).0
                 }
             };
+            slot.sleeping = false;
         }
     }
 }

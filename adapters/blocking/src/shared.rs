@@ -16,7 +16,7 @@
 
 use crate::driver::{Done, Engine, Outcome, Settings};
 use crate::maintenance::Maintenance;
-use crate::parking::{lock, Parking};
+use crate::parking::{lock, Parking, Woke};
 use crate::{thread_exit, Connector, CoreError, GetError, Key, PutError};
 use sanspool_core::{
     Checkout, Command, Completion, Lease, Rejected, Returned, Stats, Ticket, Time, WaiterId,
@@ -297,6 +297,12 @@ impl<M: Connector, K: Key> Shared<M, K> {
             st.engine.drain(&mut tasks, &mut outcomes);
             let mut again = false;
             for (id, outcome) in outcomes {
+                let Some(outcome) = outcome else {
+                    if let Some(parking) = st.parked.get(&id) {
+                        parking.wake();
+                    }
+                    continue;
+                };
                 match (st.parked.remove(&id), outcome) {
                     (Some(parking), outcome) => parking.deliver(outcome),
                     // Nobody waits for it (cannot happen: a waiter leaves only with its outcome).
@@ -542,13 +548,21 @@ impl<M: Connector, K: Key> Shared<M, K> {
         deadline: Option<Instant>,
     ) -> Outcome<M::Conn, M::Error> {
         let inline = self.maintenance.is_none();
-        let delivered = if inline {
-            parking.take()
-        } else {
-            parking.wait(deadline)
-        };
-        if let Some(outcome) = delivered {
-            return outcome;
+        loop {
+            let delivered = if inline {
+                parking.take().map(Woke::Outcome)
+            } else {
+                parking.wait(deadline)
+            };
+            match delivered {
+                Some(Woke::Outcome(outcome)) => return outcome,
+                Some(Woke::Claim) => {
+                    if let Some(outcome) = self.claim(id, parking) {
+                        return outcome;
+                    }
+                }
+                None => break,
+            }
         }
         let mut st = lock(&self.state);
         let now = self.settings.now();
@@ -571,6 +585,31 @@ impl<M: Connector, K: Key> Shared<M, K> {
                 })
             }
         };
+        drop(st);
+        self.run(tasks);
+        outcome
+    }
+
+    /// A woken checkout claims an idle connection from its place in line: the outcome, or
+    /// `None` if a running checkout took it first (it waits on, in its place).
+    fn claim(
+        self: &Arc<Self>,
+        id: WaiterId,
+        parking: &Parking<M::Conn, M::Error>,
+    ) -> Option<Outcome<M::Conn, M::Error>> {
+        let mut st = lock(&self.state);
+        let now = self.settings.now();
+        let served = match st.engine.core.claim(now, id) {
+            Ok(Checkout::Ready { lease, conn }) => {
+                st.parked.remove(&id);
+                Some(Ok((lease, conn, false)))
+            }
+            // Served or failed meanwhile: its outcome is delivered by this drain at the latest.
+            Err(_) => None,
+            Ok(_) => None,
+        };
+        let tasks = self.drain(&mut st);
+        let outcome = served.or_else(|| parking.take());
         drop(st);
         self.run(tasks);
         outcome

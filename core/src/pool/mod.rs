@@ -1234,6 +1234,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     /// Slot `i` moves to `next`: a checkout starts the leak clock; the end of one stops it and
     /// takes back its undrained report (its lease goes stale).
+    #[cold]
+    #[inline(never)]
     fn leak_watch(&mut self, i: usize, next: &State<C, K>) {
         if let Some(due) = self.leak_deadline(i) {
             self.timers.remove(Timer::Leak, Some(due));
