@@ -3,7 +3,7 @@
 use crate::pool::{Hook, Settings};
 use crate::{Connector, Pool, PoolError};
 use futures_util::future::BoxFuture;
-use sanspool_core::Config;
+use sanspool_core::{Config, Fairness};
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::BuildHasher;
@@ -13,8 +13,8 @@ use std::time::Duration;
 /// Settings for a pool of `M`'s connections: the blocking pool's settings, with async hooks.
 ///
 /// Defaults: `min` 1, `max` 10, checkouts wait up to 30 s, up to 1 024 waiters, most recently
-/// returned connection first, every returned connection kept, no lifetime limits, open retries
-/// backing off from 100 ms to 10 s, no check on checkout.
+/// returned connection first, every returned connection kept, fairness bounded at 1 ms, no
+/// lifetime limits, open retries backing off from 100 ms to 10 s, no check on checkout.
 pub struct Builder<M: Connector> {
     connector: M,
     config: Config,
@@ -41,6 +41,16 @@ impl<M: Connector> Builder<M> {
     }
 
     sanspool_core::builder_settings!();
+
+    /// Who gets a connection given back while checkouts wait. The default,
+    /// [`Fairness::Bounded`] at 1 ms: it goes idle and the oldest waiter is woken to claim it,
+    /// while a task already running may take it first (no hand-off between tasks: more
+    /// checkouts per second), until the oldest waiter has waited the bound.
+    /// [`Fairness::Strict`]: always handed to the oldest waiter.
+    pub fn fairness(mut self, fairness: Fairness) -> Self {
+        self.config.fairness = fairness;
+        self
+    }
 
     /// Runs on every new connection; an error makes the open fail (and the connection is
     /// closed). Write it as `|conn| Box::pin(async move { ... })`.
