@@ -5,7 +5,9 @@
 //! wait for a connection (p99, max), and what this process spent per checkout: CPU time and
 //! context switches (getrusage, so the server's processes are not counted; on a machine where
 //! the server shares the cores, that CPU is the server's loss). The ratio is to the better of
-//! deadpool and bb8.
+//! deadpool and bb8. sanspool-tokio runs twice: with its default fairness (bounded at 1 ms: a
+//! running task may take a returned connection ahead of waiters until the oldest has waited the
+//! bound) and with `Fairness::Strict` (every return handed to the oldest waiter).
 //!
 //! Like for like: every pool keeps 4 connections and vets a returned one without a round trip
 //! (deadpool's `RecyclingMethod::Fast`, bb8 with `test_on_check_out(false)`; bb8's default
@@ -18,7 +20,7 @@
 use bb8_postgres::PostgresConnectionManager;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
 use sanspool_tokio::postgres::{tokio_postgres, PgConnector, PgPool};
-use sanspool_tokio::Builder;
+use sanspool_tokio::{Builder, Fairness};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_postgres::NoTls;
@@ -35,6 +37,7 @@ fn env(name: &str, default: usize) -> usize {
 #[derive(Clone)]
 enum Pool {
     Sanspool(PgPool),
+    SanspoolStrict(PgPool),
     Deadpool(deadpool_postgres::Pool),
     Bb8(bb8::Pool<PostgresConnectionManager<NoTls>>),
 }
@@ -43,6 +46,7 @@ impl Pool {
     fn name(&self) -> &'static str {
         match self {
             Pool::Sanspool(_) => "sanspool-tokio",
+            Pool::SanspoolStrict(_) => "sanspool-tokio-strict",
             Pool::Deadpool(_) => "deadpool-postgres",
             Pool::Bb8(_) => "bb8-postgres",
         }
@@ -52,7 +56,7 @@ impl Pool {
     async fn one(&self) -> Duration {
         let t0 = Instant::now();
         match self {
-            Pool::Sanspool(p) => {
+            Pool::Sanspool(p) | Pool::SanspoolStrict(p) => {
                 let conn = p.get().await.expect("sanspool get");
                 let waited = t0.elapsed();
                 conn.simple_query("SELECT 1").await.expect("SELECT 1");
@@ -170,13 +174,18 @@ fn main() {
 
 async fn bench(dsn: &str, runs: usize, ops: usize) {
     let config: tokio_postgres::Config = dsn.parse().expect("the harness gives a valid DSN");
-    let ours = Builder::new(PgConnector::new(dsn).expect("connector"))
-        .min(MAX)
-        .max(MAX)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .await
-        .expect("sanspool pool");
+    let sanspool = |fairness| async move {
+        Builder::new(PgConnector::new(dsn).expect("connector"))
+            .min(MAX)
+            .max(MAX)
+            .timeout(Duration::from_secs(60))
+            .fairness(fairness)
+            .build()
+            .await
+            .expect("sanspool pool")
+    };
+    let ours = sanspool(Fairness::default()).await;
+    let strict = sanspool(Fairness::Strict).await;
     let manager = Manager::from_config(
         config.clone(),
         NoTls,
@@ -199,6 +208,7 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
     let only = std::env::var("POOLS").ok();
     let pools: Vec<Pool> = [
         Pool::Sanspool(ours),
+        Pool::SanspoolStrict(strict),
         Pool::Deadpool(deadpool),
         Pool::Bb8(bb8),
     ]
@@ -240,7 +250,7 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
         let best_other = pools
             .iter()
             .zip(&medians)
-            .filter(|(p, _)| !matches!(p, Pool::Sanspool(_)))
+            .filter(|(p, _)| !matches!(p, Pool::Sanspool(_) | Pool::SanspoolStrict(_)))
             .map(|(_, m)| m.per_sec)
             .fold(f64::NAN, f64::max);
         for (pool, m) in pools.iter().zip(&medians) {
@@ -256,12 +266,18 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
             );
         }
     }
-    if let Some(Pool::Sanspool(ours)) = pools.first() {
-        let s = ours.stats();
-        // Clean returns are judged from the tracked status: no reset, no round trip.
-        println!(
-            "sanspool-tokio: {} checkouts, {} resets, {} opens",
-            s.checkouts, s.resets, s.opens
-        );
+    for pool in &pools {
+        if let Pool::Sanspool(p) | Pool::SanspoolStrict(p) = pool {
+            let s = p.stats();
+            // Clean returns are judged from the tracked status: no reset, no round trip.
+            println!(
+                "{}: {} checkouts ({} waited), {} resets, {} opens",
+                pool.name(),
+                s.checkouts,
+                s.waits,
+                s.resets,
+                s.opens
+            );
+        }
     }
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 /// Settings for a pool of `M`'s connections: the blocking pool's settings, with async hooks.
 ///
 /// Defaults: `min` 1, `max` 10, checkouts wait up to 30 s, up to 1 024 waiters, most recently
-/// returned connection first, every returned connection kept, no lifetime limits, open retries
-/// backing off from 100 ms to 10 s, no check on checkout.
+/// returned connection first, every returned connection kept, fairness bounded at 1 ms, no
+/// lifetime limits, open retries backing off from 100 ms to 10 s, no check on checkout.
 pub struct Builder<M: Connector> {
     connector: M,
     config: Config,

@@ -1,7 +1,7 @@
 //! An async connection pool on tokio: the third driver of the sans-IO `sanspool-core` state
 //! machine, beside the blocking pools of `sanspool`.
 //!
-//! The rules (FIFO fairness, `min`/`max`, lifetimes, backoff, what a returned connection needs)
+//! The rules (fairness, `min`/`max`, lifetimes, backoff, what a returned connection needs)
 //! are the core's; this crate only runs them: one mutex around the core, a oneshot per queued
 //! checkout, opens, resets, checks and closes on tasks, and a maintenance task sleeping until the
 //! core's next deadline. See [`Pool`].
@@ -62,4 +62,4 @@ pub use builder::Builder;
 pub use connector::Connector;
 pub use error::PoolError;
 pub use pool::{Pool, PooledConn};
-pub use sanspool_core::{IdleOrder, KeepIdle, Returned, Stats};
+pub use sanspool_core::{Fairness, IdleOrder, KeepIdle, Returned, Stats};

@@ -1,9 +1,10 @@
 //! The async pool: the core behind one mutex, checkouts parked on oneshots, I/O on tasks.
 //!
 //! Every input to the core and the drain of the commands it caused share one critical section;
-//! grants and failures are taken there for the queued checkouts (in the core's order), and sent
-//! on their oneshots after the lock is released, where the I/O commands (open, close, reset,
-//! check) are spawned as tasks.
+//! grants, failures and wakes are taken there for the queued checkouts (in the core's order), and
+//! sent on their oneshots after the lock is released, where the I/O commands (open, close, reset,
+//! check) are spawned as tasks. A woken checkout claims its connection itself, when it runs, so
+//! a task already running may take a returned connection first (the core's bounded fairness).
 //! Each task reports its completion under the lock, with a new drain. No lock is held across an
 //! await.
 
@@ -40,6 +41,26 @@ pub(crate) type Hook<M> = Box<
 /// very checkout (then it needs no vetting), or why it failed.
 type Outcome<C, E> = Result<(Lease, C, bool), PoolError<E>>;
 type OutcomeOf<M> = Outcome<<M as Connector>::Conn, <M as Connector>::Error>;
+
+/// What a queued checkout's oneshot carries: its outcome, or a wake ([`Command::Wake`]): a
+/// connection is idle, claim it.
+enum Signal<C, E> {
+    Woken,
+    Done(Outcome<C, E>),
+}
+
+type SignalOf<M> = Signal<<M as Connector>::Conn, <M as Connector>::Error>;
+
+/// A queued checkout, as the pool keeps it (under the lock).
+enum Entry<M: Connector> {
+    /// Its oneshot, for a wake or its outcome.
+    Queued(oneshot::Sender<SignalOf<M>>),
+    /// Woken, its oneshot spent on the wake: it will lock and claim.
+    Woken,
+    /// Served or failed while woken: the outcome waits here for its claim (the task is awake
+    /// already, so nothing needs sending).
+    Settled(OutcomeOf<M>),
+}
 
 /// How long the build waits for `min` connections when checkouts do not wait (psycopg2 mode).
 const WARM_UP_BOUND: Duration = Duration::from_secs(30);
@@ -248,14 +269,17 @@ impl<M: Connector> Settings<M> {
 ///
 /// How it runs:
 /// - the core sits behind one `std` mutex, never held across an await: an input and the drain of
-///   the commands it caused share one critical section; grants and failures are sent to the
-///   queued checkouts' oneshots right after it, and opens, resets, checks and closes are spawned
-///   as tasks;
-/// - a checkout that finds nothing idle queues in the core and awaits its oneshot; a returned
-///   connection goes to the oldest waiter (FIFO, the core's policy). At its deadline the core
-///   fails it with [`PoolError::Timeout`] (through the maintenance task: one timer for the pool,
-///   none per waiter). A `get()` future dropped while queued cancels its waiter through the core,
-///   and gives back a connection granted to it meanwhile;
+///   the commands it caused share one critical section; grants, failures and wakes are sent to
+///   the queued checkouts' oneshots right after it, and opens, resets, checks and closes are
+///   spawned as tasks;
+/// - a checkout that finds nothing idle queues in the core and awaits its oneshot. Who gets a
+///   returned connection is the core's [`Fairness`](crate::Fairness): with the default bound, it
+///   goes idle and the oldest waiter is woken to claim it when its task runs, while a task
+///   already running may take it first (no hand-off between tasks); once the oldest waiter has
+///   waited the bound, or always with `Strict`, it is granted to the oldest waiter. At its
+///   deadline the core fails a waiter with [`PoolError::Timeout`] (through the maintenance task:
+///   one timer for the pool, none per waiter). A `get()` future dropped while queued or woken
+///   cancels its waiter through the core, and gives back a connection granted to it meanwhile;
 /// - a dropped guard judges its connection without I/O ([`Connector::state`]) and checks it in:
 ///   a clean one is reused as it is, a dirty one is reset on a task;
 /// - a maintenance task sleeps until the core's next deadline (lifetime, idle expiry, open retry,
@@ -289,7 +313,7 @@ struct State<M: Connector> {
     /// Why the last open failed; cleared by a successful open.
     last: Option<Failure<M::Error>>,
     /// Queued checkouts.
-    waiters: HashMap<WaiterId, oneshot::Sender<OutcomeOf<M>>, BuildHasherDefault<IdHasher>>,
+    waiters: HashMap<WaiterId, Entry<M>, BuildHasherDefault<IdHasher>>,
     /// The deadline the maintenance task sleeps until.
     alarm: Option<Time>,
     /// Futures in `wait_ready` or the build's warm-up.
@@ -312,11 +336,12 @@ struct Drained<M: Connector> {
     io: Vec<Command<M::Conn>>,
 }
 
-type Handoff<M> = (oneshot::Sender<OutcomeOf<M>>, OutcomeOf<M>);
+type Handoff<M> = (oneshot::Sender<SignalOf<M>>, SignalOf<M>);
 
 impl<M: Connector> Shared<M> {
-    /// Takes every queued command: outcomes are taken for their checkouts (the senders leave
-    /// the map here, under the lock), the maintenance task is rearmed; the rest is done by
+    /// Takes every queued command: outcomes and wakes are taken for their checkouts (the
+    /// senders leave the map here, under the lock; the outcome of a woken checkout stays in the
+    /// map for its claim), the maintenance task is rearmed; the rest is done by
     /// [`finish`](Self::finish) after unlock.
     fn drain(&self, st: &mut State<M>) -> Drained<M> {
         let mut out = Drained {
@@ -328,14 +353,15 @@ impl<M: Connector> Shared<M> {
         loop {
             let mut orphans = Vec::new();
             while let Some(cmd) = st.core.poll_command() {
-                let (waiter, outcome) = match cmd {
+                let (waiter, signal) = match cmd {
                     Command::Grant {
                         waiter,
                         lease,
                         conn,
                         fresh,
-                    } => (waiter, Ok((lease, conn, fresh))),
-                    Command::Fail { waiter, error } => (waiter, Err(st.error(error))),
+                    } => (waiter, Signal::Done(Ok((lease, conn, fresh)))),
+                    Command::Fail { waiter, error } => (waiter, Signal::Done(Err(st.error(error)))),
+                    Command::Wake { waiter } => (waiter, Signal::Woken),
                     Command::Leak { lease, since } => {
                         let held = st.core.now().saturating_since(since);
                         log::warn!(
@@ -345,31 +371,40 @@ impl<M: Connector> Shared<M> {
                         );
                         continue;
                     }
-                    // Claimed for the woken checkout at once, in this critical section.
-                    Command::Wake { waiter } => {
-                        let now = st.core.now();
-                        match st.core.claim(now, waiter) {
-                            Ok(Checkout::Ready { lease, conn }) => {
-                                (waiter, Ok((lease, conn, false)))
-                            }
-                            _ => continue,
-                        }
-                    }
                     other => {
                         out.io.push(other);
                         continue;
                     }
                 };
-                match st.waiters.remove(&waiter) {
-                    Some(tx) if out.first.is_none() => out.first = Some((tx, outcome)),
-                    Some(tx) => out.more.push((tx, outcome)),
-                    // Nobody takes it (cannot happen: a checkout leaves the map only under the
-                    // lock, with its outcome or its cancel).
-                    None => {
-                        if let Ok((lease, conn, _)) = outcome {
-                            orphans.push((lease, conn));
+                let woken = matches!(signal, Signal::Woken);
+                let queued = match st.waiters.get_mut(&waiter) {
+                    // Awake already: the outcome waits there for its claim.
+                    Some(entry @ Entry::Woken) => {
+                        if let Signal::Done(outcome) = signal {
+                            *entry = Entry::Settled(outcome);
                         }
+                        continue;
                     }
+                    // A wake spends the oneshot, the checkout stays in the map until it claims.
+                    Some(entry @ Entry::Queued(_)) if woken => {
+                        Some(std::mem::replace(entry, Entry::Woken))
+                    }
+                    Some(Entry::Queued(_)) => st.waiters.remove(&waiter),
+                    _ => None,
+                };
+                let Some(Entry::Queued(tx)) = queued else {
+                    // Nobody takes it (cannot happen: a checkout leaves the map only under the
+                    // lock, with its outcome or its cancel, and its wake leaves the core with it).
+                    debug_assert!(false, "a command for a checkout that is not queued");
+                    if let Signal::Done(Ok((lease, conn, _))) = signal {
+                        orphans.push((lease, conn));
+                    }
+                    continue;
+                };
+                if out.first.is_none() {
+                    out.first = Some((tx, signal));
+                } else {
+                    out.more.push((tx, signal));
                 }
             }
             if orphans.is_empty() {
@@ -397,13 +432,14 @@ impl<M: Connector> Shared<M> {
         out
     }
 
-    /// After unlock: sends the drained outcomes, in the core's order, and spawns the I/O. A
-    /// grant whose checkout went meanwhile (its `get()` future dropped between the drain and
-    /// the send, so its own drop found nothing to give back) is checked in again, unused.
+    /// After unlock: sends the drained outcomes and wakes, in the core's order, and spawns the
+    /// I/O. A grant whose checkout went meanwhile (its `get()` future dropped between the drain
+    /// and the send, so its own drop found nothing to give back) is checked in again, unused; a
+    /// wake that finds its checkout gone needs nothing (that drop cancelled it in the core).
     fn finish(self: &Arc<Self>, out: Drained<M>) {
         let Drained { first, more, io } = out;
-        for (tx, outcome) in first.into_iter().chain(more) {
-            if let Err(Ok((lease, conn, _))) = tx.send(outcome) {
+        for (tx, signal) in first.into_iter().chain(more) {
+            if let Err(Signal::Done(Ok((lease, conn, _)))) = tx.send(signal) {
                 self.checkin(lease, conn, Returned::Clean);
             }
         }
@@ -571,7 +607,8 @@ async fn maintain<M: Connector>(pool: Weak<Shared<M>>, wake: Arc<Notify>) {
 struct Pending<'a, M: Connector> {
     shared: &'a Arc<Shared<M>>,
     id: WaiterId,
-    rx: Option<oneshot::Receiver<OutcomeOf<M>>>,
+    /// The oneshot of its current entry; `None` once the outcome is taken.
+    rx: Option<oneshot::Receiver<SignalOf<M>>>,
 }
 
 impl<M: Connector> Pending<'_, M> {
@@ -579,10 +616,69 @@ impl<M: Connector> Pending<'_, M> {
     /// deadline, through the maintenance task, which sleeps until the core's next deadline —
     /// one timer for the pool, not one per waiting checkout.
     async fn wait(mut self) -> OutcomeOf<M> {
-        let received = self.rx.as_mut().expect("present until taken").await;
-        self.rx = None;
-        // The sender went without an outcome: only when the pool itself is gone.
-        received.unwrap_or(Err(PoolError::Closed))
+        loop {
+            let received = self.rx.as_mut().expect("present until taken").await;
+            match received {
+                Ok(Signal::Done(outcome)) => {
+                    self.rx = None;
+                    return outcome;
+                }
+                Ok(Signal::Woken) => {
+                    if let Some(outcome) = self.claim() {
+                        return outcome;
+                    }
+                }
+                // The sender went without a signal: only when the pool itself is gone.
+                Err(_) => {
+                    self.rx = None;
+                    return Err(PoolError::Closed);
+                }
+            }
+        }
+    }
+
+    /// Woken: claims an idle connection from the checkout's place in line. `None`: a running
+    /// checkout took it first; queued again in the same place (same id, same deadline), with a
+    /// new oneshot.
+    fn claim(&mut self) -> Option<OutcomeOf<M>> {
+        let s = self.shared;
+        let mut st = lock(&s.state);
+        // Served or failed since the wake: the outcome is here.
+        if let Some(Entry::Settled(_)) = st.waiters.get(&self.id) {
+            let Some(Entry::Settled(outcome)) = st.waiters.remove(&self.id) else {
+                unreachable!("just found")
+            };
+            self.rx = None;
+            return Some(outcome);
+        }
+        let now = s.settings.now();
+        let got = match st.core.claim(now, self.id) {
+            Ok(Checkout::Ready { lease, conn }) => {
+                st.waiters.remove(&self.id);
+                self.rx = None;
+                // Taken from the idle set: vetted like any reused connection.
+                Some(Ok((lease, conn, false)))
+            }
+            Ok(Checkout::Waiting(_)) => {
+                // In the map before the drain, which may wake it again at once.
+                let (tx, rx) = oneshot::channel();
+                st.waiters.insert(self.id, Entry::Queued(tx));
+                self.rx = Some(rx);
+                None
+            }
+            // Cannot happen: an outcome drained while woken is kept in the map, and only this
+            // future cancels its waiter.
+            Ok(Checkout::Held(_)) | Err(_) => {
+                debug_assert!(false, "a woken checkout that is neither queued nor settled");
+                st.waiters.remove(&self.id);
+                self.rx = None;
+                Some(Err(PoolError::Closed))
+            }
+        };
+        let out = s.drain(&mut st);
+        drop(st);
+        s.finish(out);
+        got
     }
 }
 
@@ -594,9 +690,19 @@ impl<M: Connector> Drop for Pending<'_, M> {
         let s = &self.shared;
         let mut st = lock(&s.state);
         let now = s.settings.now();
-        if st.waiters.remove(&self.id).is_some() {
-            let _ = st.core.cancel(now, self.id);
-        } else if let Ok(Ok((lease, mut conn, _))) = rx.try_recv() {
+        let granted = match st.waiters.remove(&self.id) {
+            // Still in line, woken or not: its wake (if undrained) leaves the core with it.
+            Some(Entry::Queued(_) | Entry::Woken) => {
+                let _ = st.core.cancel(now, self.id);
+                None
+            }
+            Some(Entry::Settled(outcome)) => outcome.ok(),
+            None => match rx.try_recv() {
+                Ok(Signal::Done(outcome)) => outcome.ok(),
+                _ => None,
+            },
+        };
+        if let Some((lease, mut conn, _)) = granted {
             let returned = s.settings.judge(&mut conn, false);
             if let Err(sanspool_core::Rejected { conn: Some(c), .. }) =
                 st.core.checkin(now, lease, None, conn, returned)
@@ -675,9 +781,10 @@ impl<M: Connector> Pool<M> {
 
     /// A connection, as a guard given back on drop.
     ///
-    /// An idle connection is taken at once; otherwise the checkout queues (FIFO) up to the
-    /// builder's timeout (no timeout: [`PoolError::Exhausted`] at `max`). Cancellation-safe:
-    /// dropping the future while it waits leaves no trace in the pool.
+    /// An idle connection is taken at once; otherwise the checkout queues up to the builder's
+    /// timeout (no timeout: [`PoolError::Exhausted`] at `max`), served in line as the builder's
+    /// [`fairness`](crate::Builder::fairness) says. Cancellation-safe: dropping the future while
+    /// it waits (or is woken) leaves no trace in the pool.
     pub async fn get(&self) -> Result<PooledConn<M>, PoolError<M::Error>> {
         let s = &self.owner.shared;
         // One clock read serves the deadline and the first attempt's `now`.
@@ -693,7 +800,7 @@ impl<M: Connector> Pool<M> {
                     Ok(Checkout::Ready { lease, conn }) => Ok(Got::Ready(lease, conn)),
                     Ok(Checkout::Waiting(id)) => {
                         let (tx, rx) = oneshot::channel();
-                        st.waiters.insert(id, tx);
+                        st.waiters.insert(id, Entry::Queued(tx));
                         Ok(Got::Waiting(Pending {
                             shared: s,
                             id,

@@ -1,8 +1,10 @@
-//! The pool driven against an in-memory async connector: waiting, timeouts, FIFO fairness,
-//! cancellation, dirty and broken returns, failed opens, maintenance, close.
+//! The pool driven against an in-memory async connector: waiting, timeouts, fairness (strict and
+//! bounded, with barging), cancellation, dirty and broken returns, failed opens, maintenance,
+//! close.
 
-use sanspool_tokio::{Builder, Connector, Pool, PoolError, Returned};
+use sanspool_tokio::{Builder, Connector, Fairness, Pool, PoolError, Returned};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -188,7 +190,9 @@ async fn a_dropped_get_leaves_no_trace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_get_dropped_after_its_grant_gives_the_connection_back() {
     let fake = Fake::default();
-    let pool = pool(&fake, 1, 1, Duration::from_secs(10)).await;
+    // Strict: the return is granted, not left idle for a wake (the bounded case, a grant at the
+    // bound to a woken checkout, is its own test below).
+    let pool = pool_with(&fake, 1, Fairness::Strict).await;
     let held = pool.get().await.unwrap();
     let mut get = Box::pin(pool.get());
     assert!(poll_once(&mut get).is_pending());
@@ -461,19 +465,45 @@ fn futures_are_send(pool: &Pool<Fake>) {
     send(pool.wait_ready(Duration::ZERO));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn gets_dropped_at_any_moment_lose_no_connection() {
+/// Polls `get` until it waits, then drops it as soon as it is woken (by a wake or by its
+/// outcome), without polling it again.
+async fn drop_when_woken<F: Future + Unpin>(mut get: F) -> Option<F::Output> {
+    let mut polled = false;
+    std::future::poll_fn(|cx| {
+        if std::mem::replace(&mut polled, true) {
+            return Poll::Ready(None);
+        }
+        Pin::new(&mut get).poll(cx).map(Some)
+    })
+    .await
+}
+
+/// 32 tasks on 2 connections drop `get()` futures while queued, while woken, while their grant
+/// is on its way, and after it arrived; no connection is lost or leaked.
+async fn drops_lose_no_connection(fairness: Fairness) {
     let fake = Fake::default();
-    let pool = pool(&fake, 2, 2, Duration::from_secs(30)).await;
+    let pool = Builder::new(fake.clone())
+        .min(2)
+        .max(2)
+        .timeout(Duration::from_secs(30))
+        .fairness(fairness)
+        .build()
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for t in 0..32u64 {
         let pool = pool.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..200u64 {
-                // Timeouts of 0-40 µs drop get() futures while queued, while their grant is on
-                // its way, and after it arrived.
-                let bound = Duration::from_micros((t * 7 + i * 13) % 41);
-                if let Ok(conn) = tokio::time::timeout(bound, pool.get()).await {
+                let got = if (t + i) % 3 == 0 {
+                    // Dropped at its first wake: mostly a `Wake` (or a grant) not yet claimed.
+                    drop_when_woken(Box::pin(pool.get())).await
+                } else {
+                    // Timeouts of 0-40 µs drop get() futures at any point.
+                    let bound = Duration::from_micros((t * 7 + i * 13) % 41);
+                    tokio::time::timeout(bound, pool.get()).await.ok()
+                };
+                if let Some(conn) = got {
                     let conn = conn.unwrap();
                     tokio::task::yield_now().await;
                     drop(conn);
@@ -489,4 +519,218 @@ async fn gets_dropped_at_any_moment_lose_no_connection() {
     assert_eq!(fake.0.opened.load(Ordering::SeqCst), 2);
     let (a, b) = (pool.get().await.unwrap(), pool.get().await.unwrap());
     assert_ne!(a.id, b.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gets_dropped_at_any_moment_lose_no_connection() {
+    drops_lose_no_connection(Fairness::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gets_dropped_at_any_moment_lose_no_connection_strict() {
+    drops_lose_no_connection(Fairness::Strict).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gets_dropped_at_any_moment_lose_no_connection_with_a_long_bound() {
+    // Barging nearly always allowed: most returns wake rather than grant.
+    drops_lose_no_connection(Fairness::Bounded(Duration::from_secs(60))).await;
+}
+
+async fn pool_with(fake: &Fake, max: usize, fairness: Fairness) -> Pool<Fake> {
+    Builder::new(fake.clone())
+        .min(max)
+        .max(max)
+        .timeout(Duration::from_secs(30))
+        .fairness(fairness)
+        .build()
+        .await
+        .expect("builds")
+}
+
+// One thread: a woken waiter runs only when the test yields, so what a running task does first
+// is known.
+#[tokio::test]
+async fn a_returned_connection_is_retaken_by_a_running_task_while_another_waits() {
+    let fake = Fake::default();
+    let pool = pool_with(&fake, 1, Fairness::Bounded(Duration::from_secs(60))).await;
+    let held = pool.get().await.unwrap();
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.unwrap().id }
+    });
+    eventually("queued", || pool.stats().waiting == 1).await;
+    // Given back: idle, and the waiter woken (not served)...
+    drop(held);
+    assert_eq!(pool.stats().idle, 1);
+    // ...so this task, still running, takes it again at once: it barges.
+    let mut again = Box::pin(pool.get());
+    let Poll::Ready(again) = poll_once(&mut again) else {
+        panic!("the idle connection was not retaken");
+    };
+    let again = again.unwrap();
+    assert_eq!(again.id, 1);
+    // The woken waiter claims, finds nothing, and waits on in its place.
+    tokio::task::yield_now().await;
+    let s = pool.stats();
+    assert_eq!((s.waiting, s.in_use, s.waits), (1, 1, 0), "{s:?}");
+    drop(again);
+    assert_eq!(waiter.await.unwrap(), 1);
+    let s = pool.stats();
+    assert_eq!(
+        (s.checkouts, s.waits, s.in_use, s.idle),
+        (3, 1, 0, 1),
+        "{s:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_strict_fairness_a_returned_connection_goes_to_the_waiter() {
+    let fake = Fake::default();
+    let pool = pool_with(&fake, 1, Fairness::Strict).await;
+    let held = pool.get().await.unwrap();
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.unwrap().id }
+    });
+    eventually("queued", || pool.stats().waiting == 1).await;
+    drop(held);
+    // Granted to the waiter on return: nothing idle, and this task queues behind it.
+    assert_eq!((pool.stats().idle, pool.stats().in_use), (0, 1));
+    let mut again = Box::pin(pool.get());
+    assert!(poll_once(&mut again).is_pending());
+    assert_eq!(waiter.await.unwrap(), 1);
+    assert_eq!(again.await.unwrap().id, 1);
+}
+
+/// `tasks` tasks queue in a known order on one connection, then each takes it `rounds` times,
+/// asking again at once after each return (no yield in between). Returns who was served, in
+/// order.
+async fn service_order(pool: &Pool<Fake>, tasks: usize, rounds: usize) -> Vec<usize> {
+    let held = pool.get().await.unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut handles = Vec::new();
+    for i in 0..tasks {
+        let (p, order) = (pool.clone(), Arc::clone(&order));
+        handles.push(tokio::spawn(async move {
+            for _ in 0..rounds {
+                let conn = p.get().await.unwrap();
+                order.lock().unwrap().push(i);
+                tokio::task::yield_now().await;
+                drop(conn);
+            }
+        }));
+        eventually("queued", || pool.stats().waiting == i + 1).await;
+    }
+    drop(held);
+    for h in handles {
+        h.await.unwrap();
+    }
+    let order = order.lock().unwrap().clone();
+    assert_eq!(order.len(), tasks * rounds);
+    order
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_strict_fairness_every_return_goes_to_the_oldest_waiter() {
+    let fake = Fake::default();
+    let pool = pool_with(&fake, 1, Fairness::Strict).await;
+    // A task that gives the connection back and asks again queues behind every other: round
+    // robin, whatever the scheduling.
+    let order = service_order(&pool, 5, 20).await;
+    let fifo: Vec<usize> = (0..20).flat_map(|_| 0..5).collect();
+    assert_eq!(order, fifo);
+    assert_eq!(pool.stats().waits, 100);
+}
+
+#[tokio::test]
+async fn with_a_bound_a_task_asking_again_keeps_its_connection() {
+    let fake = Fake::default();
+    let pool = pool_with(&fake, 1, Fairness::Bounded(Duration::from_secs(60))).await;
+    // Under the bound the running task takes its connection back each time: no hand-off.
+    let order = service_order(&pool, 3, 10).await;
+    let runs: Vec<usize> = (0..3).flat_map(|i| std::iter::repeat_n(i, 10)).collect();
+    assert_eq!(order, runs);
+}
+
+// One thread, so a woken waiter never runs before the greedy task asks again: without the bound
+// the greedy task would barge forever.
+#[tokio::test]
+async fn barging_does_not_starve_waiters_past_the_bound() {
+    let fake = Fake::default();
+    let pool = pool_with(&fake, 1, Fairness::default()).await;
+    let served = Arc::new(AtomicU32::new(0));
+    let mut waiters = Vec::new();
+    // Gives the connection back and asks again at once, yielding only while it holds it (when
+    // the waiters, started along the way, queue and claim in vain).
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut greedy = 0u32;
+    while served.load(Ordering::SeqCst) < 4 {
+        assert!(Instant::now() < until, "waiters starved by a barging task");
+        let conn = pool.get().await.unwrap();
+        greedy += 1;
+        if waiters.len() < 4 {
+            let (p, served) = (pool.clone(), Arc::clone(&served));
+            waiters.push(tokio::spawn(async move {
+                let start = Instant::now();
+                let conn = p.get().await.unwrap();
+                served.fetch_add(1, Ordering::SeqCst);
+                drop(conn);
+                start.elapsed()
+            }));
+        }
+        tokio::task::yield_now().await;
+        drop(conn);
+    }
+    for w in waiters {
+        // Generous: the bound is 1 ms; starvation would be the 10 s above.
+        assert!(w.await.unwrap() < Duration::from_secs(5));
+    }
+    assert!(greedy >= 4);
+    let s = pool.stats();
+    assert_eq!(
+        (s.waiting, s.in_use, s.idle, s.checkouts),
+        (0, 0, 1, u64::from(greedy) + 4),
+        "{s:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_get_dropped_while_woken_cancels_and_loses_nothing() {
+    let fake = Fake::default();
+    let pool = pool_with(&fake, 1, Fairness::Bounded(Duration::from_secs(60))).await;
+    let held = pool.get().await.unwrap();
+    let mut get = Box::pin(pool.get());
+    assert!(poll_once(&mut get).is_pending());
+    // Woken, not yet claimed: the connection is idle.
+    drop(held);
+    assert_eq!(pool.stats().idle, 1);
+    drop(get);
+    let s = pool.stats();
+    assert_eq!((s.waiting, s.idle, s.in_use), (0, 1, 0), "{s:?}");
+    assert_eq!(pool.get().await.unwrap().id, 1);
+}
+
+#[tokio::test]
+async fn a_woken_get_granted_at_the_bound_takes_or_gives_back_its_connection() {
+    let fake = Fake::default();
+    let bound = Duration::from_millis(50);
+    let pool = pool_with(&fake, 1, Fairness::Bounded(bound)).await;
+    for take in [true, false] {
+        let held = pool.get().await.unwrap();
+        let mut get = Box::pin(pool.get());
+        assert!(poll_once(&mut get).is_pending());
+        drop(held);
+        // Woken, never claimed: at the bound the maintenance task grants it the idle connection.
+        eventually("granted", || pool.stats().in_use == 1).await;
+        assert_eq!(pool.stats().idle, 0);
+        if take {
+            let conn = get.await.unwrap();
+            assert_eq!(conn.id, 1);
+        } else {
+            drop(get);
+        }
+        let s = pool.stats();
+        assert_eq!((s.waiting, s.idle, s.in_use), (0, 1, 0), "{s:?}");
+    }
 }
