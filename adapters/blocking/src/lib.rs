@@ -101,7 +101,7 @@ pub use guard::{Home, PooledConn};
 pub use pool::Pool;
 
 pub use sanspool_core::Error as CoreError;
-pub use sanspool_core::{IdleOrder, KeepIdle, Returned, Stats};
+pub use sanspool_core::{Fairness, IdleOrder, KeepIdle, Returned, Stats};
 
 use std::hash::Hash;
 
