@@ -1072,12 +1072,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
                 Reply::Done(out)
             }
             Op::Claim { waiter } => {
-                let id = match waiter {
-                    WPick::Waiting(i) => pick(&self.waiting.iter().copied().collect::<Vec<_>>(), i),
-                    WPick::Any(i) => pick(&self.waiter_history, i),
-                    WPick::Raw(n) => Some(WaiterId(n)),
-                };
-                let Some(id) = id else {
+                let Some(id) = self.waiter_pick(waiter) else {
                     return Reply::Skipped;
                 };
                 let out = self.claim(id);
@@ -1088,12 +1083,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
                 }))
             }
             Op::Cancel { waiter } => {
-                let id = match waiter {
-                    WPick::Waiting(i) => pick(&self.waiting.iter().copied().collect::<Vec<_>>(), i),
-                    WPick::Any(i) => pick(&self.waiter_history, i),
-                    WPick::Raw(n) => Some(WaiterId(n)),
-                };
-                let Some(id) = id else {
+                let Some(id) = self.waiter_pick(waiter) else {
                     return Reply::Skipped;
                 };
                 let waiting = self.waiting.contains(&id);
@@ -1283,6 +1273,15 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
     }
 
     /// The handle a pick names, `None` if it names nothing.
+    /// The waiter a pick names, if any.
+    fn waiter_pick(&self, w: WPick) -> Option<WaiterId> {
+        match w {
+            WPick::Waiting(i) => pick(&self.waiting.iter().copied().collect::<Vec<_>>(), i),
+            WPick::Any(i) => pick(&self.waiter_history, i),
+            WPick::Raw(n) => Some(WaiterId(n)),
+        }
+    }
+
     fn pick(&self, p: Pick, live: &[SlotRef]) -> Option<SlotRef> {
         let old = |i: u8| {
             pick(&self.history, i).unwrap_or(SlotRef {

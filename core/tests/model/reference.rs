@@ -413,23 +413,13 @@ impl Model {
                 }
             }
             Op::Claim { waiter } => {
-                let id = match waiter {
-                    WPick::Waiting(i) => nth(&self.waiting(), i),
-                    WPick::Any(i) => nth(&self.waiter_history, i),
-                    WPick::Raw(n) => Some(n),
-                };
-                let Some(id) = id else {
+                let Some(id) = self.waiter_pick(waiter) else {
                     return Expect::Is(Reply::Skipped);
                 };
                 Expect::Is(Reply::Checkout(self.claim(id)))
             }
             Op::Cancel { waiter } => {
-                let id = match waiter {
-                    WPick::Waiting(i) => nth(&self.waiting(), i),
-                    WPick::Any(i) => nth(&self.waiter_history, i),
-                    WPick::Raw(n) => Some(n),
-                };
-                let Some(id) = id else {
+                let Some(id) = self.waiter_pick(waiter) else {
                     return Expect::Is(Reply::Skipped);
                 };
                 // Only a checkout still in line can give up: one whose outcome is decided is not.
@@ -538,6 +528,15 @@ impl Model {
     }
 
     // ================================================================== the driver's hands
+
+    /// The waiter a pick names: `None` if it names nothing (the op is skipped).
+    fn waiter_pick(&self, w: WPick) -> Option<u64> {
+        match w {
+            WPick::Waiting(i) => nth(&self.waiting(), i),
+            WPick::Any(i) => nth(&self.waiter_history, i),
+            WPick::Raw(n) => Some(n),
+        }
+    }
 
     /// The handle a lease pick names: `None` if it names nothing (the op is skipped).
     fn lease_pick(&self, p: Pick) -> Option<Given> {
