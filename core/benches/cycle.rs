@@ -20,7 +20,9 @@
 
 use criterion::Criterion;
 use sanspool_core::testkit::{deadline_by_search, Sim};
-use sanspool_core::{Alloc, Checkout, Command, Config, Fixed, Lease, Pool, Returned, Storage};
+use sanspool_core::{
+    Alloc, Checkout, Command, Config, Fairness, Fixed, Lease, Pool, Returned, Storage,
+};
 use sanspool_core::{Time, Wait};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -173,7 +175,12 @@ fn keyed_1000<S: Storage<u32, u32>>(c: &mut Criterion, name: &str) {
 fn waiter_handoff<S: Storage<u32, u32>>(c: &mut Criterion, name: &str) {
     let mut group = c.benchmark_group("waiter_handoff");
     group.bench_function(name, |b| {
-        let mut pool = warmed::<S>(Config::new(1, 1));
+        // The grant path: strict hand-off (bounded fairness would wake the waiter instead).
+        let strict = Config {
+            fairness: Fairness::Strict,
+            ..Config::new(1, 1)
+        };
+        let mut pool = warmed::<S>(strict);
         let (mut lease, mut conn) = checkout(&mut pool, None);
         b.iter(|| {
             let Ok(Checkout::Waiting(w)) = pool.checkout(NOW, None, Wait::Forever) else {
@@ -205,6 +212,7 @@ fn handoff_256_waiting<S: Storage<u32, u32>>(c: &mut Criterion, name: &str) {
     group.bench_function(name, |b| {
         let mut config = Config::new(4, 4);
         config.max_waiting = 512;
+        config.fairness = Fairness::Strict;
         let mut pool = warmed::<S>(config);
         let mut held: std::collections::VecDeque<(Lease, u32)> =
             (0..4).map(|_| checkout(&mut pool, None)).collect();
