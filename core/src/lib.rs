@@ -56,6 +56,8 @@
 //!                 continue;
 //!             }
 //!             Command::Fail { waiter, error } => panic!("{waiter:?} failed: {error}"),
+//!             // No `leak_after` here; a real driver logs the report.
+//!             Command::Leak { .. } => continue,
 //!             // A connection came back while checkouts wait: the woken one claims it (a real
 //!             // driver wakes its thread or task, which claims when it runs).
 //!             Command::Wake { waiter } => {
