@@ -19,7 +19,7 @@ use crate::maintenance::Maintenance;
 use crate::parking::{lock, Parking, Woke};
 use crate::{thread_exit, Connector, CoreError, GetError, Key, PutError};
 use sanspool_core::{
-    Checkout, Command, Completion, Lease, Rejected, Returned, Stats, Ticket, Time, WaiterId,
+    Checkout, Command, Completion, Lease, Rejected, Returned, Stats, Ticket, Time, Wait, WaiterId,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, TryLockError, Weak};
@@ -496,15 +496,22 @@ impl<M: Connector, K: Key> Shared<M, K> {
         handle: bool,
         timeout: Option<Duration>,
     ) -> Result<Checked<M, K>, GetError<M::Error>> {
-        // One clock read serves the deadline and the first attempt's `now`.
-        let start = Instant::now();
-        let (wait, deadline) = self.settings.wait_from(start, timeout);
-        let mut first = Some(start);
+        // The deadline is set by the first attempt, on its clock.
+        let mut waits: Option<(Wait, Option<Instant>)> = None;
         loop {
             let mut st = lock(&self.state);
-            let now = self
-                .settings
-                .time(first.take().unwrap_or_else(Instant::now));
+            let core = &st.engine.core;
+            // Served at once, a checkout needs no precise time; one that may queue reads the
+            // precise clock, for its deadline and the fairness bound.
+            let now = if core.idle() > 0 && core.waiting() == 0 {
+                self.settings.recent()
+            } else {
+                self.settings.now()
+            };
+            // From the pool's latest time at least: a cheap reading may lag it.
+            let start = now.max(core.now());
+            let (wait, deadline) =
+                *waits.get_or_insert_with(|| self.settings.wait_from(start, timeout));
             let got = match st.engine.core.checkout(now, key.clone(), wait) {
                 Err(e) => Err(st.engine.error(e)),
                 Ok(Checkout::Held(lease)) => match key.as_ref().and_then(|k| st.keyed.get(k)) {
@@ -626,10 +633,13 @@ impl<M: Connector, K: Key> Shared<M, K> {
         forget: Option<&K>,
     ) -> Result<(), Rejected<M::Conn>> {
         let mut st = lock(&self.state);
-        let result = st
-            .engine
-            .core
-            .checkin(self.settings.now(), lease, key, conn, returned);
+        // Nobody waits: the time only dates the idle connection, the cheap clock will do.
+        let now = if st.engine.core.waiting() == 0 {
+            self.settings.recent()
+        } else {
+            self.settings.now()
+        };
+        let result = st.engine.core.checkin(now, lease, key, conn, returned);
         let taken = matches!(result, Ok(()) | Err(Rejected { conn: None, .. }));
         let forgotten = match forget {
             Some(k) if taken && st.keyed.get(k).is_some_and(|h| h.lease == lease) => {

@@ -27,7 +27,8 @@ use core::time::Duration;
 ///
 /// The pool never calls out. Its methods come in four kinds (quinn-proto's split):
 ///
-/// - **getters** read and change nothing: [`stats`](Pool::stats), [`config`](Pool::config),
+/// - **getters** read and change nothing: [`stats`](Pool::stats), [`idle`](Pool::idle),
+///   [`waiting`](Pool::waiting), [`config`](Pool::config),
 ///   [`is_warm`](Pool::is_warm), [`is_closed`](Pool::is_closed), [`is_empty`](Pool::is_empty),
 ///   [`now`](Pool::now);
 /// - **user actions**, plain verbs for what borrowers and the application ask:
@@ -799,6 +800,18 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// wait ends when this turns true. False once the pool is closed.
     pub fn is_warm(&self) -> bool {
         !self.closed && self.counts.open() >= self.config.min
+    }
+
+    /// Idle connections now (as [`Stats::idle`], without building the stats).
+    #[inline]
+    pub fn idle(&self) -> usize {
+        self.counts.idle()
+    }
+
+    /// Queued checkouts now (as [`Stats::waiting`]).
+    #[inline]
+    pub fn waiting(&self) -> usize {
+        self.waiters.len()
     }
 
     /// The pool's clock: the latest `now` given with an input it accepted.

@@ -763,6 +763,7 @@ fn main() -> ! {
             resets: 2,
             expired: 0,
             detached: 1,
+            leaks: 0,
         }
     );
     print_stats(&s);
