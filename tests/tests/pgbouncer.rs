@@ -23,7 +23,7 @@ fn pool(bouncer: &PgBouncer, name: &str, max: usize) -> PgPool {
         .min(1)
         .max(max)
         .timeout(Duration::from_secs(20))
-        .build_threaded()
+        .build()
         .expect("build the pool")
 }
 
@@ -208,7 +208,7 @@ fn session_mode_with_discard_resets_the_session() {
     let pool: PgPool = Builder::new(connector)
         .min(1)
         .max(1)
-        .build_threaded()
+        .build()
         .unwrap();
     {
         let mut conn = pool.get().unwrap();
