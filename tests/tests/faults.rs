@@ -89,11 +89,7 @@ fn killed_connection_is_replaced_after_its_failed_query() {
 fn check_replaces_killed_idle_connections() {
     let name = "kill-idle";
     let mut mon = monitor(name);
-    let pool: PgPool = Builder::new(connector(name))
-        .min(2)
-        .max(3)
-        .build()
-        .unwrap();
+    let pool: PgPool = Builder::new(connector(name)).min(2).max(3).build().unwrap();
     let old = mon.pids();
     assert_eq!(old.len(), 2);
     for &pid in &old {
