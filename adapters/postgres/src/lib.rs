@@ -114,8 +114,9 @@ pub use sanspool::{
 /// [`PgPooledConn`]. Made by `PgPool::builder(connector)...build()`.
 pub type PgPool<K = u64> = Pool<PgConnector, K>;
 
-/// A checked-out connection of a [`PgPool`] (or of a [`PgPersistentConnectionPool`]'s `get`):
-/// derefs to [`PgConn`], and through it to `postgres::Client`; given back on drop.
+/// A checked-out connection of a [`PgPool`] (and, as `PgPooledConn<ThreadId>`, of a
+/// [`PgPersistentConnectionPool`]'s `get`): derefs to [`PgConn`], and through it to
+/// `postgres::Client`; given back on drop.
 pub type PgPooledConn<K = u64> = PooledConn<PgConnector, K>;
 
 /// Why a checkout from a pool of PostgreSQL connections failed.
