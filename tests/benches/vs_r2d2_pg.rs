@@ -8,8 +8,7 @@
 
 use r2d2_postgres::PostgresConnectionManager;
 use sanspool_postgres::postgres::{Client, Config, NoTls};
-use sanspool_postgres::sanspool::Pool;
-use sanspool_postgres::PgConnector;
+use sanspool_postgres::{PgConnector, PgPool};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -84,7 +83,7 @@ fn main() {
     let dsn = sanspool_tests::shared_dsn();
     let config: Config = dsn.parse().expect("the harness gives a valid DSN");
 
-    let ours = Pool::builder(PgConnector::from_config(config.clone()))
+    let ours = PgPool::builder(PgConnector::from_config(config.clone()))
         .min(MAX)
         .max(MAX)
         .timeout(Duration::from_secs(60))

@@ -93,7 +93,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .max(MAX)
         .timeout(Duration::from_secs(5))
         .check_on_checkout(false)
-        .build_threaded()?;
+        .build()?;
     println!(
         "pool: min {MIN}, max {MAX}, checkout timeout 5 s; workload: {THREADS} threads x {TRANSACTIONS} transactions\n"
     );
@@ -167,7 +167,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .query_one(&format!("SELECT count(*) FROM {TABLE}"), &[])?
         .get(0);
     let stats = pool.stats();
-    pool.closeall()?;
+    pool.close()?;
     admin.batch_execute(&format!("DROP TABLE {TABLE}"))?;
 
     report(&stats, &tally, seen, killed, visible, elapsed);

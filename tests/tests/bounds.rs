@@ -77,7 +77,7 @@ fn a_pool_does_not_keep_slots_opening_forever() {
         .max(2)
         .timeout(Duration::from_secs(2))
         .backoff(Duration::from_millis(10), Duration::from_millis(100))
-        .build_threaded()
+        .build()
         .unwrap();
     assert!(pool.get().is_err(), "nothing can be opened");
     common::eventually("the opens to give up", || pool.stats().opening == 0);
@@ -156,7 +156,7 @@ fn a_pool_drops_a_connection_whose_rollback_hangs() {
     let pool: PgPool = Builder::new(connector)
         .max(1)
         .timeout(Duration::from_secs(10))
-        .build_threaded()
+        .build()
         .unwrap();
     let mut conn = pool.get().unwrap();
     let pid = backend_pid(&mut conn);

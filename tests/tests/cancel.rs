@@ -18,7 +18,7 @@ fn pool_of_one(dsn: &str, name: &str) -> PgPool {
         .min(1)
         .max(1)
         .timeout(Duration::from_secs(10))
-        .build_threaded()
+        .build()
         .expect("build the pool")
 }
 

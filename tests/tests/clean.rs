@@ -13,7 +13,9 @@ use std::time::Duration;
 use common::{backend_pid, connector, eventually, monitor, outside_transaction, simple_row, table};
 use sanspool_postgres::postgres::fallible_iterator::FallibleIterator;
 use sanspool_postgres::postgres::types::ToSql;
-use sanspool_postgres::{Builder, Connector, Error, PgConn, PgPool, Returned, TxStatus};
+use sanspool_postgres::{
+    Builder, Connector, Error, PgConn, PgPool, PgThreadedConnectionPool, Returned, TxStatus,
+};
 
 /// A pool of exactly one connection, so the next checkout gets the same backend.
 fn one_connection_pool(name: &str) -> PgPool {
@@ -21,7 +23,7 @@ fn one_connection_pool(name: &str) -> PgPool {
         .min(1)
         .max(1)
         .timeout(Duration::from_secs(10))
-        .build_threaded()
+        .build()
         .expect("build the pool")
 }
 
@@ -195,7 +197,7 @@ fn putconn_inside_a_transaction_is_rolled_back() {
     drop(client);
     assert_eq!(simple.stats().resets, 1);
 
-    let threaded = one_connection_pool("putconn-threaded");
+    let threaded = PgThreadedConnectionPool::from(one_connection_pool("putconn-threaded"));
     let conn = threaded.getconn(Some(1)).unwrap();
     let pid = backend_pid(&mut conn.lock().unwrap());
     let _ = conn.lock().unwrap().batch_execute("BEGIN; SELECT 1/0");

@@ -6,8 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{backend_pid, config_for, connector, eventually, monitor, monitor_for, PATIENCE};
-use sanspool_postgres::sanspool::GetError;
-use sanspool_postgres::{Builder, Error, PgConnector, PgPool, TxStatus};
+use sanspool_postgres::{Builder, Error, GetError, PgConnector, PgPool, TxStatus};
 use sanspool_tests::PgServer;
 
 /// With `check_on_checkout`, a connection killed while idle is found dead before anyone gets it:
@@ -21,7 +20,7 @@ fn killed_connection_is_replaced_at_checkout_when_checked() {
         .max(2)
         .check_on_checkout(true)
         .timeout(Duration::from_secs(10))
-        .build_threaded()
+        .build()
         .unwrap();
     let pid = backend_pid(&mut pool.get().unwrap());
     mon.terminate(pid);
@@ -49,7 +48,7 @@ fn killed_connection_is_replaced_after_its_failed_query() {
         .min(1)
         .max(2)
         .timeout(Duration::from_secs(10))
-        .build_threaded()
+        .build()
         .unwrap();
     let pid = backend_pid(&mut pool.get().unwrap());
     mon.terminate(pid);
@@ -90,11 +89,7 @@ fn killed_connection_is_replaced_after_its_failed_query() {
 fn check_replaces_killed_idle_connections() {
     let name = "kill-idle";
     let mut mon = monitor(name);
-    let pool: PgPool = Builder::new(connector(name))
-        .min(2)
-        .max(3)
-        .build_threaded()
-        .unwrap();
+    let pool: PgPool = Builder::new(connector(name)).min(2).max(3).build().unwrap();
     let old = mon.pids();
     assert_eq!(old.len(), 2);
     for &pid in &old {
@@ -137,7 +132,7 @@ fn survives_a_restart(name: &str, check_on_checkout: bool) {
         .timeout(Duration::from_millis(500))
         .backoff(Duration::from_millis(20), Duration::from_millis(200))
         .check_on_checkout(check_on_checkout)
-        .build_threaded()
+        .build()
         .unwrap();
     backend_pid(&mut pool.get().unwrap());
 
@@ -212,7 +207,7 @@ fn unix_socket_sessions_are_tracked() {
         .min(1)
         .max(1)
         .timeout(Duration::from_secs(10))
-        .build_threaded()
+        .build()
         .unwrap();
 
     let mut conn = pool.get().unwrap();

@@ -25,7 +25,7 @@ fn pool(
         .min(2)
         .max(2)
         .timeout(TIMEOUT)
-        .build_threaded()
+        .build()
         .expect("the pool builds")
 }
 
@@ -75,7 +75,7 @@ fn a_check_on_a_stopped_backend_does_not_block_the_checkout() {
         .max(2)
         .timeout(TIMEOUT)
         .check_on_checkout(true)
-        .build_threaded()
+        .build()
         .expect("the pool builds");
     let (mut a, mut b) = (pool.get().unwrap(), pool.get().unwrap());
     let (pa, pb) = (backend_pid(&mut a), backend_pid(&mut b));

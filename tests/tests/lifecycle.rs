@@ -7,10 +7,9 @@ use std::thread;
 use std::time::Duration;
 
 use common::{backend_pid, connector, eventually, monitor, PATIENCE};
-use sanspool_postgres::sanspool::GetError;
-use sanspool_postgres::{Builder, PgPersistentPool, PgPool};
+use sanspool_postgres::{Builder, GetError, PgPersistentConnectionPool, PgPool};
 
-fn persistent(name: &str, min: usize, max: usize) -> PgPersistentPool {
+fn persistent(name: &str, min: usize, max: usize) -> PgPersistentConnectionPool {
     Builder::new(connector(name))
         .min(min)
         .max(max)
@@ -91,7 +90,7 @@ fn drain_replaces_every_backend() {
         .min(2)
         .max(max)
         .timeout(Duration::from_secs(10))
-        .build_threaded()
+        .build()
         .unwrap();
     let mut held = pool.get().unwrap();
     let held_pid = backend_pid(&mut held);
@@ -123,7 +122,7 @@ fn resize_grows_and_shrinks() {
         .min(1)
         .max(2)
         .timeout(None)
-        .build_threaded()
+        .build()
         .unwrap();
     assert_eq!(mon.count(), 1);
     pool.resize(4, 6).unwrap();
@@ -155,7 +154,7 @@ fn max_lifetime_replaces_connections() {
         .max(3)
         .max_lifetime(Duration::from_millis(300))
         .timeout(Duration::from_secs(10))
-        .build_threaded()
+        .build()
         .unwrap();
     let mut held = pool.get().unwrap();
     let held_pid = backend_pid(&mut held);

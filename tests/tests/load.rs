@@ -8,8 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{backend_pid, connector, eventually, monitor};
-use sanspool_postgres::sanspool::GetError;
-use sanspool_postgres::{Builder, PgPool};
+use sanspool_postgres::{Builder, GetError, PgPool};
 
 const THREADS: usize = 32;
 const CHECKOUTS: usize = 200;
@@ -24,7 +23,7 @@ fn thirty_two_threads_share_four_connections() {
         .min(1)
         .max(MAX)
         .timeout(Duration::from_secs(60))
-        .build_threaded()
+        .build()
         .unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -86,7 +85,7 @@ fn a_waiter_times_out_with_a_typed_error() {
         .min(1)
         .max(1)
         .timeout(timeout)
-        .build_threaded()
+        .build()
         .unwrap();
     let _held = pool.get().unwrap();
     let started = Instant::now();
@@ -108,7 +107,7 @@ fn waiters_are_served_in_arrival_order() {
         .min(1)
         .max(1)
         .timeout(Duration::from_secs(30))
-        .build_threaded()
+        .build()
         .unwrap();
     let mut held = pool.get().unwrap();
     let pid = backend_pid(&mut held);

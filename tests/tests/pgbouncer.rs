@@ -23,7 +23,7 @@ fn pool(bouncer: &PgBouncer, name: &str, max: usize) -> PgPool {
         .min(1)
         .max(max)
         .timeout(Duration::from_secs(20))
-        .build_threaded()
+        .build()
         .expect("build the pool")
 }
 
@@ -205,11 +205,7 @@ fn session_mode_with_discard_resets_the_session() {
     let bouncer = PgBouncer::start(&server, PoolMode::Session, 2).expect("start pgbouncer");
     let connector = PgConnector::from_config(config_for(&bouncer.dsn(), name))
         .session_reset(SessionReset::discard());
-    let pool: PgPool = Builder::new(connector)
-        .min(1)
-        .max(1)
-        .build_threaded()
-        .unwrap();
+    let pool: PgPool = Builder::new(connector).min(1).max(1).build().unwrap();
     {
         let mut conn = pool.get().unwrap();
         conn.batch_execute("SET search_path = sp_nowhere; CREATE TEMP TABLE sp_t (x int)")

@@ -9,11 +9,10 @@ mod common;
 use std::thread;
 
 use common::{backend_pid, connector, eventually, monitor};
-use sanspool_postgres::sanspool::psycopg2::{
+use sanspool_postgres::psycopg2::{
     Conn, LocalConn, PersistentConnectionPool, SimpleConnectionPool, ThreadedConnectionPool,
 };
-use sanspool_postgres::sanspool::{CoreError, GetError, PutError};
-use sanspool_postgres::{Builder, Error, PgConnector};
+use sanspool_postgres::{Builder, CoreError, Error, GetError, PgConnector, PutError};
 
 /// psycopg2's `getconn` / `putconn` / `closeall`, over the simple and the threaded pool alike.
 trait Psycopg2: Sized {

@@ -124,7 +124,7 @@ fn pool(name: &str, reset: SessionReset) -> PgPool {
         .min(1)
         .max(1)
         .timeout(Duration::from_secs(10))
-        .build_threaded()
+        .build()
         .expect("build the pool")
 }
 
@@ -236,7 +236,7 @@ fn the_type_cache_survives_discard() {
     let hook = Builder::new(PgConnector::from_config(config("typecache")))
         .max(1)
         .before_reuse(|c: &mut PgConn| Ok(c.batch_execute("DISCARD ALL")?))
-        .build_threaded()
+        .build()
         .unwrap();
     let err = second_type_after_discard(hook).expect_err("the cached lookup was deallocated");
     assert!(format!("{err:?}").contains("does not exist"), "{err:?}");

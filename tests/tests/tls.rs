@@ -271,7 +271,7 @@ fn a_pool_over_tls_returns_clean_connections_for_free() {
     let pool: PgPool = Builder::new(PgConnector::new(&dsn).unwrap())
         .min(1)
         .max(1)
-        .build_threaded()
+        .build()
         .unwrap();
     let mut conn = pool.get().unwrap();
     assert!(encrypted_check(&mut conn, "tls-pool"));

@@ -18,23 +18,26 @@
 //! [`SessionReset`] for what leaks under which policy.
 //!
 //! Everything a program needs comes from this crate: the connector, the pools and their builder
-//! (re-exported from [`sanspool`]), and [`postgres`] itself.
+//! (re-exported from [`sanspool`]: r2d2's [`Pool`] at the top, psycopg2's pools in [`psycopg2`]),
+//! and [`postgres`] itself.
 //!
 //! # Example
 //!
 //! ```no_run
-//! use sanspool_postgres::{Builder, PgConnector};
+//! use sanspool_postgres::psycopg2::ThreadedConnectionPool;
+//! use sanspool_postgres::{PgConnector, PgPool};
 //! use std::time::Duration;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let connector = PgConnector::new("host=localhost user=postgres application_name=shop")?;
-//! let pool = Builder::new(connector)
+//! let dsn = "host=localhost user=postgres application_name=shop";
+//!
+//! // r2d2's shape: a thread-safe pool (clone it to share it) whose checkouts wait up to the
+//! // timeout, and a guard that derefs to `postgres::Client`, given back on drop.
+//! let pool: PgPool = PgPool::builder(PgConnector::new(dsn)?)
 //!     .min(2)
 //!     .max(8)
 //!     .timeout(Duration::from_secs(5))
-//!     .build_threaded()?;
-//!
-//! // The Rust idiom: a guard that derefs to `postgres::Client`, given back on drop.
+//!     .build()?;
 //! {
 //!     let mut conn = pool.get()?;
 //!     let row = conn.query_one("SELECT $1::text", &[&"hello"])?;
@@ -43,13 +46,15 @@
 //!     // Left inside a transaction: the pool rolls it back before anyone else gets it.
 //!     conn.batch_execute("BEGIN; CREATE TEMP TABLE scratch (x int)")?;
 //! }
+//! println!("{:?}", pool.stats());
+//! pool.close()?;
 //!
-//! // psycopg2's API: getconn / putconn / closeall.
+//! // psycopg2's API: getconn / putconn / closeall (minconn 1, maxconn 8; at maxconn a getconn
+//! // fails at once, as psycopg2's does).
+//! let pool = ThreadedConnectionPool::new(1, 8, PgConnector::new(dsn)?)?;
 //! let conn = pool.getconn(Some(1))?;
 //! conn.lock()?.execute("SELECT 1", &[])?;
 //! pool.putconn(conn, Some(&1), false)?;
-//!
-//! println!("{:?}", pool.stats());
 //! pool.closeall()?;
 //! # Ok(())
 //! # }
@@ -99,23 +104,32 @@ pub use tracked::{PgSocket, StatusCell, TxStatus};
 
 pub use postgres;
 pub use sanspool;
+pub use sanspool::psycopg2;
 pub use sanspool::{
-    Builder, Conn, ConnGuard, Connector, IdleOrder, KeepIdle, LocalConn, LocalPooledConn,
-    PersistentPool, PoolError, PooledConn, Returned, SimplePool, Stats, ThreadedPool,
+    BuildError, Builder, Connector, CoreError, Fairness, GetError, IdleOrder, KeepIdle, Pool,
+    PooledConn, PutError, Returned, Stats,
 };
 
-/// A thread-safe pool of PostgreSQL connections ([`ThreadedPool`]).
-pub type PgPool<K = u64> = ThreadedPool<PgConnector, K>;
+/// A thread-safe pool of PostgreSQL connections, r2d2's shape ([`Pool`]): `get()` gives a
+/// [`PgPooledConn`]. Made by `PgPool::builder(connector)...build()`.
+pub type PgPool<K = u64> = Pool<PgConnector, K>;
 
-/// A single-threaded pool of PostgreSQL connections ([`SimplePool`]).
-pub type PgSimplePool<K = u64> = SimplePool<PgConnector, K>;
-
-/// A pool giving each thread its own PostgreSQL connection ([`PersistentPool`]).
-pub type PgPersistentPool = PersistentPool<PgConnector>;
-
-/// A checked-out connection of a [`PgPool`] or [`PgPersistentPool`]: derefs to [`PgConn`], and
-/// through it to `postgres::Client`.
+/// A checked-out connection of a [`PgPool`] (and, as `PgPooledConn<ThreadId>`, of a
+/// [`PgPersistentConnectionPool`]'s `get`): derefs to [`PgConn`], and through it to
+/// `postgres::Client`; given back on drop.
 pub type PgPooledConn<K = u64> = PooledConn<PgConnector, K>;
 
-/// What the pools of PostgreSQL connections fail with.
-pub type PgPoolError = PoolError<Error>;
+/// Why a checkout from a pool of PostgreSQL connections failed.
+pub type PgGetError = GetError<Error>;
+
+/// psycopg2's `ThreadedConnectionPool` of PostgreSQL connections
+/// ([`psycopg2::ThreadedConnectionPool`]): a [`PgPool`] with `getconn`, `putconn` and `closeall`.
+pub type PgThreadedConnectionPool<K = u64> = psycopg2::ThreadedConnectionPool<PgConnector, K>;
+
+/// psycopg2's `SimpleConnectionPool` of PostgreSQL connections, for one thread
+/// ([`psycopg2::SimpleConnectionPool`]).
+pub type PgSimpleConnectionPool<K = u64> = psycopg2::SimpleConnectionPool<PgConnector, K>;
+
+/// psycopg2's `PersistentConnectionPool` of PostgreSQL connections: each thread gets its own
+/// ([`psycopg2::PersistentConnectionPool`]).
+pub type PgPersistentConnectionPool = psycopg2::PersistentConnectionPool<PgConnector>;
