@@ -4,7 +4,7 @@
 /// Expands the shared builder settings (`min`, `max`, `timeout`, `max_waiting`, `max_lifetime`,
 /// `lifetime_jitter`, `max_idle`, `idle_order`, `keep_idle`, `fairness`, `leak_after`, `backoff`,
 /// `check_on_checkout`, `psycopg2`) inside an `impl` of a builder with fields `config: sanspool_core::Config`,
-/// `timeout: Option<Duration>` and `check_on_checkout: bool`. The docs link to `PoolError` and
+/// `timeout: Option<Duration>` and `check_on_checkout: bool`. The docs link to
 /// `Connector`, which the driver's crate has.
 #[doc(hidden)]
 #[macro_export]
@@ -29,7 +29,8 @@ macro_rules! builder_settings {
             self
         }
 
-        /// The most checkouts waiting at once; more fail with [`PoolError::TooManyWaiters`].
+        /// The most checkouts waiting at once; more fail with the driver's
+        /// `TooManyWaiters` error.
         pub fn max_waiting(mut self, n: usize) -> Self {
             self.config.max_waiting = n;
             self

@@ -110,15 +110,3 @@ use std::hash::Hash;
 pub trait Key: Hash + Eq + Clone + Send + Sync + 'static {}
 
 impl<T: Hash + Eq + Clone + Send + Sync + 'static> Key for T {}
-
-// The names before the psycopg2 module, which sanspool-postgres still re-exports.
-#[doc(hidden)]
-pub use psycopg2::{Conn, ConnGuard, LocalConn, LocalPooledConn};
-#[doc(hidden)]
-pub type PoolError<E> = GetError<E>;
-#[doc(hidden)]
-pub type SimplePool<M, K = u64> = psycopg2::SimpleConnectionPool<M, K>;
-#[doc(hidden)]
-pub type ThreadedPool<M, K = u64> = psycopg2::ThreadedConnectionPool<M, K>;
-#[doc(hidden)]
-pub type PersistentPool<M> = psycopg2::PersistentConnectionPool<M>;
