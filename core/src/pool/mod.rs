@@ -540,6 +540,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         if due(self.timers.get(Timer::Lifetime)) || due(self.idle_deadline()) {
             self.expire_idle();
         }
+        // Before the leak reports: a connection granted now is a checkout whose leak threshold
+        // may be now already (`leak_after` zero, or the end of time), and must not be left due.
+        self.serve_starving();
         if due(self.timers.get(Timer::Leak)) {
             self.report_leaks();
         }

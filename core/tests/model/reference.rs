@@ -1163,6 +1163,8 @@ impl Model {
                     m.shut(conn);
                 }
             }
+            // Those past the fairness bound are served first: a connection lent now may be due.
+            m.serve_starving();
             // Borrowers past `leak_after` are reported once, in the order they were lent.
             let mut leaks: Vec<(u64, Conn)> = m
                 .conns

@@ -2,12 +2,13 @@
 //! reported once per checkout, and keeps its connection.
 
 use sanspool_core::testkit::{secs, Cmd, Conn, Sim};
-use sanspool_core::{Config, Returned, Storage};
+use sanspool_core::{Config, Fairness, Returned, Storage, Wait};
 use std::time::Duration;
 
 on_both_backends! {
     a_borrower_past_leak_after_is_reported_once,
     a_connection_given_back_in_time_is_not_reported,
+    a_grant_at_the_fairness_bound_is_reported_in_the_same_timeout,
 }
 
 fn watched() -> Config {
@@ -48,4 +49,23 @@ fn a_connection_given_back_in_time_is_not_reported<S: Storage<Conn, u64>>() {
     assert_eq!(sim.pool().poll_timeout(), None);
     sim.run_until(secs(60));
     assert_eq!(sim.stats().leaks, 0);
+}
+
+/// With `leak_after` zero, a connection granted by `handle_timeout` itself (an idle one nobody
+/// claimed, at the fairness bound) is due at once: reported by that same `handle_timeout`, so no
+/// deadline is left behind it (found by the fuzzer, at the end of time).
+fn a_grant_at_the_fairness_bound_is_reported_in_the_same_timeout<S: Storage<Conn, u64>>() {
+    let bound = Duration::from_millis(5);
+    let mut sim = Sim::<S>::new(Config {
+        leak_after: Some(Duration::ZERO),
+        fairness: Fairness::Bounded(bound),
+        ..Config::new(0, 1)
+    });
+    sim.auto_claim = false;
+    let (_, conn) = sim.get(None);
+    let w = sim.wait(None, Wait::Forever);
+    sim.put(conn, Returned::Clean);
+    sim.take_log();
+    sim.advance(bound);
+    assert_eq!(sim.take_log(), [Cmd::Grant(w, conn), Cmd::Leak(conn)]);
 }
