@@ -1,6 +1,7 @@
 //! The threaded pool beside r2d2_postgres and a dedicated connection, on a real PostgreSQL (the
 //! harness's throwaway server, or `SANSPOOL_TEST_DSN`), in one process: `SELECT 1` per checkout,
-//! max 4 connections, 1 and 16 threads. Runs of the pools alternate; figures are medians over
+//! max 4 connections, 1 to 16 threads; the pool with its default fairness and with
+//! `Fairness::Strict` (`BOUND_US` sets the bound measured). Runs of the pools alternate; figures are medians over
 //! the runs: throughput (checkouts per second) and the wait for a connection (p99, max).
 //!
 //! `cargo bench -p sanspool-tests --bench vs_r2d2_pg` (`RUNS`, `OPS` per thread). It also writes
@@ -8,7 +9,7 @@
 
 use r2d2_postgres::PostgresConnectionManager;
 use sanspool_postgres::postgres::{Client, Config, NoTls};
-use sanspool_postgres::{PgConnector, PgPool};
+use sanspool_postgres::{Fairness, PgConnector, PgPool};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -83,24 +84,36 @@ fn main() {
     let dsn = sanspool_tests::shared_dsn();
     let config: Config = dsn.parse().expect("the harness gives a valid DSN");
 
-    let ours = PgPool::builder(PgConnector::from_config(config.clone()))
-        .min(MAX)
-        .max(MAX)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("sanspool pool");
+    // `BOUND_US`: the fairness bound to measure (default: the pool's default, 1 ms).
+    let fairness = match std::env::var("BOUND_US").ok().and_then(|v| v.parse().ok()) {
+        Some(us) => Fairness::Bounded(Duration::from_micros(us)),
+        None => Fairness::default(),
+    };
+    let pool = |fairness| {
+        PgPool::builder(PgConnector::from_config(config.clone()))
+            .min(MAX)
+            .max(MAX)
+            .timeout(Duration::from_secs(60))
+            .fairness(fairness)
+            .build()
+            .expect("sanspool pool")
+    };
+    let (ours, strict) = (pool(fairness), pool(Fairness::Strict));
     let theirs = r2d2::Pool::builder()
         .max_size(MAX as u32)
         .connection_timeout(Duration::from_secs(60))
         .build(PostgresConnectionManager::new(config.clone(), NoTls))
         .expect("r2d2 pool");
-    let ours: Arc<dyn Fn() -> Duration + Send + Sync> = Arc::new(move || {
-        let t0 = Instant::now();
-        let mut conn = ours.get().expect("sanspool get");
-        let waited = t0.elapsed();
-        conn.simple_query("SELECT 1").expect("SELECT 1");
-        waited
-    });
+    let select = |pool: PgPool| -> Arc<dyn Fn() -> Duration + Send + Sync> {
+        Arc::new(move || {
+            let t0 = Instant::now();
+            let mut conn = pool.get().expect("sanspool get");
+            let waited = t0.elapsed();
+            conn.simple_query("SELECT 1").expect("SELECT 1");
+            waited
+        })
+    };
+    let (ours, strict) = (select(ours), select(strict));
     let theirs: Arc<dyn Fn() -> Duration + Send + Sync> = Arc::new(move || {
         let t0 = Instant::now();
         let mut conn = theirs.get().expect("r2d2 get");
@@ -116,10 +129,11 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     let mut chart = Vec::new();
     for threads in [1, 2, 4, 8, 16] {
-        let (mut a, mut b, mut d) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut a, mut b, mut d, mut s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
             b.push(run(threads, ops, Arc::clone(&theirs)));
             a.push(run(threads, ops, Arc::clone(&ours)));
+            s.push(run(threads, ops, Arc::clone(&strict)));
             if threads == 1 {
                 let client: Client = config.connect(NoTls).expect("a dedicated connection");
                 let client = std::sync::Mutex::new(client);
@@ -131,9 +145,14 @@ fn main() {
                 d.push(run(1, ops, dedicated));
             }
         }
-        let (a, b) = (median(a), median(b));
+        let (a, b, s) = (median(a), median(b), median(s));
         chart.push((threads, a, b));
-        for (name, r) in [("r2d2_postgres", b), ("sanspool", a)] {
+        let rows = [
+            ("r2d2_postgres", b),
+            ("sanspool", a),
+            ("sanspool, Fairness::Strict", s),
+        ];
+        for (name, r) in rows {
             println!(
                 "| {threads} | {name} | {:.0} | {:.2} | {:.2} | {:.2} |",
                 r.per_sec,
