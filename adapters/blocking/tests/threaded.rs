@@ -587,3 +587,23 @@ fn bounded_lets_a_running_thread_take_a_returned_connection_first() {
     waiter.join().unwrap();
     assert_eq!(pool.stats().waits, 1, "the waiter was served");
 }
+
+/// Leak detection: a guard forgotten with `mem::forget` keeps its connection for ever; past
+/// `leak_after` it is reported once (`Stats::leaks`, and a `log` warning) by the maintenance
+/// thread, with no call on the pool. A connection given back in time is not.
+#[test]
+fn a_forgotten_guard_is_reported_past_leak_after() {
+    let (builder, _) = common::builder(0, 2);
+    let pool = builder
+        .timeout(LONG)
+        .leak_after(Duration::from_millis(30))
+        .build()
+        .unwrap();
+    let returned = pool.get().unwrap();
+    std::mem::forget(pool.get().unwrap());
+    drop(returned);
+    eventually("the forgotten guard reported", || pool.stats().leaks == 1);
+    thread::sleep(Duration::from_millis(100));
+    let s = pool.stats();
+    assert_eq!((s.leaks, s.in_use), (1, 1), "reported once, and only that one");
+}
