@@ -126,6 +126,36 @@ pub enum Completion<C> {
     },
 }
 
+impl<C> Command<C> {
+    /// For a [`Command::Leak`], the line a driver logs, given the pool's clock (`None` for any
+    /// other command): which slot, held how long, and the likely cause.
+    pub fn leak_report(&self, now: Time) -> Option<impl core::fmt::Display> {
+        match self {
+            Command::Leak { lease, since } => Some(LeakReport {
+                slot: lease.slot(),
+                held: now.saturating_since(*since),
+            }),
+            _ => None,
+        }
+    }
+}
+
+struct LeakReport {
+    slot: usize,
+    held: core::time::Duration,
+}
+
+impl core::fmt::Display for LeakReport {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "a connection (slot {}) has been checked out for {:?}, past leak_after: \
+             a guard forgotten or leaked?",
+            self.slot, self.held
+        )
+    }
+}
+
 impl<C> Completion<C> {
     /// The ticket it answers.
     pub fn ticket(&self) -> Ticket {

@@ -255,13 +255,10 @@ impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
                 Command::Fail { waiter, error } => {
                     outcomes.push((waiter, Some(Err(self.error(error)))))
                 }
-                Command::Leak { lease, since } => {
-                    let held = self.core.now().saturating_since(since);
-                    log::warn!(
-                        "sanspool: a connection (slot {}) has been checked out for {held:?}, \
-                         past leak_after: a guard forgotten or leaked?",
-                        lease.slot()
-                    );
+                leak @ Command::Leak { .. } => {
+                    if let Some(report) = leak.leak_report(self.core.now()) {
+                        log::warn!("sanspool: {report}");
+                    }
                 }
                 // The woken checkout claims when it runs: meanwhile a running one may take it.
                 Command::Wake { waiter } => outcomes.push((waiter, None)),

@@ -605,5 +605,9 @@ fn a_forgotten_guard_is_reported_past_leak_after() {
     eventually("the forgotten guard reported", || pool.stats().leaks == 1);
     thread::sleep(Duration::from_millis(100));
     let s = pool.stats();
-    assert_eq!((s.leaks, s.in_use), (1, 1), "reported once, and only that one");
+    assert_eq!(
+        (s.leaks, s.in_use),
+        (1, 1),
+        "reported once, and only that one"
+    );
 }

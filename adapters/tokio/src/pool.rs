@@ -362,13 +362,10 @@ impl<M: Connector> Shared<M> {
                     } => (waiter, Signal::Done(Ok((lease, conn, fresh)))),
                     Command::Fail { waiter, error } => (waiter, Signal::Done(Err(st.error(error)))),
                     Command::Wake { waiter } => (waiter, Signal::Woken),
-                    Command::Leak { lease, since } => {
-                        let held = st.core.now().saturating_since(since);
-                        log::warn!(
-                            "sanspool: a connection (slot {}) has been checked out for {held:?}, \
-                             past leak_after: a guard forgotten or leaked?",
-                            lease.slot()
-                        );
+                    leak @ Command::Leak { .. } => {
+                        if let Some(report) = leak.leak_report(st.core.now()) {
+                            log::warn!("sanspool: {report}");
+                        }
                         continue;
                     }
                     other => {

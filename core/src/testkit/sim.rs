@@ -592,6 +592,10 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
 
     fn perform(&mut self, cmd: Command<Conn>) {
         let check = matches!(cmd, Command::Check { .. });
+        let report = cmd
+            .leak_report(self.pool.now())
+            .map(|r| std::format!("{r}"));
+        assert_eq!(report.is_some(), matches!(cmd, Command::Leak { .. }));
         match cmd {
             Command::Open(ticket) => {
                 assert!(!self.pool.is_closed(), "Open after close");
@@ -669,6 +673,13 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
                     since.saturating_add(limit) <= self.pool.now(),
                     "reported before its time"
                 );
+                let held = self.pool.now().saturating_since(since);
+                let expected = std::format!(
+                    "a connection (slot {}) has been checked out for {held:?}, past leak_after: \
+                     a guard forgotten or leaked?",
+                    lease.slot()
+                );
+                assert_eq!(report, Some(expected), "the leak report's text");
                 self.log.push(Cmd::Leak(conn));
             }
             Command::Wake { waiter } => {
