@@ -611,9 +611,9 @@ impl<M: Connector, K: Key> Shared<M, K> {
                 st.parked.remove(&id);
                 Some(Ok((lease, conn, false)))
             }
-            // Served or failed meanwhile: its outcome is delivered by this drain at the latest.
-            Err(_) => None,
-            Ok(_) => None,
+            // Still waiting (a running checkout took it first), or served or failed meanwhile:
+            // then its outcome is delivered by this drain at the latest.
+            _ => None,
         };
         let tasks = self.drain(&mut st);
         let outcome = served.or_else(|| parking.take());

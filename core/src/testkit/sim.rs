@@ -1020,11 +1020,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
                     WaitArg::End => Wait::Until(Time::from_nanos(u64::MAX)),
                 };
                 let out = self.checkout(key, wait);
-                Reply::Checkout(out.map(|got| match got {
-                    Checkout::Ready { conn, .. } => Got::Ready(conn),
-                    Checkout::Held(lease) => Got::Held(self.conn_of(lease)),
-                    Checkout::Waiting(w) => Got::Waiting(w),
-                }))
+                self.reply(out)
             }
             Op::Checkin { lease, key, back } => {
                 let live: Vec<SlotRef> = self.held.values().map(|l| l.0).collect();
@@ -1087,11 +1083,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
                     return Reply::Skipped;
                 };
                 let out = self.claim(id);
-                Reply::Checkout(out.map(|got| match got {
-                    Checkout::Ready { conn, .. } => Got::Ready(conn),
-                    Checkout::Held(lease) => Got::Held(self.conn_of(lease)),
-                    Checkout::Waiting(w) => Got::Waiting(w),
-                }))
+                self.reply(out)
             }
             Op::Cancel { waiter } => {
                 let Some(id) = self.waiter_pick(waiter) else {
@@ -1284,6 +1276,15 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
     }
 
     /// The handle a pick names, `None` if it names nothing.
+    /// A checkout's or claim's answer, by connection and waiter id.
+    fn reply(&self, out: Result<Checkout<Conn>, Error>) -> Reply {
+        Reply::Checkout(out.map(|got| match got {
+            Checkout::Ready { conn, .. } => Got::Ready(conn),
+            Checkout::Held(lease) => Got::Held(self.conn_of(lease)),
+            Checkout::Waiting(w) => Got::Waiting(w),
+        }))
+    }
+
     /// The waiter a pick names, if any.
     fn waiter_pick(&self, w: WPick) -> Option<WaiterId> {
         match w {
