@@ -734,13 +734,9 @@ impl Model {
                         m.shut(conn);
                         continue;
                     }
-                    let w = m.leave(pos);
-                    let loan = m.lend(conn, w.key, true);
+                    let loan = m.serve_waiter(pos, conn, true).1;
                     m.held.insert(conn, loan);
                     m.handles.push(Handle::Loan(loan));
-                    m.stats.checkouts += 1;
-                    m.stats.waits += 1;
-                    m.stats.wait_time += m.now.saturating_since(w.since);
                     m.waiting.remove(&id);
                     return Ok(Got::Ready(conn));
                 }
@@ -1051,12 +1047,19 @@ impl Model {
     }
 
     fn grant(&mut self, pos: usize, conn: Conn) {
+        let (id, loan) = self.serve_waiter(pos, conn, false);
+        self.outbox.push_back(Out::Grant(id, conn, loan));
+    }
+
+    /// The waiter at `pos` leaves the line with `conn` (by a grant, or its own claim: `told`);
+    /// its wait is counted. Its id and the loan.
+    fn serve_waiter(&mut self, pos: usize, conn: Conn, told: bool) -> (u64, u64) {
         let w = self.leave(pos);
-        let loan = self.lend(conn, w.key, false);
+        let loan = self.lend(conn, w.key, told);
         self.stats.checkouts += 1;
         self.stats.waits += 1;
         self.stats.wait_time += self.now.saturating_since(w.since);
-        self.outbox.push_back(Out::Grant(w.id, conn, loan));
+        (w.id, loan)
     }
 
     /// THE GRANT RULE: which queued checkout a connection that becomes free goes to: the oldest
