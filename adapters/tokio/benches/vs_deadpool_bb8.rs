@@ -5,9 +5,10 @@
 //! wait for a connection (p99, max), and what this process spent per checkout: CPU time and
 //! context switches (getrusage, so the server's processes are not counted; on a machine where
 //! the server shares the cores, that CPU is the server's loss). The ratio is to the better of
-//! deadpool and bb8. sanspool-tokio runs twice: with its default fairness (bounded at 1 ms: a
+//! deadpool and bb8. sanspool-tokio runs twice: with its defaults (`Fairness::Strict`: every
+//! return handed to the oldest waiter; `IdleOrder::Fifo`) and with `Fairness::Bounded(1 ms)` (a
 //! running task may take a returned connection ahead of waiters until the oldest has waited the
-//! bound) and with `Fairness::Strict` (every return handed to the oldest waiter).
+//! bound; the blocking pool's default).
 //!
 //! Like for like: every pool keeps 4 connections and vets a returned one without a round trip
 //! (deadpool's `RecyclingMethod::Fast`, bb8 with `test_on_check_out(false)`; bb8's default
@@ -37,7 +38,7 @@ fn env(name: &str, default: usize) -> usize {
 #[derive(Clone)]
 enum Pool {
     Sanspool(PgPool),
-    SanspoolStrict(PgPool),
+    SanspoolBounded(PgPool),
     Deadpool(deadpool_postgres::Pool),
     Bb8(bb8::Pool<PostgresConnectionManager<NoTls>>),
 }
@@ -46,7 +47,7 @@ impl Pool {
     fn name(&self) -> &'static str {
         match self {
             Pool::Sanspool(_) => "sanspool-tokio",
-            Pool::SanspoolStrict(_) => "sanspool-tokio-strict",
+            Pool::SanspoolBounded(_) => "sanspool-tokio-bounded",
             Pool::Deadpool(_) => "deadpool-postgres",
             Pool::Bb8(_) => "bb8-postgres",
         }
@@ -56,7 +57,7 @@ impl Pool {
     async fn one(&self) -> Duration {
         let t0 = Instant::now();
         match self {
-            Pool::Sanspool(p) | Pool::SanspoolStrict(p) => {
+            Pool::Sanspool(p) | Pool::SanspoolBounded(p) => {
                 let conn = p.get().await.expect("sanspool get");
                 let waited = t0.elapsed();
                 conn.simple_query("SELECT 1").await.expect("SELECT 1");
@@ -174,18 +175,21 @@ fn main() {
 
 async fn bench(dsn: &str, runs: usize, ops: usize) {
     let config: tokio_postgres::Config = dsn.parse().expect("the harness gives a valid DSN");
-    let sanspool = |fairness| async move {
-        Builder::new(PgConnector::new(dsn).expect("connector"))
+    let sanspool = |fairness: Option<Fairness>| async move {
+        let builder = Builder::new(PgConnector::new(dsn).expect("connector"))
             .min(MAX)
             .max(MAX)
-            .timeout(Duration::from_secs(60))
-            .fairness(fairness)
-            .build()
-            .await
-            .expect("sanspool pool")
+            .timeout(Duration::from_secs(60));
+        match fairness {
+            Some(fairness) => builder.fairness(fairness),
+            None => builder,
+        }
+        .build()
+        .await
+        .expect("sanspool pool")
     };
-    let ours = sanspool(Fairness::default()).await;
-    let strict = sanspool(Fairness::Strict).await;
+    let ours = sanspool(None).await;
+    let bounded = sanspool(Some(Fairness::Bounded(Duration::from_millis(1)))).await;
     let manager = Manager::from_config(
         config.clone(),
         NoTls,
@@ -208,7 +212,7 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
     let only = std::env::var("POOLS").ok();
     let pools: Vec<Pool> = [
         Pool::Sanspool(ours),
-        Pool::SanspoolStrict(strict),
+        Pool::SanspoolBounded(bounded),
         Pool::Deadpool(deadpool),
         Pool::Bb8(bb8),
     ]
@@ -250,7 +254,7 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
         let best_other = pools
             .iter()
             .zip(&medians)
-            .filter(|(p, _)| !matches!(p, Pool::Sanspool(_) | Pool::SanspoolStrict(_)))
+            .filter(|(p, _)| !matches!(p, Pool::Sanspool(_) | Pool::SanspoolBounded(_)))
             .map(|(_, m)| m.per_sec)
             .fold(f64::NAN, f64::max);
         for (pool, m) in pools.iter().zip(&medians) {
@@ -267,7 +271,7 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
         }
     }
     for pool in &pools {
-        if let Pool::Sanspool(p) | Pool::SanspoolStrict(p) = pool {
+        if let Pool::Sanspool(p) | Pool::SanspoolBounded(p) = pool {
             let s = p.stats();
             // Clean returns are judged from the tracked status: no reset, no round trip.
             println!(
