@@ -1,11 +1,13 @@
 //! The threaded pool beside r2d2_postgres and a dedicated connection, on a real PostgreSQL (the
 //! harness's throwaway server, or `SANSPOOL_TEST_DSN`), in one process: `SELECT 1` per checkout,
 //! max 4 connections, 1 to 16 threads; the pool with its default fairness and with
-//! `Fairness::Strict` (`BOUND_US` sets the bound measured). Runs of the pools alternate; figures are medians over
-//! the runs: throughput (checkouts per second) and the wait for a connection (p99, max).
+//! `Fairness::Strict` (`BOUND_US` sets the bound measured). Runs of the pools alternate; figures
+//! are medians over the runs: throughput (checkouts per second) and the wait for a connection
+//! (p99, max).
 //!
-//! `cargo bench -p sanspool-tests --bench vs_r2d2_pg` (`RUNS`, `OPS` per thread). It also writes
-//! `docs/bench-pg.svg`: throughput and p99 wait against threads, the chart the README shows.
+//! `cargo bench -p sanspool-tests --bench vs_r2d2_pg` (`RUNS`, `OPS` per thread, `THREADS`: the
+//! thread counts, e.g. `1,16`). Run with every thread count, it also writes `docs/bench-pg.svg`:
+//! throughput and p99 wait against threads, the chart the README shows.
 
 use r2d2_postgres::PostgresConnectionManager;
 use sanspool_postgres::postgres::{Client, Config, NoTls};
@@ -128,7 +130,12 @@ fn main() {
     println!("| threads | pool | checkouts/s | ratio to r2d2 | p99 wait ms | max wait ms |");
     println!("|---|---|---|---|---|---|");
     let mut chart = Vec::new();
-    for threads in [1, 2, 4, 8, 16] {
+    // `THREADS`: the thread counts to run (`1,16`), all by default.
+    let counts: Vec<usize> = std::env::var("THREADS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 2, 4, 8, 16]);
+    for threads in counts {
         let (mut a, mut b, mut d, mut s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
             b.push(run(threads, ops, Arc::clone(&theirs)));
@@ -170,7 +177,8 @@ fn main() {
             );
         }
     }
-    if !measuring {
+    // A chart of some thread counts only would replace the whole one.
+    if !measuring || std::env::var_os("THREADS").is_some() {
         return;
     }
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/bench-pg.svg");
