@@ -273,10 +273,10 @@ impl<M: Connector> Settings<M> {
 ///   the queued checkouts' oneshots right after it, and opens, resets, checks and closes are
 ///   spawned as tasks;
 /// - a checkout that finds nothing idle queues in the core and awaits its oneshot. Who gets a
-///   returned connection is the core's [`Fairness`](crate::Fairness): with the default bound, it
-///   goes idle and the oldest waiter is woken to claim it when its task runs, while a task
-///   already running may take it first (no hand-off between tasks); once the oldest waiter has
-///   waited the bound, or always with `Strict`, it is granted to the oldest waiter. At its
+///   returned connection is the core's [`Fairness`](crate::Fairness): by default (`Strict`) it is
+///   granted to the oldest waiter; with a bound it goes idle and the oldest waiter is woken to
+///   claim it when its task runs, while a task already running may take it first, until the
+///   oldest waiter has waited the bound. At its
 ///   deadline the core fails a waiter with [`PoolError::Timeout`] (through the maintenance task:
 ///   one timer for the pool, none per waiter). A `get()` future dropped while queued or woken
 ///   cancels its waiter through the core, and gives back a connection granted to it meanwhile;
