@@ -684,6 +684,10 @@ impl<M: Connector> Drop for Pending<'_, M> {
         let Some(mut rx) = self.rx.take() else {
             return;
         };
+        // Closed first: a grant drained before this lock may still be on its way (`finish` sends
+        // after unlock). Sent before the close, it is read below; after, the send fails and
+        // `finish` checks it in. (Read and then dropped open, a grant sent in between was lost.)
+        rx.close();
         let s = &self.shared;
         let mut st = lock(&s.state);
         let now = s.settings.now();
