@@ -16,7 +16,7 @@
 //!
 //! `cargo bench -p sanspool-tokio --bench vs_deadpool_bb8` (`RUNS`; `OPS`: checkouts per run;
 //! `TASKS`: the concurrencies, `1,16,256` by default; `POOLS`: which pools run, by name, all by
-//! default — for profiling one alone).
+//! default, e.g. `deadpool-postgres` — for profiling one alone).
 
 use bb8_postgres::PostgresConnectionManager;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
@@ -219,7 +219,7 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
     .into_iter()
     .filter(|p| {
         only.as_ref()
-            .is_none_or(|o| o.split(',').any(|n| p.name().starts_with(n.trim())))
+            .is_none_or(|o| o.split(',').any(|n| p.name() == n.trim()))
     })
     .collect();
     // Every pool opens its 4 connections before anything is measured.
