@@ -33,7 +33,9 @@
 //! sockets, and may report completions later, from other threads or tasks.
 //!
 //! ```
-//! use sanspool_core::{Checkout, Command, Completion, Config, Fixed, Pool, Returned, Time, Wait};
+//! use sanspool_core::{
+//!     Checkout, Command, Completion, Config, Finished, Fixed, Pool, Returned, Time, Wait,
+//! };
 //! use sanspool_core::{Lease, WaiterId};
 //!
 //! // At most 2 connections, 1 kept open; up to 4 queued checkouts; no heap.
@@ -48,9 +50,16 @@
 //!                 *next_conn += 1; // "connect"
 //!                 Completion::Opened { ticket, conn: *next_conn }
 //!             }
-//!             Command::Close { ticket, conn: _ } => Completion::Closed { ticket },
-//!             Command::Reset { ticket, conn } => Completion::Reset { ticket, conn, ok: true },
-//!             Command::Check { ticket, conn } => Completion::Checked { ticket, conn, ok: true },
+//!             // Each works here; a driver that gives up at a bound reports `Finished::Abandoned`.
+//!             Command::Close { ticket, conn: _ } => {
+//!                 Completion::Closed { ticket, outcome: Finished::Ok }
+//!             }
+//!             Command::Reset { ticket, conn } => {
+//!                 Completion::Reset { ticket, conn, outcome: Finished::Ok }
+//!             }
+//!             Command::Check { ticket, conn } => {
+//!                 Completion::Checked { ticket, conn, outcome: Finished::Ok }
+//!             }
 //!             Command::Grant { waiter, lease, conn, fresh: _ } => {
 //!                 granted.push((waiter, lease, conn));
 //!                 continue;
@@ -133,7 +142,7 @@ pub mod testkit;
 mod time;
 mod timer;
 
-pub use command::{Checkout, Command, Completion, Returned, Wait};
+pub use command::{Checkout, Command, Completion, Finished, Returned, Wait};
 pub use config::{Config, Fairness, IdleOrder, KeepIdle};
 pub use error::{Error, Rejected};
 pub use handle::{Lease, Ticket, WaiterId};
