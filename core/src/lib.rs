@@ -12,8 +12,10 @@
 //!
 //! **Mutate, then drain.** A driver — the blocking pools of the `sanspool` crate, an async runtime,
 //! a microcontroller's main loop — runs one loop: feed an input; drain every command and start
-//! each one's I/O; report each outcome as a [`Completion`] when it is known (now or later); sleep
-//! until [`poll_timeout`](Pool::poll_timeout) or the next input. Time is a plain [`Time`] value
+//! each one's I/O; report each outcome as a [`Completion`] when it is known (now or later; a
+//! driver that bounds a reset, check or close and gives up on it says so, [`Finished::Abandoned`],
+//! and the pool counts it in [`Stats`]); sleep until [`poll_timeout`](Pool::poll_timeout) or the
+//! next input. Time is a plain [`Time`] value
 //! given with every input, so a test drives hours of pool life in microseconds.
 //!
 //! The pool owns idle connections (any type `C`): a command that closes, resets or grants one
