@@ -140,9 +140,9 @@ pub enum Finished {
     /// It failed (an error from the server or the socket): a reset or checked connection is
     /// closed; a closed one is gone all the same.
     Failed,
-    /// The driver gave up on it at its bound (it hung) and tore the connection down: handled as
-    /// [`Finished::Failed`], and counted in [`Stats`](crate::Stats)' `abandoned_resets`,
-    /// `abandoned_checks` or `abandoned_closes`.
+    /// The driver gave up on it at its bound (it hung): handled as [`Finished::Failed`] (a reset
+    /// or checked connection is closed, a closed one is gone), and counted in
+    /// [`Stats`](crate::Stats)' `abandoned_resets`, `abandoned_checks` or `abandoned_closes`.
     Abandoned,
 }
 

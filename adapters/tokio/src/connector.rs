@@ -40,8 +40,8 @@ pub trait Connector: Send + Sync + 'static {
 
     /// Whether a failed [`reset`](Connector::reset), [`check`](Connector::check) or
     /// [`close`](Connector::close) was cut off at a bound of its own (the server did not answer in
-    /// time, and the connection was torn down rather than finished). The connection is handled as
-    /// for any failure, and the pool counts it apart: `abandoned_resets`, `abandoned_checks` or
+    /// time). The connection is handled as for any failure (closed, or gone), and the pool counts
+    /// it apart: `abandoned_resets`, `abandoned_checks` or
     /// `abandoned_closes` in [`Stats`](sanspool_core::Stats). By default none is.
     fn is_abandoned(&self, error: &Self::Error) -> bool {
         let _ = error;
