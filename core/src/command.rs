@@ -99,31 +99,67 @@ pub enum Completion<C> {
         /// succeed (and may lock an account). Refills to `min` go on, with backoff.
         permanent: bool,
     },
-    /// The [`Command::Reset`] finished: `ok` puts the connection back in service, otherwise the
-    /// core closes it.
+    /// The [`Command::Reset`] finished: [`Finished::Ok`] puts the connection back in service,
+    /// otherwise the core closes it.
     Reset {
         /// The reset's ticket.
         ticket: Ticket,
         /// The connection, back from the driver.
         conn: C,
-        /// Whether the session is clean now.
-        ok: bool,
+        /// Whether the session is clean now ([`Finished::Ok`]).
+        outcome: Finished,
     },
-    /// The [`Command::Check`] finished: `ok` puts the connection back in its place among the idle,
-    /// otherwise the core closes it.
+    /// The [`Command::Check`] finished: [`Finished::Ok`] puts the connection back in its place
+    /// among the idle, otherwise the core closes it.
     Checked {
         /// The check's ticket.
         ticket: Ticket,
         /// The connection, back from the driver.
         conn: C,
-        /// Whether it works.
-        ok: bool,
+        /// Whether it works ([`Finished::Ok`]).
+        outcome: Finished,
     },
-    /// The [`Command::Close`] is done: the server no longer sees the connection.
+    /// The [`Command::Close`] is done: the server no longer sees the connection. Whatever the
+    /// outcome, its place is free: a close that failed or was abandoned still tore the
+    /// connection down.
     Closed {
         /// The close's ticket.
         ticket: Ticket,
+        /// How the close went ([`Finished::Abandoned`] is counted in
+        /// [`Stats::abandoned_closes`](crate::Stats::abandoned_closes)).
+        outcome: Finished,
     },
+}
+
+/// How a reset, check or close the driver performed ended ([`Completion::Reset`],
+/// [`Completion::Checked`], [`Completion::Closed`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Finished {
+    /// It worked: a reset session is clean, a checked connection works, a closed one said goodbye.
+    Ok,
+    /// It failed (an error from the server or the socket): a reset or checked connection is
+    /// closed; a closed one is gone all the same.
+    Failed,
+    /// The driver gave up on it at its bound (it hung): handled as [`Finished::Failed`] (a reset
+    /// or checked connection is closed, a closed one is gone), and counted in
+    /// [`Stats`](crate::Stats)' `abandoned_resets`, `abandoned_checks` or `abandoned_closes`.
+    Abandoned,
+}
+
+impl Finished {
+    /// [`Finished::Ok`] if `ok`, else [`Finished::Failed`].
+    pub fn from_ok(ok: bool) -> Finished {
+        if ok {
+            Finished::Ok
+        } else {
+            Finished::Failed
+        }
+    }
+
+    /// Whether it worked.
+    pub fn is_ok(self) -> bool {
+        self == Finished::Ok
+    }
 }
 
 impl<C> Command<C> {
@@ -164,7 +200,7 @@ impl<C> Completion<C> {
             | Completion::OpenFailed { ticket, .. }
             | Completion::Reset { ticket, .. }
             | Completion::Checked { ticket, .. }
-            | Completion::Closed { ticket } => *ticket,
+            | Completion::Closed { ticket, .. } => *ticket,
         }
     }
 

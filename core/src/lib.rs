@@ -12,8 +12,10 @@
 //!
 //! **Mutate, then drain.** A driver — the blocking pools of the `sanspool` crate, an async runtime,
 //! a microcontroller's main loop — runs one loop: feed an input; drain every command and start
-//! each one's I/O; report each outcome as a [`Completion`] when it is known (now or later); sleep
-//! until [`poll_timeout`](Pool::poll_timeout) or the next input. Time is a plain [`Time`] value
+//! each one's I/O; report each outcome as a [`Completion`] when it is known (now or later; a
+//! driver that bounds a reset, check or close and gives up on it says so, [`Finished::Abandoned`],
+//! and the pool counts it in [`Stats`]); sleep until [`poll_timeout`](Pool::poll_timeout) or the
+//! next input. Time is a plain [`Time`] value
 //! given with every input, so a test drives hours of pool life in microseconds.
 //!
 //! The pool owns idle connections (any type `C`): a command that closes, resets or grants one
@@ -33,7 +35,9 @@
 //! sockets, and may report completions later, from other threads or tasks.
 //!
 //! ```
-//! use sanspool_core::{Checkout, Command, Completion, Config, Fixed, Pool, Returned, Time, Wait};
+//! use sanspool_core::{
+//!     Checkout, Command, Completion, Config, Finished, Fixed, Pool, Returned, Time, Wait,
+//! };
 //! use sanspool_core::{Lease, WaiterId};
 //!
 //! // At most 2 connections, 1 kept open; up to 4 queued checkouts; no heap.
@@ -48,9 +52,16 @@
 //!                 *next_conn += 1; // "connect"
 //!                 Completion::Opened { ticket, conn: *next_conn }
 //!             }
-//!             Command::Close { ticket, conn: _ } => Completion::Closed { ticket },
-//!             Command::Reset { ticket, conn } => Completion::Reset { ticket, conn, ok: true },
-//!             Command::Check { ticket, conn } => Completion::Checked { ticket, conn, ok: true },
+//!             // Each works here; a driver that gives up at a bound reports `Finished::Abandoned`.
+//!             Command::Close { ticket, conn: _ } => {
+//!                 Completion::Closed { ticket, outcome: Finished::Ok }
+//!             }
+//!             Command::Reset { ticket, conn } => {
+//!                 Completion::Reset { ticket, conn, outcome: Finished::Ok }
+//!             }
+//!             Command::Check { ticket, conn } => {
+//!                 Completion::Checked { ticket, conn, outcome: Finished::Ok }
+//!             }
 //!             Command::Grant { waiter, lease, conn, fresh: _ } => {
 //!                 granted.push((waiter, lease, conn));
 //!                 continue;
@@ -133,7 +144,7 @@ pub mod testkit;
 mod time;
 mod timer;
 
-pub use command::{Checkout, Command, Completion, Returned, Wait};
+pub use command::{Checkout, Command, Completion, Finished, Returned, Wait};
 pub use config::{Config, Fairness, IdleOrder, KeepIdle};
 pub use error::{Error, Rejected};
 pub use handle::{Lease, Ticket, WaiterId};

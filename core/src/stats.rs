@@ -37,6 +37,19 @@ pub struct Stats {
     pub broken_returns: u64,
     /// Connections returned dirty and sent for reset.
     pub resets: u64,
+    /// Resets the driver gave up on at its bound ([`Finished::Abandoned`]); each closed the
+    /// connection, as a failed reset does.
+    ///
+    /// [`Finished::Abandoned`]: crate::Finished::Abandoned
+    pub abandoned_resets: u64,
+    /// Checks ([`Pool::check_idle`](crate::Pool::check_idle)) the driver gave up on at its bound
+    /// ([`Finished::Abandoned`](crate::Finished::Abandoned)); each closed the connection, as a
+    /// failed check does.
+    pub abandoned_checks: u64,
+    /// Closes the driver gave up on at its bound
+    /// ([`Finished::Abandoned`](crate::Finished::Abandoned)): the connection was torn down
+    /// without a goodbye; its place was freed all the same.
+    pub abandoned_closes: u64,
     /// Connections closed for age (`max_lifetime`) or idleness (`max_idle`).
     pub expired: u64,
     /// Connections detached by their borrowers (they leave the pool without a close).

@@ -12,7 +12,7 @@
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 use sanspool_core::testkit::{
-    self, seeds, vocab, Back, Case, Cmd, Conn, KeyArg, Op, Pick, Sim, WPick, WaitArg,
+    self, seeds, vocab, Back, Case, Cmd, Conn, KeyArg, Op, Outcome, Pick, Sim, WPick, WaitArg,
 };
 use sanspool_core::{Alloc, Checkout, Config, Error, Fixed, FixedPool, Stats, Storage, Wait};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -182,6 +182,9 @@ const KINDS: &[&str] = &[
     "back:Dirty",
     "back:Broken",
     "back:Close",
+    "outcome:Ok",
+    "outcome:Failed",
+    "outcome:Abandoned",
     "checkin-key:NoKey",
     "checkin-key:Own",
     "checkin-key:Key",
@@ -213,6 +216,14 @@ const KINDS: &[&str] = &[
 impl Reach {
     fn note(&mut self, kind: &'static str) {
         *self.kinds.entry(kind).or_default() += 1;
+    }
+
+    fn note_outcome(&mut self, outcome: Outcome) {
+        self.note(match outcome {
+            Outcome::Ok => "outcome:Ok",
+            Outcome::Failed => "outcome:Failed",
+            Outcome::Abandoned => "outcome:Abandoned",
+        });
     }
 
     fn note_pick(&mut self, pick: Pick) {
@@ -284,16 +295,19 @@ impl Reach {
                 self.note_pick(ticket);
                 "op:OpenFailed"
             }
-            Op::ResetDone { ticket, .. } => {
+            Op::ResetDone { ticket, outcome } => {
                 self.note_pick(ticket);
+                self.note_outcome(outcome);
                 "op:ResetDone"
             }
-            Op::CheckDone { ticket, .. } => {
+            Op::CheckDone { ticket, outcome } => {
                 self.note_pick(ticket);
+                self.note_outcome(outcome);
                 "op:CheckDone"
             }
-            Op::CloseDone { ticket } => {
+            Op::CloseDone { ticket, outcome } => {
                 self.note_pick(ticket);
+                self.note_outcome(outcome);
                 "op:CloseDone"
             }
             Op::Tick { .. } => "op:Tick",
@@ -342,6 +356,9 @@ impl Reach {
         t.closes += s.closes;
         t.broken_returns += s.broken_returns;
         t.resets += s.resets;
+        t.abandoned_resets += s.abandoned_resets;
+        t.abandoned_checks += s.abandoned_checks;
+        t.abandoned_closes += s.abandoned_closes;
         t.expired += s.expired;
         t.detached += s.detached;
     }
@@ -371,6 +388,9 @@ impl Reach {
             ("closes", s.closes),
             ("broken returns", s.broken_returns),
             ("resets", s.resets),
+            ("abandoned resets", s.abandoned_resets),
+            ("abandoned checks", s.abandoned_checks),
+            ("abandoned closes", s.abandoned_closes),
             ("expired", s.expired),
             ("detached", s.detached),
         ];

@@ -29,15 +29,19 @@ const ERRORS = [
 ];
 const error = (code) => ERRORS[-code] ?? `code ${code}`;
 const [CLEAN, DIRTY, BROKEN] = [0, 1, 2];
+// How a RESET, CHECK or CLOSE ended (report_reset, report_checked, report_closed).
+const [FAILED, OK, ABANDONED] = [0, 1, 2];
 const NO_WAIT = -1;
 
 // ------------------------------------------------------------------------------ the world
 
 const S = 1000, M = 60 * S, H = 60 * M;
 const LATENCY = { open: 20, reset: 5, check: 3, close: 2 }; // ms
+const BOUND = 5 * 1000; // ms: the host gives up on a reset, check or close that takes longer
 let now = 0;
 let serverUp = true;
 let checksPass = true;
+let checksHang = false; // the server stopped answering: a check hangs until its bound
 let nextConn = 1;
 const inflight = []; // I/O started by the host: { at, op, ticket, conn }
 const outcomes = new Map(); // waiter id -> { conn, lease, fresh } or { error }
@@ -66,7 +70,11 @@ function drain() {
         break;
       case 4:
         log(`  core: CHECK #${conn} (SELECT 1)`);
-        inflight.push({ at: now + LATENCY.check, op: "check", ticket: handle, conn });
+        if (checksHang) {
+          inflight.push({ at: now + BOUND, op: "check", ticket: handle, conn, abandoned: true });
+        } else {
+          inflight.push({ at: now + LATENCY.check, op: "check", ticket: handle, conn });
+        }
         break;
       case 5: {
         const waiter = pool.out_waiter();
@@ -118,15 +126,20 @@ function complete(io) {
       break;
     case "reset":
       log(`host: #${io.conn} reset`);
-      r = pool.report_reset(now, io.ticket, io.conn, 1);
+      r = pool.report_reset(now, io.ticket, io.conn, OK);
       break;
     case "check":
-      log(`host: #${io.conn} check ${checksPass ? "ok" : "failed (server dropped it)"}`);
-      r = pool.report_checked(now, io.ticket, io.conn, checksPass ? 1 : 0);
+      if (io.abandoned) {
+        log(`host: #${io.conn} check still hanging at its bound: cut off, socket torn down`);
+        r = pool.report_checked(now, io.ticket, io.conn, ABANDONED);
+      } else {
+        log(`host: #${io.conn} check ${checksPass ? "ok" : "failed (server dropped it)"}`);
+        r = pool.report_checked(now, io.ticket, io.conn, checksPass ? OK : FAILED);
+      }
       break;
     case "close":
       log(`host: #${io.conn} closed`);
-      r = pool.report_closed(now, io.ticket);
+      r = pool.report_closed(now, io.ticket, OK);
       break;
   }
   assert.equal(r, 0, `the core refused the ${io.op} completion: ${error(r)}`);
@@ -204,6 +217,8 @@ const stats = () => ({
   opens: pool.stats_opens(), open_failures: pool.stats_open_failures(),
   closes: pool.stats_closes(), broken_returns: pool.stats_broken_returns(),
   resets: pool.stats_resets(), expired: pool.stats_expired(),
+  abandoned_resets: pool.stats_abandoned_resets(), abandoned_checks: pool.stats_abandoned_checks(),
+  abandoned_closes: pool.stats_abandoned_closes(),
 });
 /// Asserts the stats listed in `want`.
 function expectStats(want) {
@@ -296,10 +311,20 @@ runUntil(12 * H + S);
 checksPass = true;
 expectStats({ size: 1, idle: 1, opens: 4 });
 
+// 14:00 another check, but the server stopped answering: #4's check hangs. The host gives up at
+// its bound and reports it ABANDONED: the core counts it, closes #4 and opens #5 for min.
+checksHang = true;
+assert.equal(at(14 * H, () => pool.check_idle(now)), 1);
+runUntil(14 * H + BOUND - S);
+expectStats({ resetting: 1, abandoned_checks: 0 });
+runUntil(14 * H + BOUND + S);
+checksHang = false;
+expectStats({ size: 1, idle: 1, opens: 5, abandoned_checks: 1, abandoned_resets: 0 });
+
 // 17:00 heidi holds a connection and ivan waits for a new one when the pool closes: ivan fails,
 // his open, already under way, lands and is closed; heidi's connection is closed as it comes back.
 const heidi = at(17 * H, () => checkout("heidi", 0, Infinity));
-assert.deepEqual([heidi.ready, heidi.conn], [true, 4]);
+assert.deepEqual([heidi.ready, heidi.conn], [true, 5]);
 const ivan = at(17 * H, () => checkout("ivan", 0, Infinity));
 assert.ok(ivan.waiting);
 const closed = at(17 * H + 10, () => {
@@ -315,13 +340,14 @@ assert.equal(pool.is_empty(), 1, "everything closed");
 assert.equal(pool.poll_timeout(), -1);
 assert.equal(inflight.length, 0);
 // Completions the core never asked for are refused, and change nothing.
-assert.equal(error(pool.report_closed(now, 0x7fff03)), "UnknownTicket");
+assert.equal(error(pool.report_closed(now, 0x7fff03, ABANDONED)), "UnknownTicket");
 assert.equal(error(pool.report_opened(now, 0, 99)), "UnknownTicket");
 
 const final = stats();
 expectStats({
-  size: 0, idle: 0, in_use: 0, waiting: 0, checkouts: 6, waits: 2, timeouts: 1, opens: 5,
-  open_failures: 5, broken_returns: 1, resets: 1, expired: 1, closes: 5,
+  size: 0, idle: 0, in_use: 0, waiting: 0, checkouts: 6, waits: 2, timeouts: 1, opens: 6,
+  open_failures: 5, broken_returns: 1, resets: 1, expired: 1, closes: 6, abandoned_resets: 0,
+  abandoned_checks: 1, abandoned_closes: 0,
 });
 console.log("\nstats at the end of the day:");
 console.log(final);

@@ -2,6 +2,8 @@
 //! accepts and never answers, and a `ROLLBACK`, a check and a close against a backend that
 //! stopped (`SIGSTOP`). Each returns within its bound plus a margin, with a typed error, and the
 //! connection is dropped, never waited on. (The only timed assertions here are these bounds.)
+//! Through a pool, each operation cut off at its bound is counted in the pool's stats
+//! (`abandoned_resets`, `abandoned_checks`, `abandoned_closes`), and its place is refilled.
 
 mod common;
 
@@ -141,8 +143,21 @@ fn a_hung_close_is_bounded() {
     let conn = case.conn.take().unwrap();
     let _frozen = Frozen::process(case.pid).unwrap();
     let started = Instant::now();
-    case.connector.close(conn);
+    let closed = case.connector.close(conn);
     assert_within(started, BOUND, "close");
+    assert!(
+        closed
+            .as_ref()
+            .is_err_and(|e| case.connector.is_abandoned(e)),
+        "{closed:?}"
+    );
+    assert_timed_out(closed, Op::Close);
+}
+
+/// The pool's `abandoned_*` counters: `[resets, checks, closes]`.
+fn abandoned(pool: &PgPool) -> [u64; 3] {
+    let s = pool.stats();
+    [s.abandoned_resets, s.abandoned_checks, s.abandoned_closes]
 }
 
 /// Through a pool: a dirty return whose backend hangs costs the returning thread the reset bound,
@@ -171,6 +186,63 @@ fn a_pool_drops_a_connection_whose_rollback_hangs() {
         started.elapsed()
     );
     assert_ne!(backend_pid(&mut conn), pid, "not the hung one");
+    // The reset was cut off at its bound, and counted. Its socket was already gone, so the close
+    // that followed had nothing to wait for: not cut off.
+    assert_eq!(abandoned(&pool), [1, 0, 0], "{:?}", pool.stats());
+    assert_eq!(pool.stats().resets, 1);
+    drop(frozen);
+}
+
+/// Through a pool: an idle check whose backend hangs is cut off at the check bound, counted in
+/// `abandoned_checks`, and the connection replaced.
+#[test]
+fn a_pool_counts_a_check_abandoned_at_its_bound() {
+    let server = PgServer::start().expect("start a server of our own");
+    let connector = PgConnector::from_config(config_for(&server.dsn(), "pool-hung-check"))
+        .check_timeout(BOUND)
+        .close_timeout(BOUND);
+    let pool: PgPool = Builder::new(connector)
+        .min(1)
+        .max(1)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let pid = backend_pid(&mut pool.get().unwrap());
+    assert_eq!(abandoned(&pool), [0, 0, 0]);
+    let frozen = Frozen::process(pid).unwrap();
+    let started = Instant::now();
+    assert_eq!(pool.check().unwrap(), 1, "the check failed");
+    assert_within(started, BOUND, "the pool's check");
+    assert_eq!(abandoned(&pool), [0, 1, 0], "{:?}", pool.stats());
+    let mut conn = pool.get().expect("a new connection");
+    assert_ne!(backend_pid(&mut conn), pid, "not the hung one");
+    drop(frozen);
+}
+
+/// Through a pool: a close whose backend hangs is cut off at the close bound and counted in
+/// `abandoned_closes`; its place is freed while the backend is still stopped, so the pool refills.
+#[test]
+fn a_pool_counts_a_close_abandoned_at_its_bound() {
+    let server = PgServer::start().expect("start a server of our own");
+    let connector =
+        PgConnector::from_config(config_for(&server.dsn(), "pool-hung-close")).close_timeout(BOUND);
+    let pool: PgPool = Builder::new(connector)
+        .min(1)
+        .max(1)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let pid = backend_pid(&mut pool.get().unwrap());
+    let frozen = Frozen::process(pid).unwrap();
+    let started = Instant::now();
+    pool.drain().unwrap();
+    // With max 1 the refill waits for the close: served only once the close was given up.
+    let mut conn = pool
+        .get()
+        .expect("a new connection once the close is abandoned");
+    assert_within(started, BOUND, "the close, then the refill");
+    assert_ne!(backend_pid(&mut conn), pid, "not the hung one");
+    assert_eq!(abandoned(&pool), [0, 0, 1], "{:?}", pool.stats());
     drop(frozen);
 }
 

@@ -317,5 +317,8 @@ fn connector_state_reset_and_check() {
     let err = connector.check(&mut conn).unwrap_err();
     assert!(matches!(err, Error::Postgres(_)), "{err:?}");
     assert_eq!(connector.state(&mut conn), Returned::Broken);
-    connector.close(conn);
+    // The socket is already closed: nothing to wait for, so nothing is cut off at the bound.
+    if let Err(e) = connector.close(conn) {
+        assert!(!connector.is_abandoned(&e), "{e:?}");
+    }
 }

@@ -60,6 +60,32 @@ fn a_hung_close_does_not_stall_refills_or_checkouts() {
     eventually("the hung close ends once the backend runs", || {
         pool.stats().closing == 0
     });
+    // It finished within its (long) bound once the backend ran again: not abandoned.
+    assert_eq!(pool.stats().abandoned_closes, 0, "{:?}", pool.stats());
+}
+
+/// The same hung close under a short bound: cut off there, counted in `abandoned_closes`, and its
+/// place freed although the backend is still stopped.
+#[test]
+fn a_close_cut_off_at_its_bound_is_counted_and_frees_its_place() {
+    let server = PgServer::start().expect("a server of our own");
+    let bound = Duration::from_millis(500);
+    let pool = pool(&server, "abandoned-close", |c| c.close_timeout(bound));
+    let (mut a, b) = (pool.get().unwrap(), pool.get().unwrap());
+    let stuck = backend_pid(&mut a);
+    drop((a, b));
+    let frozen = Frozen::process(stuck).expect("stop the backend");
+    pool.drain().unwrap();
+    eventually("the hung close is cut off at its bound", || {
+        pool.stats().abandoned_closes == 1
+    });
+    let s = pool.stats();
+    assert_eq!(s.closing, 0, "its place is free: {s:?}");
+    assert_eq!((s.abandoned_resets, s.abandoned_checks), (0, 0), "{s:?}");
+    eventually("refilled to min", || pool.stats().idle == 2);
+    let (mut c, mut d) = (pool.get().unwrap(), pool.get().unwrap());
+    assert!(![backend_pid(&mut c), backend_pid(&mut d)].contains(&stuck));
+    drop(frozen);
 }
 
 /// With `check_on_checkout`, a stopped idle backend fails its check within the check bound and

@@ -10,7 +10,7 @@
 use crate::error::Failure;
 use crate::{BuildError, Connector, GetError};
 use sanspool_core::{
-    AllocPool, Command, Completion, Config, Lease, Rejected, Returned, Time, Wait,
+    AllocPool, Command, Completion, Config, Finished, Lease, Rejected, Returned, Time, Wait,
 };
 use std::collections::VecDeque;
 use std::hash::Hash;
@@ -164,6 +164,18 @@ impl<M: Connector> Settings<M> {
         let _ = guarded(|| self.connector.close(conn));
     }
 
+    /// How a reset, check or close ended: an error the connector says was cut off at its bound
+    /// is [`Finished::Abandoned`]; any other error, or a panic (`None`), is a failure.
+    fn finished(&self, result: Option<Result<(), M::Error>>) -> Finished {
+        match result {
+            Some(Ok(())) => Finished::Ok,
+            Some(Err(e)) if guarded(|| self.connector.is_abandoned(&e)) == Some(true) => {
+                Finished::Abandoned
+            }
+            Some(Err(_)) | None => Finished::Failed,
+        }
+    }
+
     /// Does the I/O of an open, close, reset or check command (a grant or failure is a hand-off,
     /// delivered by [`Engine::drain`], never performed).
     pub(crate) fn perform(&self, cmd: Command<M::Conn>) -> Done<M::Conn, M::Error> {
@@ -178,26 +190,30 @@ impl<M: Connector> Settings<M> {
                 }
             },
             Command::Close { ticket, conn } => {
-                self.close(conn);
-                Completion::Closed { ticket }
+                let outcome = self.finished(guarded(|| self.connector.close(conn)));
+                Completion::Closed { ticket, outcome }
             }
             Command::Reset { ticket, mut conn } => {
-                let ok = guarded(|| {
-                    self.connector.reset(&mut conn).is_ok()
-                        && self.connector.state(&mut conn) == Returned::Clean
-                });
+                let reset = guarded(|| self.connector.reset(&mut conn));
+                let mut outcome = self.finished(reset);
+                // Reset, yet not clean: not fit for reuse.
+                if outcome == Finished::Ok
+                    && guarded(|| self.connector.state(&mut conn)) != Some(Returned::Clean)
+                {
+                    outcome = Finished::Failed;
+                }
                 Completion::Reset {
                     ticket,
                     conn,
-                    ok: ok == Some(true),
+                    outcome,
                 }
             }
             Command::Check { ticket, mut conn } => {
-                let ok = guarded(|| self.connector.check(&mut conn).is_ok());
+                let outcome = self.finished(guarded(|| self.connector.check(&mut conn)));
                 Completion::Checked {
                     ticket,
                     conn,
-                    ok: ok == Some(true),
+                    outcome,
                 }
             }
             Command::Grant { .. }

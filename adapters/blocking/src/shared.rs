@@ -360,7 +360,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
         let mut failed_checks = 0;
         while let Some(task) = tasks.pop_front() {
             let done = self.settings.perform(task);
-            if let Completion::Checked { ok: false, .. } = done.0 {
+            if matches!(done.0, Completion::Checked { outcome, .. } if !outcome.is_ok()) {
                 failed_checks += 1;
             }
             tasks.extend(self.report(done));
@@ -381,7 +381,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
                 continue;
             }
             let done = self.settings.perform(task);
-            if let Completion::Checked { ok: false, .. } = done.0 {
+            if matches!(done.0, Completion::Checked { outcome, .. } if !outcome.is_ok()) {
                 failed_checks += 1;
             }
             let next = self.report(done);

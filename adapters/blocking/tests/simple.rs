@@ -329,3 +329,55 @@ fn string_keys() {
     assert!(a.ptr_eq(&pool.getconn(Some("a".into())).unwrap()));
     pool.putconn(a, Some(&"a".into()), false).unwrap();
 }
+
+/// Resets, checks and closes cut off at their bound (`Connector::is_abandoned`) are handled as
+/// failures — the connection closed and replaced — and counted apart in the stats; plain failures
+/// are not counted there.
+#[test]
+fn abandoned_resets_checks_and_closes_are_counted() {
+    let (pool, c) = pool(1, 1);
+    let abandoned = |pool: &SimpleConnectionPool<Fake>| {
+        let s = pool.stats();
+        [s.abandoned_resets, s.abandoned_checks, s.abandoned_closes]
+    };
+    // Plain failures: closed, not counted as abandoned.
+    c.fail_reset.store(true, SeqCst);
+    c.fail_check.store(true, SeqCst);
+    pool.get().unwrap().dirty = true;
+    assert_eq!(pool.check().unwrap(), 1);
+    assert_eq!(abandoned(&pool), [0, 0, 0]);
+    assert_eq!(c.get(&c.closes), 2);
+
+    // Cut off at their bound.
+    c.abandon.store(true, SeqCst);
+    let first = {
+        let mut conn = pool.get().unwrap();
+        conn.dirty = true;
+        conn.id
+    };
+    assert_eq!(abandoned(&pool), [1, 0, 0]);
+    assert_eq!(c.get(&c.closes), 3);
+    assert_eq!(pool.stats().idle, 1, "refilled to min");
+    assert_eq!(pool.check().unwrap(), 1);
+    assert_eq!(abandoned(&pool), [1, 1, 0]);
+    assert_eq!(c.get(&c.closes), 4);
+    c.fail_check.store(false, SeqCst);
+    let conn = pool.get().unwrap();
+    assert_ne!(conn.id, first, "replaced");
+    drop(conn);
+
+    // A close cut off at its bound (here: a broken return's close) still frees the place.
+    c.fail_close.store(true, SeqCst);
+    pool.get().unwrap().broken = true;
+    assert_eq!(abandoned(&pool), [1, 1, 1]);
+    let s = pool.stats();
+    assert_eq!((s.size, s.idle, s.closing), (1, 1, 0), "{s:?}");
+    c.abandon.store(false, SeqCst);
+    pool.get().unwrap().broken = true;
+    assert_eq!(
+        abandoned(&pool),
+        [1, 1, 1],
+        "a failed close is no abandonment"
+    );
+    assert_eq!(pool.stats().size, 1);
+}

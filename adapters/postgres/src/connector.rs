@@ -636,11 +636,19 @@ impl Connector for PgConnector {
         conn.session.checked(unused)
     }
 
-    /// Sends Terminate and waits for the server to close the socket, within the close timeout.
-    fn close(&self, mut conn: PgConn) {
+    /// A reset, check or close cut off at its bound ([`Error::TimedOut`]): counted by the pool
+    /// in `abandoned_resets`, `abandoned_checks` or `abandoned_closes`.
+    fn is_abandoned(&self, error: &Error) -> bool {
+        matches!(error, Error::TimedOut(_))
+    }
+
+    /// Sends Terminate and waits for the server to close the socket, within the close timeout:
+    /// [`Error::TimedOut`] if it passes (the socket is dropped all the same).
+    fn close(&self, mut conn: PgConn) -> Result<(), Error> {
         conn.session.cell().set_deadline(Some(self.bounds.close));
-        if let Some(client) = conn.client.take() {
-            let _ = client.close();
+        match conn.client.take() {
+            Some(client) => client.close().map_err(Error::during(Op::Close)),
+            None => Ok(()),
         }
     }
 }

@@ -76,7 +76,8 @@
 //! Every network operation of the connector has a bound: opening ([`DEFAULT_CONNECT_TIMEOUT`]
 //! per host address, or the configuration's `connect_timeout`), the reset, the check and the
 //! close ([`Bounds`], shared with `sanspool-tokio`'s connector). A connection that exceeds one
-//! fails with [`Error::TimedOut`] and is closed.
+//! fails with [`Error::TimedOut`] and is closed; a pool counts the resets, checks and closes cut
+//! off so in its stats (`abandoned_resets`, `abandoned_checks`, `abandoned_closes`).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -38,8 +38,23 @@ pub trait Connector: Send + Sync + 'static {
         false
     }
 
-    /// Closes a connection the pool no longer keeps. By default, drops it.
-    fn close(&self, conn: Self::Conn) -> impl Future<Output = ()> + Send {
-        async move { drop(conn) }
+    /// Whether a failed [`reset`](Connector::reset), [`check`](Connector::check) or
+    /// [`close`](Connector::close) was cut off at a bound of its own (the server did not answer in
+    /// time). The connection is handled as for any failure (closed, or gone), and the pool counts
+    /// it apart: `abandoned_resets`, `abandoned_checks` or
+    /// `abandoned_closes` in [`Stats`](sanspool_core::Stats). By default none is.
+    fn is_abandoned(&self, error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
+
+    /// Closes a connection the pool no longer keeps. By default, drops it. The connection is gone
+    /// whatever the result; an error says the close did not finish cleanly (one cut off at its
+    /// bound: see [`is_abandoned`](Connector::is_abandoned)).
+    fn close(&self, conn: Self::Conn) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        async move {
+            drop(conn);
+            Ok(())
+        }
     }
 }

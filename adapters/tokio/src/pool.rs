@@ -13,7 +13,8 @@ use crate::{Connector, PoolError};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use sanspool_core::{
-    AllocPool, Checkout, Command, Completion, Config, Lease, Returned, Stats, Time, Wait, WaiterId,
+    AllocPool, Checkout, Command, Completion, Config, Finished, Lease, Returned, Stats, Time, Wait,
+    WaiterId,
 };
 use std::collections::HashMap;
 use std::fmt;
@@ -152,7 +153,7 @@ impl<M: Connector> Settings<M> {
             let mut conn = self.connector.connect().await?;
             if let Some(hook) = &self.after_connect {
                 if let Err(e) = hook(&mut conn).await {
-                    self.connector.close(conn).await;
+                    let _ = self.connector.close(conn).await;
                     return Err(e);
                 }
             }
@@ -207,6 +208,24 @@ impl<M: Connector> Settings<M> {
             .await;
     }
 
+    /// How a reset, check or close ended (`Err`: it panicked): an error the connector says was
+    /// cut off at its bound is [`Finished::Abandoned`]; any other error, or a panic, a failure.
+    fn finished<P>(&self, result: Result<Result<(), M::Error>, P>) -> Finished {
+        match result {
+            Ok(Ok(())) => Finished::Ok,
+            Ok(Err(e)) => {
+                let abandoned =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| self.connector.is_abandoned(&e)));
+                if abandoned.unwrap_or(false) {
+                    Finished::Abandoned
+                } else {
+                    Finished::Failed
+                }
+            }
+            Err(_) => Finished::Failed,
+        }
+    }
+
     /// The I/O of an open, close, reset or check command, and its completion (with, for a failed
     /// open, why: `Some(None)` if it panicked).
     async fn perform(
@@ -227,30 +246,41 @@ impl<M: Connector> Settings<M> {
                 }
             },
             Command::Close { ticket, conn } => {
-                self.close(conn).await;
-                Completion::Closed { ticket }
+                let closed = AssertUnwindSafe(self.connector.close(conn))
+                    .catch_unwind()
+                    .await;
+                let outcome = self.finished(closed);
+                Completion::Closed { ticket, outcome }
             }
             Command::Reset { ticket, mut conn } => {
-                let ok = AssertUnwindSafe(async {
-                    self.connector.reset(&mut conn).await.is_ok()
-                        && self.connector.state(&mut conn) == Returned::Clean
-                })
-                .catch_unwind()
-                .await;
+                let reset = AssertUnwindSafe(self.connector.reset(&mut conn))
+                    .catch_unwind()
+                    .await;
+                let mut outcome = self.finished(reset);
+                // Reset, yet not clean: not fit for reuse.
+                if outcome == Finished::Ok {
+                    let state = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        self.connector.state(&mut conn)
+                    }));
+                    if !matches!(state, Ok(Returned::Clean)) {
+                        outcome = Finished::Failed;
+                    }
+                }
                 Completion::Reset {
                     ticket,
                     conn,
-                    ok: ok.unwrap_or(false),
+                    outcome,
                 }
             }
             Command::Check { ticket, mut conn } => {
-                let ok = AssertUnwindSafe(self.connector.check(&mut conn))
+                let checked = AssertUnwindSafe(self.connector.check(&mut conn))
                     .catch_unwind()
                     .await;
+                let outcome = self.finished(checked);
                 Completion::Checked {
                     ticket,
                     conn,
-                    ok: matches!(ok, Ok(Ok(()))),
+                    outcome,
                 }
             }
             Command::Grant { .. }
@@ -456,7 +486,7 @@ impl<M: Connector> Shared<M> {
         let shared = Arc::clone(self);
         self.runtime.spawn(async move {
             let done = shared.settings.perform(cmd).await;
-            let failed = matches!(done.0, Completion::Checked { ok: false, .. });
+            let failed = matches!(done.0, Completion::Checked { outcome, .. } if !outcome.is_ok());
             shared.report(done);
             failed
         })

@@ -254,9 +254,16 @@ impl Connector for PgConnector {
         conn.0.session.checked(unused)
     }
 
+    /// A reset, check or close cut off at its bound ([`Error::TimedOut`]): counted by the pool
+    /// in `abandoned_resets`, `abandoned_checks` or `abandoned_closes`.
+    fn is_abandoned(&self, error: &Error) -> bool {
+        matches!(error, Error::TimedOut(_))
+    }
+
     /// Drops the client, so its driver sends Terminate and ends when the server closes; waits
-    /// for that within the close timeout, then stops the driver.
-    async fn close(&self, conn: PgConn) {
+    /// for that within the close timeout, else stops the driver (dropping the socket) and
+    /// answers [`Error::TimedOut`].
+    async fn close(&self, conn: PgConn) -> Result<(), Error> {
         let Parts {
             client, mut driver, ..
         } = *conn.0;
@@ -266,6 +273,8 @@ impl Connector for PgConnector {
             .is_err()
         {
             driver.abort();
+            return Err(Error::TimedOut(Op::Close));
         }
+        Ok(())
     }
 }

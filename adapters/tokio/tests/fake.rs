@@ -38,6 +38,25 @@ struct Counters {
     /// Connection ids whose checks fail.
     failing_checks: Mutex<Vec<u32>>,
     checks: AtomicU32,
+    fail_resets: AtomicBool,
+    /// Closes fail (the connection is gone all the same).
+    fail_closes: AtomicBool,
+    /// Failed resets, checks and closes were cut off at their bound (`is_abandoned`).
+    abandon: AtomicBool,
+}
+
+/// The error of an operation cut off at its bound.
+const TIMED_OUT: &str = "timed out at its bound";
+
+impl Fake {
+    /// A failure: `why`, or cut off at its bound if `abandon` is set.
+    fn failure(&self, why: &'static str) -> FakeError {
+        FakeError(if self.0.abandon.load(Ordering::SeqCst) {
+            TIMED_OUT
+        } else {
+            why
+        })
+    }
 }
 
 #[derive(Clone, Default)]
@@ -66,6 +85,9 @@ impl Connector for Fake {
     async fn reset(&self, conn: &mut FakeConn) -> Result<(), FakeError> {
         tokio::task::yield_now().await;
         self.0.resets.fetch_add(1, Ordering::SeqCst);
+        if self.0.fail_resets.load(Ordering::SeqCst) {
+            return Err(self.failure("reset failed"));
+        }
         conn.state = Returned::Clean;
         Ok(())
     }
@@ -75,7 +97,7 @@ impl Connector for Fake {
         tokio::time::sleep(Duration::from_millis(20)).await;
         self.0.checks.fetch_add(1, Ordering::SeqCst);
         if self.0.failing_checks.lock().unwrap().contains(&conn.id) {
-            return Err(FakeError("check failed"));
+            return Err(self.failure("check failed"));
         }
         Ok(())
     }
@@ -84,9 +106,17 @@ impl Connector for Fake {
         self.0.permanent.load(Ordering::SeqCst)
     }
 
-    async fn close(&self, conn: FakeConn) {
+    fn is_abandoned(&self, error: &FakeError) -> bool {
+        error.0 == TIMED_OUT
+    }
+
+    async fn close(&self, conn: FakeConn) -> Result<(), FakeError> {
         let _ = conn;
         self.0.closed.fetch_add(1, Ordering::SeqCst);
+        if self.0.fail_closes.load(Ordering::SeqCst) {
+            return Err(self.failure("close failed"));
+        }
+        Ok(())
     }
 }
 
@@ -224,6 +254,61 @@ async fn dirty_returns_are_reset_and_broken_ones_replaced() {
     assert_eq!(conn.id, 2);
     assert_eq!(fake.0.closed.load(Ordering::SeqCst), 1);
     assert_eq!(pool.stats().broken_returns, 1);
+}
+
+/// Resets, checks and closes cut off at their bound (`Connector::is_abandoned`) are handled as
+/// failures — the connection closed and replaced — and counted apart in the stats; plain failures
+/// are not counted there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_resets_checks_and_closes_are_counted() {
+    let fake = Fake::default();
+    let pool = pool(&fake, 1, 1, Duration::from_secs(5)).await;
+    let abandoned = |pool: &Pool<Fake>| {
+        let s = pool.stats();
+        [s.abandoned_resets, s.abandoned_checks, s.abandoned_closes]
+    };
+    let closed = |n: u32| {
+        let fake = fake.clone();
+        move || fake.0.closed.load(Ordering::SeqCst) == n
+    };
+    // A plain failed reset and check: closed and replaced, not counted.
+    fake.0.fail_resets.store(true, Ordering::SeqCst);
+    pool.get().await.unwrap().state = Returned::Dirty;
+    eventually("the failed reset's close", closed(1)).await;
+    *fake.0.failing_checks.lock().unwrap() = (1..=10).collect();
+    eventually("refilled", || pool.stats().idle == 1).await;
+    assert_eq!(pool.check().await.unwrap(), 1);
+    eventually("the failed check's close", closed(2)).await;
+    assert_eq!(abandoned(&pool), [0, 0, 0]);
+
+    // Cut off at their bound: the same, and counted.
+    fake.0.abandon.store(true, Ordering::SeqCst);
+    eventually("refilled", || pool.stats().idle == 1).await;
+    pool.get().await.unwrap().state = Returned::Dirty;
+    eventually("the abandoned reset's close", closed(3)).await;
+    assert_eq!(abandoned(&pool), [1, 0, 0]);
+    eventually("refilled", || pool.stats().idle == 1).await;
+    assert_eq!(pool.check().await.unwrap(), 1);
+    eventually("the abandoned check's close", closed(4)).await;
+    assert_eq!(abandoned(&pool), [1, 1, 0]);
+
+    // A close cut off at its bound still frees its place: the pool refills.
+    fake.0.fail_closes.store(true, Ordering::SeqCst);
+    eventually("refilled", || pool.stats().idle == 1).await;
+    pool.get().await.unwrap().state = Returned::Broken;
+    eventually("the abandoned close", || abandoned(&pool) == [1, 1, 1]).await;
+    let conn = pool.get().await.unwrap();
+    assert_eq!(conn.id, 6, "the place was freed and refilled");
+    drop(conn);
+    fake.0.abandon.store(false, Ordering::SeqCst);
+    pool.get().await.unwrap().state = Returned::Broken;
+    eventually("the failed close", closed(6)).await;
+    eventually("refilled", || pool.stats().idle == 1).await;
+    assert_eq!(
+        abandoned(&pool),
+        [1, 1, 1],
+        "a failed close is no abandonment"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

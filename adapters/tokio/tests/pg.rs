@@ -6,7 +6,7 @@
 //! counts them in `pg_stat_activity` as the server sees them.
 
 use sanspool_postgres::TxStatus;
-use sanspool_tests::{shared_dsn, PgServer};
+use sanspool_tests::{shared_dsn, Frozen, PgServer};
 use sanspool_tokio::postgres::{tokio_postgres, PgConnector, PgPool, SessionReset};
 use sanspool_tokio::{Builder, PoolError};
 use std::sync::{Arc, Mutex};
@@ -443,4 +443,79 @@ async fn a_statement_closed_after_its_call_costs_no_rollback() {
     }
     assert_eq!(pool.stats().resets, 0, "{:?}", pool.stats());
     assert_eq!(pool.stats().checkouts, 200);
+}
+
+/// A reset, a check and a close against a stopped backend (`SIGSTOP`) are cut off at their
+/// bounds and counted in `abandoned_resets`, `abandoned_checks` and `abandoned_closes`; each time
+/// the connection is replaced while the backend is still stopped. A reset or check cut off here
+/// leaves its request unanswered on an open socket, so the close that follows waits for an answer
+/// that cannot come and is cut off too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resets_checks_and_closes_cut_off_at_their_bounds_are_counted() {
+    let server = tokio::task::spawn_blocking(PgServer::start)
+        .await
+        .unwrap()
+        .expect("a server of its own");
+    let bound = Duration::from_millis(500);
+    let connector = connector_for(&server.dsn(), "abandoned")
+        .reset_timeout(bound)
+        .check_timeout(bound)
+        .close_timeout(bound);
+    let pool = Builder::new(connector)
+        .min(1)
+        .max(1)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .await
+        .unwrap();
+    let abandoned = |pool: &PgPool| {
+        let s = pool.stats();
+        [s.abandoned_resets, s.abandoned_checks, s.abandoned_closes]
+    };
+
+    // A dirty return whose ROLLBACK hangs.
+    let conn = pool.get().await.unwrap();
+    let pid = backend_pid(&conn).await;
+    conn.batch_execute("BEGIN").await.unwrap();
+    let frozen = Frozen::process(pid).expect("stop the backend");
+    let started = Instant::now();
+    drop(conn);
+    let conn = pool.get().await.expect("a new connection");
+    assert!(started.elapsed() >= bound, "{:?}", started.elapsed());
+    assert_ne!(backend_pid(&conn).await, pid, "not the hung one");
+    assert_eq!(abandoned(&pool), [1, 0, 1], "{:?}", pool.stats());
+    assert_eq!(pool.stats().resets, 1);
+    drop((conn, frozen));
+
+    // An idle check that hangs.
+    let pid = backend_pid(&pool.get().await.unwrap()).await;
+    let frozen = Frozen::process(pid).expect("stop the backend");
+    let started = Instant::now();
+    assert_eq!(pool.check().await.unwrap(), 1, "the check failed");
+    assert!(started.elapsed() >= bound, "{:?}", started.elapsed());
+    assert_eq!(abandoned(&pool)[..2], [1, 1], "{:?}", pool.stats());
+    let conn = pool.get().await.expect("a new connection");
+    assert_ne!(backend_pid(&conn).await, pid, "not the hung one");
+    assert_eq!(abandoned(&pool), [1, 1, 2], "{:?}", pool.stats());
+    drop((conn, frozen));
+
+    // A close that hangs. (Closing an idle connection does not wait on the server: the driver
+    // writes Terminate and shuts the socket down. It waits while a request is unanswered.)
+    let mut conn = pool.get().await.unwrap();
+    let pid = backend_pid(&conn).await;
+    let frozen = Frozen::process(pid).expect("stop the backend");
+    let query = tokio::time::timeout(Duration::from_millis(100), conn.simple_query("SELECT 1"));
+    assert!(query.await.is_err(), "the stopped backend answered");
+    conn.close_on_drop();
+    let started = Instant::now();
+    drop(conn);
+    let conn = pool.get().await.expect("a new connection");
+    assert!(started.elapsed() >= bound, "{:?}", started.elapsed());
+    assert_ne!(backend_pid(&conn).await, pid, "not the hung one");
+    let s = pool.stats();
+    assert_eq!(abandoned(&pool), [1, 1, 3], "{s:?}");
+    assert_eq!(s.resets, 1, "closed, not reset: {s:?}");
+    drop((conn, frozen));
+    drop(pool);
+    drop(server);
 }

@@ -14,8 +14,8 @@ use crate::storage::{Buffer, Holder, KeyIndex, Queue, Queued, Storage};
 use crate::time::nanos;
 use crate::timer::{min_opt, Timer, TimerTable};
 use crate::{
-    Checkout, Command, Completion, Error, IdleOrder, Lease, Rejected, Returned, Stats, Ticket,
-    Time, Wait, WaiterId,
+    Checkout, Command, Completion, Error, Finished, IdleOrder, Lease, Rejected, Returned, Stats,
+    Ticket, Time, Wait, WaiterId,
 };
 use core::cmp::{max, min};
 use core::time::Duration;
@@ -426,10 +426,12 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     ///   failure, from `backoff_initial` to `backoff_max`); the oldest checkout that does not wait
     ///   fails with [`Error::OpenFailed`]; waiting ones keep waiting until their deadline — unless
     ///   the failure is `permanent`: then every queued checkout fails with it at once.
-    /// - [`Completion::Reset`] and [`Completion::Checked`]: `ok` puts the connection back in
-    ///   service (a reset one as a clean checkin would, a checked one in its old place among the
-    ///   idle); otherwise it is closed.
-    /// - [`Completion::Closed`]: its place is free, and may be refilled.
+    /// - [`Completion::Reset`] and [`Completion::Checked`]: [`Finished::Ok`] puts the connection
+    ///   back in service (a reset one as a clean checkin would, a checked one in its old place
+    ///   among the idle); otherwise it is closed. [`Finished::Abandoned`] is counted in
+    ///   [`Stats::abandoned_resets`] or [`Stats::abandoned_checks`].
+    /// - [`Completion::Closed`]: its place is free, and may be refilled, whatever the outcome
+    ///   ([`Finished::Abandoned`] is counted in [`Stats::abandoned_closes`]).
     ///
     /// A ticket that does not answer a drained command of that kind is [`Error::UnknownTicket`],
     /// and the connection, if any, is handed back: nothing changed.
@@ -456,14 +458,23 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         match completion {
             Completion::Opened { conn, .. } => self.opened(i, conn),
             Completion::OpenFailed { permanent, .. } => self.open_failed(i, permanent),
-            Completion::Reset { conn, ok, .. } => {
-                self.back_from_driver(i, conn, ok, Arrival::Returned)
+            Completion::Reset { conn, outcome, .. } => {
+                if outcome == Finished::Abandoned {
+                    self.stats.abandoned_resets += 1;
+                }
+                self.back_from_driver(i, conn, outcome.is_ok(), Arrival::Returned)
             }
-            Completion::Checked { conn, ok, .. } => {
+            Completion::Checked { conn, outcome, .. } => {
+                if outcome == Finished::Abandoned {
+                    self.stats.abandoned_checks += 1;
+                }
                 self.slots.as_mut_slice()[i].checking = false;
-                self.back_from_driver(i, conn, ok, Arrival::Checked)
+                self.back_from_driver(i, conn, outcome.is_ok(), Arrival::Checked)
             }
-            Completion::Closed { .. } => {
+            Completion::Closed { outcome, .. } => {
+                if outcome == Finished::Abandoned {
+                    self.stats.abandoned_closes += 1;
+                }
                 self.set_state(i, State::Free);
             }
         }

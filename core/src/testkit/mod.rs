@@ -18,7 +18,7 @@ pub mod vocab;
 pub mod seeds;
 
 pub use sim::{ms, run, secs, Answer, Cmd, Conn, Got, Reply, Sim};
-pub use vocab::{Back, Case, KeyArg, Op, Pick, Setup, WPick, WaitArg, TAG};
+pub use vocab::{Back, Case, KeyArg, Op, Outcome, Pick, Setup, WPick, WaitArg, TAG};
 
 use crate::{Pool, Storage};
 

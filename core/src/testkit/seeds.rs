@@ -2,7 +2,7 @@
 //! enough for every fixed capacity the fuzzers use (max <= 3). Replayed on every backend by a
 //! unit test (`core/tests/seeds.rs`); the fuzzers start from a corpus of their own.
 
-use super::vocab::{Back, Case, KeyArg, Op, Pick, Setup, WPick, WaitArg};
+use super::vocab::{Back, Case, KeyArg, Op, Outcome, Pick, Setup, WPick, WaitArg};
 use std::{vec, vec::Vec};
 use Op::*;
 use Pick::*;
@@ -160,7 +160,7 @@ pub fn all() -> Vec<(&'static str, Case)> {
                     Poll { n: 0 },
                     CheckDone {
                         ticket: Live(0),
-                        ok: false,
+                        outcome: Outcome::Failed,
                     },
                     Serve,
                 ],
@@ -203,14 +203,15 @@ pub fn all() -> Vec<(&'static str, Case)> {
                     Opened { ticket: Old(0) },
                     CloseDone {
                         ticket: Raw(0, 0, 0),
+                        outcome: Outcome::Abandoned,
                     },
                     ResetDone {
                         ticket: Old(1),
-                        ok: true,
+                        outcome: Outcome::Ok,
                     },
                     CheckDone {
                         ticket: Old(0),
-                        ok: true,
+                        outcome: Outcome::Ok,
                     },
                     Cancel {
                         waiter: WPick::Raw(7),
@@ -236,7 +237,7 @@ pub fn all() -> Vec<(&'static str, Case)> {
                     Opened { ticket: Live(0) },
                     ResetDone {
                         ticket: Live(0),
-                        ok: true,
+                        outcome: Outcome::Ok,
                     },
                     Serve,
                 ],
@@ -325,6 +326,43 @@ pub fn all() -> Vec<(&'static str, Case)> {
                     ToDeadline,
                     Serve,
                     out(Some(2), WaitArg::No),
+                    Serve,
+                ],
+            ),
+        ),
+        (
+            // The driver gives up at its bounds: an abandoned reset and check close their
+            // connections and the pool refills; an abandoned close still frees its place.
+            "abandoned-at-the-bound",
+            case(
+                setup(1, 2),
+                vec![
+                    Serve,
+                    out(None, WaitArg::Forever),
+                    Serve,
+                    back(Back::Dirty),
+                    Poll { n: 0 },
+                    ResetDone {
+                        ticket: Live(0),
+                        outcome: Outcome::Abandoned,
+                    },
+                    Poll { n: 0 },
+                    CloseDone {
+                        ticket: Live(0),
+                        outcome: Outcome::Abandoned,
+                    },
+                    Serve,
+                    CheckIdle,
+                    Poll { n: 0 },
+                    CheckDone {
+                        ticket: Live(0),
+                        outcome: Outcome::Abandoned,
+                    },
+                    Poll { n: 0 },
+                    CloseDone {
+                        ticket: Live(0),
+                        outcome: Outcome::Failed,
+                    },
                     Serve,
                 ],
             ),

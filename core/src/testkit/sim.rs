@@ -22,8 +22,8 @@
 use super::vocab::{Case, KeyArg, Op, Pick, Setup, WPick, WaitArg, TAG};
 use crate::handle::SlotRef;
 use crate::{
-    Checkout, Command, Completion, Config, Error, Lease, Pool, Rejected, Returned, Stats, Storage,
-    Ticket, Time, Wait, WaiterId,
+    Checkout, Command, Completion, Config, Error, Finished, Lease, Pool, Rejected, Returned, Stats,
+    Storage, Ticket, Time, Wait, WaiterId,
 };
 use core::fmt::Debug;
 use core::time::Duration;
@@ -129,6 +129,14 @@ pub struct Sim<S: Storage<Conn, K>, K = u64> {
     pub permanent_failures: bool,
     /// The next this many resets or checks fail.
     pub fail_resets: usize,
+    /// The next this many closes fail (the connection is gone all the same).
+    pub fail_closes: usize,
+    /// Failed resets, checks and closes are reported [`Finished::Abandoned`] (cut off at the
+    /// driver's bound) rather than [`Finished::Failed`].
+    pub abandon: bool,
+    /// Resets, checks and closes reported abandoned and accepted: the pool's `abandoned_*`
+    /// counters must match.
+    abandoned: [u64; 3],
     log: Vec<Cmd>,
     /// Drained opens not performed yet.
     pub opens: Vec<Ticket>,
@@ -203,6 +211,9 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
             fail_opens: 0,
             permanent_failures: false,
             fail_resets: 0,
+            fail_closes: 0,
+            abandon: false,
+            abandoned: [0; 3],
             log: Vec::new(),
             opens: Vec::new(),
             closes: Vec::new(),
@@ -717,7 +728,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
         self.run();
     }
 
-    /// Reports the oldest drained close.
+    /// Reports the oldest drained close: it fails if `fail_closes` says so.
     pub fn close_next(&mut self) {
         let (ticket, conn) = self.closes.remove(0);
         self.do_close(ticket, conn);
@@ -752,21 +763,56 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
     }
 
     fn do_close(&mut self, ticket: Ticket, conn: Conn) {
+        let outcome = if self.fail_closes > 0 {
+            self.fail_closes -= 1;
+            self.failure()
+        } else {
+            Finished::Ok
+        };
+        self.finish_close(ticket, conn, outcome);
+    }
+
+    /// Reports a close: whatever the outcome, the connection is gone.
+    fn finish_close(&mut self, ticket: Ticket, conn: Conn, outcome: Finished) {
         self.closed.insert(conn, self.now);
-        self.report(Completion::Closed { ticket });
+        // Counted before the report, whose check compares the counts.
+        self.abandoned[2] += u64::from(outcome == Finished::Abandoned);
+        self.report(Completion::Closed { ticket, outcome });
     }
 
     fn do_reset(&mut self, ticket: Ticket, conn: Conn, check: bool) {
-        let ok = if self.fail_resets > 0 {
+        let outcome = if self.fail_resets > 0 {
             self.fail_resets -= 1;
-            false
+            self.failure()
         } else {
-            true
+            Finished::Ok
         };
-        self.report(if check {
-            Completion::Checked { ticket, conn, ok }
+        self.finish_reset(ticket, conn, check, outcome);
+    }
+
+    /// How a failure is reported: abandoned at the bound, or failed.
+    fn failure(&self) -> Finished {
+        if self.abandon {
+            Finished::Abandoned
         } else {
-            Completion::Reset { ticket, conn, ok }
+            Finished::Failed
+        }
+    }
+
+    fn finish_reset(&mut self, ticket: Ticket, conn: Conn, check: bool, outcome: Finished) {
+        self.abandoned[usize::from(check)] += u64::from(outcome == Finished::Abandoned);
+        self.report(if check {
+            Completion::Checked {
+                ticket,
+                conn,
+                outcome,
+            }
+        } else {
+            Completion::Reset {
+                ticket,
+                conn,
+                outcome,
+            }
         });
     }
 
@@ -858,6 +904,11 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
         self.last_now = now;
 
         let s = self.pool.stats();
+        assert_eq!(
+            [s.abandoned_resets, s.abandoned_checks, s.abandoned_closes],
+            self.abandoned,
+            "abandoned resets, checks and closes counted"
+        );
         let max = self.pool.config().max;
         assert!(
             s.size <= self.ceiling.max(max),
@@ -1150,7 +1201,8 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
                     Reply::Done(Err(self.refused(done)))
                 }
             }
-            Op::ResetDone { ticket, ok } | Op::CheckDone { ticket, ok } => {
+            Op::ResetDone { ticket, outcome } | Op::CheckDone { ticket, outcome } => {
+                let outcome = Finished::from(outcome);
                 let check = matches!(op, Op::CheckDone { .. });
                 let list = if check { &self.checks } else { &self.resets };
                 let live: Vec<SlotRef> = list.iter().map(|t| t.0 .0).collect();
@@ -1164,31 +1216,40 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
                         &mut self.resets
                     };
                     let (t, conn) = list.remove(i);
-                    let saved = self.fail_resets;
-                    self.fail_resets = usize::from(!ok);
-                    self.do_reset(t, conn, check);
-                    self.fail_resets = saved;
+                    self.finish_reset(t, conn, check, outcome);
                     Reply::Done(Ok(()))
                 } else {
                     let (ticket, conn) = (Ticket(r), self.bogus());
                     Reply::Done(Err(self.refused(if check {
-                        Completion::Checked { ticket, conn, ok }
+                        Completion::Checked {
+                            ticket,
+                            conn,
+                            outcome,
+                        }
                     } else {
-                        Completion::Reset { ticket, conn, ok }
+                        Completion::Reset {
+                            ticket,
+                            conn,
+                            outcome,
+                        }
                     })))
                 }
             }
-            Op::CloseDone { ticket } => {
+            Op::CloseDone { ticket, outcome } => {
+                let outcome = Finished::from(outcome);
                 let live: Vec<SlotRef> = self.closes.iter().map(|t| t.0 .0).collect();
                 let Some(r) = self.pick(ticket, &live) else {
                     return Reply::Skipped;
                 };
                 if let Some(i) = live.iter().position(|&p| p == r) {
                     let (t, conn) = self.closes.remove(i);
-                    self.do_close(t, conn);
+                    self.finish_close(t, conn, outcome);
                     Reply::Done(Ok(()))
                 } else {
-                    Reply::Done(Err(self.refused(Completion::Closed { ticket: Ticket(r) })))
+                    Reply::Done(Err(self.refused(Completion::Closed {
+                        ticket: Ticket(r),
+                        outcome,
+                    })))
                 }
             }
             Op::Tick { ms } => {

@@ -5,7 +5,7 @@
 //! Ops name handles by *picks* (the n-th one the driver holds, an old one, a forged one), never by
 //! value, so every generated sequence is meaningful whatever the pool answered before.
 
-use crate::{Config, Fairness, IdleOrder, KeepIdle, Returned};
+use crate::{Config, Fairness, Finished, IdleOrder, KeepIdle, Returned};
 use core::time::Duration;
 use proptest::prelude::any;
 use proptest::strategy::Strategy;
@@ -220,6 +220,29 @@ pub enum Back {
     Close,
 }
 
+/// How a reset, check or close the test reports ended.
+#[derive(arbitrary::Arbitrary, Strategic, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// [`Finished::Ok`].
+    #[proptest(weight = 3)]
+    Ok,
+    /// [`Finished::Failed`].
+    #[proptest(weight = 2)]
+    Failed,
+    /// [`Finished::Abandoned`].
+    Abandoned,
+}
+
+impl From<Outcome> for Finished {
+    fn from(o: Outcome) -> Finished {
+        match o {
+            Outcome::Ok => Finished::Ok,
+            Outcome::Failed => Finished::Failed,
+            Outcome::Abandoned => Finished::Abandoned,
+        }
+    }
+}
+
 impl From<Back> for Returned {
     fn from(b: Back) -> Returned {
         match b {
@@ -301,21 +324,26 @@ pub enum Op {
     ResetDone {
         /// The ticket given.
         ticket: Pick,
-        /// Whether it worked.
-        ok: bool,
+        /// Whether it worked, failed, or was abandoned at the driver's bound.
+        outcome: Outcome,
     },
     /// Report a check.
     CheckDone {
         /// The ticket given.
         ticket: Pick,
-        /// Whether the connection works.
-        ok: bool,
+        /// Whether the connection works, does not, or the check was abandoned.
+        outcome: Outcome,
     },
     /// Report a close.
     #[proptest(weight = 2)]
     CloseDone {
         /// The ticket given.
         ticket: Pick,
+        /// Whether it went well, failed, or was abandoned (the connection is gone all the same).
+        #[proptest(
+            strategy = "proptest::prop_oneof![6 => proptest::strategy::Just(Outcome::Ok), 1 => proptest::strategy::Just(Outcome::Failed), 1 => proptest::strategy::Just(Outcome::Abandoned)]"
+        )]
+        outcome: Outcome,
     },
     /// The clock moves, no input.
     #[proptest(weight = 2)]

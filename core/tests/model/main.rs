@@ -16,8 +16,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestError, TestRunner};
 use reference::Model;
 use sanspool_core::testkit::{
-    vocab, Back, Case, Cmd, Conn, KeyArg::*, Op, Op::*, Pick, Pick::*, Reply, Setup, Sim, WPick,
-    WaitArg,
+    vocab, Back, Case, Cmd, Conn, KeyArg::*, Op, Op::*, Outcome, Pick, Pick::*, Reply, Setup, Sim,
+    WPick, WaitArg,
 };
 use sanspool_core::{Alloc, Fixed, Storage};
 use std::cell::{Cell, RefCell};
@@ -408,6 +408,15 @@ fn minimize<S: Backend>(mut case: Case) -> Case {
     }
 }
 
+/// A simpler outcome of a reset, check or close: an abandoned one failed, a failed one worked.
+fn simpler_outcome(outcome: Outcome) -> Option<Outcome> {
+    match outcome {
+        Outcome::Ok => None,
+        Outcome::Failed => Some(Outcome::Ok),
+        Outcome::Abandoned => Some(Outcome::Failed),
+    }
+}
+
 /// Simpler forms of an op: the first handle of its list, no extra wait, drain everything.
 fn simpler_ops(op: Op) -> Vec<Op> {
     let picks = |p: Pick| -> Vec<Pick> {
@@ -443,9 +452,21 @@ fn simpler_ops(op: Op) -> Vec<Op> {
             }));
             v
         }
-        ResetDone { ticket, ok } => each(ticket, &|ticket| ResetDone { ticket, ok }),
-        CheckDone { ticket, ok } => each(ticket, &|ticket| CheckDone { ticket, ok }),
-        CloseDone { ticket } => each(ticket, &|ticket| CloseDone { ticket }),
+        ResetDone { ticket, outcome } => {
+            let mut v = each(ticket, &|ticket| ResetDone { ticket, outcome });
+            v.extend(simpler_outcome(outcome).map(|outcome| ResetDone { ticket, outcome }));
+            v
+        }
+        CheckDone { ticket, outcome } => {
+            let mut v = each(ticket, &|ticket| CheckDone { ticket, outcome });
+            v.extend(simpler_outcome(outcome).map(|outcome| CheckDone { ticket, outcome }));
+            v
+        }
+        CloseDone { ticket, outcome } => {
+            let mut v = each(ticket, &|ticket| CloseDone { ticket, outcome });
+            v.extend(simpler_outcome(outcome).map(|outcome| CloseDone { ticket, outcome }));
+            v
+        }
         Checkout { key, wait } if wait != WaitArg::No => vec![Checkout {
             key,
             wait: WaitArg::No,
@@ -556,19 +577,28 @@ fn a_plain_life() {
         Poll { n: 0 },
         ResetDone {
             ticket: Live(0),
-            ok: true,
+            outcome: Outcome::Ok,
         },
         Close,
         Poll { n: 0 },
-        CloseDone { ticket: Live(0) },
-        CloseDone { ticket: Live(0) },
+        CloseDone {
+            ticket: Live(0),
+            outcome: Outcome::Ok,
+        },
+        CloseDone {
+            ticket: Live(0),
+            outcome: Outcome::Ok,
+        },
         Checkin {
             lease: Live(0),
             key: NoKey,
             back: Back::Clean,
         },
         Poll { n: 0 },
-        CloseDone { ticket: Live(0) },
+        CloseDone {
+            ticket: Live(0),
+            outcome: Outcome::Ok,
+        },
     ];
     replay(&setup, &ops);
 }

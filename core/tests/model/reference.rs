@@ -18,7 +18,7 @@
 //! which order `Serve` performs its work), since that decides the input the pool gets.
 
 use sanspool_core::testkit::{
-    forge, Back, Cmd, Conn, Got, KeyArg, Op, Pick, Reply, WPick, WaitArg,
+    forge, Back, Cmd, Conn, Got, KeyArg, Op, Outcome, Pick, Reply, WPick, WaitArg,
 };
 use sanspool_core::{Config, Error, Fairness, IdleOrder, KeepIdle, Stats, Time};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -462,7 +462,7 @@ impl Model {
                     Some(None) => done(Err(Error::UnknownTicket)),
                 }
             }
-            Op::ResetDone { ticket, ok } | Op::CheckDone { ticket, ok } => {
+            Op::ResetDone { ticket, outcome } | Op::CheckDone { ticket, outcome } => {
                 let check = matches!(op, Op::CheckDone { .. });
                 let list = |m: &Model| {
                     let l = if check { &m.checks } else { &m.resets };
@@ -476,18 +476,25 @@ impl Model {
                         } else {
                             self.resets.remove(i)
                         };
-                        self.accept(self.clock, |m| m.back_from_driver(conn, ok, check));
+                        self.accept(self.clock, |m| m.back_from_driver(conn, outcome, check));
                         done(Ok(()))
                     }
                     Some(None) => done(Err(Error::UnknownTicket)),
                 }
             }
-            Op::CloseDone { ticket } => {
+            Op::CloseDone { ticket, outcome } => {
                 match self.ticket_pick(ticket, |m| m.closes.iter().map(|x| x.0).collect()) {
                     None => Expect::Is(Reply::Skipped),
                     Some(Some(i)) => {
                         let (_, conn) = self.closes.remove(i);
-                        self.accept(self.clock, |m| m.conns.remove(&conn));
+                        // Whatever the outcome, the connection is gone; an abandoned close is
+                        // counted.
+                        self.accept(self.clock, |m| {
+                            if outcome == Outcome::Abandoned {
+                                m.stats.abandoned_closes += 1;
+                            }
+                            m.conns.remove(&conn)
+                        });
                         done(Ok(()))
                     }
                     Some(None) => done(Err(Error::UnknownTicket)),
@@ -652,9 +659,9 @@ impl Model {
             if self.opens.pop().is_some() {
                 self.perform_open(true, false);
             } else if let Some((_, c)) = self.resets.pop() {
-                self.accept(self.clock, |m| m.back_from_driver(c, true, false));
+                self.accept(self.clock, |m| m.back_from_driver(c, Outcome::Ok, false));
             } else if let Some((_, c)) = self.checks.pop() {
-                self.accept(self.clock, |m| m.back_from_driver(c, true, true));
+                self.accept(self.clock, |m| m.back_from_driver(c, Outcome::Ok, true));
             } else if let Some((_, c)) = self.closes.pop() {
                 self.accept(self.clock, |m| m.conns.remove(&c));
             } else {
@@ -920,10 +927,16 @@ impl Model {
         })
     }
 
-    /// A reset or check reported: back in service if it worked, else closed.
-    fn back_from_driver(&mut self, conn: Conn, ok: bool, check: bool) {
+    /// A reset or check reported: back in service if it worked, else closed (an abandoned one
+    /// counted, then closed as a failed one is).
+    fn back_from_driver(&mut self, conn: Conn, outcome: Outcome, check: bool) {
         self.place(conn, Place::Arriving);
-        match (ok, check) {
+        match (outcome, check) {
+            (Outcome::Abandoned, false) => self.stats.abandoned_resets += 1,
+            (Outcome::Abandoned, true) => self.stats.abandoned_checks += 1,
+            _ => {}
+        }
+        match (outcome == Outcome::Ok, check) {
             (false, _) => self.shut(conn),
             // A reset connection comes back as a clean checkin would.
             (true, false) => self.returned(conn),

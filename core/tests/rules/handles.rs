@@ -3,7 +3,7 @@
 
 use crate::refused;
 use sanspool_core::testkit::{forge, Conn, Sim};
-use sanspool_core::{Completion, Config, Error, Returned, Storage};
+use sanspool_core::{Completion, Config, Error, Finished, Returned, Storage};
 
 on_both_backends! {
     putconn_forged_lease_is_unkeyed,
@@ -130,16 +130,19 @@ fn open_ticket_stale_forged_or_undrained_is_unknown<S: Storage<Conn, u64>>() {
     let reset = Completion::Reset {
         ticket: real,
         conn: 100,
-        ok: true,
+        outcome: Finished::Ok,
     };
     assert_eq!(refuse(&mut sim, reset), unknown);
     let checked = Completion::Checked {
         ticket: real,
         conn: 100,
-        ok: true,
+        outcome: Finished::Ok,
     };
     assert_eq!(refuse(&mut sim, checked), unknown);
-    let closed = Completion::Closed { ticket: real };
+    let closed = Completion::Closed {
+        ticket: real,
+        outcome: Finished::Ok,
+    };
     assert_eq!(refuse(&mut sim, closed), (Error::UnknownTicket, None));
     assert_eq!(
         Error::UnknownTicket.to_string(),
@@ -167,7 +170,7 @@ fn reset_and_close_tickets_stale_or_undrained_are_unknown<S: Storage<Conn, u64>>
     let reset = |ticket| Completion::Reset {
         ticket,
         conn: 100,
-        ok: true,
+        outcome: Finished::Ok,
     };
     let unknown = (Error::UnknownTicket, Some(100));
     assert_eq!(refuse(&mut sim, reset(undrained)), unknown);
@@ -182,6 +185,7 @@ fn reset_and_close_tickets_stale_or_undrained_are_unknown<S: Storage<Conn, u64>>
     sim.close_next();
     let closed = Completion::Closed {
         ticket: close_ticket,
+        outcome: Finished::Abandoned,
     };
     assert_eq!(refuse(&mut sim, closed), (Error::UnknownTicket, None));
     assert_eq!(sim.stats().idle, 1);
@@ -196,8 +200,13 @@ fn completions_of_another_kind_for_a_reset_ticket_are_unknown<S: Storage<Conn, u
     sim.put(conn, Returned::Dirty);
     let (ticket, out) = sim.resets[0];
     assert_eq!(out, conn);
-    for ok in [true, false] {
-        let checked = Completion::Checked { ticket, conn, ok };
+    // Refused whatever the outcome: an abandoned one is not counted either.
+    for outcome in [Finished::Ok, Finished::Failed, Finished::Abandoned] {
+        let checked = Completion::Checked {
+            ticket,
+            conn,
+            outcome,
+        };
         assert_eq!(
             refuse(&mut sim, checked),
             (Error::UnknownTicket, Some(conn))
@@ -205,8 +214,10 @@ fn completions_of_another_kind_for_a_reset_ticket_are_unknown<S: Storage<Conn, u
     }
     let opened = Completion::Opened { ticket, conn };
     assert_eq!(refuse(&mut sim, opened), (Error::UnknownTicket, Some(conn)));
-    let closed = Completion::Closed { ticket };
-    assert_eq!(refuse(&mut sim, closed), (Error::UnknownTicket, None));
+    for outcome in [Finished::Ok, Finished::Abandoned] {
+        let closed = Completion::Closed { ticket, outcome };
+        assert_eq!(refuse(&mut sim, closed), (Error::UnknownTicket, None));
+    }
     assert_eq!(sim.stats().resetting, 1);
     sim.reset_next();
     let s = sim.stats();
@@ -221,14 +232,20 @@ fn completions_of_another_kind_for_a_check_ticket_are_unknown<S: Storage<Conn, u
     sim.auto_reset = false;
     assert_eq!(sim.check_idle(), Ok(1));
     let (ticket, conn) = sim.checks[0];
-    for ok in [true, false] {
-        let reset = Completion::Reset { ticket, conn, ok };
+    for outcome in [Finished::Ok, Finished::Failed, Finished::Abandoned] {
+        let reset = Completion::Reset {
+            ticket,
+            conn,
+            outcome,
+        };
         assert_eq!(refuse(&mut sim, reset), (Error::UnknownTicket, Some(conn)));
     }
     let opened = Completion::Opened { ticket, conn };
     assert_eq!(refuse(&mut sim, opened), (Error::UnknownTicket, Some(conn)));
-    let closed = Completion::Closed { ticket };
-    assert_eq!(refuse(&mut sim, closed), (Error::UnknownTicket, None));
+    for outcome in [Finished::Ok, Finished::Abandoned] {
+        let closed = Completion::Closed { ticket, outcome };
+        assert_eq!(refuse(&mut sim, closed), (Error::UnknownTicket, None));
+    }
     assert_eq!(sim.stats().resetting, 1);
     sim.check_next();
     let s = sim.stats();

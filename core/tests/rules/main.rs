@@ -20,6 +20,7 @@ macro_rules! on_both_backends {
     };
 }
 
+mod abandoned;
 mod close;
 mod config;
 mod deadlines;

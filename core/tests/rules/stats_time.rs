@@ -2,7 +2,7 @@
 
 use crate::{backoff_config, refused};
 use sanspool_core::testkit::{forge, secs, Conn, Sim};
-use sanspool_core::{Completion, Config, Error, Returned, Stats, Storage, Time, Wait};
+use sanspool_core::{Completion, Config, Error, Finished, Returned, Stats, Storage, Time, Wait};
 use std::time::Duration;
 
 on_both_backends! {
@@ -118,7 +118,11 @@ fn refused_inputs_do_not_move_the_clock<S: Storage<Conn, u64>>() {
         assert_eq!(s.resize(3, 2), Err(Error::MinAboveMax));
         let out = s.checkin(lease, Some(&2), conn, Returned::Clean);
         assert_eq!(refused(out), (Error::WrongKey, Some(conn)));
-        let out = s.with(|p, now| p.handle(now, Completion::Closed { ticket: stale }));
+        let closed = Completion::Closed {
+            ticket: stale,
+            outcome: Finished::Abandoned,
+        };
+        let out = s.with(|p, now| p.handle(now, closed));
         assert_eq!(refused(out), (Error::UnknownTicket, None));
     });
     assert_eq!(sim.pool().now(), Time::ZERO);

@@ -1,7 +1,7 @@
 //! sanspool on a microcontroller: a `no_std`, no-heap firmware whose main loop drives a
 //! [`Fixed`] pool of simulated connections through a scripted day — warm-up, keyed checkouts,
 //! dirty and broken returns, open failures with backoff, waiters that time out, a resize, a
-//! drain, a failing idle check, and a close that drains everything — asserting the exact outcome
+//! drain, an idle check that hangs (abandoned at its bound), and a close that drains everything — asserting the exact outcome
 //! of every step (which connection, which waiter, which error) and the pool's invariants after
 //! every step, then printing the stats over semihosting and exiting with success.
 //!
@@ -22,8 +22,8 @@ use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
 use panic_semihosting as _;
 use sanspool_core::{
-    Checkout, Command, Completion, Config, Error, Fixed, Lease, Pool, Returned, Stats, Time, Wait,
-    WaiterId,
+    Checkout, Command, Completion, Config, Error, Finished, Fixed, Lease, Pool, Returned, Stats,
+    Time, Wait, WaiterId,
 };
 
 /// Connection slots and queued checkouts the pool's storage holds: `max` may grow up to `SLOTS`.
@@ -92,8 +92,9 @@ struct Driver {
     fail_opens: u32,
     /// The reset of this connection fails.
     fail_reset: Option<u32>,
-    /// The check of this connection fails.
-    fail_check: Option<u32>,
+    /// The check of this connection hangs: the firmware gives up at its bound and reports it
+    /// abandoned.
+    hang_check: Option<u32>,
     borrowed: heapless::Vec<Borrowed, SLOTS>,
     waiting: heapless::Vec<(WaiterId, Option<Key>), WAITERS>,
     /// Every waiter id the pool gave, by number.
@@ -122,7 +123,7 @@ impl Driver {
             next_id: 0,
             fail_opens: 0,
             fail_reset: None,
-            fail_check: None,
+            hang_check: None,
             borrowed: heapless::Vec::new(),
             waiting: heapless::Vec::new(),
             issued: heapless::Vec::new(),
@@ -177,17 +178,34 @@ impl Driver {
                 Command::Close { ticket, conn } => {
                     self.closed += 1;
                     self.event(Closed(conn.id));
-                    Completion::Closed { ticket }
+                    let outcome = Finished::Ok;
+                    Completion::Closed { ticket, outcome }
                 }
                 Command::Reset { ticket, conn } => {
                     let ok = self.fail_reset != Some(conn.id);
                     self.event(Reset(conn.id, ok));
-                    Completion::Reset { ticket, conn, ok }
+                    let outcome = Finished::from_ok(ok);
+                    Completion::Reset {
+                        ticket,
+                        conn,
+                        outcome,
+                    }
                 }
                 Command::Check { ticket, conn } => {
-                    let ok = self.fail_check != Some(conn.id);
+                    let ok = self.hang_check != Some(conn.id);
                     self.event(Checked(conn.id, ok));
-                    Completion::Checked { ticket, conn, ok }
+                    // A check that hangs is cut off at the firmware's bound (the socket torn
+                    // down): abandoned, closed as a failed one is, and counted.
+                    let outcome = if ok {
+                        Finished::Ok
+                    } else {
+                        Finished::Abandoned
+                    };
+                    Completion::Checked {
+                        ticket,
+                        conn,
+                        outcome,
+                    }
                 }
                 Command::Grant {
                     waiter,
@@ -696,12 +714,14 @@ fn main() -> ! {
     d.expect(&[Closed(1), Opened(9)]);
     part!(d, "drain: old connections retired");
 
-    // t = 6 s — health check of the idle connections: one fails and is replaced.
+    // t = 6 s — health check of the idle connections: one hangs, is abandoned at the bound and
+    // replaced.
     d.at(6000);
-    d.fail_check = Some(8);
+    d.hang_check = Some(8);
     assert_eq!(d.check_idle(), Ok(2));
     d.expect(&[Checked(8, false), Checked(9, true), Closed(8), Opened(10)]);
-    part!(d, "check_idle: one failed, replaced");
+    assert_eq!(d.pool.stats().abandoned_checks, 1);
+    part!(d, "check_idle: one hung, abandoned, replaced");
 
     // t = 7 s — closing time, with a connection out and a checkout waiting on a failed open.
     d.at(7000);
@@ -761,6 +781,9 @@ fn main() -> ! {
             closes: 9,
             broken_returns: 1,
             resets: 2,
+            abandoned_resets: 0,
+            abandoned_checks: 1,
+            abandoned_closes: 0,
             expired: 0,
             detached: 1,
             leaks: 0,
@@ -803,5 +826,11 @@ fn print_stats(s: &Stats) {
         s.broken_returns,
         s.expired,
         s.detached
+    );
+    hprintln!(
+        "stats: abandoned at their bound: resets {}, checks {}, closes {}",
+        s.abandoned_resets,
+        s.abandoned_checks,
+        s.abandoned_closes
     );
 }

@@ -20,8 +20,8 @@ compile_error!("build this example for wasm32-unknown-unknown (single-threaded W
 use core::cell::RefCell;
 use core::time::Duration;
 use sanspool_core::{
-    Checkout, Command, Completion, Config, Error, Fixed, Lease, Pool, Rejected, Returned, Ticket,
-    Time, Wait, WaiterId,
+    Checkout, Command, Completion, Config, Error, Finished, Fixed, Lease, Pool, Rejected, Returned,
+    Ticket, Time, Wait, WaiterId,
 };
 
 /// Connections the module can hold (`max` is at most this).
@@ -407,30 +407,46 @@ pub extern "C" fn report_open_failed(now_ms: f64, ticket: u32, permanent: u32) -
     })
 }
 
-/// The RESET with this ticket finished (`ok` 1: clean, back in service; 0: it is closed).
+/// How a RESET, CHECK or CLOSE ended, from the host's outcome code: 1 ok, 2 abandoned (the host
+/// gave up at its bound and tore the connection down), anything else (0) failed.
+fn finished(outcome: u32) -> Finished {
+    match outcome {
+        1 => Finished::Ok,
+        2 => Finished::Abandoned,
+        _ => Finished::Failed,
+    }
+}
+
+/// The RESET with this ticket finished (`outcome` 1: clean, back in service; 0 failed or 2
+/// abandoned: it is closed).
 #[no_mangle]
-pub extern "C" fn report_reset(now_ms: f64, ticket: u32, conn: u32, ok: u32) -> i32 {
+pub extern "C" fn report_reset(now_ms: f64, ticket: u32, conn: u32, outcome: u32) -> i32 {
     report(now_ms, ticket, Some(conn), |ticket| Completion::Reset {
         ticket,
         conn,
-        ok: ok != 0,
+        outcome: finished(outcome),
     })
 }
 
-/// The CHECK with this ticket finished (`ok` 1: it works, back among the idle; 0: it is closed).
+/// The CHECK with this ticket finished (`outcome` 1: it works, back among the idle; 0 failed or 2
+/// abandoned: it is closed).
 #[no_mangle]
-pub extern "C" fn report_checked(now_ms: f64, ticket: u32, conn: u32, ok: u32) -> i32 {
+pub extern "C" fn report_checked(now_ms: f64, ticket: u32, conn: u32, outcome: u32) -> i32 {
     report(now_ms, ticket, Some(conn), |ticket| Completion::Checked {
         ticket,
         conn,
-        ok: ok != 0,
+        outcome: finished(outcome),
     })
 }
 
-/// The CLOSE with this ticket is done.
+/// The CLOSE with this ticket is done (`outcome` 1 ok, 0 failed, 2 abandoned: the connection is
+/// gone whatever it is).
 #[no_mangle]
-pub extern "C" fn report_closed(now_ms: f64, ticket: u32) -> i32 {
-    report(now_ms, ticket, None, |ticket| Completion::Closed { ticket })
+pub extern "C" fn report_closed(now_ms: f64, ticket: u32, outcome: u32) -> i32 {
+    report(now_ms, ticket, None, |ticket| Completion::Closed {
+        ticket,
+        outcome: finished(outcome),
+    })
 }
 
 /// When to call `handle_timeout` next, in ms; -1: only inputs matter.
@@ -524,6 +540,9 @@ stats! {
     stats_closes => closes,
     stats_broken_returns => broken_returns,
     stats_resets => resets,
+    stats_abandoned_resets => abandoned_resets,
+    stats_abandoned_checks => abandoned_checks,
+    stats_abandoned_closes => abandoned_closes,
     stats_expired => expired,
 }
 

@@ -29,6 +29,10 @@ pub struct Counters {
     pub permanent: AtomicBool,
     pub fail_check: AtomicBool,
     pub fail_reset: AtomicBool,
+    /// Closes fail (the connection is gone all the same).
+    pub fail_close: AtomicBool,
+    /// Failed resets, checks and closes were cut off at their bound ([`Connector::is_abandoned`]).
+    pub abandon: AtomicBool,
     gate: Mutex<bool>,
     gate_cv: Condvar,
 }
@@ -94,6 +98,10 @@ impl Connector for Fake {
         self.0.permanent.load(SeqCst)
     }
 
+    fn is_abandoned(&self, error: &FakeError) -> bool {
+        error.0 == TIMED_OUT
+    }
+
     fn connect(&self) -> Result<FakeConn, FakeError> {
         let c = &self.0;
         c.attempts.fetch_add(1, SeqCst);
@@ -132,7 +140,7 @@ impl Connector for Fake {
     fn reset(&self, conn: &mut FakeConn) -> Result<(), FakeError> {
         self.0.resets.fetch_add(1, SeqCst);
         if self.0.fail_reset.load(SeqCst) {
-            return Err(FakeError("reset failed"));
+            return Err(self.failure("reset failed"));
         }
         conn.dirty = false;
         Ok(())
@@ -141,15 +149,33 @@ impl Connector for Fake {
     fn check(&self, _conn: &mut FakeConn) -> Result<(), FakeError> {
         self.0.checks.fetch_add(1, SeqCst);
         if self.0.fail_check.load(SeqCst) {
-            return Err(FakeError("check failed"));
+            return Err(self.failure("check failed"));
         }
         Ok(())
     }
 
-    fn close(&self, mut conn: FakeConn) {
+    fn close(&self, mut conn: FakeConn) -> Result<(), FakeError> {
         conn.closed = true;
         self.0.closes.fetch_add(1, SeqCst);
         self.0.alive.fetch_sub(1, SeqCst);
+        if self.0.fail_close.load(SeqCst) {
+            return Err(self.failure("close failed"));
+        }
+        Ok(())
+    }
+}
+
+/// The error of an operation cut off at its bound.
+pub const TIMED_OUT: &str = "timed out at its bound";
+
+impl Fake {
+    /// A failure: `why`, or cut off at its bound if `abandon` is set.
+    fn failure(&self, why: &'static str) -> FakeError {
+        FakeError(if self.0.abandon.load(SeqCst) {
+            TIMED_OUT
+        } else {
+            why
+        })
     }
 }
 
