@@ -185,15 +185,21 @@ impl fmt::Debug for PgConn {
     }
 }
 
-/// `fut` within `bound`, else [`Error::TimedOut`].
+/// `fut` within `bound`, else [`Error::TimedOut`] and the connection torn down (its driver
+/// stopped, the socket dropped), as the blocking connector's deadline does: the request left
+/// unanswered would otherwise hold the close that follows for its whole bound too.
 async fn within<T>(
     bound: Duration,
     op: Op,
+    driver: &JoinHandle<()>,
     fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> Result<T, Error> {
     match tokio::time::timeout(bound, fut).await {
         Ok(done) => done.map_err(Error::Postgres),
-        Err(_) => Err(Error::TimedOut(op)),
+        Err(_) => {
+            driver.abort();
+            Err(Error::TimedOut(op))
+        }
     }
 }
 
@@ -229,8 +235,8 @@ impl Connector for PgConnector {
     /// the session is idle.
     async fn reset(&self, conn: &mut PgConn) -> Result<(), Error> {
         let status = conn.status();
-        let client = &conn.0.client;
-        within(self.bounds.reset, Op::Reset, async {
+        let (client, driver) = (&conn.0.client, &conn.0.driver);
+        within(self.bounds.reset, Op::Reset, driver, async {
             match &self.session_reset {
                 SessionReset::Rollback => client.batch_execute("ROLLBACK").await,
                 SessionReset::Statement(sql) => {
@@ -250,7 +256,14 @@ impl Connector for PgConnector {
     /// An empty query, answered within the check timeout; an error unless the session is idle.
     async fn check(&self, conn: &mut PgConn) -> Result<(), Error> {
         let unused = !conn.used_since_reset();
-        within(self.bounds.check, Op::Check, conn.0.client.simple_query("")).await?;
+        let (client, driver) = (&conn.0.client, &conn.0.driver);
+        within(
+            self.bounds.check,
+            Op::Check,
+            driver,
+            client.simple_query(""),
+        )
+        .await?;
         conn.0.session.checked(unused)
     }
 
