@@ -124,7 +124,11 @@ impl From<postgres::Error> for Error {
 
 /// A pooled PostgreSQL connection: a `postgres::Client` and the [`StatusCell`] that follows its
 /// transaction status. Derefs to the client.
-pub struct PgConn {
+pub struct PgConn(Box<Parts>);
+
+/// A connection's parts, boxed: the pool moves a connection on every checkout and return, and a
+/// pointer is cheaper to move than the parts (over 500 bytes).
+struct Parts {
     /// `None` only once taken by `into_inner` or `close`.
     client: Option<Client>,
     session: Session,
@@ -136,40 +140,40 @@ pub struct PgConn {
 impl PgConn {
     /// The session's transaction status as of the client's last exchange with the server: no I/O.
     pub fn status(&self) -> TxStatus {
-        self.session.status()
+        self.0.session.status()
     }
 
     /// The status cell (clones share it): [`StatusCell::is_tracked`], [`StatusCell::bytes_written`].
     pub fn status_cell(&self) -> &StatusCell {
-        self.session.cell()
+        self.0.session.cell()
     }
 
     /// A token that cancels the query this connection is running, from any thread. Use it rather
     /// than `postgres::Client::cancel_token`, which cannot reach the server for a connection this
     /// crate opened (tokio-postgres keeps no address for it).
     pub fn cancel_token(&self) -> CancelToken {
-        CancelToken(self.cancel.clone())
+        CancelToken(self.0.cancel.clone())
     }
 
     /// The client and its status cell, for good.
     pub fn into_inner(mut self) -> (Client, StatusCell) {
-        let client = self.client.take().expect("present until taken");
-        (client, self.session.cell().clone())
+        let client = self.0.client.take().expect("present until taken");
+        (client, self.0.session.cell().clone())
     }
 
     fn client(&self) -> &Client {
-        self.client.as_ref().expect("present until taken")
+        self.0.client.as_ref().expect("present until taken")
     }
 
     /// Whether the client wrote anything since the session was last opened, reset or checked.
     pub fn used_since_reset(&self) -> bool {
-        self.session.used_since_reset()
+        self.0.session.used_since_reset()
     }
 
     /// The state the pool should see (see [`Session::judge`]).
     fn judge(&self, reset: &SessionReset) -> Returned {
         let closed = self.client().is_closed();
-        self.session.judge(closed, reset.resets_sessions())
+        self.0.session.judge(closed, reset.resets_sessions())
     }
 
     /// Runs `f` on the client with the connection's I/O bounded by `bound`.
@@ -179,9 +183,9 @@ impl PgConn {
         op: Op,
         f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
     ) -> Result<T, Error> {
-        self.session.cell().set_deadline(Some(bound));
-        let result = f(self.client.as_mut().expect("present until taken"));
-        self.session.cell().set_deadline(None);
+        self.0.session.cell().set_deadline(Some(bound));
+        let result = f(self.0.client.as_mut().expect("present until taken"));
+        self.0.session.cell().set_deadline(None);
         result.map_err(Error::during(op))
     }
 }
@@ -190,8 +194,11 @@ impl Drop for PgConn {
     /// Dropping the client sends Terminate and waits for the server to close: within the close
     /// timeout.
     fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
-            self.session.cell().set_deadline(Some(self.close_timeout));
+        if let Some(client) = self.0.client.take() {
+            self.0
+                .session
+                .cell()
+                .set_deadline(Some(self.0.close_timeout));
             drop(client);
         }
     }
@@ -290,15 +297,15 @@ impl Deref for PgConn {
 
 impl DerefMut for PgConn {
     fn deref_mut(&mut self) -> &mut Client {
-        self.client.as_mut().expect("present until taken")
+        self.0.client.as_mut().expect("present until taken")
     }
 }
 
 impl fmt::Debug for PgConn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgConn")
-            .field("status", &self.session.status())
-            .field("tracked", &self.session.cell().is_tracked())
+            .field("status", &self.0.session.status())
+            .field("tracked", &self.0.session.cell().is_tracked())
             .field("closed", &self.client().is_closed())
             .finish_non_exhaustive()
     }
@@ -605,12 +612,12 @@ impl Connector for PgConnector {
 
     fn connect(&self) -> Result<PgConn, Error> {
         let opened = connect::open(&self.config, &self.tls, Some(self.bounds.connect))?;
-        Ok(PgConn {
+        Ok(PgConn(Box::new(Parts {
             client: Some(opened.client),
             session: Session::new(opened.cell),
             cancel: opened.cancel,
             close_timeout: self.bounds.close,
-        })
+        })))
     }
 
     /// No I/O: reads the status the server sent last (and, for a session-resetting policy,
@@ -624,7 +631,7 @@ impl Connector for PgConnector {
     fn reset(&self, conn: &mut PgConn) -> Result<(), Error> {
         let (policy, status) = (&self.session_reset, conn.status());
         conn.bounded(self.bounds.reset, Op::Reset, |c| policy.run(c, status))?;
-        conn.session.settled()
+        conn.0.session.settled()
     }
 
     /// An empty query, answered within the check timeout; an error unless the session is idle.
@@ -633,7 +640,7 @@ impl Connector for PgConnector {
         // An empty query under the socket's deadline (not `is_valid`'s own timer, which leaves
         // the connection open and its error untyped).
         conn.bounded(bound, Op::Check, |c| c.simple_query("").map(drop))?;
-        conn.session.checked(unused)
+        conn.0.session.checked(unused)
     }
 
     /// A reset, check or close cut off at its bound ([`Error::TimedOut`]): counted by the pool
@@ -645,8 +652,8 @@ impl Connector for PgConnector {
     /// Sends Terminate and waits for the server to close the socket, within the close timeout:
     /// [`Error::TimedOut`] if it passes (the socket is dropped all the same).
     fn close(&self, mut conn: PgConn) -> Result<(), Error> {
-        conn.session.cell().set_deadline(Some(self.bounds.close));
-        match conn.client.take() {
+        conn.0.session.cell().set_deadline(Some(self.bounds.close));
+        match conn.0.client.take() {
             Some(client) => client.close().map_err(Error::during(Op::Close)),
             None => Ok(()),
         }
