@@ -94,8 +94,9 @@ macro_rules! builder_settings {
         }
 
         /// Whether a connection taken from the idle set is checked ([`Connector::check`], a
-        /// round trip) before it is handed out. One that fails is closed and the next tried. Off
-        /// by default.
+        /// round trip) before it is handed out. One that fails, or is cut off at its bound, is
+        /// closed as a broken return (`Stats::broken_returns`; `Stats::abandoned_checks` counts
+        /// the pool's own idle checks) and the next tried. Off by default.
         pub fn check_on_checkout(mut self, check: bool) -> Self {
             self.check_on_checkout = check;
             self
