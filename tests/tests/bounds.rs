@@ -160,6 +160,16 @@ fn abandoned(pool: &PgPool) -> [u64; 3] {
     [s.abandoned_resets, s.abandoned_checks, s.abandoned_closes]
 }
 
+/// A pool of one connection over `connector`, opened at build; checkouts wait up to 10 s.
+fn pool_of_one(connector: PgConnector) -> PgPool {
+    Builder::new(connector)
+        .min(1)
+        .max(1)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
 /// Through a pool: a dirty return whose backend hangs costs the returning thread the reset bound,
 /// and the pool replaces the connection.
 #[test]
@@ -168,11 +178,7 @@ fn a_pool_drops_a_connection_whose_rollback_hangs() {
     let connector = PgConnector::from_config(config_for(&server.dsn(), "pool-hung-rollback"))
         .reset_timeout(BOUND)
         .close_timeout(BOUND);
-    let pool: PgPool = Builder::new(connector)
-        .max(1)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let pool = pool_of_one(connector);
     let mut conn = pool.get().unwrap();
     let pid = backend_pid(&mut conn);
     conn.batch_execute("BEGIN").unwrap();
@@ -201,12 +207,7 @@ fn a_pool_counts_a_check_abandoned_at_its_bound() {
     let connector = PgConnector::from_config(config_for(&server.dsn(), "pool-hung-check"))
         .check_timeout(BOUND)
         .close_timeout(BOUND);
-    let pool: PgPool = Builder::new(connector)
-        .min(1)
-        .max(1)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let pool = pool_of_one(connector);
     let pid = backend_pid(&mut pool.get().unwrap());
     assert_eq!(abandoned(&pool), [0, 0, 0]);
     let frozen = Frozen::process(pid).unwrap();
@@ -226,12 +227,7 @@ fn a_pool_counts_a_close_abandoned_at_its_bound() {
     let server = PgServer::start().expect("start a server of our own");
     let connector =
         PgConnector::from_config(config_for(&server.dsn(), "pool-hung-close")).close_timeout(BOUND);
-    let pool: PgPool = Builder::new(connector)
-        .min(1)
-        .max(1)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let pool = pool_of_one(connector);
     let pid = backend_pid(&mut pool.get().unwrap());
     let frozen = Frozen::process(pid).unwrap();
     let started = Instant::now();
