@@ -7,8 +7,10 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Instant;
 
-/// Scheduler turns a waiter gives away before it sleeps.
-const SPINS: usize = 32;
+/// Scheduler turns a waiter gives away before it sleeps. Few: on PostgreSQL with 16 threads on
+/// max 4, 4-16 turns measured 1.04-1.23x r2d2's checkouts per second, 32 turns 1.01-1.07x (the
+/// yields take the CPU the server needs) and none 0.89x (every grant a futex wake-up).
+const SPINS: usize = 8;
 
 pub(crate) struct Parking<C, E> {
     slot: Mutex<Slot<C, E>>,
