@@ -14,21 +14,25 @@ impl Time {
     pub const ZERO: Time = Time(0);
 
     /// `nanos` nanoseconds after the origin.
+    #[inline]
     pub const fn from_nanos(nanos: u64) -> Time {
         Time(nanos)
     }
 
     /// Nanoseconds since the origin.
+    #[inline]
     pub const fn as_nanos(self) -> u64 {
         self.0
     }
 
     /// `self + d`, saturating at the far future rather than wrapping.
+    #[inline]
     pub fn saturating_add(self, d: Duration) -> Time {
         Time(self.0.saturating_add(nanos(d)))
     }
 
     /// `self + d`, or `None` past the end of time.
+    #[inline]
     pub(crate) fn checked_add(self, d: Duration) -> Option<Time> {
         self.0
             .checked_add(u64::try_from(d.as_nanos()).ok()?)
@@ -36,6 +40,7 @@ impl Time {
     }
 
     /// How long after `earlier` this is; zero if it is not after.
+    #[inline]
     pub fn saturating_since(self, earlier: Time) -> Duration {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }

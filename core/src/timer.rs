@@ -28,15 +28,18 @@ pub(crate) struct TimerTable {
 }
 
 impl TimerTable {
+    #[inline]
     pub(crate) fn get(&self, timer: Timer) -> Option<Time> {
         self.at[timer as usize]
     }
 
+    #[inline]
     pub(crate) fn set(&mut self, timer: Timer, at: Option<Time>) {
         self.at[timer as usize] = at;
     }
 
     /// A new entry arrived.
+    #[inline]
     pub(crate) fn add(&mut self, timer: Timer, at: Option<Time>) {
         let slot = &mut self.at[timer as usize];
         if let Some(t) = at {
@@ -45,6 +48,7 @@ impl TimerTable {
     }
 
     /// An entry left: if it was the minimum, the minimum must be found anew.
+    #[inline]
     pub(crate) fn remove(&mut self, timer: Timer, at: Option<Time>) {
         if at.is_some() && at == self.at[timer as usize] {
             self.stale[timer as usize] = true;
@@ -52,22 +56,26 @@ impl TimerTable {
     }
 
     /// Whether the entry must be recomputed; clears the mark.
+    #[inline]
     pub(crate) fn take_stale(&mut self, timer: Timer) -> bool {
         core::mem::take(&mut self.stale[timer as usize])
     }
 
     /// The earliest.
+    #[inline]
     pub(crate) fn next(&self) -> Option<Time> {
         min_opt(self.at[0], min_opt(self.at[1], self.at[2]))
     }
 
     /// Whether any entry is marked stale.
+    #[inline]
     pub(crate) fn any_stale(&self) -> bool {
         self.stale[0] | self.stale[1] | self.stale[2]
     }
 }
 
 /// The earlier of two optional deadlines.
+#[inline]
 pub(crate) fn min_opt(a: Option<Time>, b: Option<Time>) -> Option<Time> {
     match (a, b) {
         (Some(x), Some(y)) => Some(x.min(y)),

@@ -295,6 +295,9 @@ impl<M: Connector, K: Key> Shared<M, K> {
         loop {
             let mut outcomes = Vec::new();
             st.engine.drain(&mut tasks, &mut outcomes);
+            if outcomes.is_empty() {
+                break;
+            }
             let mut again = false;
             for (id, outcome) in outcomes {
                 let Some(outcome) = outcome else {
@@ -344,6 +347,9 @@ impl<M: Connector, K: Key> Shared<M, K> {
     /// refilling — waits for a connect, a reset, a check or a close it does not need. On an
     /// exiting thread nothing starts: the maintenance thread gets the tasks.
     fn run(self: &Arc<Self>, tasks: VecDeque<Command<M::Conn>>) {
+        if tasks.is_empty() {
+            return;
+        }
         if self.maintenance.is_none() {
             self.run_inline(tasks);
         } else if thread_exit::exiting() {
