@@ -42,6 +42,22 @@ impl Framer {
                 let n = self.skip.min(data.len());
                 (self.skip, data) = (self.skip - n, &data[n..]);
             }
+            // A whole head at a message boundary (the usual case): read in place, not byte by byte.
+            if let (0, Some(head)) = (self.got, data.first_chunk::<6>()) {
+                let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+                match len {
+                    0..=3 => return false,
+                    4 => {
+                        on(head[0], None);
+                        data = &data[5..];
+                    }
+                    _ => {
+                        on(head[0], Some(head[5]));
+                        (self.skip, data) = (len - 5, &data[6..]);
+                    }
+                }
+                continue;
+            }
             let Some((&byte, rest)) = data.split_first() else {
                 return true;
             };
@@ -255,6 +271,8 @@ mod tests {
     #[test]
     fn framer_rejects_a_short_length() {
         assert!(!Framer::typed().feed(&[b'Z', 0, 0, 0, 3], |_, _| panic!("no message")));
+        // Also when the whole head is in one chunk.
+        assert!(!Framer::typed().feed(&[b'Z', 0, 0, 0, 3, b'I'], |_, _| panic!("no message")));
     }
 
     /// Plays frontend messages (`>` then type) and backend ones (`<` then type, `Z` followed by its
