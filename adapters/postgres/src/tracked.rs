@@ -327,7 +327,9 @@ impl PgSocket {
         let Some(cell) = &self.cell else { return false };
         let raw = cell.0.deadline.load(Ordering::Acquire);
         let Some(at) = cell.deadline() else {
-            self.timer = None;
+            if self.timer.is_some() {
+                self.timer = None;
+            }
             return false;
         };
         if self.timer.as_ref().is_none_or(|(armed, _)| *armed != raw) {
