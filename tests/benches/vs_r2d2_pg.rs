@@ -12,29 +12,15 @@
 use r2d2_postgres::PostgresConnectionManager;
 use sanspool_postgres::postgres::{Client, Config, NoTls};
 use sanspool_postgres::{Fairness, PgConnector, PgPool};
+use sanspool_tests::bench::{env, ms, Waits};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
 const MAX: usize = 4;
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// One run's figures.
-#[derive(Clone, Copy, Debug)]
-struct Run {
-    per_sec: f64,
-    p99: Duration,
-    max: Duration,
-}
-
 /// `threads` threads each doing `ops` times: wait for a connection, `SELECT 1`, give it back.
-fn run(threads: usize, ops: usize, one: Arc<dyn Fn() -> Duration + Send + Sync>) -> Run {
+fn run(threads: usize, ops: usize, one: Arc<dyn Fn() -> Duration + Send + Sync>) -> Waits {
     let start = Arc::new(Barrier::new(threads + 1));
     let workers: Vec<_> = (0..threads)
         .map(|_| {
@@ -47,34 +33,11 @@ fn run(threads: usize, ops: usize, one: Arc<dyn Fn() -> Duration + Send + Sync>)
         .collect();
     start.wait();
     let t0 = Instant::now();
-    let mut waits: Vec<Duration> = workers
+    let waits: Vec<Duration> = workers
         .into_iter()
         .flat_map(|w| w.join().expect("worker"))
         .collect();
-    let elapsed = t0.elapsed();
-    waits.sort();
-    Run {
-        per_sec: waits.len() as f64 / elapsed.as_secs_f64(),
-        p99: waits[waits.len() * 99 / 100],
-        max: waits[waits.len() - 1],
-    }
-}
-
-fn median(mut runs: Vec<Run>) -> Run {
-    let mid = runs.len() / 2;
-    let pick = |v: &mut Vec<Run>, key: fn(&Run) -> f64| {
-        v.sort_by(|a, b| key(a).total_cmp(&key(b)));
-        v[mid]
-    };
-    Run {
-        per_sec: pick(&mut runs, |r| r.per_sec).per_sec,
-        p99: pick(&mut runs, |r| r.p99.as_secs_f64()).p99,
-        max: pick(&mut runs, |r| r.max.as_secs_f64()).max,
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
+    Waits::of(waits, t0.elapsed())
 }
 
 fn main() {
@@ -161,7 +124,7 @@ fn main() {
                 d.push(run(1, ops, Arc::clone(&dedicated)));
             }
         }
-        let (a, b, s) = (median(a), median(b), median(s));
+        let (a, b, s) = (Waits::median(&a), Waits::median(&b), Waits::median(&s));
         chart.push((threads, a, b));
         let rows = [
             ("r2d2_postgres", b),
@@ -178,7 +141,7 @@ fn main() {
             );
         }
         if !d.is_empty() {
-            let d = median(d);
+            let d = Waits::median(&d);
             println!(
                 "| 1 | dedicated connection | {:.0} | {:.2} | - | - |",
                 d.per_sec,
@@ -198,11 +161,11 @@ fn main() {
 }
 
 /// A chart panel: its title and the figure it plots.
-type Panel = (&'static str, fn(&Run) -> f64);
+type Panel = (&'static str, fn(&Waits) -> f64);
 
 /// Two panels, checkouts per second and p99 wait against threads (log scale), sanspool against
 /// r2d2_postgres; an SVG written by hand.
-fn svg(points: &[(usize, Run, Run)]) -> String {
+fn svg(points: &[(usize, Waits, Waits)]) -> String {
     const W: f64 = 360.0;
     const H: f64 = 220.0;
     let x = |threads: usize| 50.0 + (threads as f64).log2() / 4.0 * (W - 70.0);

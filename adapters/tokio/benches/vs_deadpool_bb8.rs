@@ -20,6 +20,7 @@
 
 use bb8_postgres::PostgresConnectionManager;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
+use sanspool_tests::bench::{env, median_by, ms, Waits};
 use sanspool_tokio::postgres::{tokio_postgres, PgConnector, PgPool};
 use sanspool_tokio::{Builder, Fairness};
 use std::sync::Arc;
@@ -27,13 +28,6 @@ use std::time::{Duration, Instant};
 use tokio_postgres::NoTls;
 
 const MAX: usize = 4;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 #[derive(Clone)]
 enum Pool {
@@ -82,9 +76,7 @@ impl Pool {
 /// One run's figures.
 #[derive(Clone, Copy, Debug)]
 struct Run {
-    per_sec: f64,
-    p99: Duration,
-    max: Duration,
+    waits: Waits,
     /// This process's CPU time per checkout, in microseconds.
     cpu_us: f64,
     /// This process's context switches per checkout.
@@ -130,34 +122,22 @@ async fn run(pool: &Pool, tasks: usize, ops: usize) -> Run {
     }
     let elapsed = t0.elapsed();
     let (cpu1, sw1) = usage();
-    waits.sort();
     let n = waits.len() as f64;
     Run {
-        per_sec: n / elapsed.as_secs_f64(),
-        p99: waits[waits.len() * 99 / 100],
-        max: waits[waits.len() - 1],
+        waits: Waits::of(waits, elapsed),
         cpu_us: (cpu1 - cpu0).as_secs_f64() * 1e6 / n,
         switches: (sw1 - sw0) as f64 / n,
     }
 }
 
-fn median(mut runs: Vec<Run>) -> Run {
-    let mid = runs.len() / 2;
-    let pick = |v: &mut Vec<Run>, key: fn(&Run) -> f64| {
-        v.sort_by(|a, b| key(a).total_cmp(&key(b)));
-        v[mid]
-    };
+/// Each figure's median over `runs`.
+fn median(runs: Vec<Run>) -> Run {
+    let waits: Vec<Waits> = runs.iter().map(|r| r.waits).collect();
     Run {
-        per_sec: pick(&mut runs, |r| r.per_sec).per_sec,
-        p99: pick(&mut runs, |r| r.p99.as_secs_f64()).p99,
-        max: pick(&mut runs, |r| r.max.as_secs_f64()).max,
-        cpu_us: pick(&mut runs, |r| r.cpu_us).cpu_us,
-        switches: pick(&mut runs, |r| r.switches).switches,
+        waits: Waits::median(&waits),
+        cpu_us: median_by(&runs, |r| r.cpu_us).cpu_us,
+        switches: median_by(&runs, |r| r.switches).switches,
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 fn main() {
@@ -255,16 +235,16 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
             .iter()
             .zip(&medians)
             .filter(|(p, _)| !matches!(p, Pool::Sanspool(_) | Pool::SanspoolBounded(_)))
-            .map(|(_, m)| m.per_sec)
+            .map(|(_, m)| m.waits.per_sec)
             .fold(f64::NAN, f64::max);
         for (pool, m) in pools.iter().zip(&medians) {
             println!(
                 "| {tasks} | {} | {:.0} | {:.2} | {:.3} | {:.3} | {:.2} | {:.3} |",
                 pool.name(),
-                m.per_sec,
-                m.per_sec / best_other,
-                ms(m.p99),
-                ms(m.max),
+                m.waits.per_sec,
+                m.waits.per_sec / best_other,
+                ms(m.waits.p99),
+                ms(m.waits.max),
                 m.cpu_us,
                 m.switches
             );
