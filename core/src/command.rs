@@ -119,9 +119,10 @@ pub enum Completion<C> {
         /// Whether it works ([`Finished::Ok`]).
         outcome: Finished,
     },
-    /// The [`Command::Close`] is done: the server no longer sees the connection. Whatever the
-    /// outcome, its place is free: a close that failed or was abandoned still tore the
-    /// connection down.
+    /// The [`Command::Close`] is done. Whatever the outcome, its place is free: a close that
+    /// failed or was abandoned still tore the connection down on the driver's side. (After an
+    /// abandoned close the server may list its process until that process notices the closed
+    /// socket: a refill can then briefly make it count one connection more than `max`.)
     Closed {
         /// The close's ticket.
         ticket: Ticket,
