@@ -1,7 +1,7 @@
 //! Integration, fault and load tests of sanspool against a real PostgreSQL server.
 //!
 //! The library part is the [`harness`]: throwaway PostgreSQL servers for the tests and the demo;
-//! and [`bench`], what the benchmarks share.
+//! and [`bench`](mod@bench), what the benchmarks share.
 
 pub mod bench;
 pub mod harness;
