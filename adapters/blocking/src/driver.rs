@@ -31,7 +31,11 @@ pub(crate) struct Settings<M: Connector> {
     /// How long a checkout waits; `None`: it does not (psycopg2).
     pub(crate) timeout: Option<Duration>,
     origin: Instant,
-    coarse_origin: coarsetime::Instant,
+    /// The coarse clock's reading (in its 32.32 fixed-point seconds) that is [`recent`]'s zero:
+    /// when the pool was built, plus [`COARSE_LAG`].
+    ///
+    /// [`recent`]: Settings::recent
+    coarse_zero: u64,
 }
 
 /// How far behind the precise clock [`Settings::recent`] is taken: more than the kernel's coarse
@@ -73,7 +77,9 @@ impl<M: Connector> Settings<M> {
             check_on_checkout,
             timeout,
             origin: Instant::now(),
-            coarse_origin: coarsetime::Instant::now_without_cache_update(),
+            coarse_zero: coarsetime::Instant::now_without_cache_update()
+                .as_u64()
+                .saturating_add(coarsetime::Duration::from(COARSE_LAG).as_u64()),
         }
     }
 
@@ -81,10 +87,13 @@ impl<M: Connector> Settings<M> {
     /// one) and a little behind: for inputs whose time no waiter depends on — a checkout served
     /// at once, a checkin nobody waits for. Idle times and lifetimes are minutes; the pool's
     /// clock never goes back, so a reading behind it is simply its latest time.
+    #[inline]
     pub(crate) fn recent(&self) -> Time {
-        let now = coarsetime::Instant::now_without_cache_update();
-        let since = Duration::from(now.duration_since(self.coarse_origin));
-        Time::from_nanos(nanos(since.saturating_sub(COARSE_LAG)))
+        let now = coarsetime::Instant::now_without_cache_update().as_u64();
+        let since = now.saturating_sub(self.coarse_zero);
+        // Fixed-point seconds to nanoseconds: whole seconds, then the fraction.
+        let (secs, frac) = (since >> 32, since & 0xFFFF_FFFF);
+        Time::from_nanos(secs * 1_000_000_000 + ((frac * 1_000_000_000) >> 32))
     }
 
     /// The pool's clock: time since the pool was built.
@@ -101,20 +110,26 @@ impl<M: Connector> Settings<M> {
         self.origin.checked_add(Duration::from_nanos(t.as_nanos()))
     }
 
-    /// How a checkout starting at `start` may wait `timeout` (`None`: it does not), and until
-    /// when, on both clocks.
-    pub(crate) fn wait_from(
-        &self,
-        start: Time,
-        timeout: Option<Duration>,
-    ) -> (Wait, Option<Instant>) {
+    /// How a checkout starting at `start` may wait `timeout` (`None`: it does not). Its deadline
+    /// on the `Instant` clock is found only if it parks ([`deadline`](Self::deadline)): most
+    /// checkouts are served at once.
+    #[inline]
+    pub(crate) fn wait_from(&self, start: Time, timeout: Option<Duration>) -> Wait {
         let Some(d) = timeout else {
-            return (Wait::No, None);
+            return Wait::No;
         };
-        let end = start.as_nanos().checked_add(nanos(d)).map(Time::from_nanos);
-        match end.and_then(|t| Some((t, self.instant(t)?))) {
-            Some((t, deadline)) => (Wait::Until(t), Some(deadline)),
-            None => (Wait::Forever, None),
+        match start.as_nanos().checked_add(nanos(d)) {
+            Some(end) => Wait::Until(Time::from_nanos(end)),
+            None => Wait::Forever,
+        }
+    }
+
+    /// Until when a checkout that waits `wait` sleeps; `None`: until woken (also for a deadline
+    /// beyond what `Instant` holds, which nobody lives to see).
+    pub(crate) fn deadline(&self, wait: Wait) -> Option<Instant> {
+        match wait {
+            Wait::Until(t) => self.instant(t),
+            Wait::No | Wait::Forever => None,
         }
     }
 

@@ -3,13 +3,15 @@
 use crate::{Connector, Key, Pool};
 use sanspool_core::Lease;
 use std::fmt;
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 
 mod sealed {
     pub trait Sealed {}
 }
 
-/// A pool a [`PooledConn`] goes back to: [`Pool`], or the psycopg2 module's
+/// Where a [`PooledConn`] goes back: a borrowed [`Pool`] (what [`Pool::get`] gives), an owned one
+/// ([`OwnedConn`]), or the psycopg2 module's
 /// [`SimpleConnectionPool`](crate::psycopg2::SimpleConnectionPool). Sealed.
 pub trait Home<M: Connector, K: Key>: sealed::Sealed {
     /// The pool the connection goes back to.
@@ -18,6 +20,7 @@ pub trait Home<M: Connector, K: Key>: sealed::Sealed {
 }
 
 impl<M: Connector, K: Key> sealed::Sealed for Pool<M, K> {}
+impl<M: Connector, K: Key> sealed::Sealed for &Pool<M, K> {}
 impl<M: Connector, K: Key> sealed::Sealed for crate::psycopg2::SimpleConnectionPool<M, K> {}
 
 impl<M: Connector, K: Key> Home<M, K> for Pool<M, K> {
@@ -26,27 +29,54 @@ impl<M: Connector, K: Key> Home<M, K> for Pool<M, K> {
     }
 }
 
+impl<M: Connector, K: Key> Home<M, K> for &Pool<M, K> {
+    fn pool(&self) -> &Pool<M, K> {
+        self
+    }
+}
+
 /// A checked-out connection. Derefs to `M::Conn`; given back to its pool when dropped, its state
 /// judged by [`Connector::state`] (clean: reused; dirty: reset first; broken: closed and replaced).
 ///
-/// `P` is the pool it came from: the default is [`Pool`] (also the psycopg2 threaded and
-/// persistent pools'); the psycopg2 simple pool's guard is
-/// [`LocalPooledConn`](crate::psycopg2::LocalPooledConn). A guard keeps its pool alive.
-pub struct PooledConn<M: Connector, K: Key = u64, P: Home<M, K> = Pool<M, K>> {
-    /// `None` only inside `take`, `discard` and `drop`.
+/// `P` is where it goes back. By default it borrows the [`Pool`] it came from, as bb8's guard
+/// does: taking a reference costs nothing, where a handle of its own is a shared count
+/// incremented at every checkout and decremented at every return (two atomic operations, about
+/// as much as the rest of an uncontended checkout and return). To store a guard or move it to a
+/// thread of its own, [`into_owned`](PooledConn::into_owned) gives an [`OwnedConn`], which keeps
+/// its pool alive. The psycopg2 simple pool's guard is
+/// [`LocalPooledConn`](crate::psycopg2::LocalPooledConn).
+pub struct PooledConn<'a, M: Connector, K: Key = u64, P: Home<M, K> = &'a Pool<M, K>> {
+    /// `None` only inside `take`, `discard`, `into_owned` and `drop`.
     conn: Option<M::Conn>,
     lease: Lease,
     key: Option<K>,
     pool: P,
+    borrows: PhantomData<&'a Pool<M, K>>,
 }
 
-impl<M: Connector, K: Key, P: Home<M, K>> PooledConn<M, K, P> {
+/// A checked-out connection that owns a handle to its pool (r2d2's guard): `'static`, so it can
+/// be stored or sent to another thread; its pool stays open while it lives. From
+/// [`PooledConn::into_owned`].
+pub type OwnedConn<M, K = u64> = PooledConn<'static, M, K, Pool<M, K>>;
+
+impl<'a, M: Connector, K: Key, P: Home<M, K>> PooledConn<'a, M, K, P> {
     pub(crate) fn new(pool: P, lease: Lease, key: Option<K>, conn: M::Conn) -> Self {
         PooledConn {
             conn: Some(conn),
             lease,
             key,
             pool,
+            borrows: PhantomData,
+        }
+    }
+
+    /// The same checkout with a handle of its own to the pool: an [`OwnedConn`].
+    pub fn into_owned(mut self) -> OwnedConn<M, K> {
+        let pool = self.pool.pool().clone();
+        let key = self.key.take();
+        match self.conn.take() {
+            Some(conn) => PooledConn::new(pool, self.lease, key, conn),
+            None => unreachable!("a live guard holds its connection"),
         }
     }
 
@@ -75,7 +105,7 @@ impl<M: Connector, K: Key, P: Home<M, K>> PooledConn<M, K, P> {
     }
 }
 
-impl<M: Connector, K: Key, P: Home<M, K>> Deref for PooledConn<M, K, P> {
+impl<M: Connector, K: Key, P: Home<M, K>> Deref for PooledConn<'_, M, K, P> {
     type Target = M::Conn;
 
     fn deref(&self) -> &M::Conn {
@@ -86,7 +116,7 @@ impl<M: Connector, K: Key, P: Home<M, K>> Deref for PooledConn<M, K, P> {
     }
 }
 
-impl<M: Connector, K: Key, P: Home<M, K>> DerefMut for PooledConn<M, K, P> {
+impl<M: Connector, K: Key, P: Home<M, K>> DerefMut for PooledConn<'_, M, K, P> {
     fn deref_mut(&mut self) -> &mut M::Conn {
         match &mut self.conn {
             Some(conn) => conn,
@@ -95,7 +125,7 @@ impl<M: Connector, K: Key, P: Home<M, K>> DerefMut for PooledConn<M, K, P> {
     }
 }
 
-impl<M: Connector, K: Key, P: Home<M, K>> Drop for PooledConn<M, K, P> {
+impl<M: Connector, K: Key, P: Home<M, K>> Drop for PooledConn<'_, M, K, P> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
             let shared = self.pool.pool().shared();
@@ -104,7 +134,7 @@ impl<M: Connector, K: Key, P: Home<M, K>> Drop for PooledConn<M, K, P> {
     }
 }
 
-impl<M: Connector, K: Key + fmt::Debug, P: Home<M, K>> fmt::Debug for PooledConn<M, K, P>
+impl<M: Connector, K: Key + fmt::Debug, P: Home<M, K>> fmt::Debug for PooledConn<'_, M, K, P>
 where
     M::Conn: fmt::Debug,
 {

@@ -97,7 +97,7 @@ mod thread_exit;
 pub use builder::Builder;
 pub use connector::Connector;
 pub use error::{BuildError, GetError, PutError};
-pub use guard::{Home, PooledConn};
+pub use guard::{Home, OwnedConn, PooledConn};
 pub use pool::Pool;
 
 pub use sanspool_core::Error as CoreError;

@@ -80,6 +80,7 @@ impl Maintenance {
 
     /// The core's next deadline after an input: wakes the thread if it is earlier than the one the
     /// thread sleeps until (`alarm`).
+    #[inline]
     pub(crate) fn rearm(&self, alarm: &mut Option<Time>, next: Option<Time>) {
         let earlier = match (next, *alarm) {
             (Some(n), Some(a)) => n < a,
@@ -88,10 +89,15 @@ impl Maintenance {
         };
         if earlier {
             *alarm = next;
-            let mut state = lock(&self.wake.state);
-            state.generation = state.generation.wrapping_add(1);
-            self.wake.cv.notify_all();
+            self.wake_up();
         }
+    }
+
+    #[inline(never)]
+    fn wake_up(&self) {
+        let mut state = lock(&self.wake.state);
+        state.generation = state.generation.wrapping_add(1);
+        self.wake.cv.notify_all();
     }
 
     /// Stops the thread and joins it (unless called on it: then it ends when this returns).

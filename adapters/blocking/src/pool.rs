@@ -125,40 +125,38 @@ impl<M: Connector, K: Key> Pool<M, K> {
 
     /// A connection, as a guard given back on drop. Waits up to the builder's timeout when none is
     /// idle and the pool is at `max` (no timeout: [`GetError::Exhausted`] at once).
-    pub fn get(&self) -> Result<PooledConn<M, K>, GetError<M::Error>> {
-        self.guard(None, self.shared().settings.timeout)
+    ///
+    /// The guard borrows the pool (bb8's `get`): [`into_owned`](PooledConn::into_owned) for one
+    /// to store or send to a thread of its own (r2d2's).
+    pub fn get(&self) -> Result<PooledConn<'_, M, K>, GetError<M::Error>> {
+        self.guard_for(self, None, self.shared().settings.timeout)
     }
 
     /// A connection, waiting up to `timeout` rather than the builder's.
-    pub fn get_timeout(&self, timeout: Duration) -> Result<PooledConn<M, K>, GetError<M::Error>> {
-        self.guard(None, Some(timeout))
+    pub fn get_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<PooledConn<'_, M, K>, GetError<M::Error>> {
+        self.guard_for(self, None, Some(timeout))
     }
 
     /// A connection under `key`, as a guard. The key is held until the guard goes:
     /// another checkout of it meanwhile is [`GetError::KeyBusy`].
-    pub fn get_keyed(&self, key: K) -> Result<PooledConn<M, K>, GetError<M::Error>> {
-        self.guard(Some(key), self.shared().settings.timeout)
+    pub fn get_keyed(&self, key: K) -> Result<PooledConn<'_, M, K>, GetError<M::Error>> {
+        self.guard_for(self, Some(key), self.shared().settings.timeout)
     }
 
     /// A guard going back to `home`.
-    pub(crate) fn guard_for<P: crate::guard::Home<M, K>>(
+    pub(crate) fn guard_for<'a, P: crate::guard::Home<M, K>>(
         &self,
         home: P,
         key: Option<K>,
         timeout: Option<Duration>,
-    ) -> Result<PooledConn<M, K, P>, GetError<M::Error>> {
+    ) -> Result<PooledConn<'a, M, K, P>, GetError<M::Error>> {
         match self.shared().checkout(key.clone(), false, timeout)? {
             Checked::Conn(lease, conn) => Ok(PooledConn::new(home, lease, key, conn)),
             Checked::Held(_) => Err(GetError::KeyBusy),
         }
-    }
-
-    fn guard(
-        &self,
-        key: Option<K>,
-        timeout: Option<Duration>,
-    ) -> Result<PooledConn<M, K>, GetError<M::Error>> {
-        self.guard_for(self.clone(), key, timeout)
     }
 
     /// Gauges and counters (see [`Stats`]).

@@ -290,7 +290,27 @@ impl<M: Connector, K: Key> Shared<M, K> {
 
     /// Takes every queued command under the lock: outcomes go to their parked checkouts, the
     /// maintenance thread is rearmed, `wait_ready` woken; the I/O is returned to run after unlock.
+    #[inline(always)]
     fn drain(&self, st: &mut State<M, K>) -> VecDeque<Command<M::Conn>> {
+        let tasks = if st.engine.core.has_command() {
+            self.drain_commands(st)
+        } else {
+            VecDeque::new()
+        };
+        if let Some(m) = &self.maintenance {
+            let next = st.engine.core.poll_timeout();
+            m.rearm(&mut st.alarm, next);
+        }
+        // A notify is a syscall even with nobody waiting: only for `wait_ready` callers.
+        if st.ready_waiters > 0 {
+            self.changed.notify_all();
+        }
+        tasks
+    }
+
+    /// [`drain`](Self::drain)'s commands, when there are some.
+    #[inline(never)]
+    fn drain_commands(&self, st: &mut State<M, K>) -> VecDeque<Command<M::Conn>> {
         let mut tasks = VecDeque::new();
         loop {
             let mut outcomes = Vec::new();
@@ -325,14 +345,6 @@ impl<M: Connector, K: Key> Shared<M, K> {
                 break;
             }
         }
-        if let Some(m) = &self.maintenance {
-            let next = st.engine.core.poll_timeout();
-            m.rearm(&mut st.alarm, next);
-        }
-        // A notify is a syscall even with nobody waiting: only for `wait_ready` callers.
-        if st.ready_waiters > 0 {
-            self.changed.notify_all();
-        }
         tasks
     }
 
@@ -346,10 +358,15 @@ impl<M: Connector, K: Key> Shared<M, K> {
     /// borrower giving a connection back, a checkout, the maintenance thread that must keep
     /// refilling — waits for a connect, a reset, a check or a close it does not need. On an
     /// exiting thread nothing starts: the maintenance thread gets the tasks.
+    #[inline]
     fn run(self: &Arc<Self>, tasks: VecDeque<Command<M::Conn>>) {
-        if tasks.is_empty() {
-            return;
+        if !tasks.is_empty() {
+            self.start_io(tasks);
         }
+    }
+
+    #[inline(never)]
+    fn start_io(self: &Arc<Self>, tasks: VecDeque<Command<M::Conn>>) {
         if self.maintenance.is_none() {
             self.run_inline(tasks);
         } else if thread_exit::exiting() {
@@ -503,7 +520,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
         timeout: Option<Duration>,
     ) -> Result<Checked<M, K>, GetError<M::Error>> {
         // The deadline is set by the first attempt, on its clock.
-        let mut waits: Option<(Wait, Option<Instant>)> = None;
+        let mut wait: Option<Wait> = None;
         loop {
             let mut st = lock(&self.state);
             let core = &st.engine.core;
@@ -516,8 +533,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
             };
             // From the pool's latest time at least: a cheap reading may lag it.
             let start = now.max(core.now());
-            let (wait, deadline) =
-                *waits.get_or_insert_with(|| self.settings.wait_from(start, timeout));
+            let wait = *wait.get_or_insert_with(|| self.settings.wait_from(start, timeout));
             let got = match st.engine.core.checkout(now, key.clone(), wait) {
                 Err(e) => Err(st.engine.error(e)),
                 Ok(Checkout::Held(lease)) => match key.as_ref().and_then(|k| st.keyed.get(k)) {
@@ -538,7 +554,9 @@ impl<M: Connector, K: Key> Shared<M, K> {
             let (lease, mut conn, fresh) = match got? {
                 Got::Held(h) => return Ok(Checked::Held(h)),
                 Got::Ready(lease, conn) => (lease, conn, false),
-                Got::Waiting(id, parking) => self.wait_for(id, &parking, deadline)?,
+                Got::Waiting(id, parking) => {
+                    self.wait_for(id, &parking, self.settings.deadline(wait))?
+                }
             };
             if fresh || self.settings.vet(&mut conn) {
                 return Ok(Checked::Conn(lease, conn));

@@ -46,9 +46,9 @@ fn the_maintenance_thread_stops_with_its_pool() {
     eventually("joined", || maintenance_threads() == 0);
     drop(pool);
 
-    // A guard keeps the pool; the guard's drop ends it.
+    // An owned guard keeps the pool; the guard's drop ends it.
     let pool = Builder::new(Fake::default()).build_persistent().unwrap();
-    let guard = pool.get().unwrap();
+    let guard = pool.get().unwrap().into_owned();
     drop(pool);
     eventually("started", || maintenance_threads() == 1);
     drop(guard);

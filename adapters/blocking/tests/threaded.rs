@@ -353,13 +353,15 @@ fn lifetime_closes_old_connections() {
 }
 
 #[test]
-fn guards_keep_the_pool_alive_and_drop_closes_everything() {
+fn owned_guards_keep_the_pool_alive_and_drop_closes_everything() {
     let (pool, c) = pool(2, 2);
-    let guard = pool.get().unwrap();
+    let guard: sanspool::OwnedConn<Fake> = pool.get().unwrap().into_owned();
     let handle = pool.getconn(None).unwrap();
     drop(pool);
-    assert_eq!(c.live(), 2, "the guard keeps the pool alive");
-    drop(guard);
+    assert_eq!(c.live(), 2, "the owned guard keeps the pool alive");
+    assert_eq!(guard.key(), None);
+    // `'static`: it goes back from a thread of its own.
+    std::thread::spawn(move || drop(guard)).join().unwrap();
     // Its connection is closed (on an I/O thread); the unkeyed handle outlived the pool: its
     // connection is dropped with it.
     eventually("the guard's connection closed", || c.live() == 1);

@@ -107,8 +107,8 @@ pub use postgres;
 pub use sanspool;
 pub use sanspool::psycopg2;
 pub use sanspool::{
-    BuildError, Builder, Connector, CoreError, Fairness, GetError, IdleOrder, KeepIdle, Pool,
-    PooledConn, PutError, Returned, Stats,
+    BuildError, Builder, Connector, CoreError, Fairness, GetError, IdleOrder, KeepIdle, OwnedConn,
+    Pool, PooledConn, PutError, Returned, Stats,
 };
 
 /// A thread-safe pool of PostgreSQL connections, r2d2's shape ([`Pool`]): `get()` gives a
@@ -117,8 +117,13 @@ pub type PgPool<K = u64> = Pool<PgConnector, K>;
 
 /// A checked-out connection of a [`PgPool`] (and, as `PgPooledConn<ThreadId>`, of a
 /// [`PgPersistentConnectionPool`]'s `get`): derefs to [`PgConn`], and through it to
-/// `postgres::Client`; given back on drop.
-pub type PgPooledConn<K = u64> = PooledConn<PgConnector, K>;
+/// `postgres::Client`; given back on drop. It borrows its pool;
+/// [`into_owned`](PooledConn::into_owned) gives a [`PgOwnedConn`].
+pub type PgPooledConn<'a, K = u64> = PooledConn<'a, PgConnector, K>;
+
+/// A checked-out connection of a [`PgPool`] that owns a handle to it ([`OwnedConn`]): to store
+/// it, or send it to another thread.
+pub type PgOwnedConn<K = u64> = OwnedConn<PgConnector, K>;
 
 /// Why a checkout from a pool of PostgreSQL connections failed.
 pub type PgGetError = GetError<Error>;

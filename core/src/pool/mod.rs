@@ -701,16 +701,21 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     #[must_use = "every command must be performed: a connection or a waiter's outcome may be in it"]
     #[inline]
     pub fn poll_command(&mut self) -> Option<Command<C>> {
-        // The hot path: nothing queued, two length checks.
-        if self.commands.is_empty()
-            && self.fails.is_empty()
-            && self.wakes.is_empty()
-            && self.leaks.is_empty()
-            && self.leaks.is_empty()
-        {
+        // The hot path: nothing queued, a few length checks.
+        if !self.has_command() {
             return None;
         }
         self.next_command()
+    }
+
+    /// Whether [`poll_command`](Pool::poll_command) has a command to give: a driver's drain can
+    /// skip its setup when not.
+    #[inline]
+    pub fn has_command(&self) -> bool {
+        !(self.commands.is_empty()
+            && self.fails.is_empty()
+            && self.wakes.is_empty()
+            && self.leaks.is_empty())
     }
 
     fn next_command(&mut self) -> Option<Command<C>> {
@@ -749,6 +754,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// deadline, idle expiry, end of an open backoff or fairness bound that matters. `None`: only inputs matter.
     /// O(1): the deadlines are kept as inputs change them, not searched for.
     #[must_use]
+    #[inline]
     pub fn poll_timeout(&self) -> Option<Time> {
         let kept = self.timers.next();
         let computed = min_opt(self.idle_deadline(), self.backoff_deadline());

@@ -93,7 +93,7 @@ impl<M: Connector> PersistentConnectionPool<M> {
 
     /// This thread's connection as a guard, given back to the pool on drop. While it lives, the
     /// thread's key is busy: `get` or `getconn` on the same thread is [`GetError::KeyBusy`].
-    pub fn get(&self) -> Result<PooledConn<M, ThreadId>, GetError<M::Error>> {
+    pub fn get(&self) -> Result<PooledConn<'_, M, ThreadId>, GetError<M::Error>> {
         self.pool.get_keyed(thread::current().id())
     }
 }

@@ -68,7 +68,7 @@ pub struct SimpleConnectionPool<M: Connector, K: Key = u64> {
 }
 
 /// The [`SimpleConnectionPool`]'s guard.
-pub type LocalPooledConn<M, K = u64> = PooledConn<M, K, SimpleConnectionPool<M, K>>;
+pub type LocalPooledConn<M, K = u64> = PooledConn<'static, M, K, SimpleConnectionPool<M, K>>;
 
 impl<M: Connector> SimpleConnectionPool<M> {
     /// psycopg2's `SimpleConnectionPool(minconn, maxconn, ...)`: `minconn` connections open now,
