@@ -19,7 +19,8 @@ const WARM_UP_LEAST: Duration = Duration::from_secs(1);
 
 /// A thread-safe connection pool: `Send + Sync`, a cloneable handle; [`get`](Pool::get) waits
 /// (FIFO fair) up to the builder's timeout and returns a [`PooledConn`] that goes back on drop.
-/// The pool closes when the last handle (and guard) is dropped, or at [`close`](Pool::close).
+/// The pool closes when the last handle (and [`OwnedConn`](crate::OwnedConn)) is dropped, or at
+/// [`close`](Pool::close).
 ///
 /// How it runs:
 /// - the pool's state sits behind one mutex, and no connect, close, reset, check or query ever runs
@@ -71,7 +72,7 @@ pub struct Pool<M: Connector, K: Key = u64> {
     owner: Arc<Owner<M, K>>,
 }
 
-/// What the pool's handles and guards share: its drop (the last handle's) closes the pool and joins
+/// What the pool's handles and owned guards share: its drop (the last handle's) closes the pool and joins
 /// the maintenance thread. I/O threads and the maintenance thread hold the [`Shared`] state only,
 /// so the pool never outlives its users' handles.
 struct Owner<M: Connector, K: Key> {
