@@ -880,10 +880,16 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         }
     }
 
+    /// Each rule below is gated by a compare or two, so that an input while checkouts wait (all of
+    /// them, under load) pays only for the rules that act.
     #[inline(never)]
     fn settle_slow(&mut self) {
-        self.serve_starving();
-        if self.open_deficit() > 0 && self.retry_at.is_none_or(|t| self.now >= t) {
+        if !self.idle.is_empty() {
+            self.serve_starving();
+        }
+        // At `max` (the usual state under load) no open is ordered: `order_open` needs room.
+        if self.has_room() && self.open_deficit() > 0 && self.retry_at.is_none_or(|t| self.now >= t)
+        {
             while self.open_deficit() > 0 && self.order_open() {}
         }
         // A checkout that would not wait, whose open went to an older waiter, with no room for
@@ -899,16 +905,23 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 }
             }
         }
-        self.wake_claimers();
+        if self.line.woken < min(self.idle.len(), self.waiters.len()) {
+            self.wake_claimers();
+        }
         self.rearm();
     }
 
     /// Brings the timer table up to date (invariant 7): a kept minimum is searched for only when
     /// the entry that set it left.
+    #[inline]
     fn rearm(&mut self) {
-        if !self.timers.any_stale() {
-            return;
+        if self.timers.any_stale() {
+            self.rearm_stale();
         }
+    }
+
+    #[inline(never)]
+    fn rearm_stale(&mut self) {
         if self.timers.take_stale(Timer::Wait) {
             let mut deadlines =
                 (0..self.waiters.len()).filter_map(|p| self.waiters.get(p)?.deadline);
