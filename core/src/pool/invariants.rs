@@ -196,17 +196,19 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             self.line.fail_fast, fail_fast,
             "fail-fast waiters miscounted"
         );
-        if self.line.sorted {
-            let mut last = None;
-            for d in queued.filter_map(|w| w.deadline) {
-                assert!(last <= Some(d), "line marked sorted, deadlines are not");
-                last = Some(d);
-            }
-            assert!(
-                last.is_none() || last <= self.line.last_deadline,
-                "last deadline forgotten"
-            );
+        let from = self.line.unsorted_from;
+        let mut last = None;
+        for d in queued
+            .filter(|w| from.is_none_or(|u| w.id >= u))
+            .filter_map(|w| w.deadline)
+        {
+            assert!(last <= Some(d), "line marked sorted there, deadlines are not");
+            last = Some(d);
         }
+        assert!(
+            last.is_none() || last <= self.line.last_deadline,
+            "last deadline forgotten"
+        );
 
         // 7. the timer table, recomputed from its definitions.
         let [wait, lifetime, _, _] = self.deadlines_by_search();

@@ -107,14 +107,16 @@ pub struct Pool<C, K, S: Storage<C, K>> {
 
 /// What the pool keeps about its line of waiters so that no input has to walk it. Invariant
 /// (checked by `assert_invariants`): `fail_fast` counts the queued checkouts that do not wait,
-/// `woken` those woken to claim a connection; when `sorted`, the deadlines of the queued
-/// checkouts rise (or stay) in line order, and `last_deadline` is the deadline of the last one
-/// queued with a deadline.
+/// `woken` those woken to claim a connection; from the waiter `unsorted_from` on (from the front
+/// when `None`), the deadlines of the queued checkouts rise (or stay) in line order, and
+/// `last_deadline` is the deadline of the last one queued with a deadline. So once the front is
+/// at or past `unsorted_from`, the whole line is in deadline order again.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 struct Line {
     fail_fast: usize,
     woken: usize,
-    sorted: bool,
+    /// The last waiter queued with a deadline earlier than one queued before it.
+    unsorted_from: Option<WaiterId>,
     last_deadline: Option<Time>,
 }
 
@@ -123,7 +125,7 @@ impl Default for Line {
         Line {
             fail_fast: 0,
             woken: 0,
-            sorted: true,
+            unsorted_from: None,
             last_deadline: None,
         }
     }
@@ -269,7 +271,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         }
         self.timers.add(Timer::Wait, deadline);
         if let Some(d) = deadline {
-            self.line.sorted &= self.line.last_deadline.is_none_or(|last| last <= d);
+            if self.line.last_deadline.is_some_and(|last| d < last) {
+                self.line.unsorted_from = Some(id);
+            }
             self.line.last_deadline = Some(d);
         }
         self.line.fail_fast += usize::from(fail_fast);
@@ -926,8 +930,13 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             let mut deadlines =
                 (0..self.waiters.len()).filter_map(|p| self.waiters.get(p)?.deadline);
             // In line order the deadlines usually rise (every checkout waits as long): then the
-            // first is the earliest, and finding it costs nothing.
-            let earliest = if self.line.sorted {
+            // first is the earliest, and finding it costs nothing. One queued out of order makes
+            // the line unsorted only until it reaches the front.
+            let front = self.waiters.get(0).map(|w| w.id);
+            if self.line.unsorted_from.is_some_and(|u| front >= Some(u)) {
+                self.line.unsorted_from = None;
+            }
+            let earliest = if self.line.unsorted_from.is_none() {
                 deadlines.next()
             } else {
                 deadlines.min()
