@@ -226,7 +226,7 @@ async fn a_get_dropped_after_its_grant_gives_the_connection_back() {
     let held = pool.get().await.unwrap();
     let mut get = Box::pin(pool.get());
     assert!(poll_once(&mut get).is_pending());
-    // The grant goes to the queued future's oneshot; the future is never polled again.
+    // The grant waits in the queued future's entry; the future is never polled again.
     drop(held);
     assert_eq!(pool.stats().in_use, 1);
     drop(get);
