@@ -16,7 +16,7 @@ use sanspool_core::{
     AllocPool, Checkout, Command, Completion, Config, Finished, Lease, Returned, Stats, Time, Wait,
     WaiterId,
 };
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
@@ -57,20 +57,32 @@ enum Entry<M: Connector> {
 }
 
 /// The queued checkouts, by waiter id. Ids are the core's arrival numbers, so the table is a
-/// deque indexed from the oldest id still present: a checkout queues at the back and is served
-/// (in `Strict` order) from the front, without hashing. A gap left by a checkout served out of
-/// order is `None` until the front passes it.
+/// deque indexed from the oldest id it holds: a checkout queues at the back and is served (in
+/// `Strict` order) from the front, without hashing. A checkout that left out of order leaves a
+/// gap (`None`) until the front passes it. A checkout that stays while many later ones come and
+/// go (a `get()` future neither polled nor dropped: its outcome waits for it) would hold the
+/// front back and let the gaps pile up behind it: once the deque is mostly gaps, such entries
+/// move to a map of their own, so the table stays as large as the checkouts in it.
 struct Waiters<M: Connector> {
     /// The id of `entries[0]`.
     base: u64,
     entries: VecDeque<Option<Entry<M>>>,
+    /// How many of `entries` are not gaps.
+    live: usize,
+    /// Entries older than `base`, moved out of the deque's front.
+    stragglers: HashMap<u64, Entry<M>>,
 }
+
+/// Below this length the deque is never compacted, whatever its gaps.
+const COMPACT_FROM: usize = 64;
 
 impl<M: Connector> Waiters<M> {
     fn new() -> Self {
         Waiters {
             base: 0,
             entries: VecDeque::new(),
+            live: 0,
+            stragglers: HashMap::new(),
         }
     }
 
@@ -83,21 +95,21 @@ impl<M: Connector> Waiters<M> {
         if id == end {
             // The usual case: the newest waiter.
             self.entries.push_back(Some(entry));
+            self.live += 1;
             return;
         }
         if id < self.base {
             // Not in arrival order (the core numbers waiters as they come, so not expected).
-            for _ in id..self.base {
-                self.entries.push_front(None);
-            }
-            self.base = id;
+            self.stragglers.insert(id, entry);
+            return;
         }
         let at = usize::try_from(id - self.base).unwrap_or(usize::MAX);
         if at >= self.entries.len() {
             self.entries.resize_with(at, || None);
             self.entries.push_back(Some(entry));
-        } else {
-            self.entries[at] = Some(entry);
+            self.live += 1;
+        } else if self.entries[at].replace(entry).is_none() {
+            self.live += 1;
         }
     }
 
@@ -107,12 +119,16 @@ impl<M: Connector> Waiters<M> {
     }
 
     fn get_mut(&mut self, id: WaiterId) -> Option<&mut Entry<M>> {
-        let at = self.at(id)?;
-        self.entries.get_mut(at)?.as_mut()
+        match self.at(id) {
+            Some(at) => self.entries.get_mut(at)?.as_mut(),
+            None => self.stragglers.get_mut(&id.get()),
+        }
     }
 
     fn remove(&mut self, id: WaiterId) -> Option<Entry<M>> {
-        let at = self.at(id)?;
+        let Some(at) = self.at(id) else {
+            return self.stragglers.remove(&id.get());
+        };
         let entry = if at == 0 {
             // The usual case: the oldest waiter.
             self.base += 1;
@@ -120,11 +136,30 @@ impl<M: Connector> Waiters<M> {
         } else {
             self.entries.get_mut(at)?.take()
         };
-        while let Some(None) = self.entries.front() {
-            self.entries.pop_front();
+        if entry.is_some() {
+            self.live -= 1;
+        }
+        self.trim();
+        entry
+    }
+
+    /// Drops the gaps at the front; while the deque is mostly gaps, moves its front entries to
+    /// the stragglers.
+    fn trim(&mut self) {
+        loop {
+            match self.entries.front() {
+                Some(None) => {}
+                Some(Some(_))
+                    if self.entries.len() >= COMPACT_FROM && self.live * 2 < self.entries.len() => {
+                }
+                _ => return,
+            }
+            if let Some(Some(entry)) = self.entries.pop_front() {
+                self.stragglers.insert(self.base, entry);
+                self.live -= 1;
+            }
             self.base += 1;
         }
-        entry
     }
 }
 
