@@ -588,14 +588,20 @@ impl<M: Connector> Shared<M> {
     }
 
     /// One checkout attempt: a connection, or a place in line with the waker of `cx`.
+    ///
+    /// The clock is read under the lock, and the deadline (`wait`, set by the first attempt)
+    /// taken from it: checkouts then queue with their deadlines in line order, the order the
+    /// core's timer table finds the earliest in at once. (Read before the lock, two checkouts
+    /// racing for it could queue the later deadline first; the core then searches the whole
+    /// line for the earliest whenever the front one leaves, for as long as anyone waits.)
     fn attempt<'a>(
         self: &'a Arc<Self>,
         cx: &Context<'_>,
-        now: Option<Time>,
-        wait: Wait,
+        wait: &mut Option<Wait>,
     ) -> Result<Got<'a, M>, PoolError<M::Error>> {
         let mut st = lock(&self.state);
-        let now = now.unwrap_or_else(|| self.settings.now());
+        let now = self.settings.now();
+        let wait = *wait.get_or_insert_with(|| self.settings.wait_at(now));
         let got = match st.core.checkout(now, None, wait) {
             Err(e) => Err(st.error(e)),
             Ok(Checkout::Ready { lease, conn }) => Ok(Got::Ready(lease, conn)),
@@ -968,14 +974,12 @@ impl<M: Connector> Pool<M> {
     /// it waits (or is woken) leaves no trace in the pool.
     pub async fn get(&self) -> Result<PooledConn<M>, PoolError<M::Error>> {
         let s = &self.owner.shared;
-        // One clock read serves the deadline and the first attempt's `now`.
-        let start = s.settings.now();
-        let wait = s.settings.wait_at(start);
-        let mut first = Some(start);
+        // The first attempt sets the deadline (from its clock read, under the lock); a retry
+        // after a failed vetting keeps it.
+        let mut wait = None;
         loop {
             // The waker of this poll goes in line with the checkout, under the same lock.
-            let got =
-                std::future::poll_fn(|cx| Poll::Ready(s.attempt(cx, first.take(), wait))).await?;
+            let got = std::future::poll_fn(|cx| Poll::Ready(s.attempt(cx, &mut wait))).await?;
             let (lease, conn, fresh) = match got {
                 Got::Ready(lease, conn) => (lease, conn, false),
                 Got::Waiting(pending) => pending.await?,
