@@ -323,7 +323,21 @@ impl PgSocket {
     }
 
     /// Whether the connection's deadline has passed; arms the timer (and so a wake-up) if not.
+    #[inline]
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        // No deadline and no timer (the usual case): nothing to look at.
+        match &self.cell {
+            None => false,
+            Some(cell) if self.timer.is_none() && cell.0.deadline.load(Ordering::Acquire) == 0 => {
+                false
+            }
+            Some(_) => self.expired_slow(cx),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn expired_slow(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(cell) = &self.cell else { return false };
         let raw = cell.0.deadline.load(Ordering::Acquire);
         let Some(at) = cell.deadline() else {
@@ -392,8 +406,13 @@ impl AsyncWrite for PgSocket {
             Poll::Pending => {}
             Poll::Ready(Ok(n)) => {
                 if let Some(cell) = &this.cell {
+                    // This socket is the counter's only writer: no read-modify-write needed.
+                    let written = &cell.0.bytes_written;
                     let n = *n as u64;
-                    cell.0.bytes_written.fetch_add(n, Ordering::Relaxed);
+                    written.store(
+                        written.load(Ordering::Relaxed).wrapping_add(n),
+                        Ordering::Relaxed,
+                    );
                 }
                 if let Some(t) = &mut this.tracker {
                     t.wrote(&data[..*n]);

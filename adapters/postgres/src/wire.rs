@@ -36,27 +36,45 @@ impl Framer {
     /// Feeds a chunk, calling `on(type, first body byte)` once per message as soon as both are
     /// known. Returns false, and stops, on a length below 4: the stream cannot be followed any
     /// further.
-    pub(crate) fn feed(&mut self, mut data: &[u8], mut on: impl FnMut(u8, Option<u8>)) -> bool {
+    #[inline]
+    pub(crate) fn feed(&mut self, data: &[u8], mut on: impl FnMut(u8, Option<u8>)) -> bool {
+        // Where in `data` the next message starts (may be past its end: the rest is skipped).
+        let mut at = self.skip;
+        self.skip = 0;
+        if self.got > 0 {
+            // A head split across chunks: the byte path (nothing is skipped inside a head).
+            debug_assert_eq!(at, 0);
+            return self.feed_bytes(data, on);
+        }
+        // Whole heads at message boundaries (the usual case): read in place.
+        while let Some(head) = data.get(at..).and_then(<[u8]>::first_chunk::<6>) {
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            match len {
+                0..=3 => return false,
+                4 => on(head[0], None),
+                _ => on(head[0], Some(head[5])),
+            }
+            // The type byte, then `len` bytes counting the length itself.
+            at = at.saturating_add(len).saturating_add(1);
+        }
+        match data.get(at..) {
+            Some([]) => true,
+            Some(rest) => self.feed_bytes(rest, on),
+            None => {
+                self.skip = at - data.len();
+                true
+            }
+        }
+    }
+
+    /// [`feed`](Self::feed) a byte at a time, for heads split across chunks: from a message
+    /// boundary or inside a head (`self.got`), with nothing to skip first.
+    #[cold]
+    fn feed_bytes(&mut self, mut data: &[u8], mut on: impl FnMut(u8, Option<u8>)) -> bool {
         loop {
             if self.skip > 0 {
                 let n = self.skip.min(data.len());
                 (self.skip, data) = (self.skip - n, &data[n..]);
-            }
-            // A whole head at a message boundary (the usual case): read in place, not byte by byte.
-            if let (0, Some(head)) = (self.got, data.first_chunk::<6>()) {
-                let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-                match len {
-                    0..=3 => return false,
-                    4 => {
-                        on(head[0], None);
-                        data = &data[5..];
-                    }
-                    _ => {
-                        on(head[0], Some(head[5]));
-                        (self.skip, data) = (len - 5, &data[6..]);
-                    }
-                }
-                continue;
             }
             let Some((&byte, rest)) = data.split_first() else {
                 return true;

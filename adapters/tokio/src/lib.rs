@@ -2,9 +2,10 @@
 //! machine, beside the blocking pools of `sanspool`.
 //!
 //! The rules (fairness, `min`/`max`, lifetimes, backoff, what a returned connection needs)
-//! are the core's; this crate only runs them: one mutex around the core, a oneshot per queued
-//! checkout, opens, resets, checks and closes on tasks, and a maintenance task sleeping until the
-//! core's next deadline. See [`Pool`].
+//! are the core's; this crate only runs them: one mutex around the core, a table of queued
+//! checkouts beside it (a waker, then the outcome, per checkout), opens, resets, checks and
+//! closes on tasks, and a maintenance task sleeping until the core's next deadline. See
+//! [`Pool`].
 //!
 //! With feature `postgres` (on by default), [`postgres::PgConnector`] pools
 //! `tokio_postgres::Client`s opened through `sanspool-postgres`'s tracked socket, so a clean

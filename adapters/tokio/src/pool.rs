@@ -1,9 +1,9 @@
-//! The async pool: the core behind one mutex, checkouts parked on oneshots, I/O on tasks.
+//! The async pool: the core behind one mutex, queued checkouts in a table beside it, I/O on tasks.
 //!
 //! Every input to the core and the drain of the commands it caused share one critical section;
-//! grants, failures and wakes are taken there for the queued checkouts (in the core's order), and
-//! sent on their oneshots after the lock is released, where the I/O commands (open, close, reset,
-//! check) are spawned as tasks. A woken checkout claims its connection itself, when it runs, so
+//! grants, failures and wakes are taken there for the queued checkouts (in the core's order):
+//! an outcome is left in its checkout's entry, under the lock, and its task is woken after the
+//! lock is released, where the I/O commands (open, close, reset, check) are spawned as tasks. A woken checkout claims its connection itself, when it runs, so
 //! a task already running may take a returned connection first (the core's bounded fairness).
 //! Each task reports its completion under the lock, with a new drain. No lock is held across an
 //! await.
@@ -16,17 +16,18 @@ use sanspool_core::{
     AllocPool, Checkout, Command, Completion, Config, Finished, Lease, Returned, Stats, Time, Wait,
     WaiterId,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::panic::AssertUnwindSafe;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 /// An async hook run on a connection: after it is opened, or before it is reused.
@@ -43,24 +44,123 @@ pub(crate) type Hook<M> = Box<
 type Outcome<C, E> = Result<(Lease, C, bool), PoolError<E>>;
 type OutcomeOf<M> = Outcome<<M as Connector>::Conn, <M as Connector>::Error>;
 
-/// What a queued checkout's oneshot carries: its outcome, or a wake ([`Command::Wake`]): a
-/// connection is idle, claim it.
-enum Signal<C, E> {
+/// A queued checkout, as the pool keeps it (under the lock). Its outcome stays here until its
+/// task takes it, so nothing the pool hands out is ever in flight outside the lock: a `get()`
+/// future dropped at any moment finds its outcome (or its place in line) here.
+enum Entry<M: Connector> {
+    /// In line: the waker of the task awaiting it.
+    Queued(Waker),
+    /// Woken ([`Command::Wake`]), its waker spent: it will lock and claim.
     Woken,
-    Done(Outcome<C, E>),
+    /// Served or failed: the outcome waits here for its task (woken when it was settled).
+    Settled(OutcomeOf<M>),
 }
 
-type SignalOf<M> = Signal<<M as Connector>::Conn, <M as Connector>::Error>;
+/// The queued checkouts, by waiter id. Ids are the core's arrival numbers, so the table is a
+/// deque indexed from the oldest id it holds: a checkout queues at the back and is served (in
+/// `Strict` order) from the front, without hashing. A checkout that left out of order leaves a
+/// gap (`None`) until the front passes it. A checkout that stays while many later ones come and
+/// go (a `get()` future neither polled nor dropped: its outcome waits for it) would hold the
+/// front back and let the gaps pile up behind it: once the deque is mostly gaps, such entries
+/// move to a map of their own, so the table stays as large as the checkouts in it.
+struct Waiters<M: Connector> {
+    /// The id of `entries[0]`.
+    base: u64,
+    entries: VecDeque<Option<Entry<M>>>,
+    /// How many of `entries` are not gaps.
+    live: usize,
+    /// Entries older than `base`, moved out of the deque's front.
+    stragglers: HashMap<u64, Entry<M>>,
+}
 
-/// A queued checkout, as the pool keeps it (under the lock).
-enum Entry<M: Connector> {
-    /// Its oneshot, for a wake or its outcome.
-    Queued(oneshot::Sender<SignalOf<M>>),
-    /// Woken, its oneshot spent on the wake: it will lock and claim.
-    Woken,
-    /// Served or failed while woken: the outcome waits here for its claim (the task is awake
-    /// already, so nothing needs sending).
-    Settled(OutcomeOf<M>),
+/// Below this length the deque is never compacted, whatever its gaps.
+const COMPACT_FROM: usize = 64;
+
+impl<M: Connector> Waiters<M> {
+    fn new() -> Self {
+        Waiters {
+            base: 0,
+            entries: VecDeque::new(),
+            live: 0,
+            stragglers: HashMap::new(),
+        }
+    }
+
+    fn insert(&mut self, id: WaiterId, entry: Entry<M>) {
+        let id = id.get();
+        if self.entries.is_empty() {
+            self.base = id;
+        }
+        let end = self.base + self.entries.len() as u64;
+        if id == end {
+            // The usual case: the newest waiter.
+            self.entries.push_back(Some(entry));
+            self.live += 1;
+            return;
+        }
+        if id < self.base {
+            // Not in arrival order (the core numbers waiters as they come, so not expected).
+            self.stragglers.insert(id, entry);
+            return;
+        }
+        let at = usize::try_from(id - self.base).unwrap_or(usize::MAX);
+        if at >= self.entries.len() {
+            self.entries.resize_with(at, || None);
+            self.entries.push_back(Some(entry));
+            self.live += 1;
+        } else if self.entries[at].replace(entry).is_none() {
+            self.live += 1;
+        }
+    }
+
+    fn at(&self, id: WaiterId) -> Option<usize> {
+        let at = id.get().checked_sub(self.base)?;
+        usize::try_from(at).ok()
+    }
+
+    fn get_mut(&mut self, id: WaiterId) -> Option<&mut Entry<M>> {
+        match self.at(id) {
+            Some(at) => self.entries.get_mut(at)?.as_mut(),
+            None => self.stragglers.get_mut(&id.get()),
+        }
+    }
+
+    fn remove(&mut self, id: WaiterId) -> Option<Entry<M>> {
+        let Some(at) = self.at(id) else {
+            return self.stragglers.remove(&id.get());
+        };
+        let entry = if at == 0 {
+            // The usual case: the oldest waiter.
+            self.base += 1;
+            self.entries.pop_front()?
+        } else {
+            self.entries.get_mut(at)?.take()
+        };
+        if entry.is_some() {
+            self.live -= 1;
+        }
+        self.trim();
+        entry
+    }
+
+    /// Drops the gaps at the front; while the deque is mostly gaps, moves its front entries to
+    /// the stragglers.
+    fn trim(&mut self) {
+        loop {
+            match self.entries.front() {
+                Some(None) => {}
+                Some(Some(_))
+                    if self.entries.len() >= COMPACT_FROM && self.live * 2 < self.entries.len() => {
+                }
+                _ => return,
+            }
+            if let Some(Some(entry)) = self.entries.pop_front() {
+                self.stragglers.insert(self.base, entry);
+                self.live -= 1;
+            }
+            self.base += 1;
+        }
+    }
 }
 
 /// How long the build waits for `min` connections when checkouts do not wait (psycopg2 mode).
@@ -68,28 +168,6 @@ const WARM_UP_BOUND: Duration = Duration::from_secs(30);
 /// The least the build waits for `min` connections (a checkout timeout of milliseconds says how
 /// long a borrower may queue, not how long a server may take to accept).
 const WARM_UP_LEAST: Duration = Duration::from_secs(1);
-
-/// Hashes a waiter id with one multiplication (Fibonacci hashing): ids are distinct sequence
-/// numbers the core hands out, so they need no keyed hash, only their bits spread (the map reads
-/// the top ones too). A map lookup per queued checkout and per grant.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -137,11 +215,14 @@ impl<M: Connector> Settings<M> {
     }
 
     /// How a checkout starting at `start` may wait.
-    fn wait_from(&self, start: Instant) -> Wait {
+    fn wait_at(&self, start: Time) -> Wait {
         match self.timeout {
             None => Wait::No,
-            Some(d) => match start.checked_add(d) {
-                Some(deadline) => Wait::Until(self.time(deadline)),
+            Some(d) => match u64::try_from(d.as_nanos())
+                .ok()
+                .and_then(|d| start.as_nanos().checked_add(d))
+            {
+                Some(deadline) => Wait::Until(Time::from_nanos(deadline)),
                 None => Wait::Forever,
             },
         }
@@ -299,10 +380,11 @@ impl<M: Connector> Settings<M> {
 ///
 /// How it runs:
 /// - the core sits behind one `std` mutex, never held across an await: an input and the drain of
-///   the commands it caused share one critical section; grants, failures and wakes are sent to
-///   the queued checkouts' oneshots right after it, and opens, resets, checks and closes are
-///   spawned as tasks;
-/// - a checkout that finds nothing idle queues in the core and awaits its oneshot. Who gets a
+///   the commands it caused share one critical section; grants and failures are left in the
+///   queued checkouts' entries there, their tasks (and those of woken checkouts) are woken right
+///   after it, and opens, resets, checks and closes are spawned as tasks;
+/// - a checkout that finds nothing idle queues in the core and in the pool's table of queued
+///   checkouts (its task's waker, then its outcome), and awaits its outcome there. Who gets a
 ///   returned connection is the core's [`Fairness`](crate::Fairness): by default (`Strict`) it is
 ///   granted to the oldest waiter; with a bound it goes idle and the oldest waiter is woken to
 ///   claim it when its task runs, while a task already running may take it first, until the
@@ -343,7 +425,7 @@ struct State<M: Connector> {
     /// Why the last open failed; cleared by a successful open.
     last: Option<Failure<M::Error>>,
     /// Queued checkouts.
-    waiters: HashMap<WaiterId, Entry<M>, BuildHasherDefault<IdHasher>>,
+    waiters: Waiters<M>,
     /// The deadline the maintenance task sleeps until.
     alarm: Option<Time>,
     /// Futures in `wait_ready` or the build's warm-up.
@@ -356,42 +438,69 @@ impl<M: Connector> State<M> {
     }
 }
 
-/// What a drain leaves to do once the lock is released: the outcomes to send to queued
-/// checkouts (sending wakes a task, which may unpark a worker thread: a syscall the lock need not
-/// be held across), and the I/O to spawn. The first hand-off has a place of its own, so the usual
-/// drain (none, or one grant) allocates nothing.
-struct Drained<M: Connector> {
-    first: Option<Handoff<M>>,
-    more: Vec<Handoff<M>>,
-    io: Vec<Command<M::Conn>>,
+/// What a drain leaves to do once the lock is released: the tasks of settled or woken checkouts
+/// to wake (waking may unpark a worker thread: a syscall the lock need not be held across), and
+/// the I/O to spawn. The first waker has a place of its own and the rest is boxed, so the usual
+/// drain (none, or one grant) allocates nothing and is two words to move.
+struct Drained<C> {
+    first: Option<Waker>,
+    rest: Option<Box<Rest<C>>>,
 }
 
-type Handoff<M> = (oneshot::Sender<SignalOf<M>>, SignalOf<M>);
+/// A drain's wakers after the first, and its I/O.
+struct Rest<C> {
+    more: Vec<Waker>,
+    io: Vec<Command<C>>,
+}
+
+impl<C> Drained<C> {
+    fn rest(&mut self) -> &mut Rest<C> {
+        self.rest.get_or_insert_with(|| {
+            Box::new(Rest {
+                more: Vec::new(),
+                io: Vec::new(),
+            })
+        })
+    }
+
+    fn wake(&mut self, waker: Waker) {
+        if self.first.is_none() {
+            self.first = Some(waker);
+        } else {
+            self.rest().more.push(waker);
+        }
+    }
+
+    /// Takes the I/O out, to be run by the caller.
+    fn take_io(&mut self) -> Vec<Command<C>> {
+        self.rest
+            .as_mut()
+            .map(|rest| std::mem::take(&mut rest.io))
+            .unwrap_or_default()
+    }
+}
 
 impl<M: Connector> Shared<M> {
-    /// Takes every queued command: outcomes and wakes are taken for their checkouts (the
-    /// senders leave the map here, under the lock; the outcome of a woken checkout stays in the
-    /// map for its claim), the maintenance task is rearmed; the rest is done by
-    /// [`finish`](Self::finish) after unlock.
-    fn drain(&self, st: &mut State<M>) -> Drained<M> {
+    /// Takes every queued command: outcomes are left in their checkouts' entries (under the
+    /// lock) and the tasks to wake are collected, the maintenance task is rearmed; the rest is
+    /// done by [`finish`](Self::finish) after unlock.
+    fn drain(&self, st: &mut State<M>) -> Drained<M::Conn> {
         let mut out = Drained {
             first: None,
-            more: Vec::new(),
-            io: Vec::new(),
+            rest: None,
         };
-        let now = || self.settings.now();
         loop {
-            let mut orphans = Vec::new();
+            let mut orphan = None;
             while let Some(cmd) = st.core.poll_command() {
-                let (waiter, signal) = match cmd {
+                let (waiter, outcome) = match cmd {
                     Command::Grant {
                         waiter,
                         lease,
                         conn,
                         fresh,
-                    } => (waiter, Signal::Done(Ok((lease, conn, fresh)))),
-                    Command::Fail { waiter, error } => (waiter, Signal::Done(Err(st.error(error)))),
-                    Command::Wake { waiter } => (waiter, Signal::Woken),
+                    } => (waiter, Some(Ok((lease, conn, fresh)))),
+                    Command::Fail { waiter, error } => (waiter, Some(Err(st.error(error)))),
+                    Command::Wake { waiter } => (waiter, None),
                     leak @ Command::Leak { .. } => {
                         if let Some(report) = leak.leak_report(st.core.now()) {
                             log::warn!("sanspool: {report}");
@@ -399,47 +508,46 @@ impl<M: Connector> Shared<M> {
                         continue;
                     }
                     other => {
-                        out.io.push(other);
+                        out.rest().io.push(other);
                         continue;
                     }
                 };
-                let woken = matches!(signal, Signal::Woken);
-                let queued = match st.waiters.get_mut(&waiter) {
-                    // Awake already: the outcome waits there for its claim.
-                    Some(entry @ Entry::Woken) => {
-                        if let Signal::Done(outcome) = signal {
-                            *entry = Entry::Settled(outcome);
+                match (st.waiters.get_mut(waiter), outcome) {
+                    // Settled: its task is woken to take the outcome.
+                    (Some(entry @ Entry::Queued(_)), Some(outcome)) => {
+                        if let Entry::Queued(waker) =
+                            std::mem::replace(entry, Entry::Settled(outcome))
+                        {
+                            out.wake(waker);
                         }
-                        continue;
                     }
-                    // A wake spends the oneshot, the checkout stays in the map until it claims.
-                    Some(entry @ Entry::Queued(_)) if woken => {
-                        Some(std::mem::replace(entry, Entry::Woken))
+                    // Awake already: the outcome waits there for its claim.
+                    (Some(entry @ Entry::Woken), Some(outcome)) => {
+                        *entry = Entry::Settled(outcome);
                     }
-                    Some(Entry::Queued(_)) => st.waiters.remove(&waiter),
-                    _ => None,
-                };
-                let Some(Entry::Queued(tx)) = queued else {
-                    // Nobody takes it (cannot happen: a checkout leaves the map only under the
+                    // A wake spends the waker; the checkout stays in line until it claims.
+                    (Some(entry @ Entry::Queued(_)), None) => {
+                        if let Entry::Queued(waker) = std::mem::replace(entry, Entry::Woken) {
+                            out.wake(waker);
+                        }
+                    }
+                    // Nobody takes it (cannot happen: a checkout leaves the table only under the
                     // lock, with its outcome or its cancel, and its wake leaves the core with it).
-                    debug_assert!(false, "a command for a checkout that is not queued");
-                    if let Signal::Done(Ok((lease, conn, _))) = signal {
-                        orphans.push((lease, conn));
+                    (_, outcome) => {
+                        debug_assert!(false, "a command for a checkout that is not queued");
+                        if let Some(Ok((lease, conn, _))) = outcome {
+                            orphan.get_or_insert_with(Vec::new).push((lease, conn));
+                        }
                     }
-                    continue;
-                };
-                if out.first.is_none() {
-                    out.first = Some((tx, signal));
-                } else {
-                    out.more.push((tx, signal));
                 }
             }
-            if orphans.is_empty() {
+            let Some(orphans) = orphan else {
                 break;
-            }
+            };
             // Unused, so clean.
+            let now = self.settings.now();
             for (lease, conn) in orphans {
-                let back = st.core.checkin(now(), lease, None, conn, Returned::Clean);
+                let back = st.core.checkin(now, lease, None, conn, Returned::Clean);
                 debug_assert!(back.is_ok(), "grant without a waiter");
             }
         }
@@ -459,18 +567,60 @@ impl<M: Connector> Shared<M> {
         out
     }
 
-    /// After unlock: sends the drained outcomes and wakes, in the core's order, and spawns the
-    /// I/O. A grant whose checkout went meanwhile (its `get()` future dropped between the drain
-    /// and the send, so its own drop found nothing to give back) is checked in again, unused; a
-    /// wake that finds its checkout gone needs nothing (that drop cancelled it in the core).
-    fn finish(self: &Arc<Self>, out: Drained<M>) {
-        let Drained { first, more, io } = out;
-        for (tx, signal) in first.into_iter().chain(more) {
-            if let Err(Signal::Done(Ok((lease, conn, _)))) = tx.send(signal) {
-                self.checkin(lease, conn, Returned::Clean);
-            }
+    /// After unlock: wakes the drained checkouts' tasks, in the core's order, and spawns the I/O.
+    fn finish(self: &Arc<Self>, out: Drained<M::Conn>) {
+        let Drained { first, rest } = out;
+        if let Some(waker) = first {
+            waker.wake();
         }
-        self.run(io);
+        if let Some(rest) = rest {
+            self.finish_rest(*rest);
+        }
+    }
+
+    /// The rest of [`finish`](Self::finish): more wakes, and the I/O.
+    #[inline(never)]
+    fn finish_rest(self: &Arc<Self>, rest: Rest<M::Conn>) {
+        for waker in rest.more {
+            waker.wake();
+        }
+        self.run(rest.io);
+    }
+
+    /// One checkout attempt: a connection, or a place in line with the waker of `cx`.
+    ///
+    /// The clock is read under the lock, and the deadline (`wait`, set by the first attempt)
+    /// taken from it: checkouts then queue with their deadlines in line order, the order the
+    /// core's timer table finds the earliest in at once. (Read before the lock, two checkouts
+    /// racing for it could queue the later deadline first; the core then searches the whole
+    /// line for the earliest whenever the front one leaves, for as long as anyone waits.)
+    fn attempt<'a>(
+        self: &'a Arc<Self>,
+        cx: &Context<'_>,
+        wait: &mut Option<Wait>,
+    ) -> Result<Got<'a, M>, PoolError<M::Error>> {
+        let mut st = lock(&self.state);
+        let now = self.settings.now();
+        let wait = *wait.get_or_insert_with(|| self.settings.wait_at(now));
+        let got = match st.core.checkout(now, None, wait) {
+            Err(e) => Err(st.error(e)),
+            Ok(Checkout::Ready { lease, conn }) => Ok(Got::Ready(lease, conn)),
+            Ok(Checkout::Waiting(id)) => {
+                st.waiters.insert(id, Entry::Queued(cx.waker().clone()));
+                Ok(Got::Waiting(Pending {
+                    shared: self,
+                    id,
+                    fresh: true,
+                    done: false,
+                }))
+            }
+            // Only keyed checkouts are held, and this pool has no keys.
+            Ok(Checkout::Held(_)) => Err(PoolError::Config(sanspool_core::Error::KeyBusy)),
+        };
+        let out = self.drain(&mut st);
+        drop(st);
+        self.finish(out);
+        got
     }
 
     /// Spawns each command's I/O as a task of its own.
@@ -628,110 +778,116 @@ async fn maintain<M: Connector>(pool: Weak<Shared<M>>, wake: Arc<Notify>) {
     }
 }
 
-/// A queued checkout's claim on its outcome. Dropped before the outcome was taken (the `get()`
-/// future was dropped), it cancels the waiter through the core, or gives back the connection that
-/// was granted to it meanwhile.
+/// A queued checkout's claim on its outcome, awaited by its `get()`. No timer of its own: the
+/// core times the waiter out at its deadline, through the maintenance task, which sleeps until
+/// the core's next deadline — one timer for the pool, not one per waiting checkout. Dropped
+/// before the outcome was taken (the `get()` future was dropped), it cancels the waiter through
+/// the core, or gives back the connection that was granted to it meanwhile.
 struct Pending<'a, M: Connector> {
     shared: &'a Arc<Shared<M>>,
     id: WaiterId,
-    /// The oneshot of its current entry; `None` once the outcome is taken.
-    rx: Option<oneshot::Receiver<SignalOf<M>>>,
+    /// The entry's waker is the one of the poll that queued it: the first poll of this future,
+    /// in that same poll, needs no look (a settlement since then wakes this very task).
+    fresh: bool,
+    /// The outcome was taken: nothing to undo.
+    done: bool,
+}
+
+impl<M: Connector> Future for Pending<'_, M> {
+    type Output = OutcomeOf<M>;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<OutcomeOf<M>> {
+        let this = &mut *self;
+        if std::mem::take(&mut this.fresh) {
+            return Poll::Pending;
+        }
+        this.look(cx)
+    }
 }
 
 impl<M: Connector> Pending<'_, M> {
-    /// The checkout's outcome. No timer of its own: the core times the waiter out at its
-    /// deadline, through the maintenance task, which sleeps until the core's next deadline —
-    /// one timer for the pool, not one per waiting checkout.
-    async fn wait(mut self) -> OutcomeOf<M> {
-        loop {
-            let received = self.rx.as_mut().expect("present until taken").await;
-            match received {
-                Ok(Signal::Done(outcome)) => {
-                    self.rx = None;
-                    return outcome;
-                }
-                Ok(Signal::Woken) => {
-                    if let Some(outcome) = self.claim() {
-                        return outcome;
-                    }
-                }
-                // The sender went without a signal: only when the pool itself is gone.
-                Err(_) => {
-                    self.rx = None;
-                    return Err(PoolError::Closed);
-                }
-            }
-        }
-    }
-
-    /// Woken: claims an idle connection from the checkout's place in line. `None`: a running
-    /// checkout took it first; queued again in the same place (same id, same deadline), with a
-    /// new oneshot.
-    fn claim(&mut self) -> Option<OutcomeOf<M>> {
-        let s = self.shared;
+    /// Looks at the checkout's entry: takes its outcome, claims if woken, or waits on.
+    fn look(&mut self, cx: &mut Context<'_>) -> Poll<OutcomeOf<M>> {
+        let this = self;
+        let s = this.shared;
         let mut st = lock(&s.state);
-        // Served or failed since the wake: the outcome is here.
-        if let Some(Entry::Settled(_)) = st.waiters.get(&self.id) {
-            let Some(Entry::Settled(outcome)) = st.waiters.remove(&self.id) else {
-                unreachable!("just found")
-            };
-            self.rx = None;
-            return Some(outcome);
-        }
-        let now = s.settings.now();
-        let got = match st.core.claim(now, self.id) {
-            Ok(Checkout::Ready { lease, conn }) => {
-                st.waiters.remove(&self.id);
-                self.rx = None;
-                // Taken from the idle set: vetted like any reused connection.
-                Some(Ok((lease, conn, false)))
+        let (got, out) = match st.waiters.get_mut(this.id) {
+            Some(Entry::Queued(waker)) => {
+                if !waker.will_wake(cx.waker()) {
+                    waker.clone_from(cx.waker());
+                }
+                return Poll::Pending;
             }
-            Ok(Checkout::Waiting(_)) => {
-                // In the map before the drain, which may wake it again at once.
-                let (tx, rx) = oneshot::channel();
-                st.waiters.insert(self.id, Entry::Queued(tx));
-                self.rx = Some(rx);
-                None
+            Some(Entry::Settled(_)) => {
+                let Some(Entry::Settled(outcome)) = st.waiters.remove(this.id) else {
+                    unreachable!("just found")
+                };
+                this.done = true;
+                return Poll::Ready(outcome);
             }
-            // Cannot happen: an outcome drained while woken is kept in the map, and only this
-            // future cancels its waiter.
-            Ok(Checkout::Held(_)) | Err(_) => {
-                debug_assert!(false, "a woken checkout that is neither queued nor settled");
-                st.waiters.remove(&self.id);
-                self.rx = None;
-                Some(Err(PoolError::Closed))
+            // Woken: claims an idle connection from the checkout's place in line; if a running
+            // checkout took it first, queued again in the same place (same id, same deadline).
+            Some(Entry::Woken) => {
+                let now = s.settings.now();
+                let got = match st.core.claim(now, this.id) {
+                    Ok(Checkout::Ready { lease, conn }) => {
+                        st.waiters.remove(this.id);
+                        // Taken from the idle set: vetted like any reused connection.
+                        Some(Ok((lease, conn, false)))
+                    }
+                    Ok(Checkout::Waiting(_)) => {
+                        // In the table before the drain, which may wake it again at once.
+                        if let Some(entry) = st.waiters.get_mut(this.id) {
+                            *entry = Entry::Queued(cx.waker().clone());
+                        }
+                        None
+                    }
+                    // Cannot happen: an outcome drained while woken is kept in the table, and
+                    // only this future cancels its waiter.
+                    Ok(Checkout::Held(_)) | Err(_) => {
+                        debug_assert!(false, "a woken checkout that is neither queued nor settled");
+                        st.waiters.remove(this.id);
+                        Some(Err(PoolError::Closed))
+                    }
+                };
+                (got, s.drain(&mut st))
+            }
+            // Cannot happen: only this future takes its entry out.
+            None => {
+                debug_assert!(false, "a queued checkout without its entry");
+                this.done = true;
+                return Poll::Ready(Err(PoolError::Closed));
             }
         };
-        let out = s.drain(&mut st);
         drop(st);
         s.finish(out);
-        got
+        match got {
+            Some(outcome) => {
+                this.done = true;
+                Poll::Ready(outcome)
+            }
+            None => Poll::Pending,
+        }
     }
 }
 
 impl<M: Connector> Drop for Pending<'_, M> {
     fn drop(&mut self) {
-        let Some(mut rx) = self.rx.take() else {
+        if self.done {
             return;
-        };
-        // Closed first: a grant drained before this lock may still be on its way (`finish` sends
-        // after unlock). Sent before the close, it is read below; after, the send fails and
-        // `finish` checks it in. (Read and then dropped open, a grant sent in between was lost.)
-        rx.close();
+        }
         let s = &self.shared;
         let mut st = lock(&s.state);
         let now = s.settings.now();
-        let granted = match st.waiters.remove(&self.id) {
+        let granted = match st.waiters.remove(self.id) {
             // Still in line, woken or not: its wake (if undrained) leaves the core with it.
             Some(Entry::Queued(_) | Entry::Woken) => {
                 let _ = st.core.cancel(now, self.id);
                 None
             }
             Some(Entry::Settled(outcome)) => outcome.ok(),
-            None => match rx.try_recv() {
-                Ok(Signal::Done(outcome)) => outcome.ok(),
-                _ => None,
-            },
+            None => None,
         };
         if let Some((lease, mut conn, _)) = granted {
             let returned = s.settings.judge(&mut conn, false);
@@ -769,7 +925,7 @@ impl<M: Connector> Pool<M> {
             state: Mutex::new(State {
                 core,
                 last: None,
-                waiters: HashMap::default(),
+                waiters: Waiters::new(),
                 alarm: None,
                 ready_waiters: 0,
             }),
@@ -818,37 +974,15 @@ impl<M: Connector> Pool<M> {
     /// it waits (or is woken) leaves no trace in the pool.
     pub async fn get(&self) -> Result<PooledConn<M>, PoolError<M::Error>> {
         let s = &self.owner.shared;
-        // One clock read serves the deadline and the first attempt's `now`.
-        let start = Instant::now();
-        let wait = s.settings.wait_from(start);
-        let mut first = Some(start);
+        // The first attempt sets the deadline (from its clock read, under the lock); a retry
+        // after a failed vetting keeps it.
+        let mut wait = None;
         loop {
-            let got = {
-                let mut st = lock(&s.state);
-                let now = s.settings.time(first.take().unwrap_or_else(Instant::now));
-                let got = match st.core.checkout(now, None, wait) {
-                    Err(e) => Err(st.error(e)),
-                    Ok(Checkout::Ready { lease, conn }) => Ok(Got::Ready(lease, conn)),
-                    Ok(Checkout::Waiting(id)) => {
-                        let (tx, rx) = oneshot::channel();
-                        st.waiters.insert(id, Entry::Queued(tx));
-                        Ok(Got::Waiting(Pending {
-                            shared: s,
-                            id,
-                            rx: Some(rx),
-                        }))
-                    }
-                    // Only keyed checkouts are held, and this pool has no keys.
-                    Ok(Checkout::Held(_)) => Err(PoolError::Config(sanspool_core::Error::KeyBusy)),
-                };
-                let out = s.drain(&mut st);
-                drop(st);
-                s.finish(out);
-                got
-            }?;
+            // The waker of this poll goes in line with the checkout, under the same lock.
+            let got = std::future::poll_fn(|cx| Poll::Ready(s.attempt(cx, &mut wait))).await?;
             let (lease, conn, fresh) = match got {
                 Got::Ready(lease, conn) => (lease, conn, false),
-                Got::Waiting(pending) => pending.wait().await?,
+                Got::Waiting(pending) => pending.await?,
             };
             // A guard before the vetting's awaits: a future dropped there still gives it back.
             let mut guard = PooledConn {
@@ -920,7 +1054,7 @@ impl<M: Connector> Pool<M> {
         };
         // Every check in this drain is one of ours: earlier inputs' commands were drained by
         // their own inputs, under the same lock.
-        let io = std::mem::take(&mut out.io);
+        let io = out.take_io();
         s.finish(out);
         let mut checks = Vec::new();
         for cmd in io {

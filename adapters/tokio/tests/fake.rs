@@ -226,7 +226,7 @@ async fn a_get_dropped_after_its_grant_gives_the_connection_back() {
     let held = pool.get().await.unwrap();
     let mut get = Box::pin(pool.get());
     assert!(poll_once(&mut get).is_pending());
-    // The grant goes to the queued future's oneshot; the future is never polled again.
+    // The grant waits in the queued future's entry; the future is never polled again.
     drop(held);
     assert_eq!(pool.stats().in_use, 1);
     drop(get);
@@ -234,6 +234,48 @@ async fn a_get_dropped_after_its_grant_gives_the_connection_back() {
     assert_eq!((s.in_use, s.idle, s.waiting), (0, 1, 0));
     let conn = pool.get().await.unwrap();
     assert_eq!(conn.id, 1);
+}
+
+/// A queued `get()` served but then neither polled nor dropped keeps its connection while
+/// thousands of later checkouts queue and are served past it; polled at last it gets that
+/// connection, and another such future, dropped at last, gives its own back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_get_left_unpolled_keeps_its_connection_while_many_pass() {
+    let fake = Fake::default();
+    let pool = pool_with(&fake, 3, Fairness::Strict).await;
+    let (a, b, mut c) = (
+        pool.get().await.unwrap(),
+        pool.get().await.unwrap(),
+        pool.get().await.unwrap(),
+    );
+    let (a_id, b_id) = (a.id, b.id);
+    let mut kept = Box::pin(pool.get());
+    let mut dropped = Box::pin(pool.get());
+    assert!(poll_once(&mut kept).is_pending());
+    assert!(poll_once(&mut dropped).is_pending());
+    // Served in line: `a` to `kept`, `b` to `dropped`; neither future is polled.
+    drop(a);
+    drop(b);
+    assert_eq!(pool.stats().waiting, 0);
+    for _ in 0..5000 {
+        let mut next = Box::pin(pool.get());
+        assert!(poll_once(&mut next).is_pending());
+        drop(c);
+        c = next.await.unwrap();
+    }
+    drop(dropped);
+    let s = pool.stats();
+    assert_eq!((s.in_use, s.idle, s.waiting), (2, 1, 0));
+    let Poll::Ready(got) = poll_once(&mut kept) else {
+        panic!("served long ago")
+    };
+    assert_eq!(got.unwrap().id, a_id);
+    drop(c);
+    // `b` is idle again, and nothing was opened or closed on the way.
+    let conns = [pool.get().await.unwrap(), pool.get().await.unwrap()];
+    assert!(conns.iter().any(|c| c.id == b_id));
+    assert_eq!(fake.0.opened.load(Ordering::SeqCst), 3);
+    assert_eq!(fake.0.closed.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
