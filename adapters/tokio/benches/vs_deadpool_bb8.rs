@@ -6,9 +6,9 @@
 //! context switches (getrusage, so the server's processes are not counted; on a machine where
 //! the server shares the cores, that CPU is the server's loss). The ratio is to the better of
 //! deadpool and bb8. sanspool-tokio runs twice: with its defaults (`Fairness::Strict`: every
-//! return handed to the oldest waiter; `IdleOrder::Fifo`) and with `Fairness::Bounded(1 ms)` (a
-//! running task may take a returned connection ahead of waiters until the oldest has waited the
-//! bound; the blocking pool's default).
+//! return handed to the oldest waiter; `IdleOrder::Fifo`) and with the core's default
+//! `Fairness::Bounded` (a running task may take a returned connection ahead of waiters until the
+//! oldest has waited the bound, 0.8 ms; the blocking pool's default).
 //!
 //! Like for like: every pool keeps 4 connections and vets a returned one without a round trip
 //! (deadpool's `RecyclingMethod::Fast`, bb8 with `test_on_check_out(false)`; bb8's default
@@ -169,7 +169,7 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
         .expect("sanspool pool")
     };
     let ours = sanspool(None).await;
-    let bounded = sanspool(Some(Fairness::Bounded(Duration::from_millis(1)))).await;
+    let bounded = sanspool(Some(Fairness::default())).await;
     let manager = Manager::from_config(
         config.clone(),
         NoTls,

@@ -202,7 +202,10 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             .filter(|w| from.is_none_or(|u| w.id >= u))
             .filter_map(|w| w.deadline)
         {
-            assert!(last <= Some(d), "line marked sorted there, deadlines are not");
+            assert!(
+                last <= Some(d),
+                "line marked sorted there, deadlines are not"
+            );
             last = Some(d);
         }
         assert!(

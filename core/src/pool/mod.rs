@@ -111,24 +111,13 @@ pub struct Pool<C, K, S: Storage<C, K>> {
 /// when `None`), the deadlines of the queued checkouts rise (or stay) in line order, and
 /// `last_deadline` is the deadline of the last one queued with a deadline. So once the front is
 /// at or past `unsorted_from`, the whole line is in deadline order again.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 struct Line {
     fail_fast: usize,
     woken: usize,
     /// The last waiter queued with a deadline earlier than one queued before it.
     unsorted_from: Option<WaiterId>,
     last_deadline: Option<Time>,
-}
-
-impl Default for Line {
-    fn default() -> Line {
-        Line {
-            fail_fast: 0,
-            woken: 0,
-            unsorted_from: None,
-            last_deadline: None,
-        }
-    }
 }
 
 /// How a connection arrives in a slot, which decides whether the pool keeps it and where.
