@@ -56,7 +56,7 @@ macro_rules! builder_settings {
         }
 
         /// Who gets a connection given back while checkouts wait (default: a running checkout may
-        /// take it first, until the oldest waiter has waited 0.8 ms; then strictly in turn).
+        /// take it first, until the oldest waiter has waited 0.7 ms; then strictly in turn).
         pub fn fairness(mut self, fairness: $crate::Fairness) -> Self {
             self.config.fairness = fairness;
             self

@@ -49,7 +49,7 @@ fn main() {
     let dsn = sanspool_tests::shared_dsn();
     let config: Config = dsn.parse().expect("the harness gives a valid DSN");
 
-    // `BOUND_US`: the fairness bound to measure (default: the pool's default, 0.8 ms).
+    // `BOUND_US`: the fairness bound to measure (default: the pool's default, 0.7 ms).
     let fairness = match std::env::var("BOUND_US").ok().and_then(|v| v.parse().ok()) {
         Some(us) => Fairness::Bounded(Duration::from_micros(us)),
         None => Fairness::default(),

@@ -18,16 +18,21 @@ use crate::driver::{Done, Engine, Outcome, Settings};
 use crate::maintenance::Maintenance;
 use crate::parking::{lock, Parking, Woke};
 use crate::{thread_exit, Connector, CoreError, GetError, Key, PutError};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use sanspool_core::{
     Checkout, Command, Completion, Lease, Rejected, Returned, Stats, Ticket, Time, Wait, WaiterId,
 };
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, TryLockError, Weak};
+use std::sync::{Arc, PoisonError, TryLockError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
 pub(crate) struct Shared<M: Connector, K: Key> {
     pub(crate) settings: Settings<M>,
+    /// parking_lot's mutex, as r2d2's: it spins a little before it parks and is not poisoned (every
+    /// input is one call on the core, which a panic cannot leave half done). On PostgreSQL, 16
+    /// threads on 4 connections, it measured 1.15-1.18x the checkouts per second of std's mutex
+    /// (0.97-1.02x r2d2's), alternating runs of the same build otherwise.
     state: Mutex<State<M, K>>,
     /// Notified after every drain: `wait_ready` waits on it.
     changed: Condvar,
@@ -57,7 +62,8 @@ type Parked<M> = Arc<Parking<<M as Connector>::Conn, <M as Connector>::Error>>;
 
 /// A psycopg2 checkout: the connection (`None` once given back) and where it goes back.
 pub(crate) struct Handle<M: Connector, K: Key> {
-    pub(crate) conn: Mutex<Option<M::Conn>>,
+    /// A std mutex: poisoned by a holder that panicked (`Conn::lock` says so).
+    pub(crate) conn: std::sync::Mutex<Option<M::Conn>>,
     pub(crate) lease: Lease,
     pub(crate) key: Option<K>,
     pool: Weak<Shared<M, K>>,
@@ -110,9 +116,9 @@ impl<M: Connector, K: Key> Shared<M, K> {
     /// way: the first failed open is the error. A connect that hangs cannot hang the build.
     pub(crate) fn warm_up(self: &Arc<Self>, bound: Duration) -> Result<(), GetError<M::Error>> {
         let deadline = Instant::now().checked_add(bound);
-        let tasks = self.drain(&mut lock(&self.state));
+        let tasks = self.drain(&mut self.state.lock());
         self.run(tasks);
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         loop {
             if st.engine.core.is_warm() {
                 return Ok(());
@@ -122,7 +128,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
             }
             st = match self.wait_changed(st, deadline) {
                 Some(st) => st,
-                None => return Err(lock(&self.state).engine.error(CoreError::Timeout)),
+                None => return Err(self.state.lock().engine.error(CoreError::Timeout)),
             };
         }
     }
@@ -130,7 +136,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
     /// Waits until at least `min` connections are open.
     pub(crate) fn wait_ready(&self, timeout: Duration) -> Result<(), GetError<M::Error>> {
         let deadline = Instant::now().checked_add(timeout);
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         loop {
             let core = &st.engine.core;
             if core.is_closed() {
@@ -141,7 +147,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
             }
             st = match self.wait_changed(st, deadline) {
                 Some(st) => st,
-                None => return Err(lock(&self.state).engine.error(CoreError::Timeout)),
+                None => return Err(self.state.lock().engine.error(CoreError::Timeout)),
             };
         }
     }
@@ -149,40 +155,35 @@ impl<M: Connector, K: Key> Shared<M, K> {
     /// Sleeps until a drain or `deadline`; `None` (the lock released) once it passed.
     fn wait_changed<'a>(
         &self,
-        mut st: std::sync::MutexGuard<'a, State<M, K>>,
+        mut st: MutexGuard<'a, State<M, K>>,
         deadline: Option<Instant>,
-    ) -> Option<std::sync::MutexGuard<'a, State<M, K>>> {
-        let now = Instant::now();
-        if deadline.is_some_and(|d| now >= d) {
+    ) -> Option<MutexGuard<'a, State<M, K>>> {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             return None;
         }
         // Counted, so that drains notify only when someone waits here.
         st.ready_waiters += 1;
-        st = match deadline {
+        match deadline {
             Some(d) => {
-                let waited = self.changed.wait_timeout(st, d - now);
-                waited.unwrap_or_else(PoisonError::into_inner).0
+                let _ = self.changed.wait_until(&mut st, d);
             }
-            None => self
-                .changed
-                .wait(st)
-                .unwrap_or_else(PoisonError::into_inner),
-        };
+            None => self.changed.wait(&mut st),
+        }
         st.ready_waiters -= 1;
         Some(st)
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        lock(&self.state).engine.core.stats()
+        self.state.lock().engine.core.stats()
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        lock(&self.state).engine.core.is_closed()
+        self.state.lock().engine.core.is_closed()
     }
 
     /// The handle the pool holds for `key`, if a `getconn(key)` holds one.
     pub(crate) fn held(&self, key: &K) -> Option<Arc<Handle<M, K>>> {
-        lock(&self.state).keyed.get(key).cloned()
+        self.state.lock().keyed.get(key).cloned()
     }
 
     /// psycopg2's `getconn(key)`: the key's handle if it has one, else a new handle (held by the
@@ -195,13 +196,13 @@ impl<M: Connector, K: Key> Shared<M, K> {
             Checked::Held(handle) => Ok(handle),
             Checked::Conn(lease, conn) => {
                 let handle = Arc::new(Handle {
-                    conn: Mutex::new(Some(conn)),
+                    conn: std::sync::Mutex::new(Some(conn)),
                     lease,
                     key: key.clone(),
                     pool: Arc::downgrade(self),
                 });
                 if let Some(key) = key {
-                    let replaced = lock(&self.state).keyed.insert(key, Arc::clone(&handle));
+                    let replaced = self.state.lock().keyed.insert(key, Arc::clone(&handle));
                     drop(replaced);
                 }
                 Ok(handle)
@@ -254,7 +255,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
     /// psycopg2's `closeall()`: idle connections close now, checked-out ones when they come back,
     /// waiting checkouts fail; the maintenance thread is joined.
     pub(crate) fn close(self: &Arc<Self>) -> Result<(), CoreError> {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         let now = self.settings.now();
         st.engine.core.close(now)?;
         let keyed = std::mem::take(&mut st.keyed);
@@ -281,7 +282,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
     /// Checks every idle connection on this thread (its caller asked for the answers); returns
     /// how many failed.
     pub(crate) fn check(self: &Arc<Self>) -> Result<usize, CoreError> {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         st.engine.core.check_idle(self.settings.now())?;
         let tasks = self.drain(&mut st);
         drop(st);
@@ -414,7 +415,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
     }
 
     fn report(&self, done: Done<M::Conn, M::Error>) -> VecDeque<Command<M::Conn>> {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         let stray = st.engine.report(self.settings.now(), done);
         let tasks = self.drain(&mut st);
         drop(st);
@@ -436,7 +437,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
 
     /// Hands I/O (and a connection to close) to the maintenance thread, waking it now.
     fn defer(&self, io: impl IntoIterator<Item = Command<M::Conn>>, stray: Option<M::Conn>) {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         st.deferred.extend(io);
         st.strays.extend(stray);
         st.alarm = None;
@@ -490,7 +491,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
     }
 
     fn perform(self: &Arc<Self>, task: &Mutex<Option<Command<M::Conn>>>) {
-        if let Some(task) = lock(task).take() {
+        if let Some(task) = task.lock().take() {
             let done = self.settings.perform(task);
             let next = self.report(done);
             self.run(next);
@@ -502,7 +503,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
         self: &Arc<Self>,
         f: impl FnOnce(&mut Engine<M, K>, Time) -> Result<(), CoreError>,
     ) -> Result<(), CoreError> {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         let result = f(&mut st.engine, self.settings.now());
         let tasks = self.drain(&mut st);
         drop(st);
@@ -522,7 +523,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
         // The deadline is set by the first attempt, on its clock.
         let mut wait: Option<Wait> = None;
         loop {
-            let mut st = lock(&self.state);
+            let mut st = self.state.lock();
             let core = &st.engine.core;
             // Served at once, a checkout needs no precise time; one that may queue reads the
             // precise clock, for its deadline and the fairness bound.
@@ -595,7 +596,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
                 None => break,
             }
         }
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         let now = self.settings.now();
         if parking.is_empty() && !inline {
             st.engine.core.handle_timeout(now);
@@ -628,7 +629,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
         id: WaiterId,
         parking: &Parking<M::Conn, M::Error>,
     ) -> Option<Outcome<M::Conn, M::Error>> {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         let now = self.settings.now();
         let served = match st.engine.core.claim(now, id) {
             Ok(Checkout::Ready { lease, conn }) => {
@@ -656,7 +657,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
         returned: Returned,
         forget: Option<&K>,
     ) -> Result<(), Rejected<M::Conn>> {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         // Nobody waits: the time only dates the idle connection, the cheap clock will do.
         let now = if st.engine.core.waiting() == 0 {
             self.settings.recent()
@@ -719,7 +720,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
     /// The maintenance thread's work (inline: `maintain`'s): time the core forward, start deferred
     /// opens, run the I/O. Returns when it is next due.
     pub(crate) fn tick(self: &Arc<Self>) -> Option<Instant> {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         let now = self.settings.now();
         if st.engine.core.poll_timeout().is_some_and(|t| t <= now) {
             st.engine.core.handle_timeout(now);
@@ -742,7 +743,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
 
     /// How long until the core's next deadline; `None`: nothing is scheduled.
     pub(crate) fn next_due(&self) -> Option<Duration> {
-        let next = lock(&self.state).engine.core.poll_timeout()?;
+        let next = self.state.lock().engine.core.poll_timeout()?;
         Some(next.saturating_since(self.settings.now()))
     }
 }
@@ -750,7 +751,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
 impl<M: Connector, K: Key> Drop for Shared<M, K> {
     fn drop(&mut self) {
         self.stop_maintenance();
-        let st = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let st = self.state.get_mut();
         let mut held = Vec::new();
         for (_, mut handle) in st.keyed.drain() {
             if let Some(h) = Arc::get_mut(&mut handle) {

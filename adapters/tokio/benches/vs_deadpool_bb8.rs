@@ -8,7 +8,7 @@
 //! deadpool and bb8. sanspool-tokio runs twice: with its defaults (`Fairness::Strict`: every
 //! return handed to the oldest waiter; `IdleOrder::Fifo`) and with the core's default
 //! `Fairness::Bounded` (a running task may take a returned connection ahead of waiters until the
-//! oldest has waited the bound, 0.8 ms; the blocking pool's default).
+//! oldest has waited the bound, 0.7 ms; the blocking pool's default).
 //!
 //! Like for like: every pool keeps 4 connections and vets a returned one without a round trip
 //! (deadpool's `RecyclingMethod::Fast`, bb8 with `test_on_check_out(false)`; bb8's default

@@ -12,6 +12,7 @@ use crate::error::Failure;
 use crate::{Connector, PoolError};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
+use parking_lot::{Mutex, MutexGuard};
 use sanspool_core::{
     AllocPool, Checkout, Command, Completion, Config, Finished, Lease, Returned, Stats, Time, Wait,
     WaiterId,
@@ -23,7 +24,6 @@ use std::ops::{Deref, DerefMut};
 use std::panic::AssertUnwindSafe;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
-use parking_lot::{Mutex, MutexGuard};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};

@@ -18,8 +18,8 @@ on_both_backends! {
     as_many_are_woken_as_connections_are_idle,
 }
 
-/// The bound of these tests: 0.8 ms, the default.
-const BOUND: Duration = Duration::from_micros(800);
+/// The bound of these tests: 0.7 ms, the default.
+const BOUND: Duration = Duration::from_micros(700);
 
 fn bounded(min: usize, max: usize) -> Config {
     let config = Config::new(min, max);
