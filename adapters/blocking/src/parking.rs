@@ -3,7 +3,9 @@
 //! `Wake` (a connection came back idle) rouses it to claim one.
 
 use crate::driver::Outcome;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::any::Any;
+use std::cell::RefCell;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Instant;
 
@@ -32,18 +34,70 @@ pub(crate) enum Woke<C, E> {
     Claim,
 }
 
+thread_local! {
+    /// The slot this thread parked on last (an `Option<Arc<Parking<C, E>>>` of its pool's types),
+    /// kept for its next wait: a thread waits for one checkout at a time, so a queued checkout
+    /// allocates nothing. A thread that waits on pools of two kinds keeps the last one's.
+    static SPARE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<C: 'static, E: 'static> Parking<C, E> {
+    /// A slot to park on: this thread's spare, or a new one (the spare is in use by a wait further
+    /// up this thread's stack, or of another kind, or the thread is exiting).
+    pub(crate) fn for_this_thread() -> Arc<Self> {
+        let spare = SPARE.try_with(|spare| {
+            let mut spare = spare.borrow_mut();
+            spare.as_mut()?.downcast_mut::<Option<Arc<Self>>>()?.take()
+        });
+        spare
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Arc::new(Parking::new()))
+    }
+
+    /// Keeps `this` as the thread's spare, emptied, once nobody else holds it (its outcome was
+    /// taken and the pool let go of it).
+    pub(crate) fn keep_for_this_thread(mut this: Arc<Self>) {
+        let Some(parking) = Arc::get_mut(&mut this) else {
+            return;
+        };
+        let slot = parking
+            .slot
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        *slot = Slot::empty();
+        let _ = SPARE.try_with(|spare| {
+            let mut spare = spare.borrow_mut();
+            match spare
+                .as_mut()
+                .and_then(|s| s.downcast_mut::<Option<Arc<Self>>>())
+            {
+                Some(kept) => *kept = Some(this),
+                // The first wait of this thread (or on a pool of another kind): one box, kept.
+                None => *spare = Some(Box::new(Some(this))),
+            }
+        });
+    }
+}
+
+impl<C, E> Slot<C, E> {
+    fn empty() -> Self {
+        Slot {
+            outcome: None,
+            woken: false,
+            sleeping: false,
+        }
+    }
 }
 
 impl<C, E> Parking<C, E> {
     pub(crate) fn new() -> Self {
         Parking {
-            slot: Mutex::new(Slot {
-                outcome: None,
-                woken: false,
-                sleeping: false,
-            }),
+            slot: Mutex::new(Slot::empty()),
             cv: Condvar::new(),
         }
     }

@@ -14,7 +14,7 @@
 //! A queued checkout parks on its own [`Parking`] slot; a returned connection goes to the oldest
 //! waiter by the core's grant, straight into that slot.
 
-use crate::driver::{Done, Engine, Outcome, Settings};
+use crate::driver::{Done, Engine, Outcome, Outcomes, Settings};
 use crate::maintenance::Maintenance;
 use crate::parking::{lock, Parking, Woke};
 use crate::{thread_exit, Connector, CoreError, GetError, Key, PutError};
@@ -56,6 +56,8 @@ struct State<M: Connector, K: Key> {
     strays: Vec<M::Conn>,
     /// Threads in `wait_ready`.
     ready_waiters: usize,
+    /// [`drain_commands`](Shared::drain_commands)'s buffer, empty between drains.
+    outcomes: Outcomes<M>,
 }
 
 type Parked<M> = Arc<Parking<<M as Connector>::Conn, <M as Connector>::Error>>;
@@ -102,6 +104,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
                 deferred: Vec::new(),
                 strays: Vec::new(),
                 ready_waiters: 0,
+                outcomes: Vec::new(),
             }),
             changed: Condvar::new(),
             maintenance: threads.then(Maintenance::new),
@@ -313,14 +316,15 @@ impl<M: Connector, K: Key> Shared<M, K> {
     #[inline(never)]
     fn drain_commands(&self, st: &mut State<M, K>) -> VecDeque<Command<M::Conn>> {
         let mut tasks = VecDeque::new();
+        // The buffer is kept between drains: a hand-off allocates nothing.
+        let mut outcomes = std::mem::take(&mut st.outcomes);
         loop {
-            let mut outcomes = Vec::new();
             st.engine.drain(&mut tasks, &mut outcomes);
             if outcomes.is_empty() {
                 break;
             }
             let mut again = false;
-            for (id, outcome) in outcomes {
+            for (id, outcome) in outcomes.drain(..) {
                 let Some(outcome) = outcome else {
                     if let Some(parking) = st.parked.get(&id) {
                         parking.wake();
@@ -346,6 +350,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
                 break;
             }
         }
+        st.outcomes = outcomes;
         tasks
     }
 
@@ -544,7 +549,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
                 },
                 Ok(Checkout::Ready { lease, conn }) => Ok(Got::Ready(lease, conn)),
                 Ok(Checkout::Waiting(id)) => {
-                    let parking = Arc::new(Parking::new());
+                    let parking = Parking::for_this_thread();
                     st.parked.insert(id, Arc::clone(&parking));
                     Ok(Got::Waiting(id, parking))
                 }
@@ -556,7 +561,9 @@ impl<M: Connector, K: Key> Shared<M, K> {
                 Got::Held(h) => return Ok(Checked::Held(h)),
                 Got::Ready(lease, conn) => (lease, conn, false),
                 Got::Waiting(id, parking) => {
-                    self.wait_for(id, &parking, self.settings.deadline(wait))?
+                    let outcome = self.wait_for(id, &parking, self.settings.deadline(wait));
+                    Parking::keep_for_this_thread(parking);
+                    outcome?
                 }
             };
             if fresh || self.settings.vet(&mut conn) {
