@@ -72,9 +72,9 @@ pub struct Pool<M: Connector, K: Key = u64> {
     owner: Arc<Owner<M, K>>,
 }
 
-/// What the pool's handles and owned guards share: its drop (the last handle's) closes the pool and joins
-/// the maintenance thread. I/O threads and the maintenance thread hold the [`Shared`] state only,
-/// so the pool never outlives its users' handles.
+/// What the pool's handles and owned guards share: its drop (the last handle's) closes the pool
+/// and joins the maintenance thread. I/O threads and the maintenance thread hold the [`Shared`]
+/// state only, so the pool never outlives its users' handles.
 struct Owner<M: Connector, K: Key> {
     shared: Arc<Shared<M, K>>,
 }
