@@ -3,8 +3,9 @@
 //! Every input to the core and the drain of the commands it caused share one critical section;
 //! grants, failures and wakes are taken there for the queued checkouts (in the core's order):
 //! an outcome is left in its checkout's entry, under the lock, and its task is woken after the
-//! lock is released, where the I/O commands (open, close, reset, check) are spawned as tasks. A woken checkout claims its connection itself, when it runs, so
-//! a task already running may take a returned connection first (the core's bounded fairness).
+//! lock is released, where the I/O commands (open, close, reset, check) are spawned as tasks. A
+//! woken checkout claims its connection itself, when it runs, so a task already running may take
+//! a returned connection first (the core's bounded fairness).
 //! Each task reports its completion under the lock, with a new drain. No lock is held across an
 //! await.
 
@@ -380,7 +381,7 @@ impl<M: Connector> Settings<M> {
 /// (and guard) is dropped, or at [`close`](Pool::close).
 ///
 /// How it runs:
-/// - the core sits behind one `std` mutex, never held across an await: an input and the drain of
+/// - the core sits behind one mutex (parking_lot's), never held across an await: an input and the drain of
 ///   the commands it caused share one critical section; grants and failures are left in the
 ///   queued checkouts' entries there, their tasks (and those of woken checkouts) are woken right
 ///   after it, and opens, resets, checks and closes are spawned as tasks;
