@@ -810,7 +810,7 @@ async fn barging_does_not_starve_waiters_past_the_bound() {
         drop(conn);
     }
     for w in waiters {
-        // Generous: the bound is 1 ms; starvation would be the 10 s above.
+        // Generous: the bound is the default, under 1 ms; starvation would be the 10 s above.
         assert!(w.await.unwrap() < Duration::from_secs(5));
     }
     assert!(greedy >= 4);
