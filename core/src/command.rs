@@ -248,6 +248,18 @@ pub enum Wait {
     Forever,
 }
 
+impl Wait {
+    /// How a checkout starting at `start` may wait `timeout`: `None` does not wait
+    /// ([`Wait::No`]); a deadline past the end of time is [`Wait::Forever`].
+    #[inline]
+    pub fn within(start: Time, timeout: Option<core::time::Duration>) -> Wait {
+        match timeout {
+            None => Wait::No,
+            Some(d) => start.checked_add(d).map_or(Wait::Forever, Wait::Until),
+        }
+    }
+}
+
 /// The state of a connection given back at checkin.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Returned {

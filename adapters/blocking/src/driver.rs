@@ -110,21 +110,8 @@ impl<M: Connector> Settings<M> {
         self.origin.checked_add(Duration::from_nanos(t.as_nanos()))
     }
 
-    /// How a checkout starting at `start` may wait `timeout` (`None`: it does not). Its deadline
-    /// on the `Instant` clock is found only if it parks ([`deadline`](Self::deadline)): most
-    /// checkouts are served at once.
-    #[inline]
-    pub(crate) fn wait_from(&self, start: Time, timeout: Option<Duration>) -> Wait {
-        let Some(d) = timeout else {
-            return Wait::No;
-        };
-        match start.as_nanos().checked_add(nanos(d)) {
-            Some(end) => Wait::Until(Time::from_nanos(end)),
-            None => Wait::Forever,
-        }
-    }
-
-    /// Until when a checkout that waits `wait` sleeps; `None`: until woken (also for a deadline
+    /// Until when a checkout that waits `wait` sleeps (found only if it parks: most checkouts are
+    /// served at once); `None`: until woken (also for a deadline
     /// beyond what `Instant` holds, which nobody lives to see).
     pub(crate) fn deadline(&self, wait: Wait) -> Option<Instant> {
         match wait {

@@ -539,7 +539,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
             };
             // From the pool's latest time at least: a cheap reading may lag it.
             let start = now.max(core.now());
-            let wait = *wait.get_or_insert_with(|| self.settings.wait_from(start, timeout));
+            let wait = *wait.get_or_insert_with(|| Wait::within(start, timeout));
             let got = match st.engine.core.checkout(now, key.clone(), wait) {
                 Err(e) => Err(st.engine.error(e)),
                 Ok(Checkout::Held(lease)) => match key.as_ref().and_then(|k| st.keyed.get(k)) {

@@ -216,20 +216,6 @@ impl<M: Connector> Settings<M> {
         self.origin.checked_add(Duration::from_nanos(t.as_nanos()))
     }
 
-    /// How a checkout starting at `start` may wait.
-    fn wait_at(&self, start: Time) -> Wait {
-        match self.timeout {
-            None => Wait::No,
-            Some(d) => match u64::try_from(d.as_nanos())
-                .ok()
-                .and_then(|d| start.as_nanos().checked_add(d))
-            {
-                Some(deadline) => Wait::Until(Time::from_nanos(deadline)),
-                None => Wait::Forever,
-            },
-        }
-    }
-
     /// Connect and run `after_connect`; `Err(None)`: it panicked.
     async fn open(&self) -> Result<M::Conn, Option<M::Error>> {
         let opened = AssertUnwindSafe(async {
@@ -603,7 +589,7 @@ impl<M: Connector> Shared<M> {
     ) -> Result<Got<'a, M>, PoolError<M::Error>> {
         let mut st = lock(&self.state);
         let now = self.settings.now();
-        let wait = *wait.get_or_insert_with(|| self.settings.wait_at(now));
+        let wait = *wait.get_or_insert_with(|| Wait::within(now, self.settings.timeout));
         let got = match st.core.checkout(now, None, wait) {
             Err(e) => Err(st.error(e)),
             Ok(Checkout::Ready { lease, conn }) => Ok(Got::Ready(lease, conn)),

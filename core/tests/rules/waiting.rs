@@ -75,6 +75,30 @@ fn max_waiting_bounds_the_queue<S: Storage<Conn, u64>>() {
     sim.wait(None, Wait::Forever);
 }
 
+/// A driver's timeout as a `Wait`: none does not wait, a deadline past the end of time is none.
+#[test]
+fn a_timeout_becomes_a_wait() {
+    let t = Time::from_nanos(5);
+    assert_eq!(Wait::within(t, None), Wait::No);
+    assert_eq!(
+        Wait::within(t, Some(std::time::Duration::from_nanos(7))),
+        Wait::Until(Time::from_nanos(12))
+    );
+    let late = Time::from_nanos(u64::MAX - 1);
+    assert_eq!(
+        Wait::within(late, Some(std::time::Duration::from_nanos(1))),
+        Wait::Until(Time::from_nanos(u64::MAX))
+    );
+    assert_eq!(
+        Wait::within(late, Some(std::time::Duration::from_nanos(2))),
+        Wait::Forever
+    );
+    assert_eq!(
+        Wait::within(t, Some(std::time::Duration::MAX)),
+        Wait::Forever
+    );
+}
+
 /// The fixed backend bounds waiters by its `WAITERS` capacity too.
 #[test]
 fn fixed_waiter_capacity_bounds_the_queue() {
