@@ -1,28 +1,37 @@
 //! The tokio pool beside deadpool-postgres and bb8-postgres on a real PostgreSQL (the harness's
 //! throwaway server, or `SANSPOOL_TEST_DSN`), in one process on a multi-thread runtime:
-//! `SELECT 1` per checkout, max 4 connections, 1, 16 and 256 concurrent tasks. Runs of the
-//! pools alternate; figures are medians over the runs: throughput (checkouts per second), the
-//! wait for a connection (p99, max), and what this process spent per checkout: CPU time and
-//! context switches (getrusage, so the server's processes are not counted; on a machine where
-//! the server shares the cores, that CPU is the server's loss). The ratio is to the better of
-//! deadpool and bb8. sanspool-tokio runs twice: with its defaults (`Fairness::Strict`: every
-//! return handed to the oldest waiter; `IdleOrder::Fifo`) and with the core's default
-//! `Fairness::Bounded` (a running task may take a returned connection ahead of waiters until the
-//! oldest has waited the bound, 0.7 ms; the blocking pool's default).
+//! `SELECT 1` per checkout, max 4 connections, 1, 16 and 256 concurrent tasks.
+//!
+//! Each round builds every pool afresh (new connections: new server processes, new driver tasks)
+//! and runs them one after the other, the first changing from round to round: on this project's
+//! 2-core machine one long-lived pool measured 18 000 to 27 000 checkouts/s at 1 task from one
+//! process to the next, whichever pool it was. Figures: throughput (checkouts per second); its ratio to the better of deadpool and
+//! bb8 in the same round, median and range over the rounds; the wait for a connection (p99,
+//! max); and what this process spent per checkout: CPU time and context switches (getrusage, so
+//! the server's processes are not counted; where the server shares the cores, that CPU is the
+//! server's loss). Medians over the rounds.
+//!
+//! sanspool-tokio runs twice: with its defaults (`Fairness::Strict`: every return handed to the
+//! oldest waiter; `IdleOrder::Fifo`) and with the core's default `Fairness::Bounded` (a running
+//! task may take a returned connection ahead of waiters until the oldest has waited the bound,
+//! 0.7 ms, the blocking pool's default; `BOUND_US` measures another). At 1 task a row without a
+//! pool, `dedicated` (`MAX` plain clients taken in turn), gives the ceiling: no pool can be
+//! faster than no pool.
 //!
 //! Like for like: every pool keeps 4 connections and vets a returned one without a round trip
 //! (deadpool's `RecyclingMethod::Fast`, bb8 with `test_on_check_out(false)`; bb8's default
 //! would add a query per checkout).
 //!
-//! `cargo bench -p sanspool-tokio --bench vs_deadpool_bb8` (`RUNS`; `OPS`: checkouts per run;
-//! `TASKS`: the concurrencies, `1,16,256` by default; `POOLS`: which pools run, by name, all by
-//! default, e.g. `deadpool-postgres` — for profiling one alone).
+//! `cargo bench -p sanspool-tokio --bench vs_deadpool_bb8` (`RUNS`: rounds; `OPS`: checkouts
+//! per run; `TASKS`: the concurrencies, `1,16,256` by default; `POOLS`: which run, by name, all
+//! by default, e.g. `deadpool-postgres` for profiling one alone; `EACH`: print every run).
 
 use bb8_postgres::PostgresConnectionManager;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
 use sanspool_tests::bench::{env, median_by, ms, Waits};
 use sanspool_tokio::postgres::{tokio_postgres, PgConnector, PgPool};
 use sanspool_tokio::{Builder, Fairness};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_postgres::NoTls;
@@ -35,6 +44,13 @@ enum Pool {
     SanspoolBounded(PgPool),
     Deadpool(deadpool_postgres::Pool),
     Bb8(bb8::Pool<PostgresConnectionManager<NoTls>>),
+    /// No pool: `MAX` plain clients taken in turn by the one task (the ceiling at 1 task).
+    Dedicated(Arc<Dedicated>),
+}
+
+struct Dedicated {
+    clients: Vec<tokio_postgres::Client>,
+    next: AtomicUsize,
 }
 
 impl Pool {
@@ -44,6 +60,7 @@ impl Pool {
             Pool::SanspoolBounded(_) => "sanspool-tokio-bounded",
             Pool::Deadpool(_) => "deadpool-postgres",
             Pool::Bb8(_) => "bb8-postgres",
+            Pool::Dedicated(_) => "dedicated",
         }
     }
 
@@ -66,6 +83,13 @@ impl Pool {
             Pool::Bb8(p) => {
                 let conn = p.get().await.expect("bb8 get");
                 let waited = t0.elapsed();
+                conn.simple_query("SELECT 1").await.expect("SELECT 1");
+                waited
+            }
+            Pool::Dedicated(d) => {
+                let i = d.next.fetch_add(1, Ordering::Relaxed) % d.clients.len();
+                let waited = t0.elapsed();
+                let conn = &d.clients[i];
                 conn.simple_query("SELECT 1").await.expect("SELECT 1");
                 waited
             }
@@ -143,8 +167,8 @@ fn median(runs: Vec<Run>) -> Run {
 fn main() {
     // `cargo test` runs benches too (without `--bench`): then a quick pass proves they work.
     let measuring = std::env::args().any(|a| a == "--bench");
-    let runs = if measuring { env("RUNS", 5) } else { 1 };
-    let ops = if measuring { env("OPS", 8192) } else { 256 };
+    let runs = if measuring { env("RUNS", 7) } else { 1 };
+    let ops = if measuring { env("OPS", 32768) } else { 256 };
     let dsn = sanspool_tests::shared_dsn();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -153,7 +177,17 @@ fn main() {
     runtime.block_on(bench(&dsn, runs, ops));
 }
 
-async fn bench(dsn: &str, runs: usize, ops: usize) {
+/// The pools measured, by name (`POOLS`: only those named).
+const KINDS: [&str; 5] = [
+    "sanspool-tokio",
+    "sanspool-tokio-bounded",
+    "deadpool-postgres",
+    "bb8-postgres",
+    "dedicated",
+];
+
+/// A fresh pool of kind `name` with its `MAX` connections open.
+async fn build(name: &str, dsn: &str, bound: Fairness) -> Pool {
     let config: tokio_postgres::Config = dsn.parse().expect("the harness gives a valid DSN");
     let sanspool = |fairness: Option<Fairness>| async move {
         let builder = Builder::new(PgConnector::new(dsn).expect("connector"))
@@ -168,81 +202,133 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
         .await
         .expect("sanspool pool")
     };
-    let ours = sanspool(None).await;
-    let bounded = sanspool(Some(Fairness::default())).await;
-    let manager = Manager::from_config(
-        config.clone(),
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    let deadpool = deadpool_postgres::Pool::builder(manager)
-        .max_size(MAX)
-        .build()
-        .expect("deadpool");
-    let bb8 = bb8::Pool::builder()
-        .max_size(MAX as u32)
-        .min_idle(Some(MAX as u32))
-        .test_on_check_out(false)
-        .connection_timeout(Duration::from_secs(60))
-        .build(PostgresConnectionManager::new(config, NoTls))
-        .await
-        .expect("bb8");
-    let only = std::env::var("POOLS").ok();
-    let pools: Vec<Pool> = [
-        Pool::Sanspool(ours),
-        Pool::SanspoolBounded(bounded),
-        Pool::Deadpool(deadpool),
-        Pool::Bb8(bb8),
-    ]
-    .into_iter()
-    .filter(|p| {
-        only.as_ref()
-            .is_none_or(|o| o.split(',').any(|n| p.name() == n.trim()))
-    })
-    .collect();
-    // Every pool opens its 4 connections before anything is measured.
-    for pool in &pools {
-        run(pool, 16, 256).await;
-    }
+    let pool = match name {
+        "sanspool-tokio" => Pool::Sanspool(sanspool(None).await),
+        "sanspool-tokio-bounded" => Pool::SanspoolBounded(sanspool(Some(bound)).await),
+        "deadpool-postgres" => {
+            let manager = Manager::from_config(
+                config,
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::Deadpool(
+                deadpool_postgres::Pool::builder(manager)
+                    .max_size(MAX)
+                    .build()
+                    .expect("deadpool"),
+            )
+        }
+        "dedicated" => {
+            let mut clients = Vec::new();
+            for _ in 0..MAX {
+                let (client, connection) = config.connect(NoTls).await.expect("connect");
+                tokio::spawn(connection);
+                clients.push(client);
+            }
+            let next = AtomicUsize::new(0);
+            Pool::Dedicated(Arc::new(Dedicated { clients, next }))
+        }
+        _ => Pool::Bb8(
+            bb8::Pool::builder()
+                .max_size(MAX as u32)
+                .min_idle(Some(MAX as u32))
+                .test_on_check_out(false)
+                .connection_timeout(Duration::from_secs(60))
+                .build(PostgresConnectionManager::new(config, NoTls))
+                .await
+                .expect("bb8"),
+        ),
+    };
+    // Every pool has its 4 connections open, and used, before anything is measured.
+    run(&pool, if name == "dedicated" { 1 } else { 16 }, 256).await;
+    pool
+}
 
+async fn bench(dsn: &str, runs: usize, ops: usize) {
+    // `BOUND_US`: the bound measured (default: the core's default).
+    let bound = match std::env::var("BOUND_US").ok().and_then(|v| v.parse().ok()) {
+        Some(us) => Fairness::Bounded(Duration::from_micros(us)),
+        None => Fairness::default(),
+    };
+    let only = std::env::var("POOLS").ok();
+    let kinds: Vec<&str> = KINDS
+        .into_iter()
+        .filter(|k| {
+            only.as_ref()
+                .is_none_or(|o| o.split(',').any(|n| *k == n.trim()))
+        })
+        .collect();
     println!(
         "SELECT 1 per checkout, max {MAX}, multi-thread runtime ({} workers); medians of {runs} \
-         runs of {ops} checkouts",
+         runs of {ops} checkouts, each run on fresh pools",
         tokio::runtime::Handle::current().metrics().num_workers()
     );
     println!(
-        "| tasks | pool | checkouts/s | ratio to best other | p99 wait ms | max wait ms | \
-         CPU µs/checkout | switches/checkout |"
+        "| tasks | pool | checkouts/s | ratio to the better peer (range) | p99 wait ms | \
+         max wait ms | CPU µs/checkout | switches/checkout |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     let counts: Vec<usize> = std::env::var("TASKS")
         .ok()
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 16, 256]);
+    let mut stats = Vec::new();
+    // `EACH`: print every run's figures too.
+    let each = std::env::var_os("EACH").is_some();
     for tasks in counts {
-        let mut results: Vec<Vec<Run>> = vec![Vec::new(); pools.len()];
+        // Plain clients shared by many tasks would pipeline: no pool's semantics.
+        let kinds: Vec<&str> = kinds
+            .iter()
+            .copied()
+            .filter(|k| tasks == 1 || *k != "dedicated")
+            .collect();
+        let mut results: Vec<Vec<Run>> = vec![Vec::new(); kinds.len()];
         for r in 0..runs {
-            // Alternate which pool goes first.
-            for k in 0..pools.len() {
-                let i = (k + r) % pools.len();
-                results[i].push(run(&pools[i], tasks, ops).await);
+            // Fresh pools each round (see the top); which goes first changes.
+            for k in 0..kinds.len() {
+                let i = (k + r) % kinds.len();
+                let pool = build(kinds[i], dsn, bound).await;
+                let one = run(&pool, tasks, ops).await;
+                if each {
+                    let w = one.waits;
+                    let (p99, max) = (ms(w.p99), ms(w.max));
+                    println!("  run {r}: {tasks} {}: {:.0}/s p99 {p99:.3} max {max:.3}", kinds[i], w.per_sec);
+                }
+                results[i].push(one);
+                if let Pool::Sanspool(p) | Pool::SanspoolBounded(p) = &pool {
+                    stats.push((pool.name(), p.stats()));
+                }
             }
         }
-        let medians: Vec<Run> = results.into_iter().map(median).collect();
-        let best_other = pools
-            .iter()
-            .zip(&medians)
-            .filter(|(p, _)| !matches!(p, Pool::Sanspool(_) | Pool::SanspoolBounded(_)))
-            .map(|(_, m)| m.waits.per_sec)
-            .fold(f64::NAN, f64::max);
-        for (pool, m) in pools.iter().zip(&medians) {
+        // Each run's ratio to the better peer of that same round (measured seconds apart, so
+        // the machine's drift cancels out), then the median and range over the rounds.
+        let peer = |k: &str| k.starts_with("deadpool") || k.starts_with("bb8");
+        let best: Vec<f64> = (0..runs)
+            .map(|r| {
+                kinds
+                    .iter()
+                    .zip(&results)
+                    .filter(|(k, _)| peer(k))
+                    .map(|(_, runs)| runs[r].waits.per_sec)
+                    .fold(f64::NAN, f64::max)
+            })
+            .collect();
+        for (kind, runs) in kinds.iter().zip(results) {
+            let mut ratios: Vec<f64> = runs
+                .iter()
+                .zip(&best)
+                .map(|(run, best)| run.waits.per_sec / best)
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            let m = median(runs);
             println!(
-                "| {tasks} | {} | {:.0} | {:.2} | {:.3} | {:.3} | {:.2} | {:.3} |",
-                pool.name(),
+                "| {tasks} | {kind} | {:.0} | {:.2} ({:.2}-{:.2}) | {:.3} | {:.3} | {:.2} | {:.3} |",
                 m.waits.per_sec,
-                m.waits.per_sec / best_other,
+                ratios[ratios.len() / 2],
+                ratios[0],
+                ratios[ratios.len() - 1],
                 ms(m.waits.p99),
                 ms(m.waits.max),
                 m.cpu_us,
@@ -250,18 +336,15 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
             );
         }
     }
-    for pool in &pools {
-        if let Pool::Sanspool(p) | Pool::SanspoolBounded(p) = pool {
-            let s = p.stats();
-            // Clean returns are judged from the tracked status: no reset, no round trip.
-            println!(
-                "{}: {} checkouts ({} waited), {} resets, {} opens",
-                pool.name(),
-                s.checkouts,
-                s.waits,
-                s.resets,
-                s.opens
-            );
+    // Clean returns are judged from the tracked status: no reset, no round trip.
+    for kind in ["sanspool-tokio", "sanspool-tokio-bounded"] {
+        let mine = stats.iter().filter(|(k, _)| *k == kind);
+        let (mut checkouts, mut waits, mut resets) = (0, 0, 0);
+        for (_, s) in mine {
+            (checkouts, waits, resets) = (checkouts + s.checkouts, waits + s.waits, resets + s.resets);
+        }
+        if checkouts > 0 {
+            println!("{kind}: {checkouts} checkouts ({waits} waited), {resets} resets");
         }
     }
 }
