@@ -294,7 +294,10 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
                 if each {
                     let w = one.waits;
                     let (p99, max) = (ms(w.p99), ms(w.max));
-                    println!("  run {r}: {tasks} {}: {:.0}/s p99 {p99:.3} max {max:.3}", kinds[i], w.per_sec);
+                    println!(
+                        "  run {r}: {tasks} {}: {:.0}/s p99 {p99:.3} max {max:.3}",
+                        kinds[i], w.per_sec
+                    );
                 }
                 results[i].push(one);
                 if let Pool::Sanspool(p) | Pool::SanspoolBounded(p) = &pool {
@@ -341,7 +344,8 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
         let mine = stats.iter().filter(|(k, _)| *k == kind);
         let (mut checkouts, mut waits, mut resets) = (0, 0, 0);
         for (_, s) in mine {
-            (checkouts, waits, resets) = (checkouts + s.checkouts, waits + s.waits, resets + s.resets);
+            (checkouts, waits, resets) =
+                (checkouts + s.checkouts, waits + s.waits, resets + s.resets);
         }
         if checkouts > 0 {
             println!("{kind}: {checkouts} checkouts ({waits} waited), {resets} resets");

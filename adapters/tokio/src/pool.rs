@@ -577,19 +577,20 @@ impl<M: Connector> Shared<M> {
 
     /// One checkout attempt: a connection, or a place in line with the waker of `cx`.
     ///
-    /// The clock is read under the lock, and the deadline (`wait`, set by the first attempt)
-    /// taken from it: checkouts then queue with their deadlines in line order, the order the
-    /// core's timer table finds the earliest in at once. (Read before the lock, two checkouts
-    /// racing for it could queue the later deadline first; the core then searches the whole
-    /// line for the earliest whenever the front one leaves, for as long as anyone waits.)
+    /// The clock is read before the lock (a contended lock's holder should not be reading
+    /// clocks), and the deadline (`wait`, set by the first attempt) is taken from the pool's
+    /// latest time if that is later: two checkouts racing for the lock then still queue with
+    /// their deadlines in line order, the order the core's timer table finds the earliest in at
+    /// once (out of order, the core searches the line whenever its front leaves).
     fn attempt<'a>(
         self: &'a Arc<Self>,
         cx: &Context<'_>,
         wait: &mut Option<Wait>,
     ) -> Result<Got<'a, M>, PoolError<M::Error>> {
-        let mut st = lock(&self.state);
         let now = self.settings.now();
-        let wait = *wait.get_or_insert_with(|| Wait::within(now, self.settings.timeout));
+        let mut st = lock(&self.state);
+        let start = now.max(st.core.now());
+        let wait = *wait.get_or_insert_with(|| Wait::within(start, self.settings.timeout));
         let got = match st.core.checkout(now, None, wait) {
             Err(e) => Err(st.error(e)),
             Ok(Checkout::Ready { lease, conn }) => Ok(Got::Ready(lease, conn)),
@@ -676,10 +677,9 @@ impl<M: Connector> Shared<M> {
     }
 
     fn checkin(self: &Arc<Self>, lease: Lease, conn: M::Conn, returned: Returned) {
+        let now = self.settings.now();
         let mut st = lock(&self.state);
-        let back = st
-            .core
-            .checkin(self.settings.now(), lease, None, conn, returned);
+        let back = st.core.checkin(now, lease, None, conn, returned);
         let out = self.drain(&mut st);
         drop(st);
         // After a close the core takes the connection and closes it itself; a refused one
