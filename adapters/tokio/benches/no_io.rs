@@ -14,7 +14,9 @@
 //! (`Fairness::Strict`, `IdleOrder::Fifo`), deadpool's default queue, bb8's FIFO.
 //!
 //! `cargo bench -p sanspool-tokio --bench no_io` (`RUNS`: rounds; `OPS`: checkouts per run;
-//! `TASKS`: the concurrencies, `1,16,256` by default; `POOLS`: which run, all by default).
+//! `TASKS`: the concurrencies, `1,16,256` by default; `POOLS`: which run, all by default;
+//! `ONE_THREAD`: every row on a current-thread runtime — the pools' work without two threads
+//! contending for it).
 
 use sanspool_tests::bench::env;
 use sanspool_tokio::{Builder, Connector, Returned};
@@ -215,7 +217,7 @@ fn main() {
     // `POOLS`: only these (for profiling one alone).
     let only = std::env::var("POOLS").ok();
     for tasks in counts {
-        let runtime = if tasks == 1 {
+        let runtime = if tasks == 1 || std::env::var_os("ONE_THREAD").is_some() {
             tokio::runtime::Builder::new_current_thread()
         } else {
             tokio::runtime::Builder::new_multi_thread()
