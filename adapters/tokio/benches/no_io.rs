@@ -18,11 +18,12 @@
 //! `ONE_THREAD`: every row on a current-thread runtime — the pools' work without two threads
 //! contending for it).
 
+mod rounds;
+
 use sanspool_tests::bench::env;
 use sanspool_tokio::{Builder, Connector, Returned};
 use std::convert::Infallible;
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const MAX: usize = 4;
@@ -180,24 +181,16 @@ async fn run(pool: &Pool, tasks: usize, ops: usize) -> f64 {
         }
         return per_task as f64 / t0.elapsed().as_secs_f64();
     }
-    let start = Arc::new(tokio::sync::Barrier::new(tasks + 1));
-    let workers: Vec<_> = (0..tasks)
-        .map(|_| {
-            let (pool, start) = (pool.clone(), Arc::clone(&start));
-            tokio::spawn(async move {
-                start.wait().await;
-                for _ in 0..per_task {
-                    pool.across_yield().await;
-                }
-            })
-        })
-        .collect();
-    start.wait().await;
-    let t0 = Instant::now();
-    for w in workers {
-        w.await.expect("worker");
-    }
-    (per_task * tasks) as f64 / t0.elapsed().as_secs_f64()
+    let (_, elapsed) = rounds::together(tasks, |_| {
+        let pool = pool.clone();
+        async move {
+            for _ in 0..per_task {
+                pool.across_yield().await;
+            }
+        }
+    })
+    .await;
+    (per_task * tasks) as f64 / elapsed.as_secs_f64()
 }
 
 fn main() {
@@ -247,8 +240,7 @@ fn main() {
             .map(|r| results[1][r].max(results[2][r]))
             .collect();
         for (kind, per_sec) in KINDS.iter().zip(&results) {
-            let mut ratios: Vec<f64> = per_sec.iter().zip(&best).map(|(a, b)| a / b).collect();
-            ratios.sort_by(f64::total_cmp);
+            let (ratio, low, high) = rounds::paired(per_sec, &best);
             let mut sorted = per_sec.clone();
             sorted.sort_by(f64::total_cmp);
             let median = sorted[sorted.len() / 2];
@@ -258,9 +250,9 @@ fn main() {
             println!(
                 "| {tasks} | {kind} | {median:.0} | {:.0} | {:.2} ({:.2}-{:.2}) |",
                 Duration::from_secs_f64(1.0 / median).as_nanos(),
-                ratios[ratios.len() / 2],
-                ratios[0],
-                ratios[ratios.len() - 1]
+                ratio,
+                low,
+                high
             );
         }
     }

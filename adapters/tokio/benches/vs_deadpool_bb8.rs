@@ -26,6 +26,8 @@
 //! per run; `TASKS`: the concurrencies, `1,16,256` by default; `POOLS`: which run, by name, all
 //! by default, e.g. `deadpool-postgres` for profiling one alone; `EACH`: print every run).
 
+mod rounds;
+
 use bb8_postgres::PostgresConnectionManager;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
 use sanspool_tests::bench::{env, median_by, ms, Waits};
@@ -123,29 +125,21 @@ fn usage() -> (Duration, u64) {
 /// `tasks` tasks sharing `ops` checkouts, started together.
 async fn run(pool: &Pool, tasks: usize, ops: usize) -> Run {
     let per_task = (ops / tasks).max(1);
-    let start = Arc::new(tokio::sync::Barrier::new(tasks + 1));
-    let workers: Vec<_> = (0..tasks)
-        .map(|_| {
-            let (pool, start) = (pool.clone(), Arc::clone(&start));
-            tokio::spawn(async move {
-                start.wait().await;
-                let mut waits = Vec::with_capacity(per_task);
-                for _ in 0..per_task {
-                    waits.push(pool.one().await);
-                }
-                waits
-            })
-        })
-        .collect();
-    start.wait().await;
-    let t0 = Instant::now();
+    // (The spawns count in the CPU figure too: a few nanoseconds per checkout.)
     let (cpu0, sw0) = usage();
-    let mut waits = Vec::new();
-    for w in workers {
-        waits.extend(w.await.expect("worker"));
-    }
-    let elapsed = t0.elapsed();
+    let (waits, elapsed) = rounds::together(tasks, |_| {
+        let pool = pool.clone();
+        async move {
+            let mut waits = Vec::with_capacity(per_task);
+            for _ in 0..per_task {
+                waits.push(pool.one().await);
+            }
+            waits
+        }
+    })
+    .await;
     let (cpu1, sw1) = usage();
+    let waits: Vec<Duration> = waits.into_iter().flatten().collect();
     let n = waits.len() as f64;
     Run {
         waits: Waits::of(waits, elapsed),
@@ -305,8 +299,6 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
                 }
             }
         }
-        // Each run's ratio to the better peer of that same round (measured seconds apart, so
-        // the machine's drift cancels out), then the median and range over the rounds.
         let peer = |k: &str| k.starts_with("deadpool") || k.starts_with("bb8");
         let best: Vec<f64> = (0..runs)
             .map(|r| {
@@ -319,19 +311,15 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
             })
             .collect();
         for (kind, runs) in kinds.iter().zip(results) {
-            let mut ratios: Vec<f64> = runs
-                .iter()
-                .zip(&best)
-                .map(|(run, best)| run.waits.per_sec / best)
-                .collect();
-            ratios.sort_by(f64::total_cmp);
+            let per_sec: Vec<f64> = runs.iter().map(|r| r.waits.per_sec).collect();
+            let (ratio, low, high) = rounds::paired(&per_sec, &best);
             let m = median(runs);
             println!(
                 "| {tasks} | {kind} | {:.0} | {:.2} ({:.2}-{:.2}) | {:.3} | {:.3} | {:.2} | {:.3} |",
                 m.waits.per_sec,
-                ratios[ratios.len() / 2],
-                ratios[0],
-                ratios[ratios.len() - 1],
+                ratio,
+                low,
+                high,
                 ms(m.waits.p99),
                 ms(m.waits.max),
                 m.cpu_us,
