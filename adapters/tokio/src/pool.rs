@@ -2,10 +2,11 @@
 //!
 //! Every input to the core and the drain of the commands it caused share one critical section;
 //! grants, failures and wakes are taken there for the queued checkouts (in the core's order):
-//! an outcome is left in its checkout's entry, under the lock, and its task is woken after the
-//! lock is released, where the I/O commands (open, close, reset, check) are spawned as tasks. A
-//! woken checkout claims its connection itself, when it runs, so a task already running may take
-//! a returned connection first (the core's bounded fairness).
+//! an outcome is left in its checkout's slot, under the lock, and its task is woken after the
+//! lock is released (it takes the outcome from its slot without the pool's lock), where the I/O
+//! commands (open, close, reset, check) are spawned as tasks. A woken checkout claims its
+//! connection itself, when it runs, so a task already running may take a returned connection
+//! first (the core's bounded fairness).
 //! Each task reports its completion under the lock, with a new drain. No lock is held across an
 //! await.
 
@@ -46,39 +47,56 @@ pub(crate) type Hook<M> = Box<
 type Outcome<C, E> = Result<(Lease, C, bool), PoolError<E>>;
 type OutcomeOf<M> = Outcome<<M as Connector>::Conn, <M as Connector>::Error>;
 
-/// A queued checkout, as the pool keeps it (under the lock). Its outcome stays here until its
-/// task takes it, so nothing the pool hands out is ever in flight outside the lock: a `get()`
-/// future dropped at any moment finds its outcome (or its place in line) here.
+/// Where a queued checkout stands, in its [`Slot`]. Changed by the pool under its lock (then the
+/// slot's), or by the checkout's own future under the slot's lock alone: to take its outcome, or
+/// to leave a newer waker.
 enum Entry<M: Connector> {
     /// In line: the waker of the task awaiting it.
     Queued(Waker),
-    /// Woken ([`Command::Wake`]), its waker spent: it will lock and claim.
+    /// Woken ([`Command::Wake`]), its waker spent: it will lock the pool and claim.
     Woken,
     /// Served or failed: the outcome waits here for its task (woken when it was settled).
     Settled(OutcomeOf<M>),
+    /// The outcome was taken (or the slot is spare).
+    Done,
 }
+
+/// A queued checkout's cell, shared by its `get()` future and, while the checkout is in line, the
+/// pool's table. A settled outcome is left here, so the woken task takes it without the pool's
+/// lock (which two threads would otherwise contend for three times per queued checkout), and
+/// the future finds it here if it is dropped instead: nothing the pool hands out is in flight
+/// outside a lock. Slots are reused (the guard of a checkout that queued brings its slot back to
+/// the pool at checkin): a queued checkout allocates nothing once the pool is warm.
+struct Slot<M: Connector>(Mutex<Entry<M>>);
+
+/// Spare slots the pool keeps at most (more waiters than this at once allocate the rest).
+const SPARE_SLOTS: usize = 256;
+
+/// What a queued checkout's future gives: its outcome, and its slot to give back.
+type Served<M> = (OutcomeOf<M>, Arc<Slot<M>>);
 
 /// The queued checkouts, by waiter id. Ids are the core's arrival numbers, so the table is a
 /// deque indexed from the oldest id it holds: a checkout queues at the back and is served (in
-/// `Strict` order) from the front, without hashing. A checkout that left out of order leaves a
-/// gap (`None`) until the front passes it. A checkout that stays while many later ones come and
-/// go (a `get()` future neither polled nor dropped: its outcome waits for it) would hold the
-/// front back and let the gaps pile up behind it: once the deque is mostly gaps, such entries
-/// move to a map of their own, so the table stays as large as the checkouts in it.
-struct Waiters<M: Connector> {
+/// `Strict` order) from the front, without hashing; a settled checkout leaves it at once (its
+/// outcome waits in its slot). A checkout that left out of order leaves a gap (`None`) until the
+/// front passes it. A checkout that stays in line while many later ones come and go (with a
+/// fairness bound, younger woken checkouts may claim before it) would hold the front back and
+/// let the gaps pile up behind it: once the deque is mostly gaps, such entries move to a map of
+/// their own, so the table stays as large as the checkouts in it.
+struct Waiters<V> {
     /// The id of `entries[0]`.
     base: u64,
-    entries: VecDeque<Option<Entry<M>>>,
+    entries: VecDeque<Option<V>>,
     /// How many of `entries` are not gaps.
     live: usize,
     /// Entries older than `base`, moved out of the deque's front.
-    stragglers: HashMap<u64, Entry<M>>,
+    stragglers: HashMap<u64, V>,
 }
 
 /// Below this length the deque is never compacted, whatever its gaps.
 const COMPACT_FROM: usize = 64;
 
-impl<M: Connector> Waiters<M> {
+impl<V> Waiters<V> {
     fn new() -> Self {
         Waiters {
             base: 0,
@@ -88,7 +106,7 @@ impl<M: Connector> Waiters<M> {
         }
     }
 
-    fn insert(&mut self, id: WaiterId, entry: Entry<M>) {
+    fn insert(&mut self, id: WaiterId, entry: V) {
         let id = id.get();
         if self.entries.is_empty() {
             self.base = id;
@@ -120,14 +138,14 @@ impl<M: Connector> Waiters<M> {
         usize::try_from(at).ok()
     }
 
-    fn get_mut(&mut self, id: WaiterId) -> Option<&mut Entry<M>> {
+    fn get_mut(&mut self, id: WaiterId) -> Option<&mut V> {
         match self.at(id) {
             Some(at) => self.entries.get_mut(at)?.as_mut(),
             None => self.stragglers.get_mut(&id.get()),
         }
     }
 
-    fn remove(&mut self, id: WaiterId) -> Option<Entry<M>> {
+    fn remove(&mut self, id: WaiterId) -> Option<V> {
         let Some(at) = self.at(id) else {
             return self.stragglers.remove(&id.get());
         };
@@ -369,10 +387,11 @@ impl<M: Connector> Settings<M> {
 /// How it runs:
 /// - the core sits behind one mutex (parking_lot's), never held across an await: an input and the drain of
 ///   the commands it caused share one critical section; grants and failures are left in the
-///   queued checkouts' entries there, their tasks (and those of woken checkouts) are woken right
+///   queued checkouts' slots there, their tasks (and those of woken checkouts) are woken right
 ///   after it, and opens, resets, checks and closes are spawned as tasks;
 /// - a checkout that finds nothing idle queues in the core and in the pool's table of queued
-///   checkouts (its task's waker, then its outcome), and awaits its outcome there. Who gets a
+///   checkouts (a slot with its task's waker, then its outcome: the task takes it without the
+///   pool's lock; the slot comes back to the pool with the guard, for reuse). Who gets a
 ///   returned connection is the core's [`Fairness`](crate::Fairness): by default (`Strict`) it is
 ///   granted to the oldest waiter; with a bound it goes idle and the oldest waiter is woken to
 ///   claim it when its task runs, while a task already running may take it first, until the
@@ -412,8 +431,10 @@ struct State<M: Connector> {
     core: AllocPool<M::Conn, ()>,
     /// Why the last open failed; cleared by a successful open.
     last: Option<Failure<M::Error>>,
-    /// Queued checkouts.
-    waiters: Waiters<M>,
+    /// Queued checkouts' slots, by waiter id, while they are in line.
+    waiters: Waiters<Arc<Slot<M>>>,
+    /// Slots to reuse.
+    spare: Vec<Arc<Slot<M>>>,
     /// The deadline the maintenance task sleeps until.
     alarm: Option<Time>,
     /// Futures in `wait_ready` or the build's warm-up.
@@ -423,6 +444,13 @@ struct State<M: Connector> {
 impl<M: Connector> State<M> {
     fn error(&self, e: sanspool_core::Error) -> PoolError<M::Error> {
         PoolError::from_core(e, self.last.as_ref())
+    }
+
+    /// Keeps a slot its checkout is done with, for the next checkout that queues.
+    fn keep(&mut self, slot: Arc<Slot<M>>) {
+        if self.spare.len() < SPARE_SLOTS {
+            self.spare.push(slot);
+        }
     }
 }
 
@@ -469,7 +497,7 @@ impl<C> Drained<C> {
 }
 
 impl<M: Connector> Shared<M> {
-    /// Takes every queued command: outcomes are left in their checkouts' entries (under the
+    /// Takes every queued command: outcomes are left in their checkouts' slots (under the
     /// lock) and the tasks to wake are collected, the maintenance task is rearmed; the rest is
     /// done by [`finish`](Self::finish) after unlock.
     fn drain(&self, st: &mut State<M>) -> Drained<M::Conn> {
@@ -500,31 +528,40 @@ impl<M: Connector> Shared<M> {
                         continue;
                     }
                 };
-                match (st.waiters.get_mut(waiter), outcome) {
-                    // Settled: its task is woken to take the outcome.
-                    (Some(entry @ Entry::Queued(_)), Some(outcome)) => {
-                        if let Entry::Queued(waker) =
-                            std::mem::replace(entry, Entry::Settled(outcome))
-                        {
-                            out.wake(waker);
+                match outcome {
+                    // Settled: out of the table, the outcome in its slot, its task woken to take
+                    // it (a woken one is awake already, and will find it there).
+                    Some(outcome) => match st.waiters.remove(waiter) {
+                        Some(slot) => {
+                            let mut entry = slot.0.lock();
+                            if let Entry::Queued(waker) =
+                                std::mem::replace(&mut *entry, Entry::Settled(outcome))
+                            {
+                                out.wake(waker);
+                            }
                         }
-                    }
-                    // Awake already: the outcome waits there for its claim.
-                    (Some(entry @ Entry::Woken), Some(outcome)) => {
-                        *entry = Entry::Settled(outcome);
-                    }
+                        // Nobody takes it (cannot happen: a checkout leaves the table only under
+                        // the lock, with its outcome or its cancel).
+                        None => {
+                            debug_assert!(false, "an outcome for a checkout that is not queued");
+                            if let Ok((lease, conn, _)) = outcome {
+                                orphan.get_or_insert_with(Vec::new).push((lease, conn));
+                            }
+                        }
+                    },
                     // A wake spends the waker; the checkout stays in line until it claims.
-                    (Some(entry @ Entry::Queued(_)), None) => {
-                        if let Entry::Queued(waker) = std::mem::replace(entry, Entry::Woken) {
-                            out.wake(waker);
-                        }
-                    }
-                    // Nobody takes it (cannot happen: a checkout leaves the table only under the
-                    // lock, with its outcome or its cancel, and its wake leaves the core with it).
-                    (_, outcome) => {
-                        debug_assert!(false, "a command for a checkout that is not queued");
-                        if let Some(Ok((lease, conn, _))) = outcome {
-                            orphan.get_or_insert_with(Vec::new).push((lease, conn));
+                    None => {
+                        if let Some(slot) = st.waiters.get_mut(waiter) {
+                            let mut entry = slot.0.lock();
+                            if matches!(*entry, Entry::Queued(_)) {
+                                if let Entry::Queued(waker) =
+                                    std::mem::replace(&mut *entry, Entry::Woken)
+                                {
+                                    out.wake(waker);
+                                }
+                            }
+                        } else {
+                            debug_assert!(false, "a wake for a checkout that is not queued");
                         }
                     }
                 }
@@ -595,12 +632,22 @@ impl<M: Connector> Shared<M> {
             Err(e) => Err(st.error(e)),
             Ok(Checkout::Ready { lease, conn }) => Ok(Got::Ready(lease, conn)),
             Ok(Checkout::Waiting(id)) => {
-                st.waiters.insert(id, Entry::Queued(cx.waker().clone()));
+                let queued = || Entry::Queued(cx.waker().clone());
+                // A spare slot is the pool's alone: set without locking it.
+                let slot = st
+                    .spare
+                    .pop()
+                    .and_then(|mut slot| {
+                        *Arc::get_mut(&mut slot)?.0.get_mut() = queued();
+                        Some(slot)
+                    })
+                    .unwrap_or_else(|| Arc::new(Slot(Mutex::new(queued()))));
+                st.waiters.insert(id, Arc::clone(&slot));
                 Ok(Got::Waiting(Pending {
                     shared: self,
                     id,
+                    slot: Some(slot),
                     fresh: true,
-                    done: false,
                 }))
             }
             // Only keyed checkouts are held, and this pool has no keys.
@@ -676,9 +723,19 @@ impl<M: Connector> Shared<M> {
         result
     }
 
-    fn checkin(self: &Arc<Self>, lease: Lease, conn: M::Conn, returned: Returned) {
+    /// A guard's connection back, with the slot its checkout queued in (if it did), to reuse.
+    fn checkin(
+        self: &Arc<Self>,
+        lease: Lease,
+        conn: M::Conn,
+        returned: Returned,
+        slot: Option<Arc<Slot<M>>>,
+    ) {
         let now = self.settings.now();
         let mut st = lock(&self.state);
+        if let Some(slot) = slot {
+            st.keep(slot);
+        }
         let back = st.core.checkin(now, lease, None, conn, returned);
         let out = self.drain(&mut st);
         drop(st);
@@ -774,18 +831,18 @@ async fn maintain<M: Connector>(pool: Weak<Shared<M>>, wake: Arc<Notify>) {
 struct Pending<'a, M: Connector> {
     shared: &'a Arc<Shared<M>>,
     id: WaiterId,
-    /// The entry's waker is the one of the poll that queued it: the first poll of this future,
+    /// `None` once the outcome was taken (nothing to undo).
+    slot: Option<Arc<Slot<M>>>,
+    /// The slot's waker is the one of the poll that queued it: the first poll of this future,
     /// in that same poll, needs no look (a settlement since then wakes this very task).
     fresh: bool,
-    /// The outcome was taken: nothing to undo.
-    done: bool,
 }
 
 impl<M: Connector> Future for Pending<'_, M> {
-    type Output = OutcomeOf<M>;
+    type Output = Served<M>;
 
     #[inline]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<OutcomeOf<M>> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Served<M>> {
         let this = &mut *self;
         if std::mem::take(&mut this.fresh) {
             return Poll::Pending;
@@ -795,88 +852,118 @@ impl<M: Connector> Future for Pending<'_, M> {
 }
 
 impl<M: Connector> Pending<'_, M> {
-    /// Looks at the checkout's entry: takes its outcome, claims if woken, or waits on.
-    fn look(&mut self, cx: &mut Context<'_>) -> Poll<OutcomeOf<M>> {
-        let this = self;
-        let s = this.shared;
-        let mut st = lock(&s.state);
-        let (got, out) = match st.waiters.get_mut(this.id) {
-            Some(Entry::Queued(waker)) => {
-                if !waker.will_wake(cx.waker()) {
-                    waker.clone_from(cx.waker());
+    /// Looks at the checkout's slot: takes its outcome, claims if woken, or waits on.
+    fn look(&mut self, cx: &mut Context<'_>) -> Poll<Served<M>> {
+        let Some(slot) = self.slot.as_ref() else {
+            debug_assert!(false, "polled after its outcome");
+            return Poll::Pending;
+        };
+        {
+            let mut entry = slot.0.lock();
+            match &mut *entry {
+                Entry::Queued(waker) => {
+                    if !waker.will_wake(cx.waker()) {
+                        waker.clone_from(cx.waker());
+                    }
+                    return Poll::Pending;
                 }
-                return Poll::Pending;
+                Entry::Settled(_) => {
+                    let Entry::Settled(outcome) = std::mem::replace(&mut *entry, Entry::Done)
+                    else {
+                        unreachable!("just found")
+                    };
+                    drop(entry);
+                    return Poll::Ready(self.served(outcome));
+                }
+                Entry::Woken => {}
+                // Cannot happen: only this future takes the outcome, and then it is done.
+                Entry::Done => {
+                    debug_assert!(false, "a queued checkout without its outcome");
+                    drop(entry);
+                    return Poll::Ready(self.served(Err(PoolError::Closed)));
+                }
             }
-            Some(Entry::Settled(_)) => {
-                let Some(Entry::Settled(outcome)) = st.waiters.remove(this.id) else {
-                    unreachable!("just found")
-                };
-                this.done = true;
-                return Poll::Ready(outcome);
+        }
+        self.claim(cx)
+    }
+
+    /// Woken: claims an idle connection from the checkout's place in line; if a running checkout
+    /// took it first, queued again in the same place (same id, same deadline).
+    #[cold]
+    fn claim(&mut self, cx: &mut Context<'_>) -> Poll<Served<M>> {
+        let s = self.shared;
+        let Some(slot) = self.slot.as_ref() else {
+            return Poll::Pending;
+        };
+        let mut st = lock(&s.state);
+        let mut entry = slot.0.lock();
+        // Settled since the look (a grant or a failure): nothing to claim.
+        if let Entry::Settled(_) = &*entry {
+            let Entry::Settled(outcome) = std::mem::replace(&mut *entry, Entry::Done) else {
+                unreachable!("just found")
+            };
+            drop((entry, st));
+            return Poll::Ready(self.served(outcome));
+        }
+        let now = s.settings.now();
+        let got = match st.core.claim(now, self.id) {
+            Ok(Checkout::Ready { lease, conn }) => {
+                st.waiters.remove(self.id);
+                *entry = Entry::Done;
+                // Taken from the idle set: vetted like any reused connection.
+                Some(Ok((lease, conn, false)))
             }
-            // Woken: claims an idle connection from the checkout's place in line; if a running
-            // checkout took it first, queued again in the same place (same id, same deadline).
-            Some(Entry::Woken) => {
-                let now = s.settings.now();
-                let got = match st.core.claim(now, this.id) {
-                    Ok(Checkout::Ready { lease, conn }) => {
-                        st.waiters.remove(this.id);
-                        // Taken from the idle set: vetted like any reused connection.
-                        Some(Ok((lease, conn, false)))
-                    }
-                    Ok(Checkout::Waiting(_)) => {
-                        // In the table before the drain, which may wake it again at once.
-                        if let Some(entry) = st.waiters.get_mut(this.id) {
-                            *entry = Entry::Queued(cx.waker().clone());
-                        }
-                        None
-                    }
-                    // Cannot happen: an outcome drained while woken is kept in the table, and
-                    // only this future cancels its waiter.
-                    Ok(Checkout::Held(_)) | Err(_) => {
-                        debug_assert!(false, "a woken checkout that is neither queued nor settled");
-                        st.waiters.remove(this.id);
-                        Some(Err(PoolError::Closed))
-                    }
-                };
-                (got, s.drain(&mut st))
+            Ok(Checkout::Waiting(_)) => {
+                // In the slot before the drain, which may wake it again at once.
+                *entry = Entry::Queued(cx.waker().clone());
+                None
             }
-            // Cannot happen: only this future takes its entry out.
-            None => {
-                debug_assert!(false, "a queued checkout without its entry");
-                this.done = true;
-                return Poll::Ready(Err(PoolError::Closed));
+            // Cannot happen: an outcome drained while woken is left in the slot, and only this
+            // future cancels its waiter.
+            Ok(Checkout::Held(_)) | Err(_) => {
+                debug_assert!(false, "a woken checkout that is neither queued nor settled");
+                st.waiters.remove(self.id);
+                *entry = Entry::Done;
+                Some(Err(PoolError::Closed))
             }
         };
+        drop(entry);
+        let out = s.drain(&mut st);
         drop(st);
         s.finish(out);
         match got {
-            Some(outcome) => {
-                this.done = true;
-                Poll::Ready(outcome)
-            }
+            Some(outcome) => Poll::Ready(self.served(outcome)),
             None => Poll::Pending,
         }
+    }
+
+    /// The outcome, with the slot to give back (nothing left to undo).
+    fn served(&mut self, outcome: OutcomeOf<M>) -> Served<M> {
+        let slot = self.slot.take().expect("taken once");
+        (outcome, slot)
     }
 }
 
 impl<M: Connector> Drop for Pending<'_, M> {
     fn drop(&mut self) {
-        if self.done {
+        let Some(slot) = self.slot.take() else {
             return;
-        }
+        };
         let s = &self.shared;
         let mut st = lock(&s.state);
         let now = s.settings.now();
-        let granted = match st.waiters.remove(self.id) {
+        let entry = std::mem::replace(&mut *slot.0.lock(), Entry::Done);
+        let granted = match entry {
             // Still in line, woken or not: its wake (if undrained) leaves the core with it.
-            Some(Entry::Queued(_) | Entry::Woken) => {
+            Entry::Queued(_) | Entry::Woken => {
+                st.waiters.remove(self.id);
                 let _ = st.core.cancel(now, self.id);
                 None
             }
-            Some(Entry::Settled(outcome)) => outcome.ok(),
-            None => None,
+            Entry::Settled(outcome) => outcome.ok(),
+            Entry::Done => None,
         };
+        st.keep(slot);
         if let Some((lease, mut conn, _)) = granted {
             let returned = s.settings.judge(&mut conn, false);
             if let Err(sanspool_core::Rejected { conn: Some(c), .. }) =
@@ -914,6 +1001,7 @@ impl<M: Connector> Pool<M> {
                 core,
                 last: None,
                 waiters: Waiters::new(),
+                spare: Vec::new(),
                 alarm: None,
                 ready_waiters: 0,
             }),
@@ -968,9 +1056,13 @@ impl<M: Connector> Pool<M> {
         loop {
             // The waker of this poll goes in line with the checkout, under the same lock.
             let got = std::future::poll_fn(|cx| Poll::Ready(s.attempt(cx, &mut wait))).await?;
-            let (lease, conn, fresh) = match got {
-                Got::Ready(lease, conn) => (lease, conn, false),
-                Got::Waiting(pending) => pending.await?,
+            let (lease, conn, fresh, slot) = match got {
+                Got::Ready(lease, conn) => (lease, conn, false, None),
+                Got::Waiting(pending) => {
+                    let (outcome, slot) = pending.await;
+                    let (lease, conn, fresh) = outcome?;
+                    (lease, conn, fresh, Some(slot))
+                }
             };
             // A guard before the vetting's awaits: a future dropped there still gives it back.
             let mut guard = PooledConn {
@@ -978,6 +1070,7 @@ impl<M: Connector> Pool<M> {
                 lease,
                 conn: Some(conn),
                 close: false,
+                slot,
             };
             if fresh || !s.settings.vets() || s.settings.vet(guard.conn_mut()).await {
                 return Ok(guard);
@@ -1115,6 +1208,8 @@ pub struct PooledConn<M: Connector> {
     /// `None` once given back or detached.
     conn: Option<M::Conn>,
     close: bool,
+    /// The slot the checkout queued in, if it did: back to the pool with the connection.
+    slot: Option<Arc<Slot<M>>>,
 }
 
 impl<M: Connector> PooledConn<M> {
@@ -1124,7 +1219,11 @@ impl<M: Connector> PooledConn<M> {
 
     fn give_back(&mut self, returned: Returned) {
         if let Some(conn) = self.conn.take() {
-            self.pool.owner.shared.checkin(self.lease, conn, returned);
+            let slot = self.slot.take();
+            self.pool
+                .owner
+                .shared
+                .checkin(self.lease, conn, returned, slot);
         }
     }
 
@@ -1165,7 +1264,11 @@ impl<M: Connector> Drop for PooledConn<M> {
     fn drop(&mut self) {
         if let Some(mut conn) = self.conn.take() {
             let returned = self.pool.owner.shared.settings.judge(&mut conn, self.close);
-            self.pool.owner.shared.checkin(self.lease, conn, returned);
+            let slot = self.slot.take();
+            self.pool
+                .owner
+                .shared
+                .checkin(self.lease, conn, returned, slot);
         }
     }
 }
