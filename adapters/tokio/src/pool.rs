@@ -51,8 +51,9 @@ type OutcomeOf<M> = Outcome<<M as Connector>::Conn, <M as Connector>::Error>;
 /// slot's), or by the checkout's own future under the slot's lock alone: to take its outcome, or
 /// to leave a newer waker.
 enum Entry<M: Connector> {
-    /// In line: the waker of the task awaiting it.
-    Queued(Waker),
+    /// In line: the waker of the task awaiting it (`None` until its future's first poll leaves
+    /// it: a waker is cloned there, not under the pool's lock).
+    Queued(Option<Waker>),
     /// Woken ([`Command::Wake`]), its waker spent: it will lock the pool and claim.
     Woken,
     /// Served or failed: the outcome waits here for its task (woken when it was settled).
@@ -534,7 +535,7 @@ impl<M: Connector> Shared<M> {
                     Some(outcome) => match st.waiters.remove(waiter) {
                         Some(slot) => {
                             let mut entry = slot.0.lock();
-                            if let Entry::Queued(waker) =
+                            if let Entry::Queued(Some(waker)) =
                                 std::mem::replace(&mut *entry, Entry::Settled(outcome))
                             {
                                 out.wake(waker);
@@ -554,7 +555,7 @@ impl<M: Connector> Shared<M> {
                         if let Some(slot) = st.waiters.get_mut(waiter) {
                             let mut entry = slot.0.lock();
                             if matches!(*entry, Entry::Queued(_)) {
-                                if let Entry::Queued(waker) =
+                                if let Entry::Queued(Some(waker)) =
                                     std::mem::replace(&mut *entry, Entry::Woken)
                                 {
                                     out.wake(waker);
@@ -612,7 +613,8 @@ impl<M: Connector> Shared<M> {
         self.run(rest.io);
     }
 
-    /// One checkout attempt: a connection, or a place in line with the waker of `cx`.
+    /// One checkout attempt: a connection, or a place in line (a slot; its future leaves its
+    /// task's waker there when first polled).
     ///
     /// The clock is read before the lock (a contended lock's holder should not be reading
     /// clocks), and the deadline (`wait`, set by the first attempt) is taken from the pool's
@@ -621,7 +623,6 @@ impl<M: Connector> Shared<M> {
     /// once (out of order, the core searches the line whenever its front leaves).
     fn attempt<'a>(
         self: &'a Arc<Self>,
-        cx: &Context<'_>,
         wait: &mut Option<Wait>,
     ) -> Result<Got<'a, M>, PoolError<M::Error>> {
         let now = self.settings.now();
@@ -632,22 +633,20 @@ impl<M: Connector> Shared<M> {
             Err(e) => Err(st.error(e)),
             Ok(Checkout::Ready { lease, conn }) => Ok(Got::Ready(lease, conn)),
             Ok(Checkout::Waiting(id)) => {
-                let queued = || Entry::Queued(cx.waker().clone());
                 // A spare slot is the pool's alone: set without locking it.
                 let slot = st
                     .spare
                     .pop()
                     .and_then(|mut slot| {
-                        *Arc::get_mut(&mut slot)?.0.get_mut() = queued();
+                        *Arc::get_mut(&mut slot)?.0.get_mut() = Entry::Queued(None);
                         Some(slot)
                     })
-                    .unwrap_or_else(|| Arc::new(Slot(Mutex::new(queued()))));
+                    .unwrap_or_else(|| Arc::new(Slot(Mutex::new(Entry::Queued(None)))));
                 st.waiters.insert(id, Arc::clone(&slot));
                 Ok(Got::Waiting(Pending {
                     shared: self,
                     id,
                     slot: Some(slot),
-                    fresh: true,
                 }))
             }
             // Only keyed checkouts are held, and this pool has no keys.
@@ -833,9 +832,6 @@ struct Pending<'a, M: Connector> {
     id: WaiterId,
     /// `None` once the outcome was taken (nothing to undo).
     slot: Option<Arc<Slot<M>>>,
-    /// The slot's waker is the one of the poll that queued it: the first poll of this future,
-    /// in that same poll, needs no look (a settlement since then wakes this very task).
-    fresh: bool,
 }
 
 impl<M: Connector> Future for Pending<'_, M> {
@@ -843,11 +839,7 @@ impl<M: Connector> Future for Pending<'_, M> {
 
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Served<M>> {
-        let this = &mut *self;
-        if std::mem::take(&mut this.fresh) {
-            return Poll::Pending;
-        }
-        this.look(cx)
+        self.look(cx)
     }
 }
 
@@ -861,10 +853,14 @@ impl<M: Connector> Pending<'_, M> {
         {
             let mut entry = slot.0.lock();
             match &mut *entry {
-                Entry::Queued(waker) => {
+                Entry::Queued(Some(waker)) => {
                     if !waker.will_wake(cx.waker()) {
                         waker.clone_from(cx.waker());
                     }
+                    return Poll::Pending;
+                }
+                Entry::Queued(waker) => {
+                    *waker = Some(cx.waker().clone());
                     return Poll::Pending;
                 }
                 Entry::Settled(_) => {
@@ -915,7 +911,7 @@ impl<M: Connector> Pending<'_, M> {
             }
             Ok(Checkout::Waiting(_)) => {
                 // In the slot before the drain, which may wake it again at once.
-                *entry = Entry::Queued(cx.waker().clone());
+                *entry = Entry::Queued(Some(cx.waker().clone()));
                 None
             }
             // Cannot happen: an outcome drained while woken is left in the slot, and only this
@@ -1054,8 +1050,7 @@ impl<M: Connector> Pool<M> {
         // after a failed vetting keeps it.
         let mut wait = None;
         loop {
-            // The waker of this poll goes in line with the checkout, under the same lock.
-            let got = std::future::poll_fn(|cx| Poll::Ready(s.attempt(cx, &mut wait))).await?;
+            let got = s.attempt(&mut wait)?;
             let (lease, conn, fresh, slot) = match got {
                 Got::Ready(lease, conn) => (lease, conn, false, None),
                 Got::Waiting(pending) => {
