@@ -554,10 +554,10 @@ impl<M: Connector> Shared<M> {
                     None => {
                         if let Some(slot) = st.waiters.get_mut(waiter) {
                             let mut entry = slot.0.lock();
-                            if matches!(*entry, Entry::Queued(_)) {
-                                if let Entry::Queued(Some(waker)) =
-                                    std::mem::replace(&mut *entry, Entry::Woken)
-                                {
+                            if let Entry::Queued(waker) = &mut *entry {
+                                let waker = waker.take();
+                                *entry = Entry::Woken;
+                                if let Some(waker) = waker {
                                     out.wake(waker);
                                 }
                             }
@@ -885,7 +885,6 @@ impl<M: Connector> Pending<'_, M> {
 
     /// Woken: claims an idle connection from the checkout's place in line; if a running checkout
     /// took it first, queued again in the same place (same id, same deadline).
-    #[cold]
     fn claim(&mut self, cx: &mut Context<'_>) -> Poll<Served<M>> {
         let s = self.shared;
         let Some(slot) = self.slot.as_ref() else {
