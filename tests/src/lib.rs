@@ -1,8 +1,10 @@
 //! Integration, fault and load tests of sanspool against a real PostgreSQL server.
 //!
 //! The library part is the [`harness`]: throwaway PostgreSQL servers for the tests and the demo;
-//! and [`bench`](mod@bench), what the benchmarks share.
+//! [`bench`](mod@bench), what the benchmarks share; and [`alloc`], the allocation tests' counting
+//! allocator.
 
+pub mod alloc;
 pub mod bench;
 pub mod harness;
 

@@ -2,62 +2,22 @@
 //! once, or queued and handed a connection (the parking slot is the thread's, reused; the drain's
 //! buffer is the pool's, kept).
 //!
-//! A counting global allocator wraps the system one and counts only on a thread that is armed (a
-//! thread-local flag): the maintenance thread, I/O threads and the test harness are not counted.
+//! The harness's counting allocator counts only on a thread that is armed: the maintenance
+//! thread, I/O threads and the test harness are not counted.
 //! The test also shows the counter is not blind: it moves for a deliberate `Vec`.
 
 mod common;
 
 use common::{builder, eventually, LONG};
 use sanspool::Fairness;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use sanspool_tests::alloc::{counted, Counting};
 use std::hint::black_box;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-struct Counting;
-
-thread_local! {
-    // `const` and without a destructor: using them never allocates, so the allocator may.
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn count() {
-    if ARMED.try_with(Cell::get).unwrap_or(false) {
-        let _ = ALLOCS.try_with(|n| n.set(n.get() + 1));
-    }
-}
-
-// SAFETY: every call is forwarded unchanged to `System`; counting touches only `const`
-// thread-local `Cell`s, which do not allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// How many allocations this thread makes in `f`.
-fn counted(f: impl FnOnce()) -> usize {
-    let before = ALLOCS.with(Cell::get);
-    ARMED.with(|a| a.set(true));
-    f();
-    ARMED.with(|a| a.set(false));
-    ALLOCS.with(Cell::get) - before
-}
 
 /// parking_lot (the pool's lock) gives a thread its parking data the first time it sleeps on any
 /// of its locks, once: done here, so that which round first meets a contended lock does not

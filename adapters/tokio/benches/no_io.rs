@@ -18,39 +18,18 @@
 //! `ONE_THREAD`: every row on a current-thread runtime — the pools' work without two threads
 //! contending for it).
 
+#[path = "../tests/numbers/mod.rs"]
+mod numbers;
 mod rounds;
 
+use numbers::Numbers;
 use sanspool_tests::bench::env;
-use sanspool_tokio::{Builder, Connector, Returned};
+use sanspool_tokio::Builder;
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 const MAX: usize = 4;
-
-/// Connections that are numbers.
-struct Numbers;
-
-impl Connector for Numbers {
-    type Conn = u64;
-    type Error = std::io::Error;
-
-    async fn connect(&self) -> Result<u64, Self::Error> {
-        Ok(7)
-    }
-
-    fn state(&self, _: &mut u64) -> Returned {
-        Returned::Clean
-    }
-
-    async fn reset(&self, _: &mut u64) -> Result<(), Self::Error> {
-        Ok(())
-    }
-
-    async fn check(&self, _: &mut u64) -> Result<(), Self::Error> {
-        Ok(())
-    }
-}
 
 impl deadpool::managed::Manager for Numbers {
     type Type = u64;

@@ -2,84 +2,30 @@
 //! once, or queued and handed a connection (the queued checkout's slot comes back to the pool
 //! with its guard and is reused; the table of waiting checkouts keeps its room).
 //!
-//! A counting global allocator wraps the system one and counts only on a thread that is armed (a
-//! thread-local flag). Everything measured runs in one task on a current-thread runtime, two
-//! checkouts joined in it (no task is spawned), so nothing else is counted. The test also shows
-//! the counter is not blind: it moves for a deliberate `Vec`.
+//! The harness's counting allocator counts only on a thread that is armed. Everything measured
+//! runs in one task on a current-thread runtime, two checkouts joined in it (no task is spawned),
+//! so nothing else is counted. The test also shows the counter is not blind: it moves for a
+//! deliberate `Vec`.
 
-use sanspool_tokio::{Builder, Connector, Fairness, Returned};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod numbers;
+
+use numbers::Numbers;
+use sanspool_tests::alloc::{self, Counting};
+use sanspool_tokio::{Builder, Fairness};
 use std::hint::black_box;
 use std::time::Duration;
 
-struct Counting;
-
-thread_local! {
-    // `const` and without a destructor: using them never allocates, so the allocator may.
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn count() {
-    if ARMED.try_with(Cell::get).unwrap_or(false) {
-        let _ = ALLOCS.try_with(|n| n.set(n.get() + 1));
-    }
-}
-
-// SAFETY: every call is forwarded unchanged to `System`; counting touches only `const`
-// thread-local `Cell`s, which do not allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// Connections that are numbers.
-struct Numbers;
-
-impl Connector for Numbers {
-    type Conn = u64;
-    type Error = std::io::Error;
-
-    async fn connect(&self) -> Result<u64, Self::Error> {
-        Ok(7)
-    }
-
-    fn state(&self, _: &mut u64) -> Returned {
-        Returned::Clean
-    }
-
-    async fn reset(&self, _: &mut u64) -> Result<(), Self::Error> {
-        Ok(())
-    }
-
-    async fn check(&self, _: &mut u64) -> Result<(), Self::Error> {
-        Ok(())
-    }
-}
 
 /// How many allocations this thread makes while `f` runs to completion on `runtime`. Counting
 /// starts after a first yield: `block_on` makes its own waker the first time its future waits.
 fn counted<F: std::future::Future>(runtime: &tokio::runtime::Runtime, f: F) -> usize {
     runtime.block_on(async {
         tokio::task::yield_now().await;
-        let before = ALLOCS.with(Cell::get);
-        ARMED.with(|a| a.set(true));
+        alloc::start();
         f.await;
-        ARMED.with(|a| a.set(false));
-        ALLOCS.with(Cell::get) - before
+        alloc::stop()
     })
 }
 
