@@ -14,7 +14,8 @@
 //! (`Fairness::Strict`, `IdleOrder::Fifo`), deadpool's default queue, bb8's FIFO.
 //!
 //! `cargo bench -p sanspool-tokio --bench no_io` (`RUNS`: rounds; `OPS`: checkouts per run;
-//! `TASKS`: the concurrencies, `1,16,256` by default; `POOLS`: which run, all by default;
+//! `TASKS`: the concurrencies, `1,16,256` by default; `POOLS`: which run, by name, all by
+//! default;
 //! `ONE_THREAD`: every row on a current-thread runtime — the pools' work without two threads
 //! contending for it).
 
@@ -177,18 +178,13 @@ fn main() {
     let measuring = std::env::args().any(|a| a == "--bench");
     let runs = if measuring { env("RUNS", 9) } else { 1 };
     let ops = if measuring { env("OPS", 200_000) } else { 512 };
-    let counts: Vec<usize> = std::env::var("TASKS")
-        .ok()
-        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![1, 16, 256]);
     println!(
         "No I/O, max {MAX}; medians of {runs} rounds of {ops} checkouts, fresh pools each round"
     );
     println!("| tasks | pool | checkouts/s | ns per checkout | ratio to the better peer (range) |");
     println!("|---|---|---|---|---|");
-    // `POOLS`: only these (for profiling one alone).
-    let only = std::env::var("POOLS").ok();
-    for tasks in counts {
+    let kinds = rounds::chosen(&KINDS);
+    for tasks in rounds::concurrencies() {
         let runtime = if tasks == 1 || std::env::var_os("ONE_THREAD").is_some() {
             tokio::runtime::Builder::new_current_thread()
         } else {
@@ -198,40 +194,23 @@ fn main() {
         .build()
         .expect("runtime");
         let results: Vec<Vec<f64>> = runtime.block_on(async {
-            let mut results = vec![Vec::new(); KINDS.len()];
+            let mut results = vec![Vec::new(); kinds.len()];
             for r in 0..runs {
-                for k in 0..KINDS.len() {
-                    let i = (k + r) % KINDS.len();
-                    if only
-                        .as_ref()
-                        .is_some_and(|o| !o.split(',').any(|n| n == KINDS[i]))
-                    {
-                        results[i].push(f64::NAN);
-                        continue;
-                    }
-                    let pool = Pool::build(KINDS[i]).await;
+                for i in rounds::order(r, kinds.len()) {
+                    let pool = Pool::build(kinds[i]).await;
                     results[i].push(run(&pool, tasks, ops).await);
                 }
             }
             results
         });
-        let best: Vec<f64> = (0..runs)
-            .map(|r| results[1][r].max(results[2][r]))
-            .collect();
-        for (kind, per_sec) in KINDS.iter().zip(&results) {
-            let (ratio, low, high) = rounds::paired(per_sec, &best);
+        let ratios = rounds::paired(&kinds, &results);
+        for ((kind, per_sec), (ratio, low, high)) in kinds.iter().zip(&results).zip(ratios) {
             let mut sorted = per_sec.clone();
             sorted.sort_by(f64::total_cmp);
             let median = sorted[sorted.len() / 2];
-            if median.is_nan() {
-                continue; // not run
-            }
             println!(
-                "| {tasks} | {kind} | {median:.0} | {:.0} | {:.2} ({:.2}-{:.2}) |",
+                "| {tasks} | {kind} | {median:.0} | {:.0} | {ratio:.2} ({low:.2}-{high:.2}) |",
                 Duration::from_secs_f64(1.0 / median).as_nanos(),
-                ratio,
-                low,
-                high
             );
         }
     }

@@ -5,11 +5,11 @@
 //! Each round builds every pool afresh (new connections: new server processes, new driver tasks)
 //! and runs them one after the other, the first changing from round to round: on this project's
 //! 2-core machine one long-lived pool measured 18 000 to 27 000 checkouts/s at 1 task from one
-//! process to the next, whichever pool it was. Figures: throughput (checkouts per second); its ratio to the better of deadpool and
-//! bb8 in the same round, median and range over the rounds; the wait for a connection (p99,
-//! max); and what this process spent per checkout: CPU time and context switches (getrusage, so
-//! the server's processes are not counted; where the server shares the cores, that CPU is the
-//! server's loss). Medians over the rounds.
+//! process to the next, whichever pool it was. Figures: throughput (checkouts per second); its
+//! ratio to the better of deadpool and bb8 in the same round, median and range over the rounds;
+//! the wait for a connection (p99, max); and what this process spent per checkout: CPU time and
+//! context switches (getrusage, so the server's processes are not counted; where the server
+//! shares the cores, that CPU is the server's loss). Medians over the rounds.
 //!
 //! sanspool-tokio runs twice: with its defaults (`Fairness::Strict`: every return handed to the
 //! oldest waiter; `IdleOrder::Fifo`) and with the core's default `Fairness::Bounded` (a running
@@ -246,14 +246,7 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
         Some(us) => Fairness::Bounded(Duration::from_micros(us)),
         None => Fairness::default(),
     };
-    let only = std::env::var("POOLS").ok();
-    let kinds: Vec<&str> = KINDS
-        .into_iter()
-        .filter(|k| {
-            only.as_ref()
-                .is_none_or(|o| o.split(',').any(|n| *k == n.trim()))
-        })
-        .collect();
+    let kinds = rounds::chosen(&KINDS);
     println!(
         "SELECT 1 per checkout, max {MAX}, multi-thread runtime ({} workers); medians of {runs} \
          runs of {ops} checkouts, each run on fresh pools",
@@ -264,14 +257,10 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
          max wait ms | CPU µs/checkout | switches/checkout |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    let counts: Vec<usize> = std::env::var("TASKS")
-        .ok()
-        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![1, 16, 256]);
     let mut stats = Vec::new();
     // `EACH`: print every run's figures too.
     let each = std::env::var_os("EACH").is_some();
-    for tasks in counts {
+    for tasks in rounds::concurrencies() {
         // Plain clients shared by many tasks would pipeline: no pool's semantics.
         let kinds: Vec<&str> = kinds
             .iter()
@@ -281,8 +270,7 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
         let mut results: Vec<Vec<Run>> = vec![Vec::new(); kinds.len()];
         for r in 0..runs {
             // Fresh pools each round (see the top); which goes first changes.
-            for k in 0..kinds.len() {
-                let i = (k + r) % kinds.len();
+            for i in rounds::order(r, kinds.len()) {
                 let pool = build(kinds[i], dsn, bound).await;
                 let one = run(&pool, tasks, ops).await;
                 if each {
@@ -299,20 +287,12 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
                 }
             }
         }
-        let peer = |k: &str| k.starts_with("deadpool") || k.starts_with("bb8");
-        let best: Vec<f64> = (0..runs)
-            .map(|r| {
-                kinds
-                    .iter()
-                    .zip(&results)
-                    .filter(|(k, _)| peer(k))
-                    .map(|(_, runs)| runs[r].waits.per_sec)
-                    .fold(f64::NAN, f64::max)
-            })
+        let per_sec: Vec<Vec<f64>> = results
+            .iter()
+            .map(|runs| runs.iter().map(|r| r.waits.per_sec).collect())
             .collect();
-        for (kind, runs) in kinds.iter().zip(results) {
-            let per_sec: Vec<f64> = runs.iter().map(|r| r.waits.per_sec).collect();
-            let (ratio, low, high) = rounds::paired(&per_sec, &best);
+        let ratios = rounds::paired(&kinds, &per_sec);
+        for ((kind, runs), (ratio, low, high)) in kinds.iter().zip(results).zip(ratios) {
             let m = median(runs);
             println!(
                 "| {tasks} | {kind} | {:.0} | {:.2} ({:.2}-{:.2}) | {:.3} | {:.3} | {:.2} | {:.3} |",
