@@ -56,16 +56,6 @@ struct Dedicated {
 }
 
 impl Pool {
-    fn name(&self) -> &'static str {
-        match self {
-            Pool::Sanspool(_) => "sanspool-tokio",
-            Pool::SanspoolBounded(_) => "sanspool-tokio-bounded",
-            Pool::Deadpool(_) => "deadpool-postgres",
-            Pool::Bb8(_) => "bb8-postgres",
-            Pool::Dedicated(_) => "dedicated",
-        }
-    }
-
     /// One checkout: how long it waited for the connection; then `SELECT 1`, then give it back.
     async fn one(&self) -> Duration {
         let t0 = Instant::now();
@@ -283,7 +273,7 @@ async fn bench(dsn: &str, runs: usize, ops: usize) {
                 }
                 results[i].push(one);
                 if let Pool::Sanspool(p) | Pool::SanspoolBounded(p) = &pool {
-                    stats.push((pool.name(), p.stats()));
+                    stats.push((kinds[i], p.stats()));
                 }
             }
         }

@@ -62,6 +62,19 @@ enum Entry<M: Connector> {
     Done,
 }
 
+impl<M: Connector> Entry<M> {
+    /// The outcome, if settled (the entry is then done).
+    fn take_settled(&mut self) -> Option<OutcomeOf<M>> {
+        if !matches!(self, Entry::Settled(_)) {
+            return None;
+        }
+        match std::mem::replace(self, Entry::Done) {
+            Entry::Settled(outcome) => Some(outcome),
+            _ => None,
+        }
+    }
+}
+
 /// A queued checkout's cell, shared by its `get()` future and, while the checkout is in line, the
 /// pool's table. A settled outcome is left here, so the woken task takes it without the pool's
 /// lock (which two threads would otherwise contend for three times per queued checkout), and
@@ -852,6 +865,10 @@ impl<M: Connector> Pending<'_, M> {
         };
         {
             let mut entry = slot.0.lock();
+            if let Some(outcome) = entry.take_settled() {
+                drop(entry);
+                return Poll::Ready(self.served(outcome));
+            }
             match &mut *entry {
                 Entry::Queued(Some(waker)) => {
                     if !waker.will_wake(cx.waker()) {
@@ -863,17 +880,9 @@ impl<M: Connector> Pending<'_, M> {
                     *waker = Some(cx.waker().clone());
                     return Poll::Pending;
                 }
-                Entry::Settled(_) => {
-                    let Entry::Settled(outcome) = std::mem::replace(&mut *entry, Entry::Done)
-                    else {
-                        unreachable!("just found")
-                    };
-                    drop(entry);
-                    return Poll::Ready(self.served(outcome));
-                }
                 Entry::Woken => {}
                 // Cannot happen: only this future takes the outcome, and then it is done.
-                Entry::Done => {
+                Entry::Settled(_) | Entry::Done => {
                     debug_assert!(false, "a queued checkout without its outcome");
                     drop(entry);
                     return Poll::Ready(self.served(Err(PoolError::Closed)));
@@ -893,10 +902,7 @@ impl<M: Connector> Pending<'_, M> {
         let mut st = lock(&s.state);
         let mut entry = slot.0.lock();
         // Settled since the look (a grant or a failure): nothing to claim.
-        if let Entry::Settled(_) = &*entry {
-            let Entry::Settled(outcome) = std::mem::replace(&mut *entry, Entry::Done) else {
-                unreachable!("just found")
-            };
+        if let Some(outcome) = entry.take_settled() {
             drop((entry, st));
             return Poll::Ready(self.served(outcome));
         }
@@ -1045,8 +1051,8 @@ impl<M: Connector> Pool<M> {
     /// it waits (or is woken) leaves no trace in the pool.
     pub async fn get(&self) -> Result<PooledConn<M>, PoolError<M::Error>> {
         let s = &self.owner.shared;
-        // The first attempt sets the deadline (from its clock read, under the lock); a retry
-        // after a failed vetting keeps it.
+        // The first attempt sets the deadline (from its clock read); a retry after a failed
+        // vetting keeps it.
         let mut wait = None;
         loop {
             let got = s.attempt(&mut wait)?;
@@ -1256,13 +1262,9 @@ impl<M: Connector> DerefMut for PooledConn<M> {
 
 impl<M: Connector> Drop for PooledConn<M> {
     fn drop(&mut self) {
-        if let Some(mut conn) = self.conn.take() {
-            let returned = self.pool.owner.shared.settings.judge(&mut conn, self.close);
-            let slot = self.slot.take();
-            self.pool
-                .owner
-                .shared
-                .checkin(self.lease, conn, returned, slot);
+        if let Some(conn) = self.conn.as_mut() {
+            let returned = self.pool.owner.shared.settings.judge(conn, self.close);
+            self.give_back(returned);
         }
     }
 }
