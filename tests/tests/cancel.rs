@@ -101,15 +101,39 @@ fn a_running_query_is_cancelled_over_a_unix_socket() {
     canceller.join().unwrap();
 }
 
-/// Pins what `PgConn::cancel_token` exists for: tokio-postgres keeps no address for a connection
-/// opened over a stream of ours, so the client's own token fails at once (it cannot reach the
-/// server) rather than cancelling. Should an upgrade make it work, this fails and the docs change.
+/// Pins what `PgConn::cancel_token` exists for. The client was handed `sslmode=require` with
+/// direct TLS (the connector's hook does the user's own `sslmode`), so its own token asks for TLS
+/// at once and, with `NoTls`, fails before it sends anything; over a Unix socket it knows only
+/// the address of the loopback stand-in it was pointed at, closed since. Either way it fails,
+/// the query runs on, and the pool's token cancels it. Should an upgrade change either, this
+/// fails and the docs change.
 #[test]
-fn the_clients_own_token_cannot_reach_the_server() {
-    let name = "cancel-client-token";
-    let pool = pool_of_one(&shared_dsn(), name);
-    let conn = pool.get().unwrap();
-    let client: &sanspool_postgres::postgres::Client = &conn;
-    let err = client.cancel_token().cancel_query(NoTls).unwrap_err();
-    assert!(format!("{err:?}").contains("unknown host"), "{err:?}");
+fn the_clients_own_token_cannot_cancel() {
+    let server = PgServer::start().expect("start a server of our own");
+    let unix = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        server.data_dir().display(),
+        server.port()
+    );
+    // (the pool's DSN, the monitor's, what the failure says)
+    for (dsn, over_tcp, says) in [
+        (shared_dsn(), shared_dsn(), "NoTlsError"),
+        (unix, server.dsn(), "Connection refused"),
+    ] {
+        let name = "cancel-client-token";
+        let pool = pool_of_one(&dsn, name);
+        let mut conn = pool.get().unwrap();
+        let client: &sanspool_postgres::postgres::Client = &conn;
+        let err = client.cancel_token().cancel_query(NoTls).unwrap_err();
+        assert!(format!("{err:?}").contains(says), "{dsn}: {err:?}");
+        // Still usable, and cancellable by its own token.
+        let token = conn.cancel_token();
+        let pid = backend_pid(&mut conn);
+        let canceller = cancel_when_sleeping(monitor_for(&over_tcp, name), pid, move || {
+            token.cancel_query().expect("the pool's token cancels");
+        });
+        let err = conn.simple_query("SELECT pg_sleep(600)").unwrap_err();
+        assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
+        canceller.join().unwrap();
+    }
 }

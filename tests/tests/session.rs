@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{backend_pid, config, monitor, simple_row, table};
+use sanspool_postgres::postgres;
 use sanspool_postgres::postgres::fallible_iterator::FallibleIterator;
 use sanspool_postgres::{Builder, PgConn, PgConnector, PgPool, SessionReset, DISCARD_SESSION};
 
@@ -117,10 +118,27 @@ fn probe(conn: &mut PgConn, fx: &Fixture) -> Vec<(&'static str, bool)> {
     ]
 }
 
-fn pool(name: &str, reset: SessionReset) -> PgPool {
+/// A policy, or a reset of one's own (`PgConnector::session_reset_with`).
+enum Reset {
+    Policy(SessionReset),
+    With(fn(&mut postgres::Client) -> Result<(), postgres::Error>),
+}
+
+impl From<SessionReset> for Reset {
+    fn from(policy: SessionReset) -> Self {
+        Reset::Policy(policy)
+    }
+}
+
+fn pool(name: &str, reset: impl Into<Reset>) -> PgPool {
     let mut config = config(name);
     config.user("sp_app");
-    Builder::new(PgConnector::from_config(config).session_reset(reset))
+    let connector = PgConnector::from_config(config);
+    let connector = match reset.into() {
+        Reset::Policy(policy) => connector.session_reset(policy),
+        Reset::With(reset) => connector.session_reset_with(reset),
+    };
+    Builder::new(connector)
         .min(1)
         .max(1)
         .timeout(Duration::from_secs(10))
@@ -129,7 +147,7 @@ fn pool(name: &str, reset: SessionReset) -> PgPool {
 }
 
 /// Leaves state, returns the connection, and probes it as the next borrower.
-fn what_leaks(name: &str, reset: SessionReset) -> Vec<(&'static str, bool)> {
+fn what_leaks(name: &str, reset: impl Into<Reset>) -> Vec<(&'static str, bool)> {
     let fx = fixture();
     let pool = pool(name, reset);
     let pid = {
@@ -183,7 +201,7 @@ fn discard_leaks_nothing() {
 
 #[test]
 fn a_callback_running_discard_session_leaks_nothing() {
-    let reset = SessionReset::callback(|client| client.batch_execute(DISCARD_SESSION));
+    let reset = Reset::With(|client| client.batch_execute(DISCARD_SESSION));
     assert_leaks(what_leaks("leak-callback", reset), &[]);
 }
 
@@ -228,8 +246,8 @@ fn the_type_cache_survives_discard() {
             .map(|_| ())
     };
     for reset in [
-        SessionReset::discard(),
-        SessionReset::callback(|c| c.batch_execute(DISCARD_SESSION)),
+        Reset::Policy(SessionReset::discard()),
+        Reset::With(|c| c.batch_execute(DISCARD_SESSION)),
     ] {
         second_type_after_discard(pool("typecache", reset)).expect("a new type after a reset");
     }

@@ -6,121 +6,22 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use postgres::error::DbError;
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::tls::{MakeTlsConnect, TlsConnect};
-use postgres::{Client, Config};
+use postgres::Client;
 use sanspool::{Connector, Returned};
-
-use crate::connect::{self, CancelTarget, Tls};
-use crate::tracked::{PgSocket, StatusCell, TxStatus};
-use crate::{Bounds, Session};
+use sanspool_pgconn::{
+    Bounds, CancelToken, Error, Op, Opener, PgSocket, Session, SessionReset, SslMode, StatusCell,
+    TxStatus,
+};
 // What the bound setters' docs link to.
 #[cfg(doc)]
-use crate::{
+use sanspool_pgconn::{
     DEFAULT_CHECK_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESET_TIMEOUT,
 };
 
-/// Why a [`PgConnector`] could not be built or a connection could not be opened, reset, checked or
-/// cancelled.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Error {
-    /// The connection string could not be parsed ([`PgConnector::new`]).
-    Config(postgres::Error),
-    /// The configuration cannot be used as it is (no host, `sslmode=require` without TLS, ...).
-    InvalidConfig(String),
-    /// The server could not be reached: DNS, TCP or the Unix socket.
-    Connect(std::io::Error),
-    /// The TLS connector could not be set up for the server's name.
-    Tls(Box<dyn std::error::Error + Send + Sync>),
-    /// The client failed: the protocol, TLS, authentication, or the query of a reset or check.
-    Postgres(postgres::Error),
-    /// The operation did not finish within its bound; the connection is closed.
-    TimedOut(Op),
-    /// The connection closed while being opened.
-    Closed,
-    /// After `ROLLBACK` (or a check) the session is still not known to be idle — the tracker lost
-    /// the thread of the protocol, say — so it must not be reused.
-    NotIdle(TxStatus),
-}
-
-/// The bounded network operations of a connection ([`Error::TimedOut`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Op {
-    /// Opening: DNS, TCP, TLS, startup and authentication, per host address.
-    Connect,
-    /// The reset of a returned connection (`ROLLBACK`, or the session reset).
-    Reset,
-    /// The pool's check query.
-    Check,
-    /// Terminate, and waiting for the server to close the socket.
-    Close,
-    /// A cancel request.
-    Cancel,
-}
-
-impl Error {
-    /// The client's error, if this is one.
-    pub fn as_postgres(&self) -> Option<&postgres::Error> {
-        match self {
-            Error::Config(e) | Error::Postgres(e) => Some(e),
-            _ => None,
-        }
-    }
-
-    /// A client error caused by the connection's deadline becomes [`Error::TimedOut`].
-    fn during(op: Op) -> impl FnOnce(postgres::Error) -> Error {
-        move |e| {
-            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-            while let Some(cause) = source {
-                if cause
-                    .downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-                {
-                    return Error::TimedOut(op);
-                }
-                source = cause.source();
-            }
-            Error::Postgres(e)
-        }
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Config(_) => f.write_str("invalid connection string"),
-            Error::InvalidConfig(why) => write!(f, "unusable configuration: {why}"),
-            Error::Connect(e) => write!(f, "cannot reach the server: {e}"),
-            Error::Tls(e) => write!(f, "TLS setup failed: {e}"),
-            Error::Postgres(e) => fmt::Display::fmt(e, f),
-            Error::TimedOut(op) => write!(f, "{op:?} timed out"),
-            Error::Closed => f.write_str("the connection closed"),
-            Error::NotIdle(status) => {
-                write!(f, "session not idle after a reset or check ({status:?})")
-            }
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Config(e) => Some(e),
-            Error::Connect(e) => Some(e),
-            Error::Tls(e) => Some(&**e),
-            // The client's error is displayed, not chained: its own source follows.
-            Error::Postgres(e) => std::error::Error::source(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<postgres::Error> for Error {
-    fn from(e: postgres::Error) -> Self {
-        Error::Postgres(e)
-    }
-}
+use crate::open::{self, Notices};
 
 /// A pooled PostgreSQL connection: a `postgres::Client` and the [`StatusCell`] that follows its
 /// transaction status. Derefs to the client.
@@ -132,7 +33,7 @@ struct Parts {
     /// `None` only once taken by `into_inner` or `close`.
     client: Option<Client>,
     session: Session,
-    cancel: CancelTarget,
+    cancel: CancelToken,
     /// Bounds the close when the connection is dropped (outside the pool's own close too).
     close_timeout: Duration,
 }
@@ -149,10 +50,12 @@ impl PgConn {
     }
 
     /// A token that cancels the query this connection is running, from any thread. Use it rather
-    /// than `postgres::Client::cancel_token`, which cannot reach the server for a connection this
-    /// crate opened (tokio-postgres keeps no address for it).
+    /// than `postgres::Client::cancel_token`, which cannot cancel for a connection this crate
+    /// opened: the client was told `sslmode=require` with direct TLS (and, for a Unix socket, the
+    /// address of a loopback stand-in), so its token fails (see the `handshake` module of
+    /// `sanspool-pgconn`).
     pub fn cancel_token(&self) -> CancelToken {
-        CancelToken(self.0.cancel.clone())
+        self.0.cancel.clone()
     }
 
     /// The client and its status cell, for good.
@@ -171,9 +74,9 @@ impl PgConn {
     }
 
     /// The state the pool should see (see [`Session::judge`]).
-    fn judge(&self, reset: &SessionReset) -> Returned {
+    fn judge(&self, resets_sessions: bool) -> Returned {
         let closed = self.client().is_closed();
-        self.0.session.judge(closed, reset.resets_sessions())
+        self.0.session.judge(closed, resets_sessions)
     }
 
     /// Runs `f` on the client with the connection's I/O bounded by `bound`.
@@ -204,89 +107,6 @@ impl Drop for PgConn {
     }
 }
 
-/// Cancels the query running on one connection ([`PgConn::cancel_token`]); `Send + Sync + Clone`.
-#[derive(Clone)]
-pub struct CancelToken(CancelTarget);
-
-impl CancelToken {
-    /// Sends the cancel request: a new connection to the address the connection went to, with
-    /// TLS as its `sslmode` says, bounded by the connect timeout. As with libpq, success means
-    /// the request was delivered; the query may have finished first.
-    pub fn cancel_query(&self) -> Result<(), Error> {
-        self.0.cancel()
-    }
-}
-
-impl CancelToken {
-    /// [`cancel_query`](Self::cancel_query) on the caller's tokio runtime (`cancel_query` runs a
-    /// runtime of its own, which a task cannot block on).
-    pub async fn cancel_query_async(&self) -> Result<(), Error> {
-        self.0.cancel_async().await
-    }
-}
-
-/// Opens connections for an async client (`sanspool-tokio`) through the same path as
-/// [`PgConnector::connect`]: its DNS, socket, `sslmode` and TLS, status tracking and connect
-/// bound (given to [`open`](Self::open)) — but hands out the `tokio_postgres::Client` and the connection future, for the caller's
-/// runtime to drive. Made by [`PgConnector::async_opener`].
-#[derive(Clone)]
-pub struct AsyncOpener {
-    config: tokio_postgres::Config,
-    tls: Tls,
-}
-
-/// A connection opened by [`AsyncOpener::open`].
-pub struct AsyncOpened {
-    /// The client.
-    pub client: tokio_postgres::Client,
-    /// Drives the client's socket: spawn it; it ends when the connection closes.
-    pub connection: std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send>,
-    >,
-    /// The session's transaction status, as the server last sent it.
-    pub cell: StatusCell,
-    /// Cancels the query running on this connection.
-    pub cancel: CancelToken,
-}
-
-impl fmt::Debug for AsyncOpened {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncOpened")
-            .field("status", &self.cell.get())
-            .finish_non_exhaustive()
-    }
-}
-
-impl AsyncOpener {
-    /// Opens one connection, within `connect_timeout` per host address when the configuration
-    /// sets no `connect_timeout` (the async connector's [`Bounds::connect`]).
-    pub async fn open(&self, connect_timeout: Duration) -> Result<AsyncOpened, Error> {
-        let (client, connection, cell, cancel) =
-            connect::open_async(&self.config, &self.tls, Some(connect_timeout)).await?;
-        Ok(AsyncOpened {
-            client,
-            connection: Box::pin(connection),
-            cell,
-            cancel: CancelToken(cancel),
-        })
-    }
-}
-
-impl fmt::Debug for AsyncOpener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncOpener")
-            .field("config", &self.config)
-            .field("tls", &!self.tls.is_none())
-            .finish()
-    }
-}
-
-impl fmt::Debug for CancelToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CancelToken").finish_non_exhaustive()
-    }
-}
-
 impl Deref for PgConn {
     type Target = Client;
 
@@ -311,154 +131,53 @@ impl fmt::Debug for PgConn {
     }
 }
 
-/// What [`SessionReset::discard`] sends: `DISCARD ALL` but for its `DEALLOCATE ALL`, which would
-/// deallocate the statements the client caches for its type lookups (tokio-postgres can clear
-/// its cache of types, not of those statements); statements prepared with SQL `PREPARE` are
-/// deallocated one by one. One simple query, one round trip.
-pub const DISCARD_SESSION: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
-    UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES; \
-    DO $$DECLARE s text; BEGIN FOR s IN SELECT name FROM pg_prepared_statements WHERE from_sql \
-    LOOP EXECUTE format('DEALLOCATE %I', s); END LOOP; END$$";
-
-/// What a connection's session is reset with before the next borrower gets it
-/// ([`PgConnector::session_reset`]).
-///
-/// | left by a borrower | `rollback` | `discard` |
-/// |---|---|---|
-/// | an open or failed transaction, unread results, a COPY | reset | reset |
-/// | `SET ROLE`, `SET SESSION AUTHORIZATION` | **leaks** | reset |
-/// | `set_config(.., false)` (row-level-security tenants), `SET` of any setting | **leaks** | reset |
-/// | temporary tables, `PREPARE`, `WITH HOLD` cursors | **leaks** | reset |
-/// | session advisory locks | **leaks** | reset |
-/// | `LISTEN`, and notifications already received | **leaks** | reset, and dropped |
-///
-/// (Settings changed inside a transaction that was rolled back are undone by the server under
-/// every policy.) See the README for the measured cost.
-#[derive(Clone)]
-pub struct SessionReset(Policy);
-
-#[derive(Clone)]
-enum Policy {
-    Rollback,
-    Statement(Arc<str>),
-    Callback(Arc<ResetFn>),
-}
-
+/// A reset of the user's own, on the blocking client ([`PgConnector::session_reset_with`]).
 type ResetFn = dyn Fn(&mut Client) -> Result<(), postgres::Error> + Send + Sync;
 
-impl SessionReset {
-    /// `ROLLBACK` when the session is not idle, nothing otherwise: a clean return costs no round
-    /// trip, and session state (settings, role, temporary tables, ...) passes to the next
-    /// borrower. The default, as in psycopg2's pool.
-    pub fn rollback() -> SessionReset {
-        SessionReset(Policy::Rollback)
-    }
+/// How a returned session is reset: a [`SessionReset`] policy, or a function.
+#[derive(Clone)]
+enum Reset {
+    Policy(SessionReset),
+    With(Arc<ResetFn>),
+}
 
-    /// [`DISCARD_SESSION`] after every checkout that sent anything (one round trip; nothing for
-    /// a checkout that sent nothing), after a `ROLLBACK` when the session is not idle; then the
-    /// client's type cache is cleared and notifications already received are dropped.
-    pub fn discard() -> SessionReset {
-        SessionReset::statement(DISCARD_SESSION)
-    }
-
-    /// As [`discard`](Self::discard), with `sql` (one or more statements, sent as a simple query)
-    /// instead of [`DISCARD_SESSION`]. Not `DISCARD ALL` nor `DEALLOCATE ALL`: they deallocate
-    /// the statements the client prepared and caches for its type lookups, and the client's next
-    /// lookup of a new type fails (`prepared statement "s8" does not exist`).
-    pub fn statement(sql: impl Into<String>) -> SessionReset {
-        SessionReset(Policy::Statement(Arc::from(sql.into())))
-    }
-
-    /// As [`discard`](Self::discard), with `reset` run on the client instead of `DISCARD ALL`.
-    pub fn callback<F>(reset: F) -> SessionReset
-    where
-        F: Fn(&mut Client) -> Result<(), postgres::Error> + Send + Sync + 'static,
-    {
-        SessionReset(Policy::Callback(Arc::new(reset)))
-    }
-
+impl Reset {
     fn resets_sessions(&self) -> bool {
-        !matches!(self.0, Policy::Rollback)
+        match self {
+            Reset::Policy(policy) => policy.resets_sessions(),
+            Reset::With(_) => true,
+        }
     }
 
     fn run(&self, client: &mut Client, status: TxStatus) -> Result<(), postgres::Error> {
-        let sql = match &self.0 {
-            Policy::Rollback => return client.batch_execute("ROLLBACK"),
-            Policy::Statement(sql) => Some(sql),
-            Policy::Callback(_) => None,
-        };
-        if status != TxStatus::Idle {
-            // DISCARD ALL refuses to run in a transaction block.
-            client.batch_execute("ROLLBACK")?;
+        match self {
+            Reset::Policy(policy) => {
+                for sql in policy.statements(status) {
+                    client.batch_execute(sql)?;
+                }
+            }
+            Reset::With(reset) => {
+                if status != TxStatus::Idle {
+                    client.batch_execute("ROLLBACK")?;
+                }
+                reset(client)?;
+            }
         }
-        match (sql, &self.0) {
-            (Some(sql), _) => client.batch_execute(sql)?,
-            (None, Policy::Callback(reset)) => reset(client)?,
-            (None, _) => {}
+        if self.resets_sessions() {
+            client.clear_type_cache();
+            let mut notifications = client.notifications();
+            let mut pending = notifications.iter();
+            while pending.next()?.is_some() {}
         }
-        client.clear_type_cache();
-        let mut notifications = client.notifications();
-        let mut pending = notifications.iter();
-        while postgres::fallible_iterator::FallibleIterator::next(&mut pending)?.is_some() {}
         Ok(())
     }
 }
 
-impl Default for SessionReset {
-    fn default() -> Self {
-        SessionReset::rollback()
-    }
-}
-
-impl fmt::Debug for SessionReset {
+impl fmt::Debug for Reset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Policy::Rollback => f.write_str("SessionReset::Rollback"),
-            Policy::Statement(sql) => write!(f, "SessionReset::Statement({sql:?})"),
-            Policy::Callback(_) => f.write_str("SessionReset::Callback"),
-        }
-    }
-}
-
-/// libpq's `sslmode`: what the connection asks of TLS.
-///
-/// Followed by the default TLS stack (feature `rustls`); a connector given to
-/// [`PgConnector::with_tls`] is told only whether TLS is off, tried or required, and verifies as
-/// it was built to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum SslMode {
-    /// Plaintext only.
-    Disable,
-    /// TLS if the server offers it, else plaintext; the certificate is not verified. libpq's
-    /// default.
-    Prefer,
-    /// TLS or no connection; the certificate is verified only if a root certificate file is
-    /// given (as libpq does).
-    Require,
-    /// TLS, the certificate's chain verified against the roots.
-    VerifyCa,
-    /// TLS, the chain verified and the certificate naming the host.
-    VerifyFull,
-}
-
-impl SslMode {
-    /// What tokio-postgres negotiates for this mode (verification is the TLS connector's).
-    fn negotiation(self) -> postgres::config::SslMode {
-        use postgres::config::SslMode as Tokio;
         match self {
-            SslMode::Disable => Tokio::Disable,
-            SslMode::Prefer => Tokio::Prefer,
-            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => Tokio::Require,
-        }
-    }
-
-    fn of(config: &Config) -> SslMode {
-        use postgres::config::SslMode as Tokio;
-        match config.get_ssl_mode() {
-            Tokio::Disable => SslMode::Disable,
-            Tokio::Require => SslMode::Require,
-            _ => SslMode::Prefer,
+            Reset::Policy(policy) => fmt::Debug::fmt(policy, f),
+            Reset::With(_) => f.write_str("SessionReset::With"),
         }
     }
 }
@@ -474,10 +193,9 @@ impl SslMode {
 /// is closed, never waited on.
 #[derive(Clone)]
 pub struct PgConnector {
-    config: Config,
-    ssl_mode: SslMode,
-    tls: Tls,
-    session_reset: SessionReset,
+    opener: Opener,
+    reset: Reset,
+    notices: Option<Notices>,
     bounds: Bounds,
 }
 
@@ -491,53 +209,40 @@ impl PgConnector {
 
     /// A connector for `config`, following its `sslmode` (`disable`, `prefer`, `require`) through
     /// the default TLS stack; [`ssl`](Self::ssl) sets `verify-ca` or `verify-full`.
-    pub fn from_config(config: Config) -> PgConnector {
-        let mode = SslMode::of(&config);
-        let plain = PgConnector::bare(config, mode);
-        match default_tls(mode, None) {
-            Ok(tls) => PgConnector { tls, ..plain },
-            // Only the root certificates can fail to load (libpq's default file, unreadable):
-            // every TLS handshake then fails with that error, as libpq's would.
-            Err(e) => PgConnector {
-                tls: Tls::broken(e.to_string()),
-                ..plain
-            },
-        }
+    ///
+    /// A notice callback set on `config` is not taken (`postgres::Config` has no getter for it):
+    /// set it with [`notice_callback`](Self::notice_callback).
+    pub fn from_config(config: postgres::Config) -> PgConnector {
+        PgConnector::of(Opener::from_config(crate::config::to_tokio(&config)))
     }
 
     /// Sets libpq's `sslmode` and `sslrootcert` (a PEM file, `"system"` for the system store,
     /// `None` for libpq's default) for the default TLS stack.
     pub fn ssl(self, mode: SslMode, root_cert: Option<&str>) -> Result<PgConnector, Error> {
-        let tls = default_tls(mode, root_cert)?;
-        let mut config = self.config;
-        config.ssl_mode(mode.negotiation());
         Ok(PgConnector {
-            config,
-            ssl_mode: mode,
-            tls,
+            opener: self.opener.ssl(mode, root_cert)?,
             ..self
         })
     }
 
     /// The `sslmode` connections follow.
     pub fn ssl_mode(&self) -> SslMode {
-        self.ssl_mode
+        self.opener.ssl_mode()
     }
 
-    fn bare(config: Config, ssl_mode: SslMode) -> PgConnector {
+    fn of(opener: Opener) -> PgConnector {
         PgConnector {
-            config,
-            ssl_mode,
-            tls: Tls::none(),
-            session_reset: SessionReset::rollback(),
+            opener,
+            reset: Reset::Policy(SessionReset::rollback()),
+            notices: None,
             bounds: Bounds::default(),
         }
     }
 
     /// A connector for `config` through the TLS connector `tls` (any `MakeTlsConnect` generic
     /// over the stream, such as `postgres_native_tls::MakeTlsConnector`), cloned for every
-    /// connection; `sslmode` is followed as tokio-postgres follows it.
-    pub fn with_tls<T>(config: Config, tls: T) -> PgConnector
+    /// connection; `sslmode` is followed as libpq follows it.
+    pub fn with_tls<T>(config: postgres::Config, tls: T) -> PgConnector
     where
         T: MakeTlsConnect<PgSocket> + Clone + Send + Sync + 'static,
         T::TlsConnect: Send + 'static,
@@ -545,33 +250,42 @@ impl PgConnector {
         T::Error: 'static,
         <T::TlsConnect as TlsConnect<PgSocket>>::Future: Send + 'static,
     {
-        let mode = SslMode::of(&config);
-        PgConnector {
-            tls: Tls::new(tls),
-            ..PgConnector::bare(config, mode)
-        }
+        PgConnector::of(Opener::with_tls(crate::config::to_tokio(&config), tls))
     }
 
     /// How returned sessions are reset ([`SessionReset::rollback`] unless set).
     pub fn session_reset(mut self, reset: SessionReset) -> PgConnector {
-        self.session_reset = reset;
+        self.reset = Reset::Policy(reset);
         self
     }
 
-    crate::bound_setters!();
-
-    /// The configuration connections are opened with.
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// Resets returned sessions with `reset` as [`SessionReset::discard`] does with its
+    /// statement: after every checkout that sent anything, after a `ROLLBACK` when the session
+    /// is not idle; then the client's type cache is cleared and notifications already received
+    /// are dropped.
+    pub fn session_reset_with<F>(mut self, reset: F) -> PgConnector
+    where
+        F: Fn(&mut Client) -> Result<(), postgres::Error> + Send + Sync + 'static,
+    {
+        self.reset = Reset::With(Arc::new(reset));
+        self
     }
 
-    /// An opener of async connections with this connector's configuration and TLS (see
-    /// [`AsyncOpener`]).
-    pub fn async_opener(&self) -> AsyncOpener {
-        AsyncOpener {
-            config: self.config.as_tokio().clone(),
-            tls: self.tls.clone(),
-        }
+    /// What every connection does with the notices the server sends (`postgres::Config`'s
+    /// notice callback; by default they are logged).
+    pub fn notice_callback<F>(mut self, f: F) -> PgConnector
+    where
+        F: Fn(DbError) + Send + Sync + 'static,
+    {
+        self.notices = Some(Arc::new(f));
+        self
+    }
+
+    sanspool_pgconn::bound_setters!();
+
+    /// The configuration connections are opened with.
+    pub fn config(&self) -> &tokio_postgres::Config {
+        self.opener.config()
     }
 }
 
@@ -579,28 +293,22 @@ impl FromStr for PgConnector {
     type Err = Error;
 
     fn from_str(dsn: &str) -> Result<PgConnector, Error> {
-        let (taken, rest) = crate::dsn::take(dsn)
-            .map_err(|option| Error::InvalidConfig(format!("unsupported {option}")))?;
-        let config: Config = rest.parse().map_err(Error::Config)?;
-        let mode = taken.ssl_mode.unwrap_or(SslMode::of(&config));
-        PgConnector::bare(config, mode).ssl(mode, taken.root_cert.as_deref())
+        dsn.parse().map(PgConnector::of)
     }
 }
 
-impl From<Config> for PgConnector {
-    fn from(config: Config) -> PgConnector {
+impl From<postgres::Config> for PgConnector {
+    fn from(config: postgres::Config) -> PgConnector {
         PgConnector::from_config(config)
     }
 }
 
 impl fmt::Debug for PgConnector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // postgres::Config's Debug redacts the password.
+        // The configuration's Debug redacts the password.
         f.debug_struct("PgConnector")
-            .field("config", &self.config)
-            .field("ssl_mode", &self.ssl_mode)
-            .field("tls", &!self.tls.is_none())
-            .field("session_reset", &self.session_reset)
+            .field("opener", &self.opener)
+            .field("session_reset", &self.reset)
             .field("bounds", &self.bounds)
             .finish_non_exhaustive()
     }
@@ -611,7 +319,7 @@ impl Connector for PgConnector {
     type Error = Error;
 
     fn connect(&self) -> Result<PgConn, Error> {
-        let opened = connect::open(&self.config, &self.tls, Some(self.bounds.connect))?;
+        let opened = open::open(&self.opener, self.bounds.connect, self.notices.as_ref())?;
         Ok(PgConn(Box::new(Parts {
             client: Some(opened.client),
             session: Session::new(opened.cell),
@@ -623,14 +331,14 @@ impl Connector for PgConnector {
     /// No I/O: reads the status the server sent last (and, for a session-resetting policy,
     /// whether the borrower sent anything).
     fn state(&self, conn: &mut PgConn) -> Returned {
-        conn.judge(&self.session_reset)
+        conn.judge(self.reset.resets_sessions())
     }
 
     /// The [`SessionReset`] policy within the reset timeout; an error unless the server then says
     /// the session is idle.
     fn reset(&self, conn: &mut PgConn) -> Result<(), Error> {
-        let (policy, status) = (&self.session_reset, conn.status());
-        conn.bounded(self.bounds.reset, Op::Reset, |c| policy.run(c, status))?;
+        let (reset, status) = (&self.reset, conn.status());
+        conn.bounded(self.bounds.reset, Op::Reset, |c| reset.run(c, status))?;
         conn.0.session.settled()
     }
 
@@ -657,23 +365,5 @@ impl Connector for PgConnector {
             Some(client) => client.close().map_err(Error::during(Op::Close)),
             None => Ok(()),
         }
-    }
-}
-
-#[cfg(feature = "rustls")]
-fn default_tls(mode: SslMode, root_cert: Option<&str>) -> Result<Tls, Error> {
-    if mode == SslMode::Disable {
-        return Ok(Tls::none());
-    }
-    crate::tls::RustlsConnect::new(mode, root_cert).map(Tls::new)
-}
-
-#[cfg(not(feature = "rustls"))]
-fn default_tls(mode: SslMode, _root_cert: Option<&str>) -> Result<Tls, Error> {
-    match mode {
-        SslMode::VerifyCa | SslMode::VerifyFull => Err(Error::InvalidConfig(
-            "certificate verification needs a TLS connector (feature `rustls`, or with_tls)".into(),
-        )),
-        _ => Ok(Tls::none()),
     }
 }

@@ -1,8 +1,8 @@
 //! The sanspool [`Connector`] for the blocking [`postgres`] crate: pooled `postgres::Client`s
 //! whose cleanliness is read, not queried.
 //!
-//! [`PgConnector`] opens each connection through [`tracked`], a transparent observer of the
-//! protocol that keeps the transaction status the server sends in every ReadyForQuery message (what
+//! [`PgConnector`] opens each connection with a transparent observer of the protocol in its
+//! stream ([`tracked`]), which keeps the transaction status the server sends in every ReadyForQuery message (what
 //! libpq's `PQtransactionStatus` reports, and `postgres::Client` does not). So when a connection
 //! comes back to the pool:
 //!
@@ -19,7 +19,9 @@
 //!
 //! Everything a program needs comes from this crate: the connector, the pools and their builder
 //! (re-exported from [`sanspool`]: r2d2's [`Pool`] at the top, psycopg2's pools in [`psycopg2`]),
-//! and [`postgres`] itself.
+//! and [`postgres`] itself — the stock crate: the pool hands out real `postgres::Client`s. What
+//! this connector shares with the async one (opening, TLS, the tracker, bounds, session reset,
+//! cancellation, the error type) is `sanspool-pgconn`'s.
 //!
 //! # Example
 //!
@@ -63,8 +65,8 @@
 //! # TLS and cancellation
 //!
 //! [`PgConnector::new`] follows libpq's `sslmode` (all of [`SslMode`]; `prefer` by default) and
-//! `sslrootcert` through rustls (feature `rustls`, on by default; see the `tls` module for what each mode
-//! verifies); [`PgConnector::from_config`] follows the configuration's `sslmode`, and
+//! `sslrootcert` through rustls (feature `rustls`, on by default; see `sanspool_pgconn::tls` for
+//! what each mode verifies); [`PgConnector::from_config`] follows the configuration's `sslmode`, and
 //! [`PgConnector::ssl`] sets `verify-ca` or `verify-full`. Without the feature, `prefer` is
 //! plaintext and the modes that demand TLS are refused. Any other TLS connector generic over the
 //! stream can be given to [`PgConnector::with_tls`]. The status is tracked above the encryption.
@@ -82,26 +84,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod bounds;
-mod connect;
+mod config;
 mod connector;
-mod dsn;
-mod session;
-#[cfg(feature = "rustls")]
-pub mod tls;
+mod open;
 pub mod tracked;
-mod wire;
 
-pub use bounds::{
-    Bounds, DEFAULT_CHECK_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_RESET_TIMEOUT,
-};
-pub use connector::{
-    AsyncOpened, AsyncOpener, CancelToken, Error, Op, PgConn, PgConnector, SessionReset, SslMode,
+pub use connector::{PgConn, PgConnector};
+pub use sanspool_pgconn::{
+    Bounds, CancelToken, Error, Op, PgSocket, SessionReset, SslMode, StatusCell, TxStatus,
+    DEFAULT_CHECK_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESET_TIMEOUT,
     DISCARD_SESSION,
 };
-pub use session::Session;
-pub use tracked::{PgSocket, StatusCell, TxStatus};
 
 pub use postgres;
 pub use sanspool;

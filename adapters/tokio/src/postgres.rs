@@ -1,7 +1,7 @@
-//! The [`Connector`] for `tokio_postgres::Client`: connections opened through
-//! `sanspool-postgres`'s path (DNS, socket, libpq `sslmode` with rustls, the connect bound) over
-//! its tracked socket, so a returned connection is judged from the last ReadyForQuery the server
-//! sent — a clean return costs no round trip, as with the blocking connector.
+//! The [`Connector`] for `tokio_postgres::Client`: connections opened by `sanspool-pgconn` (DNS,
+//! socket, libpq `sslmode` with rustls, the connect bound) over its tracked socket, so a returned
+//! connection is judged from the last ReadyForQuery the server sent — a clean return costs no
+//! round trip, as with the blocking connector, which shares all of this.
 //!
 //! Each connection's protocol driver (`tokio_postgres::Connection`) runs as a task of its own on
 //! the pool's runtime; closing a connection drops the client and waits, within the close bound,
@@ -31,17 +31,19 @@
 //! ```
 
 use crate::{Connector, Pool, PoolError, PooledConn, Returned};
-use sanspool_postgres::{AsyncOpener, Session, StatusCell, TxStatus};
+use sanspool_pgconn::{Opener, Session};
 use std::fmt;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
+use std::str::FromStr;
 use std::time::Duration;
 use tokio::task::JoinHandle;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
-pub use sanspool_postgres::{
-    Bounds, CancelToken, Error, Op, DEFAULT_CHECK_TIMEOUT, DEFAULT_CLOSE_TIMEOUT,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESET_TIMEOUT, DISCARD_SESSION,
+pub use sanspool_pgconn::{
+    Bounds, CancelToken, Error, Op, PgSocket, SessionReset, SslMode, StatusCell, TxStatus,
+    DEFAULT_CHECK_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESET_TIMEOUT,
+    DISCARD_SESSION,
 };
 pub use tokio_postgres;
 
@@ -55,64 +57,92 @@ pub type PgPooledConn = PooledConn<PgConnector>;
 /// What a [`PgPool`] fails with.
 pub type PgPoolError = PoolError<Error>;
 
-/// What a returned session is reset with (see `sanspool_postgres::SessionReset` for what leaks
-/// under which policy): `ROLLBACK` when it is not idle (the default), or a statement such as
-/// [`DISCARD_SESSION`] after every checkout that sent anything.
-#[derive(Clone, Debug, Default)]
-pub enum SessionReset {
-    /// `ROLLBACK` when the session is not idle; nothing otherwise (no round trip).
-    #[default]
-    Rollback,
-    /// `ROLLBACK` if needed, then this simple query, after every checkout that sent anything;
-    /// then the client's type cache is cleared.
-    Statement(Arc<str>),
-}
-
-impl SessionReset {
-    /// [`DISCARD_SESSION`] after every checkout that sent anything.
-    pub fn discard() -> SessionReset {
-        SessionReset::Statement(Arc::from(DISCARD_SESSION))
-    }
-}
-
 /// The [`Connector`] for `tokio_postgres::Client`. Every network operation is bounded
 /// ([`Bounds`]: the same as the blocking connector's): opening (the connect timeout, or the
 /// configuration's), the reset, the check and the close; a connection that exceeds a bound is
 /// closed.
 #[derive(Clone)]
 pub struct PgConnector {
-    opener: AsyncOpener,
+    opener: Opener,
     session_reset: SessionReset,
     bounds: Bounds,
 }
 
 impl PgConnector {
-    /// A connector for a libpq-style connection string or URL, with libpq's `sslmode` and
-    /// `sslrootcert` (as `sanspool_postgres::PgConnector::new`).
+    /// A connector for a libpq-style connection string (`"host=localhost user=postgres"`) or URL
+    /// (`"postgresql://postgres@localhost/db"`), with libpq's `sslmode` (all five; `prefer` by
+    /// default) and `sslrootcert` through the default TLS stack.
     pub fn new(dsn: &str) -> Result<PgConnector, Error> {
-        Ok(PgConnector::from_blocking(
-            &sanspool_postgres::PgConnector::new(dsn)?,
-        ))
+        dsn.parse()
     }
 
-    /// A connector opening what the blocking connector `c` opens (its configuration and TLS),
-    /// within its bounds. (Its session reset policy runs on a blocking client, so it is not
-    /// taken: [`SessionReset::Rollback`] unless set.)
-    pub fn from_blocking(c: &sanspool_postgres::PgConnector) -> PgConnector {
+    /// A connector for `config`, following its `sslmode` (`disable`, `prefer`, `require`) through
+    /// the default TLS stack; [`ssl`](Self::ssl) sets `verify-ca` or `verify-full`.
+    pub fn from_config(config: tokio_postgres::Config) -> PgConnector {
+        PgConnector::of(Opener::from_config(config))
+    }
+
+    /// A connector for `config` through the TLS connector `tls` (any `MakeTlsConnect` generic
+    /// over the stream), cloned for every connection; `sslmode` is followed as libpq follows it.
+    pub fn with_tls<T>(config: tokio_postgres::Config, tls: T) -> PgConnector
+    where
+        T: MakeTlsConnect<PgSocket> + Clone + Send + Sync + 'static,
+        T::TlsConnect: Send + 'static,
+        T::Stream: Send + 'static,
+        T::Error: 'static,
+        <T::TlsConnect as TlsConnect<PgSocket>>::Future: Send + 'static,
+    {
+        PgConnector::of(Opener::with_tls(config, tls))
+    }
+
+    fn of(opener: Opener) -> PgConnector {
         PgConnector {
-            opener: c.async_opener(),
-            session_reset: SessionReset::default(),
-            bounds: c.bounds(),
+            opener,
+            session_reset: SessionReset::rollback(),
+            bounds: Bounds::default(),
         }
     }
 
-    /// How returned sessions are reset ([`SessionReset::Rollback`] unless set).
+    /// Sets libpq's `sslmode` and `sslrootcert` (a PEM file, `"system"` for the system store,
+    /// `None` for libpq's default) for the default TLS stack.
+    pub fn ssl(self, mode: SslMode, root_cert: Option<&str>) -> Result<PgConnector, Error> {
+        Ok(PgConnector {
+            opener: self.opener.ssl(mode, root_cert)?,
+            ..self
+        })
+    }
+
+    /// The `sslmode` connections follow.
+    pub fn ssl_mode(&self) -> SslMode {
+        self.opener.ssl_mode()
+    }
+
+    /// How returned sessions are reset ([`SessionReset::rollback`] unless set).
     pub fn session_reset(mut self, reset: SessionReset) -> PgConnector {
         self.session_reset = reset;
         self
     }
 
-    sanspool_postgres::bound_setters!();
+    sanspool_pgconn::bound_setters!();
+
+    /// The configuration connections are opened with.
+    pub fn config(&self) -> &tokio_postgres::Config {
+        self.opener.config()
+    }
+}
+
+impl FromStr for PgConnector {
+    type Err = Error;
+
+    fn from_str(dsn: &str) -> Result<PgConnector, Error> {
+        dsn.parse().map(PgConnector::of)
+    }
+}
+
+impl From<tokio_postgres::Config> for PgConnector {
+    fn from(config: tokio_postgres::Config) -> PgConnector {
+        PgConnector::from_config(config)
+    }
 }
 
 impl fmt::Debug for PgConnector {
@@ -225,7 +255,7 @@ impl Connector for PgConnector {
     /// No I/O: the status the server sent last (and, for a session-resetting policy, whether the
     /// borrower sent anything).
     fn state(&self, conn: &mut PgConn) -> Returned {
-        let resets_sessions = matches!(self.session_reset, SessionReset::Statement(_));
+        let resets_sessions = self.session_reset.resets_sessions();
         conn.0
             .session
             .judge(conn.0.client.is_closed(), resets_sessions)
@@ -236,18 +266,15 @@ impl Connector for PgConnector {
     async fn reset(&self, conn: &mut PgConn) -> Result<(), Error> {
         let status = conn.status();
         let (client, driver) = (&conn.0.client, &conn.0.driver);
+        let policy = &self.session_reset;
         within(self.bounds.reset, Op::Reset, driver, async {
-            match &self.session_reset {
-                SessionReset::Rollback => client.batch_execute("ROLLBACK").await,
-                SessionReset::Statement(sql) => {
-                    if status != TxStatus::Idle {
-                        client.batch_execute("ROLLBACK").await?;
-                    }
-                    client.batch_execute(sql).await?;
-                    client.clear_type_cache();
-                    Ok(())
-                }
+            for sql in policy.statements(status) {
+                client.batch_execute(sql).await?;
             }
+            if policy.resets_sessions() {
+                client.clear_type_cache();
+            }
+            Ok(())
         })
         .await?;
         conn.0.session.settled()

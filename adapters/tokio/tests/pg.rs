@@ -5,8 +5,8 @@
 //! Each pool's connections carry an `application_name` of their own, so a monitor connection
 //! counts them in `pg_stat_activity` as the server sees them.
 
-use sanspool_postgres::TxStatus;
 use sanspool_tests::{shared_dsn, Frozen, PgServer};
+use sanspool_tokio::postgres::TxStatus;
 use sanspool_tokio::postgres::{tokio_postgres, PgConnector, PgPool, SessionReset};
 use sanspool_tokio::{Builder, PoolError};
 use std::sync::{Arc, Mutex};
@@ -417,7 +417,10 @@ async fn a_checkout_against_an_unreachable_server_times_out_with_the_connect_err
     let took = start.elapsed();
     match &err {
         PoolError::Timeout(Some(e)) => {
-            assert!(matches!(**e, sanspool_postgres::Error::Connect(_)), "{e:?}")
+            assert!(
+                matches!(**e, sanspool_tokio::postgres::Error::Connect(_)),
+                "{e:?}"
+            )
         }
         other => panic!("{other:?}"),
     }

@@ -1,7 +1,7 @@
 //! The libpq options tokio-postgres does not parse (`sslmode=verify-ca|verify-full`,
 //! `sslrootcert`), taken out of a connection string before the rest goes to its parser.
 
-use crate::SslMode;
+use crate::ssl::SslMode;
 
 /// What was taken out of a connection string.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -231,6 +231,74 @@ impl Session {
     }
 }
 
+/// Catches the startup's BackendKeyData (the process id and secret key a cancel request
+/// quotes), then stops: after the key, or the first ReadyForQuery, it reads nothing more.
+#[derive(Debug)]
+pub(crate) struct KeyCatcher {
+    /// Type and length of the current message.
+    head: [u8; 5],
+    got: usize,
+    /// The key's 8 bytes, while in a BackendKeyData.
+    key: [u8; 8],
+    in_key: usize,
+    /// Body bytes still to skip.
+    skip: usize,
+    done: bool,
+}
+
+impl KeyCatcher {
+    pub(crate) fn new() -> Self {
+        KeyCatcher {
+            head: [0; 5],
+            got: 0,
+            key: [0; 8],
+            in_key: 0,
+            skip: 0,
+            done: false,
+        }
+    }
+
+    /// Whether it reads no more.
+    pub(crate) fn done(&self) -> bool {
+        self.done
+    }
+
+    /// Feeds backend bytes; the key once its message is complete.
+    pub(crate) fn feed(&mut self, mut data: &[u8]) -> Option<[u8; 8]> {
+        while !self.done && !data.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(data.len());
+                (self.skip, data) = (self.skip - n, &data[n..]);
+                continue;
+            }
+            if self.got < 5 {
+                self.head[self.got] = data[0];
+                (self.got, data) = (self.got + 1, &data[1..]);
+                if self.got < 5 {
+                    continue;
+                }
+                let len =
+                    u32::from_be_bytes([self.head[1], self.head[2], self.head[3], self.head[4]]);
+                match (self.head[0], len) {
+                    (_, 0..=3) | (b'Z', _) => self.done = true,
+                    (b'K', 12) => self.in_key = 0,
+                    (_, len) => (self.skip, self.got) = (len as usize - 4, 0),
+                }
+                continue;
+            }
+            // Inside a BackendKeyData.
+            let n = (8 - self.in_key).min(data.len());
+            self.key[self.in_key..self.in_key + n].copy_from_slice(&data[..n]);
+            (self.in_key, data) = (self.in_key + n, &data[n..]);
+            if self.in_key == 8 {
+                self.done = true;
+                return Some(self.key);
+            }
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,5 +437,32 @@ mod tests {
         assert_eq!(play(&format!("{call}>C")), State::Ready(b'I'));
         assert_eq!(play(&format!("{call}>C>P")), State::Ready(b'I'));
         assert_eq!(play(&format!("{call}>C>P>S")), State::Unknown);
+    }
+
+    #[test]
+    fn the_key_is_caught_whatever_the_chunks() {
+        let mut stream = msg(b'R', &[0, 0, 0, 0]);
+        stream.extend(msg(b'S', b"server_version\x0015\x00"));
+        stream.extend(msg(b'K', &[0, 0, 0x30, 0x39, 0xde, 0xad, 0xbe, 0xef]));
+        stream.extend(msg(b'Z', b"I"));
+        for size in 1..stream.len() {
+            let mut catcher = KeyCatcher::new();
+            let caught: Vec<_> = stream
+                .chunks(size)
+                .filter_map(|c| catcher.feed(c))
+                .collect();
+            assert_eq!(
+                caught,
+                [[0, 0, 0x30, 0x39, 0xde, 0xad, 0xbe, 0xef]],
+                "chunks of {size}"
+            );
+            assert!(catcher.done());
+        }
+        // No key before the first ReadyForQuery: none, and nothing read after.
+        let mut catcher = KeyCatcher::new();
+        let mut stream = msg(b'Z', b"I");
+        stream.extend(msg(b'K', &[1; 8]));
+        assert_eq!(catcher.feed(&stream), None);
+        assert!(catcher.done());
     }
 }

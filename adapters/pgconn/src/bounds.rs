@@ -1,6 +1,6 @@
 //! [`Bounds`]: how long each network operation of a connection may take, and the setters that
-//! change them ([`bound_setters!`](crate::bound_setters)), written once for this crate's
-//! connector and `sanspool-tokio`'s.
+//! change them ([`bound_setters!`](crate::bound_setters)), written once for the blocking
+//! connector and the async one.
 
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ impl Default for Bounds {
 
 /// Expands the bound setters (`connect_timeout`, `check_timeout`, `reset_timeout`,
 /// `close_timeout`) and the `bounds()` getter inside the `impl` of a connector with a field
-/// `bounds: sanspool_postgres::Bounds`. The docs link to `Connector` and the `DEFAULT_*`
+/// `bounds: sanspool_pgconn::Bounds`. The docs link to `Connector` and the `DEFAULT_*`
 /// constants, which the connector's module has in scope. Not part of the API; for the
 /// connectors.
 #[doc(hidden)]

@@ -1,0 +1,249 @@
+//! [`PgSocket`]: a connection's socket, with the tracker in it while the session is plaintext,
+//! and the connection's deadline.
+//!
+//! The deadline ([`StatusCell::set_deadline`]) is how every operation of a client gets a bound
+//! without a timer of the client's: a read or write still pending when it passes fails with
+//! `TimedOut`, which closes the connection. That is how a `ROLLBACK`, a check or a close of the
+//! blocking client, and the startup and authentication of either, are bounded.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::time::Sleep;
+
+use crate::status::StatusCell;
+use crate::tracker::Tracker;
+use crate::wire::State;
+
+#[derive(Debug)]
+enum Raw {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+    /// The socket tokio-postgres opened itself (the blocking client's TCP connections).
+    Client(tokio_postgres::Socket),
+}
+
+/// `$body` on the raw stream, whichever it is, pinned as `$s`.
+macro_rules! on_raw {
+    ($raw:expr, $s:ident => $body:expr) => {
+        match $raw {
+            Raw::Tcp(s) => {
+                let $s = Pin::new(s);
+                $body
+            }
+            Raw::Unix(s) => {
+                let $s = Pin::new(s);
+                $body
+            }
+            Raw::Client(s) => {
+                let $s = Pin::new(s);
+                $body
+            }
+        }
+    };
+}
+
+/// The socket of a connection opened by this crate: TCP or a Unix-domain socket, with the
+/// tracker in it while the session is plaintext and the connection's deadline. It is what TLS
+/// connectors given to a connector's `with_tls` wrap.
+#[derive(Debug)]
+pub struct PgSocket {
+    raw: Raw,
+    tracker: Option<Tracker>,
+    cell: Option<StatusCell>,
+    /// The timer of the deadline it was armed for (the cell's raw value).
+    timer: Option<(u64, Pin<Box<Sleep>>)>,
+    /// A cancel request's socket: shutting down does not close our half but waits for the
+    /// server to close, as libpq does, so the request is processed before the caller goes on.
+    /// (PgBouncer 1.18 drops a cancel request whose client closes first, and may then crash.)
+    linger: bool,
+}
+
+impl PgSocket {
+    pub(crate) fn tcp(stream: TcpStream) -> Self {
+        Self::new(Raw::Tcp(stream))
+    }
+
+    pub(crate) fn unix(stream: UnixStream) -> Self {
+        Self::new(Raw::Unix(stream))
+    }
+
+    pub(crate) fn client(stream: tokio_postgres::Socket) -> Self {
+        Self::new(Raw::Client(stream))
+    }
+
+    fn new(raw: Raw) -> Self {
+        PgSocket {
+            raw,
+            tracker: None,
+            cell: None,
+            timer: None,
+            linger: false,
+        }
+    }
+
+    /// Makes shutting down wait for the peer's end of stream (a cancel request's socket).
+    pub(crate) fn lingering(mut self) -> Self {
+        self.linger = true;
+        self
+    }
+
+    /// Puts the tracker in (the connection's socket; not for a cancel request's).
+    pub(crate) fn track(&mut self, cell: StatusCell) {
+        self.tracker = Some(Tracker::new(cell.clone()));
+        self.cell = Some(cell);
+    }
+
+    /// TLS starts over this socket: its tracker stands aside (the tracker above the encryption
+    /// follows the session from here).
+    pub(crate) fn encrypted(&mut self) {
+        if let Some(t) = &mut self.tracker {
+            t.encrypted();
+        }
+    }
+
+    /// Whether the connection's deadline has passed; arms the timer (and so a wake-up) if not.
+    #[inline]
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        // No deadline and no timer (the usual case): nothing to look at.
+        match &self.cell {
+            None => false,
+            Some(cell) if self.timer.is_none() && cell.deadline_raw() == 0 => false,
+            Some(_) => self.expired_slow(cx),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn expired_slow(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(cell) = &self.cell else { return false };
+        let raw = cell.deadline_raw();
+        let Some(at) = cell.deadline() else {
+            if self.timer.is_some() {
+                self.timer = None;
+            }
+            return false;
+        };
+        if self.timer.as_ref().is_none_or(|(armed, _)| *armed != raw) {
+            let sleep = tokio::time::sleep_until(at.into());
+            self.timer = Some((raw, Box::pin(sleep)));
+        }
+        let (_, timer) = self.timer.as_mut().expect("armed above");
+        timer.as_mut().poll(cx).is_ready()
+    }
+
+    fn timed_out(&mut self) -> io::Error {
+        if let Some(tracker) = &mut self.tracker {
+            tracker.close();
+        } else if let Some(cell) = &self.cell {
+            cell.publish(State::Closed);
+        }
+        io::Error::new(io::ErrorKind::TimedOut, "the connection's deadline passed")
+    }
+}
+
+impl From<tokio_postgres::Socket> for PgSocket {
+    /// The socket tokio-postgres opened (the blocking client's), untracked until the
+    /// negotiation puts a tracker in.
+    fn from(socket: tokio_postgres::Socket) -> Self {
+        PgSocket::client(socket)
+    }
+}
+
+impl AsyncRead for PgSocket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let (before, room) = (buf.filled().len(), buf.remaining() > 0);
+        let polled = on_raw!(&mut this.raw, s => s.poll_read(cx, buf));
+        if polled.is_pending() && this.expired(cx) {
+            return Poll::Ready(Err(this.timed_out()));
+        }
+        match (&polled, &mut this.tracker) {
+            (Poll::Pending, _) | (_, None) => {}
+            (Poll::Ready(Ok(())), Some(t)) if !room || buf.filled().len() > before => {
+                t.read(&buf.filled()[before..]);
+            }
+            (Poll::Ready(_), Some(t)) => t.close(), // end of stream or error
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for PgSocket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = on_raw!(&mut this.raw, s => s.poll_write(cx, data));
+        match &polled {
+            Poll::Pending if this.expired(cx) => return Poll::Ready(Err(this.timed_out())),
+            Poll::Pending => {}
+            Poll::Ready(Ok(n)) => {
+                if let Some(cell) = &this.cell {
+                    cell.wrote(*n);
+                }
+                if let Some(t) = &mut this.tracker {
+                    t.wrote(&data[..*n]);
+                }
+            }
+            Poll::Ready(Err(_)) => {
+                if let Some(t) = &mut this.tracker {
+                    t.close();
+                }
+            }
+        }
+        polled
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = on_raw!(&mut this.raw, s => s.poll_flush(cx));
+        if polled.is_pending() && this.expired(cx) {
+            return Poll::Ready(Err(this.timed_out()));
+        }
+        polled
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(t) = &mut this.tracker {
+            t.close();
+        }
+        if !this.linger {
+            let polled = on_raw!(&mut this.raw, s => s.poll_shutdown(cx));
+            if polled.is_pending() && this.expired(cx) {
+                return Poll::Ready(Err(this.timed_out()));
+            }
+            return polled;
+        }
+        // Read (and drop) until the peer closes.
+        let mut scratch = [0u8; 64];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            let polled = on_raw!(&mut this.raw, s => s.poll_read(cx, &mut buf));
+            match polled {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => continue,
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl Drop for PgSocket {
+    fn drop(&mut self) {
+        if let Some(t) = &mut self.tracker {
+            t.close();
+        }
+    }
+}
