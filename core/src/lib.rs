@@ -126,6 +126,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "testkit")]
 extern crate std;
@@ -140,6 +141,7 @@ mod slot;
 mod stats;
 mod storage;
 #[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 mod time;
 mod timer;
@@ -151,14 +153,21 @@ pub use handle::{Lease, Ticket, WaiterId};
 pub use pool::Pool;
 pub use stats::Stats;
 #[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub use storage::Alloc;
 pub use storage::{Fixed, Storage};
 pub use time::Time;
 
 /// A pool with growable storage (hashbrown keys).
 #[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub type AllocPool<C, K = u64> = Pool<C, K, Alloc>;
 
 /// A pool with fixed, allocation-free storage for `SLOTS` connections and `WAITERS` queued checkouts.
 pub type FixedPool<C, K, const SLOTS: usize, const WAITERS: usize> =
     Pool<C, K, Fixed<SLOTS, WAITERS>>;
+
+// The README's examples, compiled (and run where they can) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -59,3 +59,8 @@ pub use ssl::SslMode;
 pub use status::{StatusCell, TxStatus};
 
 pub use tokio_postgres;
+
+// The README's examples, compiled (and run where they can) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

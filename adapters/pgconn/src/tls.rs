@@ -1,4 +1,7 @@
-//! The default TLS stack: rustls with the `ring` provider, verifying as libpq's `sslmode` says.
+//! The default TLS stack: rustls, verifying as libpq's `sslmode` says. Its cryptography is the
+//! process's default rustls provider when the application installed one
+//! (`CryptoProvider::install_default`), else aws-lc-rs (rustls's default, with post-quantum key
+//! exchange).
 //!
 //! - `prefer`, `require`: encrypted, the certificate not verified (`prefer` also connects in
 //!   plaintext when the server declines TLS or the handshake fails, as libpq does) (libpq's meaning: protection
@@ -48,7 +51,9 @@ impl RustlsConnect {
     /// The connector for `mode` (`disable` needs none, and gets the `prefer` one) with the root
     /// certificates of `root_cert` (a PEM file, `"system"`, or `None` for libpq's default).
     pub fn new(mode: SslMode, root_cert: Option<&str>) -> Result<RustlsConnect, Error> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = CryptoProvider::get_default()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
         let explicit = root_cert.is_some() || default_root_file().is_some();
         let verify = match mode {
             SslMode::VerifyFull => Verify::Full,
@@ -301,18 +306,18 @@ impl TlsStream for RustlsStream {
             return ChannelBinding::none();
         };
         match end_point_digest(cert) {
-            Some(algorithm) => {
-                let hash = ring::digest::digest(algorithm, cert);
-                ChannelBinding::tls_server_end_point(hash.as_ref().to_vec())
-            }
+            Some(digest) => ChannelBinding::tls_server_end_point(digest(cert)),
             None => ChannelBinding::none(),
         }
     }
 }
 
 /// The digest for `tls-server-end-point` from the certificate's outer signatureAlgorithm OID.
-fn end_point_digest(cert: &[u8]) -> Option<&'static ring::digest::Algorithm> {
-    use ring::digest::{SHA256, SHA384, SHA512};
+fn end_point_digest(cert: &[u8]) -> Option<fn(&[u8]) -> Vec<u8>> {
+    use sha2::{Digest, Sha256, Sha384, Sha512};
+    const SHA256: fn(&[u8]) -> Vec<u8> = |data| Sha256::digest(data).to_vec();
+    const SHA384: fn(&[u8]) -> Vec<u8> = |data| Sha384::digest(data).to_vec();
+    const SHA512: fn(&[u8]) -> Vec<u8> = |data| Sha512::digest(data).to_vec();
     let (cert, _) = der(cert, 0x30)?;
     let (_, after_tbs) = der(cert, 0x30)?;
     let (alg, _) = der(after_tbs, 0x30)?;
@@ -320,13 +325,13 @@ fn end_point_digest(cert: &[u8]) -> Option<&'static ring::digest::Algorithm> {
     const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01];
     const ECDSA: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04];
     match oid {
-        [p @ .., 4 | 5 | 11 | 14] if p == RSA => Some(&SHA256), // md5, sha1, sha256, sha224
-        [p @ .., 12] if p == RSA => Some(&SHA384),
-        [p @ .., 13] if p == RSA => Some(&SHA512),
-        [p @ .., 1] if p == ECDSA => Some(&SHA256), // ecdsa-with-SHA1
-        [p @ .., 3, 1 | 2] if p == ECDSA => Some(&SHA256),
-        [p @ .., 3, 3] if p == ECDSA => Some(&SHA384),
-        [p @ .., 3, 4] if p == ECDSA => Some(&SHA512),
+        [p @ .., 4 | 5 | 11 | 14] if p == RSA => Some(SHA256), // md5, sha1, sha256, sha224
+        [p @ .., 12] if p == RSA => Some(SHA384),
+        [p @ .., 13] if p == RSA => Some(SHA512),
+        [p @ .., 1] if p == ECDSA => Some(SHA256), // ecdsa-with-SHA1
+        [p @ .., 3, 1 | 2] if p == ECDSA => Some(SHA256),
+        [p @ .., 3, 3] if p == ECDSA => Some(SHA384),
+        [p @ .., 3, 4] if p == ECDSA => Some(SHA512),
         _ => None,
     }
 }

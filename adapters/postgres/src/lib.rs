@@ -83,6 +83,7 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod connector;
@@ -132,3 +133,8 @@ pub type PgSimpleConnectionPool<K = u64> = psycopg2::SimpleConnectionPool<PgConn
 /// psycopg2's `PersistentConnectionPool` of PostgreSQL connections: each thread gets its own
 /// ([`psycopg2::PersistentConnectionPool`]).
 pub type PgPersistentConnectionPool = psycopg2::PersistentConnectionPool<PgConnector>;
+
+// The README's examples, compiled (and run where they can) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

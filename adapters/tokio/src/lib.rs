@@ -51,12 +51,14 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
 mod connector;
 mod error;
 mod pool;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 
 pub use builder::Builder;
@@ -64,3 +66,8 @@ pub use connector::Connector;
 pub use error::PoolError;
 pub use pool::{Pool, PooledConn};
 pub use sanspool_core::{Fairness, IdleOrder, KeepIdle, Returned, Stats};
+
+// The README's examples, compiled (and run where they can) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -133,6 +133,7 @@ pub trait KeyIndex<K> {
     fn insert(&mut self, key: &K, holder: Holder);
     /// Forgets `key`.
     fn remove(&mut self, key: &K);
-    /// How many keys are recorded, if this index records them.
+    /// How many keys are recorded, if this index records them (for `assert_invariants`).
+    #[cfg_attr(not(feature = "testkit"), allow(dead_code))]
     fn recorded(&self) -> Option<usize>;
 }
