@@ -312,12 +312,15 @@ impl TlsStream for RustlsStream {
     }
 }
 
+/// A hash function, its output as bytes.
+type Digest = fn(&[u8]) -> Vec<u8>;
+
 /// The digest for `tls-server-end-point` from the certificate's outer signatureAlgorithm OID.
-fn end_point_digest(cert: &[u8]) -> Option<fn(&[u8]) -> Vec<u8>> {
-    use sha2::{Digest, Sha256, Sha384, Sha512};
-    const SHA256: fn(&[u8]) -> Vec<u8> = |data| Sha256::digest(data).to_vec();
-    const SHA384: fn(&[u8]) -> Vec<u8> = |data| Sha384::digest(data).to_vec();
-    const SHA512: fn(&[u8]) -> Vec<u8> = |data| Sha512::digest(data).to_vec();
+fn end_point_digest(cert: &[u8]) -> Option<Digest> {
+    use sha2::{Digest as _, Sha256, Sha384, Sha512};
+    const SHA256: Digest = |data| Sha256::digest(data).to_vec();
+    const SHA384: Digest = |data| Sha384::digest(data).to_vec();
+    const SHA512: Digest = |data| Sha512::digest(data).to_vec();
     let (cert, _) = der(cert, 0x30)?;
     let (_, after_tbs) = der(cert, 0x30)?;
     let (alg, _) = der(after_tbs, 0x30)?;

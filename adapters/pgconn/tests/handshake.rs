@@ -88,7 +88,10 @@ async fn connect_raw_hands_the_stream_to_the_hook_before_a_byte() {
         .await
         .map(drop)
         .unwrap_err();
-    assert!(format!("{err:?}").contains("refused by the probe"), "{err:?}");
+    assert!(
+        format!("{err:?}").contains("refused by the probe"),
+        "{err:?}"
+    );
     assert_eq!(probe.calls.load(Ordering::SeqCst), 1);
     // The client's end is gone (dropped by the probe): nothing was ever written.
     let mut seen = Vec::new();

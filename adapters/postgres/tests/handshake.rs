@@ -117,7 +117,10 @@ fn a_tcp_socket_reaches_the_hook_before_a_byte() {
         .port(addr.port());
     let probe = Probe::default();
     let err = config.connect(probe.clone()).map(drop).unwrap_err();
-    assert!(format!("{err:?}").contains("refused by the probe"), "{err:?}");
+    assert!(
+        format!("{err:?}").contains("refused by the probe"),
+        "{err:?}"
+    );
     assert_eq!(probe.given.load(Ordering::SeqCst), 1);
     assert_eq!(server.join().unwrap(), b"", "written before the hook");
 }

@@ -8,7 +8,7 @@
 //! [`Pool`].
 //!
 //! With feature `postgres` (on by default), [`postgres::PgConnector`] pools
-//! `tokio_postgres::Client`s opened through `sanspool-postgres`'s tracked socket, so a clean
+//! `tokio_postgres::Client`s opened through `sanspool-pgconn`'s tracked socket, so a clean
 //! return costs no round trip.
 //!
 //! ```
