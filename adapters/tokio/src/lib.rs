@@ -9,7 +9,8 @@
 //!
 //! With feature `postgres` (on by default), [`postgres::PgConnector`] pools
 //! `tokio_postgres::Client`s opened through `sanspool-postgres`'s tracked socket, so a clean
-//! return costs no round trip.
+//! return costs no round trip. With feature `bb8` (off by default), `bb8::Manager` pools what
+//! any bb8 connection manager opens (bb8-postgres, bb8-redis, ...).
 //!
 //! ```
 //! # use sanspool_tokio::{Builder, Connector, Returned};
@@ -52,6 +53,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "bb8")]
+pub mod bb8;
 mod builder;
 mod connector;
 mod error;
