@@ -99,7 +99,21 @@
 
 use crate::{Connector, Returned};
 use ::r2d2::{CustomizeConnection, ManageConnection};
+use std::cell::Cell;
 use std::fmt;
+
+thread_local! {
+    /// The address of the connection this thread's last successful [`Manager::with_reset`]
+    /// reset, until it is judged again. A pool judges a connection right after resetting it, on
+    /// the same thread, and reuses it only if it is then clean; without a test of its own, the
+    /// adapter answers that it is clean because it has just reset it.
+    static JUST_RESET: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Where a connection is, to tell it from others for the moment between a reset and its judgment.
+fn address<T>(conn: &mut T) -> usize {
+    conn as *mut T as usize
+}
 
 /// A connection of `M`.
 type Conn<M> = <M as ManageConnection>::Connection;
@@ -199,16 +213,30 @@ where
     fn state(&self, conn: &mut M::Connection) -> Returned {
         if self.manager.has_broken(conn) {
             Returned::Broken
-        } else if self.reset.is_some() && self.dirty.as_ref().is_none_or(|dirty| dirty(conn)) {
-            Returned::Dirty
         } else {
-            Returned::Clean
+            let dirty = match (&self.reset, &self.dirty) {
+                (None, _) => false,
+                (Some(_), Some(dirty)) => dirty(conn),
+                (Some(_), None) => JUST_RESET.replace(0) != address(conn),
+            };
+            if dirty {
+                Returned::Dirty
+            } else {
+                Returned::Clean
+            }
         }
     }
 
     fn reset(&self, conn: &mut M::Connection) -> Result<(), M::Error> {
         // `state` says Dirty only with a reset.
-        self.reset.as_ref().map_or(Ok(()), |reset| reset(conn))
+        let Some(reset) = &self.reset else {
+            return Ok(());
+        };
+        reset(conn)?;
+        if self.dirty.is_none() {
+            JUST_RESET.set(address(conn));
+        }
+        Ok(())
     }
 
     fn check(&self, conn: &mut M::Connection) -> Result<(), M::Error> {

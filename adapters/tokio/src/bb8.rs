@@ -102,7 +102,21 @@
 use crate::{Connector, Returned};
 use ::bb8::{CustomizeConnection, ManageConnection};
 use futures_util::future::BoxFuture;
+use std::cell::Cell;
 use std::fmt;
+
+thread_local! {
+    /// The address of the connection this thread's last successful [`Manager::with_reset`]
+    /// reset, until it is judged again. The pool judges a connection right after resetting it,
+    /// in the same poll of the same task, and reuses it only if it is then clean; without a
+    /// test of its own, the adapter answers that it is clean because it has just reset it.
+    static JUST_RESET: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Where a connection is, to tell it from others for the moment between a reset and its judgment.
+fn address<T>(conn: &mut T) -> usize {
+    conn as *mut T as usize
+}
 
 /// A reset: a future over a connection of `M`.
 type ResetFn<M> = Box<
@@ -206,19 +220,31 @@ where
     fn state(&self, conn: &mut M::Connection) -> Returned {
         if self.manager.has_broken(conn) {
             Returned::Broken
-        } else if self.reset.is_some() && self.dirty.as_ref().is_none_or(|dirty| dirty(conn)) {
-            Returned::Dirty
         } else {
-            Returned::Clean
+            let dirty = match (&self.reset, &self.dirty) {
+                (None, _) => false,
+                (Some(_), Some(dirty)) => dirty(conn),
+                (Some(_), None) => JUST_RESET.replace(0) != address(conn),
+            };
+            if dirty {
+                Returned::Dirty
+            } else {
+                Returned::Clean
+            }
         }
     }
 
     async fn reset(&self, conn: &mut M::Connection) -> Result<(), M::Error> {
         // `state` says Dirty only with a reset.
-        match &self.reset {
-            Some(reset) => reset(conn).await,
-            None => Ok(()),
+        let Some(reset) = &self.reset else {
+            return Ok(());
+        };
+        reset(conn).await?;
+        if self.dirty.is_none() {
+            // Set after the last await: the pool's judgment follows in this same poll.
+            JUST_RESET.set(address(conn));
         }
+        Ok(())
     }
 
     async fn check(&self, conn: &mut M::Connection) -> Result<(), M::Error> {
