@@ -170,7 +170,8 @@ impl<M: ManageConnection> Manager<M> {
     }
 
     /// Like [`with_reset`](Manager::with_reset), for the returned connections `dirty` finds dirty.
-    /// `dirty` runs when the guard drops, so it must not do I/O.
+    /// `dirty` runs when the guard drops, so it must not do I/O. The pool asks it again after the
+    /// reset: a connection it still finds dirty is closed.
     pub fn with_reset_when<D, R>(mut self, dirty: D, reset: R) -> Self
     where
         D: Fn(&mut M::Connection) -> bool + Send + Sync + 'static,
@@ -218,19 +219,21 @@ where
     }
 
     fn state(&self, conn: &mut M::Connection) -> Returned {
+        // The mark is taken before anything else, so that no judgment leaves it behind.
+        let just_reset =
+            self.reset.is_some() && self.dirty.is_none() && JUST_RESET.replace(0) == address(conn);
         if self.manager.has_broken(conn) {
-            Returned::Broken
+            return Returned::Broken;
+        }
+        let dirty = match (&self.reset, &self.dirty) {
+            (None, _) => false,
+            (Some(_), Some(dirty)) => dirty(conn),
+            (Some(_), None) => !just_reset,
+        };
+        if dirty {
+            Returned::Dirty
         } else {
-            let dirty = match (&self.reset, &self.dirty) {
-                (None, _) => false,
-                (Some(_), Some(dirty)) => dirty(conn),
-                (Some(_), None) => JUST_RESET.replace(0) != address(conn),
-            };
-            if dirty {
-                Returned::Dirty
-            } else {
-                Returned::Clean
-            }
+            Returned::Clean
         }
     }
 
