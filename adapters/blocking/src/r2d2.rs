@@ -18,7 +18,7 @@
 //! | `ManageConnection::has_broken` | [`Connector::state`]: `true` is [`Returned::Broken`] (closed and replaced, [`Stats::broken_returns`](crate::Stats::broken_returns)) |
 //! | `Builder::max_size` (default 10) | `max` (default 10) |
 //! | `Builder::min_idle` (default: `max_size`) | `min`, connections kept open (default 1) |
-//! | `Builder::test_on_check_out` (default **on**) | `check_on_checkout` (default off: no round trip per checkout) |
+//! | `Builder::test_on_check_out` (default **on**) | `check_on_checkout` (default off: no round trip per checkout); keep it on where `has_broken` cannot see a dead connection (diesel's sees only its own transaction state) |
 //! | `Builder::connection_timeout` (30 s) | `timeout` (30 s); past it [`GetError::Timeout`](crate::GetError::Timeout), with the last connect error if opens were failing |
 //! | `Builder::max_lifetime` (30 min), `idle_timeout` (10 min) | `max_lifetime`, `max_idle` (default: none), plus `lifetime_jitter` |
 //! | `Builder::connection_customizer` | [`Manager::with_customizer`]: `on_acquire` after each connect, `on_release` at each close |
