@@ -196,14 +196,7 @@ impl<M: Connector> Settings<M> {
                 Completion::Closed { ticket, outcome }
             }
             Command::Reset { ticket, mut conn } => {
-                let reset = guarded(|| self.connector.reset(&mut conn));
-                let mut outcome = self.finished(reset);
-                // Reset, yet not clean: not fit for reuse.
-                if outcome == Finished::Ok
-                    && guarded(|| self.connector.state(&mut conn)) != Some(Returned::Clean)
-                {
-                    outcome = Finished::Failed;
-                }
+                let outcome = self.finished(guarded(|| self.connector.reset(&mut conn)));
                 Completion::Reset {
                     ticket,
                     conn,

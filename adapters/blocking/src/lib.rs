@@ -14,6 +14,9 @@
 //! `drain`, `resize`, `check`) with the core's [`CoreError`]. psycopg2's texts are kept word for
 //! word.
 //!
+//! With feature `r2d2` (off by default), `r2d2::Manager` pools what any r2d2 connection
+//! manager opens (r2d2_sqlite, r2d2_postgres, diesel's `ConnectionManager`, ...).
+//!
 //! # Example
 //!
 //! ```
@@ -92,6 +95,8 @@ mod maintenance;
 mod parking;
 mod pool;
 pub mod psycopg2;
+#[cfg(feature = "r2d2")]
+pub mod r2d2;
 mod shared;
 mod thread_exit;
 

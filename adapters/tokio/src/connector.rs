@@ -25,7 +25,8 @@ pub trait Connector: Send + Sync + 'static {
     /// [`Returned::Broken`] (close and replace).
     fn state(&self, conn: &mut Self::Conn) -> Returned;
 
-    /// Makes a dirty connection clean again (for a database: `ROLLBACK`). On error it is closed.
+    /// Makes a dirty connection clean again (for a database: `ROLLBACK`). `Ok` means clean: the
+    /// connection goes back in service as it is, not judged again. On error it is closed.
     fn reset(&self, conn: &mut Self::Conn) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Checks that the connection still works (a round trip). On error it is closed and replaced.

@@ -7,9 +7,10 @@
 //! closes on tasks, and a maintenance task sleeping until the core's next deadline. See
 //! [`Pool`].
 //!
-//! With feature `postgres` (on by default), [`postgres::PgConnector`] pools
+//! With feature `postgres` (on by default), `postgres::PgConnector` pools
 //! `tokio_postgres::Client`s opened through `sanspool-pgconn`'s tracked socket, so a clean
-//! return costs no round trip.
+//! return costs no round trip. With feature `bb8` (off by default), `bb8::Manager` pools what
+//! any bb8 connection manager opens (bb8-postgres, bb8-redis, ...).
 //!
 //! ```
 //! # use sanspool_tokio::{Builder, Connector, Returned};
@@ -53,6 +54,9 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "bb8")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bb8")))]
+pub mod bb8;
 mod builder;
 mod connector;
 mod error;

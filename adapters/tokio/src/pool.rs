@@ -357,16 +357,7 @@ impl<M: Connector> Settings<M> {
                 let reset = AssertUnwindSafe(self.connector.reset(&mut conn))
                     .catch_unwind()
                     .await;
-                let mut outcome = self.finished(reset);
-                // Reset, yet not clean: not fit for reuse.
-                if outcome == Finished::Ok {
-                    let state = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        self.connector.state(&mut conn)
-                    }));
-                    if !matches!(state, Ok(Returned::Clean)) {
-                        outcome = Finished::Failed;
-                    }
-                }
+                let outcome = self.finished(reset);
                 Completion::Reset {
                     ticket,
                     conn,
