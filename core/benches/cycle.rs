@@ -21,7 +21,7 @@
 use criterion::Criterion;
 use sanspool_core::testkit::{deadline_by_search, Sim};
 use sanspool_core::{
-    Alloc, Checkout, Command, Config, Fairness, Fixed, Lease, Pool, Returned, Storage,
+    Alloc, Checkout, Config, Fairness, Fixed, Handoff, Lease, Pool, Returned, Storage,
 };
 use sanspool_core::{Time, Wait};
 use std::hint::black_box;
@@ -61,18 +61,24 @@ fn checkin<S: Storage<u32, u32>>(
     }
 }
 
-/// One turn of the core's cycle: checkout, clean checkin, drain until no command is left.
+/// One turn of the core's cycle: checkout, clean checkin, drain until no output is left.
 fn cycle_once<S: Storage<u32, u32>>(pool: &mut Pool<u32, u32, S>) {
     let (lease, conn) = checkout(pool, None);
     checkin(pool, lease, None, conn);
-    while let Some(cmd) = pool.poll_command() {
-        black_box(cmd);
+    while let Some(io) = pool.poll_io() {
+        black_box(io);
+    }
+    while let Some(handoff) = pool.poll_handoff() {
+        black_box(handoff);
+    }
+    while let Some(report) = pool.poll_report() {
+        black_box(report);
     }
 }
 
 /// The pool is as it was before the benchmark: nothing to do, nothing lost.
 fn settled<S: Storage<u32, u32>>(pool: &mut Pool<u32, u32, S>, idle: usize) {
-    assert!(pool.poll_command().is_none());
+    assert!(!pool.has_output());
     assert_eq!(pool.stats().idle, idle);
     sanspool_core::testkit::assert_invariants(pool);
 }
@@ -187,8 +193,8 @@ fn waiter_handoff<S: Storage<u32, u32>>(c: &mut Criterion, name: &str) {
                 panic!("the checkout did not queue")
             };
             checkin(&mut pool, lease, None, conn);
-            match pool.poll_command() {
-                Some(Command::Grant {
+            match pool.poll_handoff() {
+                Some(Handoff::Grant {
                     waiter,
                     lease: l,
                     conn: c,
@@ -229,8 +235,8 @@ fn handoff_256_waiting<S: Storage<u32, u32>>(c: &mut Criterion, name: &str) {
         b.iter(|| {
             let (lease, conn) = held.pop_front().expect("held");
             checkin(&mut pool, lease, None, conn);
-            match pool.poll_command() {
-                Some(Command::Grant { lease, conn, .. }) => held.push_back((lease, conn)),
+            match pool.poll_handoff() {
+                Some(Handoff::Grant { lease, conn, .. }) => held.push_back((lease, conn)),
                 other => panic!("expected a grant, got {other:?}"),
             }
             queue(&mut pool, &mut t);

@@ -1,16 +1,16 @@
-//! What crosses the boundary between the core and its driver: the commands the core emits, the
-//! completions the driver reports back, and the answers to a checkout.
+//! What crosses the boundary between the core and its driver: what the core emits, one type per
+//! consumer ([`Io`] to start, [`Handoff`]s for queued checkouts, [`Report`]s for the
+//! application), the completions the driver reports back, and the answers to a checkout.
 
 use crate::{Error, Lease, Ticket, Time, WaiterId};
 
-/// Work the driver must do, drained with [`Pool::poll_command`](crate::Pool::poll_command) in the
-/// order the core decided it.
+/// I/O the driver must start, drained with [`Pool::poll_io`](crate::Pool::poll_io) in the order
+/// the core decided it; each one's outcome comes back as the [`Completion`] of the same name.
 ///
 /// A command that carries a connection carries it *out*: the driver owns it until it reports the
-/// matching [`Completion`] with the ticket (or, for a grant, until the borrower checks it in with
-/// the lease).
+/// matching [`Completion`] with the ticket.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Command<C> {
+pub enum Io<C> {
     /// Open a connection; report [`Completion::Opened`] or [`Completion::OpenFailed`].
     Open(Ticket),
     /// Close this connection; report [`Completion::Closed`] once it is gone (until then it counts
@@ -37,6 +37,25 @@ pub enum Command<C> {
         /// The connection to check.
         conn: C,
     },
+}
+
+impl<C> Io<C> {
+    /// The ticket its completion carries.
+    pub fn ticket(&self) -> Ticket {
+        match self {
+            Io::Open(ticket)
+            | Io::Close { ticket, .. }
+            | Io::Reset { ticket, .. }
+            | Io::Check { ticket, .. } => *ticket,
+        }
+    }
+}
+
+/// An outcome for a queued checkout, drained with
+/// [`Pool::poll_handoff`](crate::Pool::poll_handoff) in the order the core decided them (grants
+/// oldest waiter first). The driver delivers it to the checkout it names; nothing comes back.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Handoff<C> {
     /// Give this connection to that queued checkout.
     Grant {
         /// The checkout served.
@@ -49,14 +68,13 @@ pub enum Command<C> {
         /// before reuse may skip it.
         fresh: bool,
     },
-    /// That borrower has held its connection since `since`, longer than `leak_after`: report it
-    /// (a log line). Nothing changes; once per checkout. A lease checked in before this is
-    /// drained takes its report with it.
-    Leak {
+    /// That queued checkout failed: [`Error::Timeout`], [`Error::Closed`], [`Error::OpenFailed`]
+    /// or [`Error::Exhausted`].
+    Fail {
         /// The checkout.
-        lease: Lease,
-        /// When it was handed out.
-        since: Time,
+        waiter: WaiterId,
+        /// Why.
+        error: Error,
     },
     /// Wake that queued checkout: a connection came back and is idle ([`Fairness::Bounded`]). It
     /// should [`claim`](crate::Pool::claim) it, which serves it or, if a running checkout took
@@ -68,28 +86,46 @@ pub enum Command<C> {
         /// The checkout.
         waiter: WaiterId,
     },
-    /// That queued checkout failed: [`Error::Timeout`], [`Error::Closed`], [`Error::OpenFailed`]
-    /// or [`Error::Exhausted`].
-    Fail {
+}
+
+impl<C> Handoff<C> {
+    /// The checkout it is for.
+    pub fn waiter(&self) -> WaiterId {
+        match self {
+            Handoff::Grant { waiter, .. }
+            | Handoff::Fail { waiter, .. }
+            | Handoff::Wake { waiter } => *waiter,
+        }
+    }
+}
+
+/// Something to tell the application, drained with
+/// [`Pool::poll_report`](crate::Pool::poll_report): nothing in the pool waits on it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Report {
+    /// That borrower has held its connection since `since`, longer than `leak_after`: report it
+    /// (a log line). Nothing changes; once per checkout. A lease checked in before this is
+    /// drained takes its report with it.
+    Leak {
         /// The checkout.
-        waiter: WaiterId,
-        /// Why.
-        error: Error,
+        lease: Lease,
+        /// When it was handed out.
+        since: Time,
     },
 }
 
-/// What the driver reports back through [`Pool::handle`](crate::Pool::handle): the outcome of a
-/// command, one variant per command that asks for I/O, with the command's ticket.
+/// What the driver reports back through [`Pool::handle`](crate::Pool::handle): the outcome of an
+/// [`Io`], one variant per kind, with its ticket.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Completion<C> {
-    /// The [`Command::Open`] succeeded: here is the connection.
+    /// The [`Io::Open`] succeeded: here is the connection.
     Opened {
         /// The open's ticket.
         ticket: Ticket,
         /// The new connection.
         conn: C,
     },
-    /// The [`Command::Open`] failed.
+    /// The [`Io::Open`] failed.
     OpenFailed {
         /// The open's ticket.
         ticket: Ticket,
@@ -99,7 +135,7 @@ pub enum Completion<C> {
         /// succeed (and may lock an account). Refills to `min` go on, with backoff.
         permanent: bool,
     },
-    /// The [`Command::Reset`] finished: [`Finished::Ok`] puts the connection back in service,
+    /// The [`Io::Reset`] finished: [`Finished::Ok`] puts the connection back in service,
     /// otherwise the core closes it.
     Reset {
         /// The reset's ticket.
@@ -109,7 +145,7 @@ pub enum Completion<C> {
         /// Whether the session is clean now ([`Finished::Ok`]).
         outcome: Finished,
     },
-    /// The [`Command::Check`] finished: [`Finished::Ok`] puts the connection back in its place
+    /// The [`Io::Check`] finished: [`Finished::Ok`] puts the connection back in its place
     /// among the idle, otherwise the core closes it.
     Checked {
         /// The check's ticket.
@@ -119,7 +155,7 @@ pub enum Completion<C> {
         /// Whether it works ([`Finished::Ok`]).
         outcome: Finished,
     },
-    /// The [`Command::Close`] is done. Whatever the outcome, its place is free: a close that
+    /// The [`Io::Close`] is done. Whatever the outcome, its place is free: a close that
     /// failed or was abandoned still tore the connection down on the driver's side. (After an
     /// abandoned close the server may list its process until that process notices the closed
     /// socket: a refill can then briefly make it count one connection more than `max`.)
@@ -163,16 +199,15 @@ impl Finished {
     }
 }
 
-impl<C> Command<C> {
-    /// For a [`Command::Leak`], the line a driver logs, given the pool's clock (`None` for any
-    /// other command): which slot, held how long, and the likely cause.
-    pub fn leak_report(&self, now: Time) -> Option<impl core::fmt::Display> {
+impl Report {
+    /// The line a driver logs, given the pool's clock: which slot, held how long, and the
+    /// likely cause.
+    pub fn describe(&self, now: Time) -> impl core::fmt::Display {
         match self {
-            Command::Leak { lease, since } => Some(LeakReport {
+            Report::Leak { lease, since } => LeakReport {
                 slot: lease.slot(),
                 held: now.saturating_since(*since),
-            }),
-            _ => None,
+            },
         }
     }
 }
@@ -229,8 +264,8 @@ pub enum Checkout<C> {
     /// The key already holds this lease: the caller has its connection (psycopg2's "same key, same
     /// connection").
     Held(Lease),
-    /// Queued: the outcome arrives as a [`Command::Grant`] or [`Command::Fail`] for this waiter
-    /// (or, after a [`Command::Wake`], as the answer to a [`claim`](crate::Pool::claim)).
+    /// Queued: the outcome arrives as a [`Handoff::Grant`] or [`Handoff::Fail`] for this waiter
+    /// (or, after a [`Handoff::Wake`], as the answer to a [`claim`](crate::Pool::claim)).
     Waiting(WaiterId),
 }
 

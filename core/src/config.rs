@@ -27,20 +27,20 @@ pub enum KeepIdle {
 /// (Go's `sync.Mutex` modes, as a pool rule).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Fairness {
-    /// Every connection that comes back goes to the oldest waiter ([`Command::Grant`]): no
+    /// Every connection that comes back goes to the oldest waiter ([`Handoff::Grant`]): no
     /// checkout is ever served ahead of an older one, at the price of a hand-off (for a thread,
     /// a context switch) per checkin under contention.
     ///
-    /// [`Command::Grant`]: crate::Command::Grant
+    /// [`Handoff::Grant`]: crate::Handoff::Grant
     Strict,
     /// A connection a borrower gives back goes idle, and the oldest waiter not yet woken is
-    /// woken ([`Command::Wake`]) to [`claim`](crate::Pool::claim) it; a checkout that is already
+    /// woken ([`Handoff::Wake`]) to [`claim`](crate::Pool::claim) it; a checkout that is already
     /// running may take it first. Once the oldest waiter has waited this long, the pool is
     /// strict until the line is served: no waiter waits longer than the bound past the first
     /// connection that could have served it. Opened and checked connections always go to the
     /// oldest waiter.
     ///
-    /// [`Command::Wake`]: crate::Command::Wake
+    /// [`Handoff::Wake`]: crate::Handoff::Wake
     Bounded(Duration),
 }
 
@@ -84,7 +84,7 @@ pub struct Config {
     /// An idle connection unused for this long is closed while more than `min` are open.
     pub max_idle: Option<Duration>,
     /// A borrower that holds a connection this long is reported, once per checkout
-    /// ([`Command::Leak`](crate::Command::Leak), counted in `Stats::leaks`): HikariCP's
+    /// ([`Report::Leak`](crate::Report::Leak), counted in `Stats::leaks`): HikariCP's
     /// `leakDetectionThreshold`, for a guard forgotten or leaked. The connection stays with it.
     pub leak_after: Option<Duration>,
     /// The delay after the first failed open; doubled per consecutive failure.

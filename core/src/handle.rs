@@ -15,8 +15,8 @@ pub struct Lease(pub(crate) SlotRef);
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Ticket(pub(crate) SlotRef);
 
-/// Identifies one queued checkout. Its outcome arrives as [`Command::Grant`](crate::Command::Grant)
-/// or [`Command::Fail`](crate::Command::Fail).
+/// Identifies one queued checkout. Its outcome arrives as [`Handoff::Grant`](crate::Handoff::Grant)
+/// or [`Handoff::Fail`](crate::Handoff::Fail).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WaiterId(pub(crate) u64);
 

@@ -5,21 +5,23 @@
 //!
 //! | inputs | outputs |
 //! |---|---|
-//! | user actions: [`checkout`](Pool::checkout), [`checkin`](Pool::checkin), [`detach`](Pool::detach), [`cancel`](Pool::cancel), [`resize`](Pool::resize), [`drain`](Pool::drain), [`check_idle`](Pool::check_idle), [`close`](Pool::close) | [`poll_command`](Pool::poll_command): a [`Command`] — open a connection, close / reset / check this one, grant this one to that waiter, fail that waiter |
-//! | driver reports: [`handle`](Pool::handle) with a [`Completion`] (one per command that asks for I/O), [`handle_timeout`](Pool::handle_timeout) | [`poll_timeout`](Pool::poll_timeout): when to call `handle_timeout` next (O(1)) |
+//! | user actions: [`checkout`](Pool::checkout), [`checkin`](Pool::checkin), [`detach`](Pool::detach), [`cancel`](Pool::cancel), [`claim`](Pool::claim), [`resize`](Pool::resize), [`drain`](Pool::drain), [`check_idle`](Pool::check_idle), [`close`](Pool::close) | [`poll_io`](Pool::poll_io): an [`Io`] to start — open a connection, close / reset / check this one |
+//! | driver reports: [`handle`](Pool::handle) with a [`Completion`] (one per kind of [`Io`]), [`handle_timeout`](Pool::handle_timeout) | [`poll_handoff`](Pool::poll_handoff): a [`Handoff`] for a queued checkout — grant it this connection, fail it, wake it to claim one |
+//! | | [`poll_report`](Pool::poll_report): a [`Report`] for the application (a leaked checkout) |
+//! | | [`poll_timeout`](Pool::poll_timeout): when to call `handle_timeout` next (O(1)) |
 //!
 //! Getters ([`stats`](Pool::stats), [`is_warm`](Pool::is_warm), ...) read at any moment.
 //!
 //! **Mutate, then drain.** A driver — the blocking pools of the `sanspool` crate, an async runtime,
-//! a microcontroller's main loop — runs one loop: feed an input; drain every command and start
-//! each one's I/O; report each outcome as a [`Completion`] when it is known (now or later; a
-//! driver that bounds a reset, check or close and gives up on it says so, [`Finished::Abandoned`],
-//! and the pool counts it in [`Stats`]); sleep until [`poll_timeout`](Pool::poll_timeout) or the
-//! next input. Time is a plain [`Time`] value
+//! a microcontroller's main loop — runs one loop, stated once on [`Pool`] ("Driving it"): feed an
+//! input; drain every output and deliver or start it; report each I/O's outcome as a
+//! [`Completion`] when it is known (now or later; a driver that bounds a reset, check or close and
+//! gives up on it says so, [`Finished::Abandoned`], and the pool counts it in [`Stats`]); sleep
+//! until [`poll_timeout`](Pool::poll_timeout) or the next input. Time is a plain [`Time`] value
 //! given with every input, so a test drives hours of pool life in microseconds.
 //!
-//! The pool owns idle connections (any type `C`): a command that closes, resets or grants one
-//! carries it out, a checkin or a completion carries it back, so ownership shows where every
+//! The pool owns idle connections (any type `C`): an [`Io`] that closes, resets or checks one, and
+//! a [`Handoff`] that grants one, carries it out, a checkin or a completion carries it back, so ownership shows where every
 //! connection is. Checked-out connections are named by a [`Lease`], operations in flight by a
 //! [`Ticket`]; both carry a slot generation, so a stale or foreign handle is a typed [`Error`],
 //! never an alias, and the refused connection is handed back in [`Rejected`].
@@ -36,51 +38,50 @@
 //!
 //! ```
 //! use sanspool_core::{
-//!     Checkout, Command, Completion, Config, Finished, Fixed, Pool, Returned, Time, Wait,
+//!     Checkout, Completion, Config, Finished, Fixed, Handoff, Io, Pool, Returned, Time, Wait,
 //! };
 //! use sanspool_core::{Lease, WaiterId};
 //!
 //! // At most 2 connections, 1 kept open; up to 4 queued checkouts; no heap.
 //! type MyPool = Pool<u32, &'static str, Fixed<2, 4>>;
 //!
-//! /// Drain every command, perform it, report it; return what queued checkouts received.
+//! /// Drain every output: perform the I/O and report it, keep what queued checkouts received.
 //! fn drive(pool: &mut MyPool, now: Time, next_conn: &mut u32) -> Vec<(WaiterId, Lease, u32)> {
 //!     let mut granted = Vec::new();
-//!     while let Some(cmd) = pool.poll_command() {
-//!         let done = match cmd {
-//!             Command::Open(ticket) => {
-//!                 *next_conn += 1; // "connect"
-//!                 Completion::Opened { ticket, conn: *next_conn }
-//!             }
-//!             // Each works here; a driver that gives up at a bound reports `Finished::Abandoned`.
-//!             Command::Close { ticket, conn: _ } => {
-//!                 Completion::Closed { ticket, outcome: Finished::Ok }
-//!             }
-//!             Command::Reset { ticket, conn } => {
-//!                 Completion::Reset { ticket, conn, outcome: Finished::Ok }
-//!             }
-//!             Command::Check { ticket, conn } => {
-//!                 Completion::Checked { ticket, conn, outcome: Finished::Ok }
-//!             }
-//!             Command::Grant { waiter, lease, conn, fresh: _ } => {
-//!                 granted.push((waiter, lease, conn));
-//!                 continue;
-//!             }
-//!             Command::Fail { waiter, error } => panic!("{waiter:?} failed: {error}"),
-//!             // No `leak_after` here; a real driver logs the report.
-//!             Command::Leak { .. } => continue,
-//!             // A connection came back while checkouts wait: the woken one claims it (a real
-//!             // driver wakes its thread or task, which claims when it runs).
-//!             Command::Wake { waiter } => {
-//!                 if let Ok(Checkout::Ready { lease, conn }) = pool.claim(now, waiter) {
-//!                     granted.push((waiter, lease, conn));
+//!     loop {
+//!         if let Some(io) = pool.poll_io() {
+//!             let done = match io {
+//!                 Io::Open(ticket) => {
+//!                     *next_conn += 1; // "connect"
+//!                     Completion::Opened { ticket, conn: *next_conn }
 //!                 }
-//!                 continue;
+//!                 // Each works here; a driver that gives up at a bound says `Finished::Abandoned`.
+//!                 Io::Close { ticket, conn: _ } => Completion::Closed { ticket, outcome: Finished::Ok },
+//!                 Io::Reset { ticket, conn } => {
+//!                     Completion::Reset { ticket, conn, outcome: Finished::Ok }
+//!                 }
+//!                 Io::Check { ticket, conn } => {
+//!                     Completion::Checked { ticket, conn, outcome: Finished::Ok }
+//!                 }
+//!             };
+//!             pool.handle(now, done).expect("a drained I/O's completion is accepted");
+//!         } else if let Some(handoff) = pool.poll_handoff() {
+//!             match handoff {
+//!                 Handoff::Grant { waiter, lease, conn, fresh: _ } => granted.push((waiter, lease, conn)),
+//!                 Handoff::Fail { waiter, error } => panic!("{waiter:?} failed: {error}"),
+//!                 // A connection came back while checkouts wait: the woken one claims it (a
+//!                 // real driver wakes its thread or task, which claims when it runs).
+//!                 Handoff::Wake { waiter } => {
+//!                     if let Ok(Checkout::Ready { lease, conn }) = pool.claim(now, waiter) {
+//!                         granted.push((waiter, lease, conn));
+//!                     }
+//!                 }
 //!             }
-//!         };
-//!         pool.handle(now, done).expect("a drained command's completion is accepted");
+//!         } else if pool.poll_report().is_none() {
+//!             // (No `leak_after` here; a real driver logs each report.)
+//!             return granted;
+//!         }
 //!     }
-//!     granted
 //! }
 //!
 //! let mut pool = MyPool::new(Config::new(1, 2)).unwrap();
@@ -146,7 +147,7 @@ pub mod testkit;
 mod time;
 mod timer;
 
-pub use command::{Checkout, Command, Completion, Finished, Returned, Wait};
+pub use command::{Checkout, Completion, Finished, Handoff, Io, Report, Returned, Wait};
 pub use config::{Config, Fairness, IdleOrder, KeepIdle};
 pub use error::{Error, Rejected};
 pub use handle::{Lease, Ticket, WaiterId};

@@ -153,7 +153,7 @@ pub struct Waiter<K> {
     /// Queued only for the open it triggered ([`Wait::No`](crate::Wait::No)): fails if an open fails.
     pub(crate) fail_fast: bool,
     pub(crate) since: Time,
-    /// Woken ([`Command::Wake`](crate::Command::Wake)) to claim an idle connection, and has not
+    /// Woken ([`Handoff::Wake`](crate::Handoff::Wake)) to claim an idle connection, and has not
     /// claimed since.
     pub(crate) woken: bool,
 }

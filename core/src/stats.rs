@@ -54,6 +54,6 @@ pub struct Stats {
     pub expired: u64,
     /// Connections detached by their borrowers (they leave the pool without a close).
     pub detached: u64,
-    /// Checkouts held longer than `leak_after`, each reported once ([`Command::Leak`](crate::Command::Leak)).
+    /// Checkouts held longer than `leak_after`, each reported once ([`Report::Leak`](crate::Report::Leak)).
     pub leaks: u64,
 }

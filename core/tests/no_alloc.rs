@@ -197,7 +197,7 @@ const KINDS: &[&str] = &[
     "waiter:Waiting",
     "waiter:Any",
     "waiter:Raw",
-    // Command, as the driver drained them
+    // Outputs (I/O, hand-offs, reports), as the driver drained them
     "cmd:Open",
     "cmd:Close",
     "cmd:Reset",

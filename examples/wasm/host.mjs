@@ -52,7 +52,7 @@ const log = (msg) => console.log(`${clock(now)}  ${msg}`);
 
 /// Drains every command: starts the I/O of OPEN, CLOSE, RESET and CHECK; delivers GRANT and FAIL.
 function drain() {
-  for (let kind; (kind = pool.next_command()) !== 0; ) {
+  for (let kind; (kind = pool.next_output()) !== 0; ) {
     const handle = pool.out_handle();
     const conn = pool.out_conn();
     switch (kind) {

@@ -10,7 +10,7 @@
 use crate::error::Failure;
 use crate::{BuildError, Connector, GetError};
 use sanspool_core::{
-    AllocPool, Command, Completion, Config, Finished, Lease, Rejected, Returned, Time, Wait,
+    AllocPool, Completion, Config, Finished, Handoff, Io, Lease, Rejected, Returned, Time, Wait,
 };
 use std::collections::VecDeque;
 use std::hash::Hash;
@@ -178,11 +178,10 @@ impl<M: Connector> Settings<M> {
         }
     }
 
-    /// Does the I/O of an open, close, reset or check command (a grant or failure is a hand-off,
-    /// delivered by [`Engine::drain`], never performed).
-    pub(crate) fn perform(&self, cmd: Command<M::Conn>) -> Done<M::Conn, M::Error> {
-        let done = match cmd {
-            Command::Open(ticket) => match self.open() {
+    /// Does the I/O of an open, close, reset or check.
+    pub(crate) fn perform(&self, io: Io<M::Conn>) -> Done<M::Conn, M::Error> {
+        let done = match io {
+            Io::Open(ticket) => match self.open() {
                 Ok(conn) => Completion::Opened { ticket, conn },
                 Err(e) => {
                     let permanent = e
@@ -191,11 +190,11 @@ impl<M: Connector> Settings<M> {
                     return (Completion::OpenFailed { ticket, permanent }, Some(e));
                 }
             },
-            Command::Close { ticket, conn } => {
+            Io::Close { ticket, conn } => {
                 let outcome = self.finished(guarded(|| self.connector.close(conn)));
                 Completion::Closed { ticket, outcome }
             }
-            Command::Reset { ticket, mut conn } => {
+            Io::Reset { ticket, mut conn } => {
                 let outcome = self.finished(guarded(|| self.connector.reset(&mut conn)));
                 Completion::Reset {
                     ticket,
@@ -203,19 +202,13 @@ impl<M: Connector> Settings<M> {
                     outcome,
                 }
             }
-            Command::Check { ticket, mut conn } => {
+            Io::Check { ticket, mut conn } => {
                 let outcome = self.finished(guarded(|| self.connector.check(&mut conn)));
                 Completion::Checked {
                     ticket,
                     conn,
                     outcome,
                 }
-            }
-            Command::Grant { .. }
-            | Command::Fail { .. }
-            | Command::Wake { .. }
-            | Command::Leak { .. } => {
-                unreachable!("hand-offs are delivered by the drain, never performed")
             }
         };
         (done, None)
@@ -249,32 +242,25 @@ impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
         GetError::from_core(error, self.last.as_ref())
     }
 
-    /// Takes every queued command: I/O into `io`, checkout outcomes into `outcomes`.
-    pub(crate) fn drain(
-        &mut self,
-        io: &mut impl Extend<Command<M::Conn>>,
-        outcomes: &mut Outcomes<M>,
-    ) {
-        while let Some(cmd) = self.core.poll_command() {
-            match cmd {
-                Command::Grant {
+    /// Takes every output: I/O into `io`, checkout outcomes into `outcomes`; reports are logged.
+    pub(crate) fn drain(&mut self, io: &mut impl Extend<Io<M::Conn>>, outcomes: &mut Outcomes<M>) {
+        io.extend(std::iter::from_fn(|| self.core.poll_io()));
+        while let Some(handoff) = self.core.poll_handoff() {
+            let outcome = match handoff {
+                Handoff::Grant {
                     waiter,
                     lease,
                     conn,
                     fresh,
-                } => outcomes.push((waiter, Some(Ok((lease, conn, fresh))))),
-                Command::Fail { waiter, error } => {
-                    outcomes.push((waiter, Some(Err(self.error(error)))))
-                }
-                leak @ Command::Leak { .. } => {
-                    if let Some(report) = leak.leak_report(self.core.now()) {
-                        log::warn!("sanspool: {report}");
-                    }
-                }
+                } => (waiter, Some(Ok((lease, conn, fresh)))),
+                Handoff::Fail { waiter, error } => (waiter, Some(Err(self.error(error)))),
                 // The woken checkout claims when it runs: meanwhile a running one may take it.
-                Command::Wake { waiter } => outcomes.push((waiter, None)),
-                io_cmd => io.extend([io_cmd]),
-            }
+                Handoff::Wake { waiter } => (waiter, None),
+            };
+            outcomes.push(outcome);
+        }
+        while let Some(report) = self.core.poll_report() {
+            log::warn!("sanspool: {}", report.describe(self.core.now()));
         }
     }
 
@@ -310,7 +296,7 @@ impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
         &mut self,
         settings: &Settings<M>,
         held: impl IntoIterator<Item = (Lease, M::Conn)>,
-        pending: VecDeque<Command<M::Conn>>,
+        pending: VecDeque<Io<M::Conn>>,
     ) {
         let now = settings.now();
         let _ = self.core.close(now);
@@ -328,7 +314,7 @@ impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
     fn run_exclusive(
         &mut self,
         settings: &Settings<M>,
-        mut tasks: VecDeque<Command<M::Conn>>,
+        mut tasks: VecDeque<Io<M::Conn>>,
     ) -> Option<GetError<M::Error>> {
         let mut error = None;
         loop {
@@ -337,7 +323,7 @@ impl<M: Connector, K: Hash + Eq + Clone> Engine<M, K> {
                 return error;
             };
             let now = settings.now();
-            if let (Command::Open(ticket), true) = (&task, self.core.is_closed()) {
+            if let (Io::Open(ticket), true) = (&task, self.core.is_closed()) {
                 let ticket = *ticket;
                 let permanent = false;
                 let _ = self

@@ -20,7 +20,7 @@ use crate::parking::{lock, Parking, Woke};
 use crate::{thread_exit, Connector, CoreError, GetError, Key, PutError};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use sanspool_core::{
-    Checkout, Command, Completion, Lease, Rejected, Returned, Stats, Ticket, Time, Wait, WaiterId,
+    Checkout, Completion, Io, Lease, Rejected, Returned, Stats, Ticket, Time, Wait, WaiterId,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, PoisonError, TryLockError, Weak};
@@ -51,7 +51,7 @@ struct State<M: Connector, K: Key> {
     /// I/O that came up on a thread that is exiting — no thread may be spawned there, and no
     /// connection may be used or dropped (a blocking client's runtime is gone, and a panic in a
     /// thread-local destructor aborts the process): the maintenance thread performs it.
-    deferred: Vec<Command<M::Conn>>,
+    deferred: Vec<Io<M::Conn>>,
     /// Connections to close, handed over by an exiting thread.
     strays: Vec<M::Conn>,
     /// Threads in `wait_ready`.
@@ -295,8 +295,8 @@ impl<M: Connector, K: Key> Shared<M, K> {
     /// Takes every queued command under the lock: outcomes go to their parked checkouts, the
     /// maintenance thread is rearmed, `wait_ready` woken; the I/O is returned to run after unlock.
     #[inline(always)]
-    fn drain(&self, st: &mut State<M, K>) -> VecDeque<Command<M::Conn>> {
-        let tasks = if st.engine.core.has_command() {
+    fn drain(&self, st: &mut State<M, K>) -> VecDeque<Io<M::Conn>> {
+        let tasks = if st.engine.core.has_output() {
             self.drain_commands(st)
         } else {
             VecDeque::new()
@@ -314,7 +314,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
 
     /// [`drain`](Self::drain)'s commands, when there are some.
     #[inline(never)]
-    fn drain_commands(&self, st: &mut State<M, K>) -> VecDeque<Command<M::Conn>> {
+    fn drain_commands(&self, st: &mut State<M, K>) -> VecDeque<Io<M::Conn>> {
         let mut tasks = VecDeque::new();
         // The buffer is kept between drains: a hand-off allocates nothing.
         let mut outcomes = std::mem::take(&mut st.outcomes);
@@ -365,14 +365,14 @@ impl<M: Connector, K: Key> Shared<M, K> {
     /// refilling — waits for a connect, a reset, a check or a close it does not need. On an
     /// exiting thread nothing starts: the maintenance thread gets the tasks.
     #[inline]
-    fn run(self: &Arc<Self>, tasks: VecDeque<Command<M::Conn>>) {
+    fn run(self: &Arc<Self>, tasks: VecDeque<Io<M::Conn>>) {
         if !tasks.is_empty() {
             self.start_io(tasks);
         }
     }
 
     #[inline(never)]
-    fn start_io(self: &Arc<Self>, tasks: VecDeque<Command<M::Conn>>) {
+    fn start_io(self: &Arc<Self>, tasks: VecDeque<Io<M::Conn>>) {
         if self.maintenance.is_none() {
             self.run_inline(tasks);
         } else if thread_exit::exiting() {
@@ -385,7 +385,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
     }
 
     /// Performs `tasks` and all that follows them on this thread; returns how many checks failed.
-    fn run_inline(&self, mut tasks: VecDeque<Command<M::Conn>>) -> usize {
+    fn run_inline(&self, mut tasks: VecDeque<Io<M::Conn>>) -> usize {
         let mut failed_checks = 0;
         while let Some(task) = tasks.pop_front() {
             let done = self.settings.perform(task);
@@ -399,13 +399,13 @@ impl<M: Connector, K: Key> Shared<M, K> {
 
     /// Performs `tasks` on this thread (what follows them is started as [`run`](Self::run) does);
     /// returns how many checks failed. For `check()`, whose caller asked for the answers.
-    fn run_here(self: &Arc<Self>, tasks: VecDeque<Command<M::Conn>>) -> usize {
+    fn run_here(self: &Arc<Self>, tasks: VecDeque<Io<M::Conn>>) -> usize {
         if self.maintenance.is_none() {
             return self.run_inline(tasks);
         }
         let mut failed_checks = 0;
         for task in tasks {
-            if let Command::Open(_) = task {
+            if let Io::Open(_) = task {
                 self.spawn_io(task);
                 continue;
             }
@@ -419,7 +419,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
         failed_checks
     }
 
-    fn report(&self, done: Done<M::Conn, M::Error>) -> VecDeque<Command<M::Conn>> {
+    fn report(&self, done: Done<M::Conn, M::Error>) -> VecDeque<Io<M::Conn>> {
         let mut st = self.state.lock();
         let stray = st.engine.report(self.settings.now(), done);
         let tasks = self.drain(&mut st);
@@ -441,7 +441,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
     }
 
     /// Hands I/O (and a connection to close) to the maintenance thread, waking it now.
-    fn defer(&self, io: impl IntoIterator<Item = Command<M::Conn>>, stray: Option<M::Conn>) {
+    fn defer(&self, io: impl IntoIterator<Item = Io<M::Conn>>, stray: Option<M::Conn>) {
         let mut st = self.state.lock();
         st.deferred.extend(io);
         st.strays.extend(stray);
@@ -452,12 +452,12 @@ impl<M: Connector, K: Key> Shared<M, K> {
     }
 
     /// Deferred work split into opens (tickets) and the rest.
-    fn split_deferred(st: &mut State<M, K>) -> (Vec<Ticket>, VecDeque<Command<M::Conn>>) {
+    fn split_deferred(st: &mut State<M, K>) -> (Vec<Ticket>, VecDeque<Io<M::Conn>>) {
         let mut opens = Vec::new();
         let mut io = VecDeque::new();
         for cmd in std::mem::take(&mut st.deferred) {
             match cmd {
-                Command::Open(ticket) => opens.push(ticket),
+                Io::Open(ticket) => opens.push(ticket),
                 other => io.push_back(other),
             }
         }
@@ -466,7 +466,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
 
     /// After a close: deferred opens are reported failed without running (the core withdraws
     /// them); the rest of the deferred I/O is returned.
-    fn cancel_deferred_opens(st: &mut State<M, K>, now: Time) -> VecDeque<Command<M::Conn>> {
+    fn cancel_deferred_opens(st: &mut State<M, K>, now: Time) -> VecDeque<Io<M::Conn>> {
         let (opens, io) = Self::split_deferred(st);
         for ticket in opens {
             let permanent = false;
@@ -480,7 +480,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
 
     /// Performs one command's I/O on a thread of its own (inline if the OS refuses a thread),
     /// reports it, and starts what follows.
-    fn spawn_io(self: &Arc<Self>, task: Command<M::Conn>) {
+    fn spawn_io(self: &Arc<Self>, task: Io<M::Conn>) {
         if self.hand_over() {
             return self.defer([task], None);
         }
@@ -495,7 +495,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
         }
     }
 
-    fn perform(self: &Arc<Self>, task: &Mutex<Option<Command<M::Conn>>>) {
+    fn perform(self: &Arc<Self>, task: &Mutex<Option<Io<M::Conn>>>) {
         if let Some(task) = task.lock().take() {
             let done = self.settings.perform(task);
             let next = self.report(done);
@@ -742,7 +742,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
             self.settings.close(conn);
         }
         for ticket in opens {
-            self.spawn_io(Command::Open(ticket));
+            self.spawn_io(Io::Open(ticket));
         }
         self.run(io);
         next.and_then(|t| self.settings.instant(t))

@@ -16,8 +16,8 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use parking_lot::{Mutex, MutexGuard};
 use sanspool_core::{
-    AllocPool, Checkout, Command, Completion, Config, Finished, Lease, Returned, Stats, Time, Wait,
-    WaiterId,
+    AllocPool, Checkout, Completion, Config, Finished, Handoff, Io, Lease, Returned, Stats, Time,
+    Wait, WaiterId,
 };
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -54,7 +54,7 @@ enum Entry<M: Connector> {
     /// In line: the waker of the task awaiting it (`None` until its future's first poll leaves
     /// it: a waker is cloned there, not under the pool's lock).
     Queued(Option<Waker>),
-    /// Woken ([`Command::Wake`]), its waker spent: it will lock the pool and claim.
+    /// Woken ([`Handoff::Wake`]), its waker spent: it will lock the pool and claim.
     Woken,
     /// Served or failed: the outcome waits here for its task (woken when it was settled).
     Settled(OutcomeOf<M>),
@@ -327,14 +327,11 @@ impl<M: Connector> Settings<M> {
         }
     }
 
-    /// The I/O of an open, close, reset or check command, and its completion (with, for a failed
-    /// open, why: `Some(None)` if it panicked).
-    async fn perform(
-        &self,
-        cmd: Command<M::Conn>,
-    ) -> (Completion<M::Conn>, Option<Option<M::Error>>) {
-        let done = match cmd {
-            Command::Open(ticket) => match self.open().await {
+    /// The I/O of an open, close, reset or check, and its completion (with, for a failed open,
+    /// why: `Some(None)` if it panicked).
+    async fn perform(&self, io: Io<M::Conn>) -> (Completion<M::Conn>, Option<Option<M::Error>>) {
+        let done = match io {
+            Io::Open(ticket) => match self.open().await {
                 Ok(conn) => Completion::Opened { ticket, conn },
                 Err(e) => {
                     let permanent = e.as_ref().is_some_and(|e| {
@@ -346,14 +343,14 @@ impl<M: Connector> Settings<M> {
                     return (Completion::OpenFailed { ticket, permanent }, Some(e));
                 }
             },
-            Command::Close { ticket, conn } => {
+            Io::Close { ticket, conn } => {
                 let closed = AssertUnwindSafe(self.connector.close(conn))
                     .catch_unwind()
                     .await;
                 let outcome = self.finished(closed);
                 Completion::Closed { ticket, outcome }
             }
-            Command::Reset { ticket, mut conn } => {
+            Io::Reset { ticket, mut conn } => {
                 let reset = AssertUnwindSafe(self.connector.reset(&mut conn))
                     .catch_unwind()
                     .await;
@@ -364,7 +361,7 @@ impl<M: Connector> Settings<M> {
                     outcome,
                 }
             }
-            Command::Check { ticket, mut conn } => {
+            Io::Check { ticket, mut conn } => {
                 let checked = AssertUnwindSafe(self.connector.check(&mut conn))
                     .catch_unwind()
                     .await;
@@ -374,12 +371,6 @@ impl<M: Connector> Settings<M> {
                     conn,
                     outcome,
                 }
-            }
-            Command::Grant { .. }
-            | Command::Fail { .. }
-            | Command::Wake { .. }
-            | Command::Leak { .. } => {
-                unreachable!("hand-offs are delivered by the drain, never performed")
             }
         };
         (done, None)
@@ -471,7 +462,7 @@ struct Drained<C> {
 /// A drain's wakers after the first, and its I/O.
 struct Rest<C> {
     more: Vec<Waker>,
-    io: Vec<Command<C>>,
+    io: Vec<Io<C>>,
 }
 
 impl<C> Drained<C> {
@@ -493,7 +484,7 @@ impl<C> Drained<C> {
     }
 
     /// Takes the I/O out, to be run by the caller.
-    fn take_io(&mut self) -> Vec<Command<C>> {
+    fn take_io(&mut self) -> Vec<Io<C>> {
         self.rest
             .as_mut()
             .map(|rest| std::mem::take(&mut rest.io))
@@ -512,26 +503,22 @@ impl<M: Connector> Shared<M> {
         };
         loop {
             let mut orphan = None;
-            while let Some(cmd) = st.core.poll_command() {
-                let (waiter, outcome) = match cmd {
-                    Command::Grant {
+            while let Some(io) = st.core.poll_io() {
+                out.rest().io.push(io);
+            }
+            while let Some(report) = st.core.poll_report() {
+                log::warn!("sanspool: {}", report.describe(st.core.now()));
+            }
+            while let Some(handoff) = st.core.poll_handoff() {
+                let (waiter, outcome) = match handoff {
+                    Handoff::Grant {
                         waiter,
                         lease,
                         conn,
                         fresh,
                     } => (waiter, Some(Ok((lease, conn, fresh)))),
-                    Command::Fail { waiter, error } => (waiter, Some(Err(st.error(error)))),
-                    Command::Wake { waiter } => (waiter, None),
-                    leak @ Command::Leak { .. } => {
-                        if let Some(report) = leak.leak_report(st.core.now()) {
-                            log::warn!("sanspool: {report}");
-                        }
-                        continue;
-                    }
-                    other => {
-                        out.rest().io.push(other);
-                        continue;
-                    }
+                    Handoff::Fail { waiter, error } => (waiter, Some(Err(st.error(error)))),
+                    Handoff::Wake { waiter } => (waiter, None),
                 };
                 match outcome {
                     // Settled: out of the table, the outcome in its slot, its task woken to take
@@ -663,7 +650,7 @@ impl<M: Connector> Shared<M> {
     }
 
     /// Spawns each command's I/O as a task of its own.
-    fn run(self: &Arc<Self>, io: Vec<Command<M::Conn>>) {
+    fn run(self: &Arc<Self>, io: Vec<Io<M::Conn>>) {
         for cmd in io {
             drop(self.spawn(cmd));
         }
@@ -671,7 +658,7 @@ impl<M: Connector> Shared<M> {
 
     /// Spawns one command's I/O and its report; the task says whether it was a failed check.
     /// A task, not the caller's future: dropped mid-way, the caller would lose the connection.
-    fn spawn(self: &Arc<Self>, cmd: Command<M::Conn>) -> JoinHandle<bool> {
+    fn spawn(self: &Arc<Self>, cmd: Io<M::Conn>) -> JoinHandle<bool> {
         let shared = Arc::clone(self);
         self.runtime.spawn(async move {
             let done = shared.settings.perform(cmd).await;
@@ -1130,7 +1117,7 @@ impl<M: Connector> Pool<M> {
         s.finish(out);
         let mut checks = Vec::new();
         for cmd in io {
-            let is_check = matches!(cmd, Command::Check { .. });
+            let is_check = matches!(cmd, Io::Check { .. });
             let task = s.spawn(cmd);
             if is_check {
                 checks.push(task);

@@ -4,7 +4,7 @@ use super::Pool;
 use crate::slot::{Counts, State};
 use crate::storage::{Holder, KeyIndex, Queue, Storage};
 use crate::timer::Timer;
-use crate::{Command, Time};
+use crate::{Handoff, Io, Time};
 
 type StageTest<C, K> = fn(&State<C, K>) -> bool;
 
@@ -144,35 +144,41 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             "waiters over max_waiting"
         );
 
-        // 5. every queued command matches its slot's stage and flag; one per slot at most.
+        // 5. every queued I/O or grant matches its slot's stage and flag; one per slot at most.
         let queued = slots.iter().filter(|s| s.queued).count();
         assert_eq!(
             queued,
-            self.commands.len(),
-            "queued flags and command queue disagree"
+            self.io.len() + self.grants.len(),
+            "queued flags and the I/O and grant queues disagree"
         );
-        for p in 0..self.commands.len() {
-            let q = self.commands.get(p).expect("len");
-            let (r, ok): (_, StageTest<C, K>) = match &q.item {
-                Command::Open(t) => (t.0, |s| matches!(s, State::Opening)),
-                Command::Close { ticket, .. } => (ticket.0, |s| matches!(s, State::Closing)),
-                Command::Reset { ticket, .. } | Command::Check { ticket, .. } => {
+        for p in 0..self.io.len() {
+            let (r, ok): (_, StageTest<C, K>) = match self.io.get(p).expect("len") {
+                Io::Open(t) => (t.0, |s| matches!(s, State::Opening)),
+                Io::Close { ticket, .. } => (ticket.0, |s| matches!(s, State::Closing)),
+                Io::Reset { ticket, .. } | Io::Check { ticket, .. } => {
                     (ticket.0, |s| matches!(s, State::Resetting))
-                }
-                Command::Grant { lease, .. } => (lease.0, |s| matches!(s, State::InUse(_))),
-                Command::Fail { .. } | Command::Wake { .. } | Command::Leak { .. } => {
-                    panic!("notice in the slot queue")
                 }
             };
             let s = &slots[usize::from(r.index)];
             assert!(
                 s.queued && s.gen == r.gen && ok(&s.state),
-                "queued command does not match its slot"
+                "queued I/O does not match its slot"
+            );
+        }
+        for p in 0..self.grants.len() {
+            let q = self.grants.get(p).expect("len");
+            let Handoff::Grant { lease, .. } = &q.item else {
+                panic!("a grant queue holds {:?}", q.item.waiter());
+            };
+            let s = &slots[usize::from(lease.0.index)];
+            assert!(
+                s.queued && s.gen == lease.0.gen && matches!(s.state, State::InUse(_)),
+                "queued grant does not match its slot"
             );
             if p > 0 {
                 assert!(
-                    self.commands.get(p - 1).expect("len").seq < q.seq,
-                    "commands out of order"
+                    self.grants.get(p - 1).expect("len").seq < q.seq,
+                    "grants out of order"
                 );
             }
         }
@@ -183,10 +189,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 self.waiters.is_empty() && counts.idle() == 0,
                 "closed pool keeps waiters or idle"
             );
-            assert!(self
-                .commands
-                .position(|q| matches!(q.item, Command::Open(_)))
-                .is_none());
+            assert!(self.io.position(|io| matches!(io, Io::Open(_))).is_none());
         }
 
         // The line's summary.

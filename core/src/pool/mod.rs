@@ -3,8 +3,8 @@
 //! User actions (`checkout`, `checkin`, `detach`, `cancel`, `resize`, `drain`, `check_idle`,
 //! `close`) and driver reports (`handle`, `handle_timeout`) first advance the pool's clock, then
 //! act, then [`settle`](Pool::settle): order the opens that `min` and the waiters call for, and
-//! re-arm the deadlines. Outputs are drained with [`Pool::poll_command`] and
-//! [`Pool::poll_timeout`]. Nothing here blocks, allocates (with [`Fixed`](crate::Fixed) storage),
+//! re-arm the deadlines. Outputs are drained with [`Pool::poll_io`],
+//! [`Pool::poll_handoff`], [`Pool::poll_report`] and [`Pool::poll_timeout`]. Nothing here blocks, allocates (with [`Fixed`](crate::Fixed) storage),
 //! or panics.
 
 use crate::config::{Config, Fairness, KeepIdle};
@@ -14,8 +14,8 @@ use crate::storage::{Buffer, Holder, KeyIndex, Queue, Queued, Storage};
 use crate::time::nanos;
 use crate::timer::{min_opt, Timer, TimerTable};
 use crate::{
-    Checkout, Command, Completion, Error, Finished, IdleOrder, Lease, Rejected, Returned, Stats,
-    Ticket, Time, Wait, WaiterId,
+    Checkout, Completion, Error, Finished, Handoff, IdleOrder, Io, Lease, Rejected, Report,
+    Returned, Stats, Ticket, Time, Wait, WaiterId,
 };
 use core::cmp::{max, min};
 use core::time::Duration;
@@ -25,33 +25,40 @@ use core::time::Duration;
 ///
 /// # Driving it
 ///
+/// This is the one statement of the driver contract; every driver's docs link here.
+///
 /// The pool never calls out. Its methods come in four kinds (quinn-proto's split):
 ///
 /// - **getters** read and change nothing: [`stats`](Pool::stats), [`idle`](Pool::idle),
 ///   [`waiting`](Pool::waiting), [`config`](Pool::config),
 ///   [`is_warm`](Pool::is_warm), [`is_closed`](Pool::is_closed), [`is_empty`](Pool::is_empty),
-///   [`now`](Pool::now);
+///   [`now`](Pool::now), [`has_output`](Pool::has_output);
 /// - **user actions**, plain verbs for what borrowers and the application ask:
 ///   [`checkout`](Pool::checkout), [`checkin`](Pool::checkin), [`detach`](Pool::detach),
 ///   [`cancel`](Pool::cancel), [`claim`](Pool::claim), [`resize`](Pool::resize), [`drain`](Pool::drain),
 ///   [`check_idle`](Pool::check_idle), [`close`](Pool::close);
-/// - **driver reports**: [`handle`](Pool::handle) with the [`Completion`] of a command the driver
-///   performed, and [`handle_timeout`](Pool::handle_timeout) when the deadline came;
-/// - **outputs**: [`poll_command`](Pool::poll_command) and [`poll_timeout`](Pool::poll_timeout).
+/// - **driver reports**: [`handle`](Pool::handle) with the [`Completion`] of an [`Io`] the
+///   driver performed, and [`handle_timeout`](Pool::handle_timeout) when the deadline came;
+/// - **outputs**, one per consumer: [`poll_io`](Pool::poll_io) — [`Io`] to start (open a
+///   connection; close, reset or check this one), whose outcome comes back later as a
+///   [`Completion`]; [`poll_handoff`](Pool::poll_handoff) — a [`Handoff`] for the queued
+///   checkout it names (a grant, a failure, or a wake: the woken checkout calls
+///   [`claim`](Pool::claim) when it runs); [`poll_report`](Pool::poll_report) — a [`Report`] for
+///   the application (a leaked checkout), which nothing waits on; and
+///   [`poll_timeout`](Pool::poll_timeout) — when to call `handle_timeout`.
 ///
 /// Every input takes `now`; the pool's clock only moves forward. The loop a driver runs:
 ///
-/// 1. feed one input (a user action, a completion, or `handle_timeout` once `poll_timeout` has
-///    passed);
-/// 2. drain *every* command with `poll_command` until `None`, and start each: an `Open`, `Close`,
-///    `Reset` or `Check` is I/O whose outcome comes back later as a [`Completion`]; a `Grant`,
-///    `Fail` or `Wake` is delivered to the queued checkout it names (a woken one calls
-///    [`claim`](Pool::claim));
-/// 3. sleep until `poll_timeout` or the next input, whichever comes first.
+/// 1. **act**: feed one input (a user action, a completion, or `handle_timeout` once
+///    `poll_timeout` has passed);
+/// 2. **drain**: take *every* output of the three queues until each says `None` (in any order
+///    of queues: within each, the order is the core's), delivering hand-offs and reports and
+///    starting the I/O (the I/O may run later, outside any lock the driver keeps around the pool);
+/// 3. **sleep** until `poll_timeout` or the next input, whichever comes first.
 ///
-/// Mutate, then drain: a command's handle is not accepted back before the command was drained,
-/// and each input is O(1) (amortized) in the pool's size, `poll_timeout` included, so a driver may
-/// run the whole loop after every input.
+/// Mutate, then drain: an output's handle is not accepted back before it was drained, and each
+/// input is O(1) (amortized) in the pool's size, `poll_timeout` included, so a driver may run the
+/// whole loop after every input.
 ///
 /// # Invariants
 ///
@@ -82,7 +89,8 @@ pub struct Pool<C, K, S: Storage<C, K>> {
     slots: S::Slots,
     idle: S::Idle,
     waiters: S::Waiters,
-    commands: S::SlotCommands,
+    io: S::Io,
+    grants: S::Grants,
     fails: S::Fails,
     wakes: S::Wakes,
     leaks: S::Leaks,
@@ -146,7 +154,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             slots,
             idle: S::Idle::default(),
             waiters: S::Waiters::default(),
-            commands: S::SlotCommands::default(),
+            io: S::Io::default(),
+            grants: S::Grants::default(),
             fails: S::Fails::default(),
             wakes: S::Wakes::default(),
             leaks: S::Leaks::default(),
@@ -319,7 +328,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 self.stats.resets += 1;
                 self.set_state(i, State::Resetting);
                 let ticket = Ticket(self.slot_ref(i));
-                self.push_command(i, Command::Reset { ticket, conn });
+                self.push_io(i, Io::Reset { ticket, conn });
             }
             Returned::Broken => {
                 self.stats.broken_returns += 1;
@@ -363,12 +372,12 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         Ok(())
     }
 
-    /// A queued checkout, woken by [`Command::Wake`] (or not), tries for an idle connection from
+    /// A queued checkout, woken by [`Handoff::Wake`] (or not), tries for an idle connection from
     /// its place in line: [`Checkout::Ready`] if one is idle and no older waiter has waited past
     /// the fairness bound; otherwise [`Checkout::Waiting`], still queued in its place (its
-    /// outcome may then come as a [`Command::Grant`] among the commands). [`Error::UnknownWaiter`]
-    /// if it is not waiting (served, failed, or cancelled meanwhile: its outcome is among the
-    /// commands drained).
+    /// outcome may then come as a [`Handoff::Grant`]). [`Error::UnknownWaiter`] if it is not
+    /// waiting (served, failed, or cancelled meanwhile: its outcome is among the hand-offs
+    /// drained).
     pub fn claim(&mut self, now: Time, waiter: WaiterId) -> Result<Checkout<C>, Error> {
         let pos = self.waiter_pos(waiter).ok_or(Error::UnknownWaiter)?;
         self.advance(now);
@@ -522,7 +531,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     /// Time has reached `now` (call it once [`poll_timeout`](Pool::poll_timeout) has passed; at
     /// any other time it is harmless): waiters past their deadline fail with [`Error::Timeout`];
-    /// borrowers past `leak_after` are reported ([`Command::Leak`]);
+    /// borrowers past `leak_after` are reported ([`Report::Leak`]);
     /// the oldest waiter, past the fairness bound, gets an idle connection nobody claimed;
     /// idle connections past their lifetime, or idle longer than `max_idle` while more than `min`
     /// are open, are closed; opens delayed by backoff are ordered.
@@ -648,7 +657,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         Ok(())
     }
 
-    /// Send every idle connection out for a [`Command::Check`]; the answers come back as
+    /// Send every idle connection out for an [`Io::Check`]; the answers come back as
     /// [`Completion::Checked`]. Returns how many were sent.
     pub fn check_idle(&mut self, now: Time) -> Result<usize, Error> {
         if self.closed {
@@ -660,7 +669,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             if let Some(conn) = self.take_idle(i, State::Resetting) {
                 self.slots.as_mut_slice()[i].checking = true;
                 let ticket = Ticket(self.slot_ref(i));
-                self.push_command(i, Command::Check { ticket, conn });
+                self.push_io(i, Io::Check { ticket, conn });
                 sent += 1;
             }
         }
@@ -690,57 +699,66 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     // ---------------------------------------------------------------- outputs
 
-    /// The next command, in the order the core decided them; `None` when there is nothing to do.
-    #[must_use = "every command must be performed: a connection or a waiter's outcome may be in it"]
+    /// The next I/O to start, in the order the core decided it; `None` when there is none.
+    #[must_use = "every I/O must be performed: it may carry a connection, or the place of one"]
     #[inline]
-    pub fn poll_command(&mut self) -> Option<Command<C>> {
-        // The hot path: nothing queued, a few length checks.
-        if !self.has_command() {
-            return None;
+    pub fn poll_io(&mut self) -> Option<Io<C>> {
+        let io = self.io.pop_front()?;
+        let index = usize::from(io.ticket().0.index);
+        if let Some(slot) = self.slots.as_mut_slice().get_mut(index) {
+            slot.queued = false;
         }
-        self.next_command()
+        Some(io)
     }
 
-    /// Whether [`poll_command`](Pool::poll_command) has a command to give: a driver's drain can
-    /// skip its setup when not.
+    /// The next outcome for a queued checkout, in the order the core decided them; `None` when
+    /// there is none.
+    #[must_use = "every hand-off must be delivered: a connection or a waiter's outcome is in it"]
     #[inline]
-    pub fn has_command(&self) -> bool {
-        !(self.commands.is_empty()
+    pub fn poll_handoff(&mut self) -> Option<Handoff<C>> {
+        // Three queues, one order: the emission sequence.
+        let seq = |q: Option<u64>| q.unwrap_or(u64::MAX);
+        let grant = seq(self.grants.get(0).map(|q| q.seq));
+        let fail = seq(self.fails.get(0).map(|q| q.seq));
+        let wake = seq(self.wakes.get(0).map(|q| q.seq));
+        if wake < grant && wake < fail {
+            let waiter = self.wakes.pop_front()?.item;
+            return Some(Handoff::Wake { waiter });
+        }
+        if fail < grant {
+            let (waiter, error) = self.fails.pop_front()?.item;
+            return Some(Handoff::Fail { waiter, error });
+        }
+        let grant = self.grants.pop_front()?.item;
+        if let Handoff::Grant { lease, .. } = &grant {
+            if let Some(slot) = self
+                .slots
+                .as_mut_slice()
+                .get_mut(usize::from(lease.0.index))
+            {
+                slot.queued = false;
+            }
+        }
+        Some(grant)
+    }
+
+    /// The next report for the application; `None` when there is none.
+    #[inline]
+    pub fn poll_report(&mut self) -> Option<Report> {
+        let (lease, since) = self.leaks.pop_front()?.item;
+        Some(Report::Leak { lease, since })
+    }
+
+    /// Whether any of [`poll_io`](Pool::poll_io), [`poll_handoff`](Pool::poll_handoff) and
+    /// [`poll_report`](Pool::poll_report) has something to give: a driver's drain can skip its
+    /// setup when not.
+    #[inline]
+    pub fn has_output(&self) -> bool {
+        !(self.io.is_empty()
+            && self.grants.is_empty()
             && self.fails.is_empty()
             && self.wakes.is_empty()
             && self.leaks.is_empty())
-    }
-
-    fn next_command(&mut self) -> Option<Command<C>> {
-        // Three queues, one order: the emission sequence.
-        let seq = |q: Option<u64>| q.unwrap_or(u64::MAX);
-        let command = seq(self.commands.get(0).map(|q| q.seq));
-        let fail = seq(self.fails.get(0).map(|q| q.seq));
-        let wake = seq(self.wakes.get(0).map(|q| q.seq));
-        let leak = seq(self.leaks.get(0).map(|q| q.seq));
-        if leak < command && leak < fail && leak < wake {
-            let (lease, since) = self.leaks.pop_front()?.item;
-            return Some(Command::Leak { lease, since });
-        }
-        if wake < command && wake < fail {
-            let waiter = self.wakes.pop_front()?.item;
-            return Some(Command::Wake { waiter });
-        }
-        if fail < command {
-            let (waiter, error) = self.fails.pop_front()?.item;
-            return Some(Command::Fail { waiter, error });
-        }
-        let cmd = self.commands.pop_front()?.item;
-        let index = match &cmd {
-            Command::Open(t) | Command::Close { ticket: t, .. } => t.0.index,
-            Command::Reset { ticket: t, .. } | Command::Check { ticket: t, .. } => t.0.index,
-            Command::Grant { lease, .. } => lease.0.index,
-            Command::Fail { .. } | Command::Wake { .. } | Command::Leak { .. } => return Some(cmd),
-        };
-        if let Some(slot) = self.slots.as_mut_slice().get_mut(usize::from(index)) {
-            slot.queued = false;
-        }
-        Some(cmd)
     }
 
     /// When the driver must call [`handle_timeout`](Pool::handle_timeout) next: the earliest waiter
@@ -836,7 +854,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// driver is done when this is true.
     pub fn is_empty(&self) -> bool {
         self.counts.occupied() == 0
-            && self.commands.is_empty()
+            && self.io.is_empty()
+            && self.grants.is_empty()
             && self.fails.is_empty()
             && self.wakes.is_empty()
     }
@@ -966,16 +985,12 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// Take back opens not yet drained, newest first, while `more` says so: the driver never saw
     /// them, so no connection is lost.
     fn withdraw_opens(&mut self, more: fn(&Self) -> bool) {
-        let mut pos = self.commands.len();
+        let mut pos = self.io.len();
         while pos > 0 && more(self) {
             pos -= 1;
-            if let Some(Queued {
-                item: Command::Open(t),
-                ..
-            }) = self.commands.get(pos)
-            {
+            if let Some(Io::Open(t)) = self.io.get(pos) {
                 let i = usize::from(t.0.index);
-                self.commands.remove(pos);
+                self.io.remove(pos);
                 self.slots.as_mut_slice()[i].queued = false;
                 self.set_state(i, State::Free);
             }
@@ -1004,7 +1019,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         };
         self.set_state(i, State::Opening);
         let ticket = Ticket(self.slot_ref(i));
-        self.push_command(i, Command::Open(ticket));
+        self.push_io(i, Io::Open(ticket));
         true
     }
 
@@ -1064,15 +1079,16 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             None => return debug_assert!(false, "grant without a waiter"),
         };
         if let Some(lease) = self.serve_waiter(0, i) {
-            self.push_command(
-                i,
-                Command::Grant {
-                    waiter,
-                    lease,
-                    conn,
-                    fresh,
-                },
-            );
+            let seq = self.next_seq();
+            self.slots.as_mut_slice()[i].queued = true;
+            let grant = Handoff::Grant {
+                waiter,
+                lease,
+                conn,
+                fresh,
+            };
+            let pushed = self.grants.push_back(Queued { seq, item: grant });
+            debug_assert!(pushed.is_ok(), "grant queue over its bound");
         }
     }
 
@@ -1201,7 +1217,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.set_state(i, State::Closing);
         self.stats.closes += 1;
         let ticket = Ticket(self.slot_ref(i));
-        self.push_command(i, Command::Close { ticket, conn });
+        self.push_io(i, Io::Close { ticket, conn });
     }
 
     fn fail_waiter(&mut self, pos: usize, error: Error) {
@@ -1300,11 +1316,10 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         }
     }
 
-    fn push_command(&mut self, i: usize, cmd: Command<C>) {
-        let seq = self.next_seq();
+    fn push_io(&mut self, i: usize, io: Io<C>) {
         self.slots.as_mut_slice()[i].queued = true;
-        let pushed = self.commands.push_back(Queued { seq, item: cmd });
-        debug_assert!(pushed.is_ok(), "command queue over its bound");
+        let pushed = self.io.push_back(io);
+        debug_assert!(pushed.is_ok(), "I/O queue over its bound");
     }
 
     fn next_seq(&mut self) -> u64 {

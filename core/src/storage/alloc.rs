@@ -5,7 +5,7 @@ extern crate alloc;
 use super::sealed::Backend;
 use super::{Buffer, Holder, KeyIndex, Queue, Queued};
 use crate::slot::{Slot, Waiter};
-use crate::{Command, Error, Lease, Time, WaiterId};
+use crate::{Error, Handoff, Io, Lease, Time, WaiterId};
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::hash::Hash;
@@ -18,7 +18,8 @@ impl<C, K: Hash + Eq + Clone> Backend<C, K> for Alloc {
     type Slots = Vec<Slot<C, K>>;
     type Idle = VecDeque<u16>;
     type Waiters = VecDeque<Waiter<K>>;
-    type SlotCommands = VecDeque<Queued<Command<C>>>;
+    type Io = VecDeque<Io<C>>;
+    type Grants = VecDeque<Queued<Handoff<C>>>;
     type Fails = VecDeque<Queued<(WaiterId, Error)>>;
     type Wakes = VecDeque<Queued<WaiterId>>;
     type Leaks = VecDeque<Queued<(Lease, Time)>>;

@@ -3,7 +3,7 @@
 use super::sealed::Backend;
 use super::{Buffer, Holder, KeyIndex, Queue, Queued};
 use crate::slot::{Slot, State, Waiter};
-use crate::{Command, Error, Lease, Time, WaiterId};
+use crate::{Error, Handoff, Io, Lease, Time, WaiterId};
 
 /// Fixed storage for at most `SLOTS` connections and `WAITERS` queued checkouts, inline in the pool:
 /// no heap, no allocator. `max` above `SLOTS` is [`Error::CapacityExceeded`]; the waiter bound is
@@ -15,7 +15,8 @@ impl<C, K: Eq, const SLOTS: usize, const WAITERS: usize> Backend<C, K> for Fixed
     type Slots = heapless::Vec<Slot<C, K>, SLOTS>;
     type Idle = heapless::Deque<u16, SLOTS>;
     type Waiters = heapless::Deque<Waiter<K>, WAITERS>;
-    type SlotCommands = heapless::Deque<Queued<Command<C>>, SLOTS>;
+    type Io = heapless::Deque<Io<C>, SLOTS>;
+    type Grants = heapless::Deque<Queued<Handoff<C>>, SLOTS>;
     type Fails = heapless::Deque<Queued<(WaiterId, Error)>, WAITERS>;
     type Wakes = heapless::Deque<Queued<WaiterId>, SLOTS>;
     type Leaks = heapless::Deque<Queued<(Lease, Time)>, SLOTS>;

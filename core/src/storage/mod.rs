@@ -31,7 +31,7 @@ impl<C, K, S: sealed::Backend<C, K>> Storage<C, K> for S {}
 pub(crate) mod sealed {
     use super::{Buffer, KeyIndex, Queue, Queued};
     use crate::slot::{Slot, Waiter};
-    use crate::{Command, Error, Lease, Time, WaiterId};
+    use crate::{Error, Handoff, Io, Lease, Time, WaiterId};
 
     /// The container types one pool uses. Public only in name (this module is private), so
     /// [`Storage`](super::Storage) is sealed to the backends below.
@@ -42,9 +42,11 @@ pub(crate) mod sealed {
         type Idle: Queue<u16> + Default;
         /// Queued checkouts, oldest at the front.
         type Waiters: Queue<Waiter<K>> + Default;
-        /// Commands about slots, in emission order. At most one per slot, so it never needs more
-        /// room than the slot array.
-        type SlotCommands: Queue<Queued<Command<C>>> + Default;
+        /// I/O about slots, in emission order. At most one command per slot (I/O or grant), so it
+        /// never needs more room than the slot array.
+        type Io: Queue<Io<C>> + Default;
+        /// Grants, in emission order: the slot's one command too.
+        type Grants: Queue<Queued<Handoff<C>>> + Default;
         /// Failed waiters awaiting their `Fail` command. A waiter keeps its place in
         /// `max_waiting` until drained, so this never needs more room than the waiter queue.
         type Fails: Queue<Queued<(WaiterId, Error)>> + Default;
@@ -60,7 +62,8 @@ pub(crate) mod sealed {
     }
 }
 
-/// A command (or failure) with its emission sequence number, so two queues drain in one order.
+/// A hand-off with its emission sequence number, so the three queues of hand-offs (grants,
+/// failures, wakes) drain in one order.
 #[derive(Debug)]
 pub struct Queued<T> {
     pub(crate) seq: u64,

@@ -22,8 +22,8 @@
 use super::vocab::{Case, KeyArg, Op, Pick, Setup, WPick, WaitArg, TAG};
 use crate::handle::SlotRef;
 use crate::{
-    Checkout, Command, Completion, Config, Error, Finished, Lease, Pool, Rejected, Returned, Stats,
-    Storage, Ticket, Time, Wait, WaiterId,
+    Checkout, Completion, Config, Error, Finished, Handoff, Io, Lease, Pool, Rejected, Report,
+    Returned, Stats, Storage, Ticket, Time, Wait, WaiterId,
 };
 use core::fmt::Debug;
 use core::time::Duration;
@@ -37,25 +37,32 @@ pub type Conn = u32;
 const BOGUS: Conn = 1 << 30;
 const MS: u64 = 1_000_000;
 
-/// A drained command, with the connection ids it carried.
+/// A drained output, with the connection ids it carried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cmd {
-    /// [`Command::Open`].
+    /// [`Io::Open`].
     Open,
-    /// [`Command::Close`].
+    /// [`Io::Close`].
     Close(Conn),
-    /// [`Command::Reset`].
+    /// [`Io::Reset`].
     Reset(Conn),
-    /// [`Command::Check`].
+    /// [`Io::Check`].
     Check(Conn),
-    /// [`Command::Grant`] (its `fresh` flag is checked, not recorded).
+    /// [`Handoff::Grant`] (its `fresh` flag is checked, not recorded).
     Grant(WaiterId, Conn),
-    /// [`Command::Fail`].
+    /// [`Handoff::Fail`].
     Fail(WaiterId, Error),
-    /// [`Command::Wake`].
+    /// [`Handoff::Wake`].
     Wake(WaiterId),
-    /// [`Command::Leak`]: the connection whose borrower held it too long.
+    /// [`Report::Leak`]: the connection whose borrower held it too long.
     Leak(Conn),
+}
+
+/// One output of any of the pool's three queues.
+enum Out {
+    Io(Io<Conn>),
+    Handoff(Handoff<Conn>),
+    Report(Report),
 }
 
 /// What one op of the vocabulary got ([`Sim::step`]): the pool's reply, with connections and
@@ -583,15 +590,21 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
         }
     }
 
-    /// Drains one command, if any.
+    /// Drains one output, if any: I/O first, then hand-offs, then reports.
     fn poll_one(&mut self) -> bool {
-        match self.call(|p, _| p.poll_command()) {
-            Some(cmd) => {
-                self.perform(cmd);
-                true
-            }
-            None => false,
+        let out = self.call(|p, _| {
+            p.poll_io()
+                .map(Out::Io)
+                .or_else(|| p.poll_handoff().map(Out::Handoff))
+                .or_else(|| p.poll_report().map(Out::Report))
+        });
+        match out {
+            Some(Out::Io(io)) => self.perform(io),
+            Some(Out::Handoff(handoff)) => self.deliver(handoff),
+            Some(Out::Report(report)) => self.tell(report),
+            None => return false,
         }
+        true
     }
 
     fn run(&mut self) {
@@ -601,14 +614,10 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
         }
     }
 
-    fn perform(&mut self, cmd: Command<Conn>) {
-        let check = matches!(cmd, Command::Check { .. });
-        let report = cmd
-            .leak_report(self.pool.now())
-            .map(|r| std::format!("{r}"));
-        assert_eq!(report.is_some(), matches!(cmd, Command::Leak { .. }));
-        match cmd {
-            Command::Open(ticket) => {
+    fn perform(&mut self, io: Io<Conn>) {
+        let check = matches!(io, Io::Check { .. });
+        match io {
+            Io::Open(ticket) => {
                 assert!(!self.pool.is_closed(), "Open after close");
                 let s = self.pool.stats();
                 assert!(
@@ -625,7 +634,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
                     self.opens.push(ticket);
                 }
             }
-            Command::Close { ticket, conn } => {
+            Io::Close { ticket, conn } => {
                 self.take_out(conn);
                 self.issued(ticket.0);
                 self.log.push(Cmd::Close(conn));
@@ -635,7 +644,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
                     self.closes.push((ticket, conn));
                 }
             }
-            Command::Reset { ticket, conn } | Command::Check { ticket, conn } => {
+            Io::Reset { ticket, conn } | Io::Check { ticket, conn } => {
                 self.take_out(conn);
                 self.issued(ticket.0);
                 self.log.push(if check {
@@ -651,7 +660,12 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
                     self.resets.push((ticket, conn));
                 }
             }
-            Command::Grant {
+        }
+    }
+
+    fn deliver(&mut self, handoff: Handoff<Conn>) {
+        match handoff {
+            Handoff::Grant {
                 waiter,
                 lease,
                 conn,
@@ -677,23 +691,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
                 let before = self.grants.insert(waiter, (lease, conn));
                 assert!(before.is_none(), "{waiter:?} granted twice");
             }
-            Command::Leak { lease, since } => {
-                let conn = self.conn_of(lease);
-                let limit = self.pool.config().leak_after.expect("leak_after set");
-                assert!(
-                    since.saturating_add(limit) <= self.pool.now(),
-                    "reported before its time"
-                );
-                let held = self.pool.now().saturating_since(since);
-                let expected = std::format!(
-                    "a connection (slot {}) has been checked out for {held:?}, past leak_after: \
-                     a guard forgotten or leaked?",
-                    lease.slot()
-                );
-                assert_eq!(report, Some(expected), "the leak report's text");
-                self.log.push(Cmd::Leak(conn));
-            }
-            Command::Wake { waiter } => {
+            Handoff::Wake { waiter } => {
                 self.log.push(Cmd::Wake(waiter));
                 assert!(
                     self.waiting.contains(&waiter),
@@ -701,7 +699,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
                 );
                 assert!(self.woken.insert(waiter), "{waiter:?} woken twice");
             }
-            Command::Fail { waiter, error } => {
+            Handoff::Fail { waiter, error } => {
                 assert!(
                     matches!(
                         error,
@@ -717,6 +715,28 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
                 );
                 let before = self.fails.insert(waiter, error);
                 assert!(before.is_none(), "{waiter:?} failed twice");
+            }
+        }
+    }
+
+    fn tell(&mut self, report: Report) {
+        let text = std::format!("{}", report.describe(self.pool.now()));
+        match report {
+            Report::Leak { lease, since } => {
+                let conn = self.conn_of(lease);
+                let limit = self.pool.config().leak_after.expect("leak_after set");
+                assert!(
+                    since.saturating_add(limit) <= self.pool.now(),
+                    "reported before its time"
+                );
+                let held = self.pool.now().saturating_since(since);
+                let expected = std::format!(
+                    "a connection (slot {}) has been checked out for {held:?}, past leak_after: \
+                     a guard forgotten or leaked?",
+                    lease.slot()
+                );
+                assert_eq!(text, expected, "the leak report's text");
+                self.log.push(Cmd::Leak(conn));
             }
         }
     }

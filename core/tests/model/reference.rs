@@ -598,9 +598,17 @@ impl Model {
         })
     }
 
-    /// The driver reads one command and acts on what it says.
+    /// The driver reads one output and acts on what it says: as the simulated driver does, the
+    /// oldest I/O first, else the oldest hand-off, else the oldest report (the pool keeps one
+    /// order per kind of output, not across them).
     fn read_one(&mut self, read: &mut Vec<Cmd>) -> bool {
-        let Some(out) = self.outbox.pop_front() else {
+        let kind = |o: &Out| match o {
+            Out::Open(_) | Out::Close(..) | Out::Reset(..) | Out::Check(..) => 0,
+            Out::Grant(..) | Out::Fail(..) | Out::Wake(_) => 1,
+            Out::Leak(_) => 2,
+        };
+        let first = (0..3).find_map(|k| self.outbox.iter().position(|o| kind(o) == k));
+        let Some(out) = first.and_then(|at| self.outbox.remove(at)) else {
             return false;
         };
         read.push(match out {

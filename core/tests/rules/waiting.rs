@@ -3,7 +3,7 @@
 use crate::{backoff_config, strict};
 use sanspool_core::testkit::{forge, secs, Cmd, Conn, Sim};
 use sanspool_core::{
-    Checkout, Command, Config, Error, Fixed, Returned, Storage, Time, Wait, WaiterId,
+    Checkout, Config, Error, Fixed, Handoff, Returned, Storage, Time, Wait, WaiterId,
 };
 
 on_both_backends! {
@@ -190,14 +190,14 @@ fn non_waiting_checkout_is_not_bounded_by_max_waiting<S: Storage<Conn, u64>>() {
     assert_eq!(sim.get(None).1, 2);
 }
 
-/// Drains the next command here instead of in the Sim, so that its `fresh` flag can be read: it
+/// Drains the next hand-off here instead of in the Sim, so that its `fresh` flag can be read: it
 /// must be a grant to `waiter`, which is then entered in the Sim's books as the Sim would have.
 /// (The Sim asserts `fresh` on the grants it drains itself; a connection granted here must also
 /// have its later grants drained here.)
 fn next_grant<S: Storage<Conn, u64>>(sim: &mut Sim<S>, waiter: WaiterId) -> (Conn, bool) {
     assert!(!sim.auto_poll, "the Sim would drain the grant first");
-    match sim.with(|p, _| p.poll_command()) {
-        Some(Command::Grant {
+    match sim.with(|p, _| p.poll_handoff()) {
+        Some(Handoff::Grant {
             waiter: w,
             lease,
             conn,

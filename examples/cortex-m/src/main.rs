@@ -22,8 +22,8 @@ use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
 use panic_semihosting as _;
 use sanspool_core::{
-    Checkout, Command, Completion, Config, Error, Finished, Fixed, Lease, Pool, Returned, Stats,
-    Time, Wait, WaiterId,
+    Checkout, Completion, Config, Error, Finished, Fixed, Handoff, Io, Lease, Pool, Returned,
+    Stats, Time, Wait, WaiterId,
 };
 
 /// Connection slots and queued checkouts the pool's storage holds: `max` may grow up to `SLOTS`.
@@ -153,105 +153,118 @@ impl Driver {
         self.events.push(e).expect("event log full");
     }
 
-    /// Step 2 of the loop: drain every command and perform it, reporting each completion.
+    /// Step 2 of the loop: drain every output — perform each I/O and report its completion,
+    /// deliver each hand-off.
     fn drain_commands(&mut self) {
-        while let Some(cmd) = self.pool.poll_command() {
-            let now = self.now();
-            let done = match cmd {
-                Command::Open(ticket) => {
-                    if self.fail_opens > 0 {
-                        self.fail_opens -= 1;
-                        self.open_failures += 1;
-                        self.event(OpenFailed);
-                        Completion::OpenFailed {
-                            ticket,
-                            permanent: false,
-                        }
-                    } else {
-                        self.next_id += 1;
-                        self.opened += 1;
-                        self.event(Opened(self.next_id));
-                        let conn = Conn { id: self.next_id };
-                        Completion::Opened { ticket, conn }
-                    }
-                }
-                Command::Close { ticket, conn } => {
-                    self.closed += 1;
-                    self.event(Closed(conn.id));
-                    let outcome = Finished::Ok;
-                    Completion::Closed { ticket, outcome }
-                }
-                Command::Reset { ticket, conn } => {
-                    let ok = self.fail_reset != Some(conn.id);
-                    self.event(Reset(conn.id, ok));
-                    let outcome = Finished::from_ok(ok);
-                    Completion::Reset {
+        loop {
+            if let Some(io) = self.pool.poll_io() {
+                self.perform(io);
+            } else if let Some(handoff) = self.pool.poll_handoff() {
+                self.deliver(handoff);
+            } else if self.pool.poll_report().is_none() {
+                // (No `leak_after` here: there are no reports.)
+                return;
+            }
+        }
+    }
+
+    fn perform(&mut self, io: Io<Conn>) {
+        let now = self.now();
+        let done = match io {
+            Io::Open(ticket) => {
+                if self.fail_opens > 0 {
+                    self.fail_opens -= 1;
+                    self.open_failures += 1;
+                    self.event(OpenFailed);
+                    Completion::OpenFailed {
                         ticket,
-                        conn,
-                        outcome,
+                        permanent: false,
                     }
+                } else {
+                    self.next_id += 1;
+                    self.opened += 1;
+                    self.event(Opened(self.next_id));
+                    let conn = Conn { id: self.next_id };
+                    Completion::Opened { ticket, conn }
                 }
-                Command::Check { ticket, conn } => {
-                    let ok = self.hang_check != Some(conn.id);
-                    self.event(Checked(conn.id, ok));
-                    // A check that hangs is cut off at the firmware's bound (the socket torn
-                    // down): abandoned, closed as a failed one is, and counted.
-                    let outcome = if ok {
-                        Finished::Ok
-                    } else {
-                        Finished::Abandoned
-                    };
-                    Completion::Checked {
-                        ticket,
-                        conn,
-                        outcome,
-                    }
-                }
-                Command::Grant {
-                    waiter,
-                    lease,
+            }
+            Io::Close { ticket, conn } => {
+                self.closed += 1;
+                self.event(Closed(conn.id));
+                let outcome = Finished::Ok;
+                Completion::Closed { ticket, outcome }
+            }
+            Io::Reset { ticket, conn } => {
+                let ok = self.fail_reset != Some(conn.id);
+                self.event(Reset(conn.id, ok));
+                let outcome = Finished::from_ok(ok);
+                Completion::Reset {
+                    ticket,
                     conn,
+                    outcome,
+                }
+            }
+            Io::Check { ticket, conn } => {
+                let ok = self.hang_check != Some(conn.id);
+                self.event(Checked(conn.id, ok));
+                // A check that hangs is cut off at the firmware's bound (the socket torn
+                // down): abandoned, closed as a failed one is, and counted.
+                let outcome = if ok {
+                    Finished::Ok
+                } else {
+                    Finished::Abandoned
+                };
+                Completion::Checked {
+                    ticket,
+                    conn,
+                    outcome,
+                }
+            }
+        };
+        if let Err(rejected) = self.pool.handle(now, done) {
+            panic!("completion refused: {}", rejected.error);
+        }
+    }
+
+    fn deliver(&mut self, handoff: Handoff<Conn>) {
+        let now = self.now();
+        match handoff {
+            Handoff::Grant {
+                waiter,
+                lease,
+                conn,
+                fresh,
+            } => {
+                let key = self.unqueue(waiter.get());
+                self.event(Granted {
+                    waiter: waiter.get(),
+                    conn: conn.id,
                     fresh,
-                } => {
+                });
+                self.hold(Borrowed { lease, key, conn });
+            }
+            Handoff::Wake { waiter } => {
+                // A connection came back: the woken checkout claims it (here at once).
+                let claimed = match self.pool.claim(now, waiter) {
+                    Ok(Checkout::Ready { lease, conn }) => Some((lease, conn)),
+                    _ => None,
+                };
+                let conn = claimed.as_ref().map(|(_, c)| c.id);
+                self.event(Claimed {
+                    waiter: waiter.get(),
+                    conn,
+                });
+                if let Some((lease, conn)) = claimed {
                     let key = self.unqueue(waiter.get());
-                    self.event(Granted {
-                        waiter: waiter.get(),
-                        conn: conn.id,
-                        fresh,
-                    });
                     self.hold(Borrowed { lease, key, conn });
-                    continue;
                 }
-                // Not configured here (no `leak_after`).
-                Command::Leak { .. } => continue,
-                Command::Wake { waiter } => {
-                    // A connection came back: the woken checkout claims it (here at once).
-                    let claimed = match self.pool.claim(now, waiter) {
-                        Ok(Checkout::Ready { lease, conn }) => Some((lease, conn)),
-                        _ => None,
-                    };
-                    let conn = claimed.as_ref().map(|(_, c)| c.id);
-                    self.event(Claimed {
-                        waiter: waiter.get(),
-                        conn,
-                    });
-                    if let Some((lease, conn)) = claimed {
-                        let key = self.unqueue(waiter.get());
-                        self.hold(Borrowed { lease, key, conn });
-                    }
-                    continue;
-                }
-                Command::Fail { waiter, error } => {
-                    self.unqueue(waiter.get());
-                    self.event(Failed {
-                        waiter: waiter.get(),
-                        error,
-                    });
-                    continue;
-                }
-            };
-            if let Err(rejected) = self.pool.handle(now, done) {
-                panic!("completion refused: {}", rejected.error);
+            }
+            Handoff::Fail { waiter, error } => {
+                self.unqueue(waiter.get());
+                self.event(Failed {
+                    waiter: waiter.get(),
+                    error,
+                });
             }
         }
     }

@@ -20,8 +20,8 @@ compile_error!("build this example for wasm32-unknown-unknown (single-threaded W
 use core::cell::RefCell;
 use core::time::Duration;
 use sanspool_core::{
-    Checkout, Command, Completion, Config, Error, Finished, Fixed, Lease, Pool, Rejected, Returned,
-    Ticket, Time, Wait, WaiterId,
+    Checkout, Completion, Config, Error, Finished, Fixed, Handoff, Io, Lease, Pool, Rejected,
+    Report, Returned, Ticket, Time, Wait, WaiterId,
 };
 
 /// Connections the module can hold (`max` is at most this).
@@ -316,23 +316,35 @@ pub extern "C" fn checkin(now_ms: f64, lease: u32, key_: u32, conn: u32, state: 
     })
 }
 
-/// The next command, or 0 when there is none. 1 OPEN (`out_handle` the ticket), 2 CLOSE (ticket,
+/// The next output — I/O first, then hand-offs, then reports (the pool's three queues) — or 0
+/// when there is none. 1 OPEN (`out_handle` the ticket), 2 CLOSE (ticket,
 /// `out_conn`), 3 RESET (ticket, conn), 4 CHECK (ticket, conn), 5 GRANT (`out_waiter`, the lease,
 /// conn, `out_flag` 1 if freshly opened), 6 FAIL (`out_waiter`, `out_flag` the error code), 7 WAKE
 /// (`out_waiter`: a connection came back, that checkout should [`claim`] it), 8 LEAK (`out_flag`
 /// the slot whose borrower held it past `leak_after`).
 #[no_mangle]
-pub extern "C" fn next_command() -> i32 {
+pub extern "C" fn next_output() -> i32 {
     with(0, |pool, glue| {
-        let Some(cmd) = pool.poll_command() else {
+        if let Some(io) = pool.poll_io() {
+            let (kind, ticket, conn) = match io {
+                Io::Open(t) => (1, t, 0),
+                Io::Close { ticket, conn } => (2, ticket, conn),
+                Io::Reset { ticket, conn } => (3, ticket, conn),
+                Io::Check { ticket, conn } => (4, ticket, conn),
+            };
+            glue.out.handle = glue.tickets.issue(ticket.slot(), ticket);
+            glue.out.conn = conn;
+            return kind;
+        }
+        if let Some(Report::Leak { lease, .. }) = pool.poll_report() {
+            glue.out.flag = lease.slot() as u32;
+            return 8;
+        }
+        let Some(handoff) = pool.poll_handoff() else {
             return 0;
         };
-        let (kind, ticket, conn) = match cmd {
-            Command::Open(t) => (1, t, 0),
-            Command::Close { ticket, conn } => (2, ticket, conn),
-            Command::Reset { ticket, conn } => (3, ticket, conn),
-            Command::Check { ticket, conn } => (4, ticket, conn),
-            Command::Grant {
+        match handoff {
+            Handoff::Grant {
                 waiter,
                 lease,
                 conn,
@@ -344,28 +356,21 @@ pub extern "C" fn next_command() -> i32 {
                     waiter: waiter.get() as f64,
                     flag: u32::from(fresh),
                 };
-                return 5;
+                5
             }
-            Command::Fail { waiter, error } => {
+            Handoff::Fail { waiter, error } => {
                 glue.out.waiter = waiter.get() as f64;
                 glue.out.flag = error_code(error) as u32;
-                return 6;
+                6
             }
-            Command::Leak { lease, .. } => {
-                glue.out.flag = lease.slot() as u32;
-                return 8;
-            }
-            Command::Wake { waiter } => {
+            Handoff::Wake { waiter } => {
                 if let Some(free) = glue.woken.iter_mut().find(|w| w.is_none()) {
                     *free = Some(waiter);
                 }
                 glue.out.waiter = waiter.get() as f64;
-                return 7;
+                7
             }
-        };
-        glue.out.handle = glue.tickets.issue(ticket.slot(), ticket);
-        glue.out.conn = conn;
-        kind
+        }
     })
 }
 
