@@ -14,7 +14,7 @@ use bb8_postgres::tokio_postgres::{self, Client, NoTls, SimpleQueryMessage};
 use bb8_postgres::PostgresConnectionManager;
 use sanspool_tests::shared_dsn;
 use sanspool_tokio::bb8::Manager;
-use sanspool_tokio::{Builder, Pool, PoolError};
+use sanspool_tokio::{Builder, GetError, Pool};
 
 /// How long "eventually" may take: the machine may be slow and busy.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -238,7 +238,7 @@ async fn a_checkout_times_out_while_every_connection_is_held() {
 
     let asked = Instant::now();
     let error = pool.get().await.map(drop).unwrap_err();
-    assert!(matches!(error, PoolError::Timeout(None)), "{error:?}");
+    assert!(matches!(error, GetError::Timeout(None)), "{error:?}");
     assert!(asked.elapsed() >= timeout);
     let stats = pool.stats();
     assert_eq!((stats.timeouts, stats.checkouts, stats.size), (1, 2, 2));

@@ -31,7 +31,7 @@ mod rounds;
 use bb8_postgres::PostgresConnectionManager;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
 use sanspool_tests::bench::{env, median_by, ms, Waits};
-use sanspool_tokio::postgres::{tokio_postgres, PgConnector, PgPool};
+use sanspool_tokio::postgres::{tokio_postgres, PgConnector};
 use sanspool_tokio::{Builder, Fairness};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -42,8 +42,8 @@ const MAX: usize = 4;
 
 #[derive(Clone)]
 enum Pool {
-    Sanspool(PgPool),
-    SanspoolBounded(PgPool),
+    Sanspool(sanspool_tokio::Pool<PgConnector>),
+    SanspoolBounded(sanspool_tokio::Pool<PgConnector>),
     Deadpool(deadpool_postgres::Pool),
     Bb8(bb8::Pool<PostgresConnectionManager<NoTls>>),
     /// No pool: `MAX` plain clients taken in turn by the one task (the ceiling at 1 task).

@@ -18,7 +18,7 @@
 //! | `Builder::max_size` (default 10) | `max` (default 10) |
 //! | `Builder::min_idle` (default none) | `min`, connections kept open (default 1) |
 //! | `Builder::test_on_check_out` (default **on**) | `check_on_checkout` (default off: no round trip per checkout) |
-//! | `Builder::connection_timeout` (30 s): `RunError::TimedOut` | `timeout` (30 s): [`PoolError::Timeout`](crate::PoolError::Timeout), with the last connect error if opens were failing |
+//! | `Builder::connection_timeout` (30 s): `RunError::TimedOut` | `timeout` (30 s): [`GetError::Timeout`](crate::GetError::Timeout), with the last connect error if opens were failing |
 //! | `Builder::retry_connection` (default on) | always: a failed open is retried with backoff while checkouts wait out their timeout |
 //! | `Builder::max_lifetime` (30 min), `idle_timeout` (10 min) | `max_lifetime`, `max_idle` (default: none), plus `lifetime_jitter` |
 //! | `Builder::queue_strategy` (`Fifo`, `Lifo`) | `idle_order` ([`IdleOrder::Fifo`](crate::IdleOrder::Fifo) by default, `Lifo`) |
@@ -82,7 +82,7 @@
 //!   an error fails the open (the connection is dropped).
 //! - **`ErrorSink`** does not: bb8 gives the sink each error by value, but sanspool keeps a failed
 //!   open's error as the cause of the checkouts it fails
-//!   ([`PoolError::Connect`](crate::PoolError::Connect), or `Timeout` with the cause, shared by
+//!   ([`GetError::Connect`](crate::GetError::Connect), or `Timeout` with the cause, shared by
 //!   every checkout that waited on it), so no sink can own it, and a generic error cannot be
 //!   cloned. bb8's default sink discards them; [`Stats::open_failures`](crate::Stats::open_failures)
 //!   counts failed opens.

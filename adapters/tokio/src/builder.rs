@@ -1,13 +1,10 @@
 //! The pool's settings, and its construction.
 
-use crate::pool::{Hook, Settings};
-use crate::{Connector, Pool, PoolError};
+use crate::{BuildError, Connector, Pool};
 use futures_util::future::BoxFuture;
 use sanspool_core::{Config, Fairness, IdleOrder};
-use std::collections::hash_map::RandomState;
+use sanspool_kit::{Hook, Settings};
 use std::fmt;
-use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// Settings for a pool of `M`'s connections: the blocking pool's settings, with async hooks.
@@ -35,12 +32,9 @@ pub struct Builder<M: Connector> {
     config: Config,
     timeout: Option<Duration>,
     check_on_checkout: bool,
-    after_connect: Option<Hook<M>>,
-    before_reuse: Option<Hook<M>>,
+    after_connect: Option<Hook<M::Conn, M::Error>>,
+    before_reuse: Option<Hook<M::Conn, M::Error>>,
 }
-
-/// Each pool's tag, so that one pool refuses another's leases.
-static NEXT_TAG: AtomicU32 = AtomicU32::new(1);
 
 impl<M: Connector> Builder<M> {
     /// Settings for a pool of `connector`'s connections, with the defaults.
@@ -70,7 +64,7 @@ impl<M: Connector> Builder<M> {
             + Sync
             + 'static,
     {
-        self.after_connect = Some(Box::new(hook));
+        self.after_connect = Some(Hook::Async(Box::new(hook)));
         self
     }
 
@@ -83,7 +77,7 @@ impl<M: Connector> Builder<M> {
             + Sync
             + 'static,
     {
-        self.before_reuse = Some(Box::new(hook));
+        self.before_reuse = Some(Hook::Async(Box::new(hook)));
         self
     }
 
@@ -92,18 +86,14 @@ impl<M: Connector> Builder<M> {
     ///
     /// # Panics
     /// Outside a tokio runtime.
-    pub async fn build(self) -> Result<Pool<M>, PoolError<M::Error>> {
-        let mut config = self.config;
-        config.tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
-        config.seed = RandomState::new().hash_one(config.tag);
-        let settings = Settings::new(
-            self.connector,
-            self.after_connect,
-            self.before_reuse,
-            self.check_on_checkout,
-            self.timeout,
-        );
-        Pool::build(settings, config).await
+    pub async fn build(self) -> Result<Pool<M>, BuildError<M::Error>> {
+        let settings = Settings {
+            after_connect: self.after_connect,
+            before_reuse: self.before_reuse,
+            check_on_checkout: self.check_on_checkout,
+            ..Settings::new(self.connector, self.timeout)
+        };
+        Pool::build(settings, sanspool_kit::tagged(self.config)).await
     }
 }
 

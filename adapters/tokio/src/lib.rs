@@ -25,7 +25,7 @@
 //! #     async fn check(&self, _: &mut Vec<String>) -> Result<(), Infallible> { Ok(()) }
 //! # }
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), sanspool_tokio::PoolError<Infallible>> {
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //!
 //! let pool = Builder::new(Server)
@@ -54,22 +54,22 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod api;
 #[cfg(feature = "bb8")]
 #[cfg_attr(docsrs, doc(cfg(feature = "bb8")))]
 pub mod bb8;
 mod builder;
-mod connector;
-mod error;
-mod pool;
+mod inner;
+mod internals;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 
+pub use api::{Pool, PooledConn};
 pub use builder::Builder;
-pub use connector::Connector;
-pub use error::PoolError;
-pub use pool::{Pool, PooledConn};
+pub use sanspool_core::Error as CoreError;
 pub use sanspool_core::{Fairness, IdleOrder, KeepIdle, Returned, Stats};
+pub use sanspool_kit::{BuildError, Connector, GetError};
 
 // The README's examples, compiled (and run where they can) as doctests.
 #[cfg(doctest)]

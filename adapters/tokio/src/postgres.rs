@@ -13,12 +13,12 @@
 //! request of nothing but Close cannot change the transaction status.
 //!
 //! ```no_run
-//! use sanspool_tokio::postgres::{PgConnector, PgPool};
-//! use sanspool_tokio::Builder;
+//! use sanspool_tokio::postgres::PgConnector;
+//! use sanspool_tokio::{Builder, Pool};
 //! use std::time::Duration;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let pool: PgPool = Builder::new(PgConnector::new("host=localhost user=postgres")?)
+//! let pool: Pool<PgConnector> = Builder::new(PgConnector::new("host=localhost user=postgres")?)
 //!     .max(8)
 //!     .timeout(Duration::from_secs(5))
 //!     .build()
@@ -30,7 +30,7 @@
 //! # }
 //! ```
 
-use crate::{Connector, Pool, PoolError, PooledConn, Returned};
+use crate::{Connector, Returned};
 use sanspool_pgconn::{Opener, Session};
 use std::fmt;
 use std::future::Future;
@@ -46,16 +46,6 @@ pub use sanspool_pgconn::{
     DISCARD_SESSION,
 };
 pub use tokio_postgres;
-
-/// A pool of `tokio_postgres` clients.
-pub type PgPool = Pool<PgConnector>;
-
-/// A checked-out connection of a [`PgPool`]: derefs to [`PgConn`], and through it to
-/// `tokio_postgres::Client`.
-pub type PgPooledConn = PooledConn<PgConnector>;
-
-/// What a [`PgPool`] fails with.
-pub type PgPoolError = PoolError<Error>;
 
 /// The [`Connector`] for `tokio_postgres::Client`. Every network operation is bounded
 /// ([`Bounds`]: the same as the blocking connector's): opening (the connect timeout, or the

@@ -2,7 +2,9 @@
 //! bounded, with barging), cancellation, dirty and broken returns, failed opens, maintenance,
 //! close.
 
-use sanspool_tokio::{Builder, Connector, Fairness, Pool, PoolError, Returned};
+use sanspool_tokio::{
+    BuildError, Builder, Connector, CoreError, Fairness, GetError, Pool, Returned,
+};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -193,7 +195,7 @@ async fn a_waiter_times_out_within_its_bound() {
     let start = Instant::now();
     let err = pool.get().await.unwrap_err();
     let took = start.elapsed();
-    assert!(matches!(err, PoolError::Timeout(None)), "{err:?}");
+    assert!(matches!(err, GetError::Timeout(None)), "{err:?}");
     assert!(took >= timeout, "{took:?}");
     assert!(took < timeout + Duration::from_secs(2), "{took:?}");
     let s = pool.stats();
@@ -364,7 +366,7 @@ async fn without_a_timeout_a_full_pool_is_exhausted() {
         .await
         .unwrap();
     let _held = pool.get().await.unwrap();
-    assert!(matches!(pool.get().await, Err(PoolError::Exhausted)));
+    assert!(matches!(pool.get().await, Err(GetError::Exhausted)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,7 +375,7 @@ async fn a_failed_build_is_the_connect_error() {
     fake.0.fail_opens.store(true, Ordering::SeqCst);
     let err = Builder::new(fake.clone()).min(1).build().await.unwrap_err();
     match err {
-        PoolError::Connect(e) => assert_eq!(e.to_string(), "refused"),
+        BuildError::Connect(e) => assert_eq!(e.to_string(), "refused"),
         other => panic!("{other:?}"),
     }
 }
@@ -386,7 +388,7 @@ async fn a_permanent_failure_fails_waiters_at_once() {
     fake.0.permanent.store(true, Ordering::SeqCst);
     let start = Instant::now();
     let err = pool.get().await.unwrap_err();
-    assert!(matches!(err, PoolError::Connect(_)), "{err:?}");
+    assert!(matches!(err, GetError::Connect(_)), "{err:?}");
     assert!(start.elapsed() < Duration::from_secs(5));
 }
 
@@ -443,9 +445,9 @@ async fn close_fails_waiters_and_closes_every_connection() {
     });
     eventually("queued", || pool.stats().waiting == 1).await;
     pool.close().unwrap();
-    assert!(matches!(waiter.await.unwrap(), Err(PoolError::Closed)));
-    assert!(matches!(pool.get().await, Err(PoolError::Closed)));
-    assert!(matches!(pool.close(), Err(PoolError::Closed)));
+    assert!(matches!(waiter.await.unwrap(), Err(GetError::Closed)));
+    assert!(matches!(pool.get().await, Err(GetError::Closed)));
+    assert!(matches!(pool.close(), Err(CoreError::Closed)));
     drop(held);
     drop(_other);
     eventually("closed", || fake.0.closed.load(Ordering::SeqCst) == 2).await;
@@ -541,7 +543,7 @@ async fn a_failing_after_connect_fails_the_build() {
         .build()
         .await
         .unwrap_err();
-    assert!(matches!(err, PoolError::Connect(e) if e.to_string() == "hook"));
+    assert!(matches!(err, BuildError::Connect(e) if e.to_string() == "hook"));
     eventually("closed", || fake.0.closed.load(Ordering::SeqCst) == 1).await;
 }
 
@@ -580,7 +582,7 @@ async fn check_waits_for_the_answers_and_counts_the_failures() {
     assert_eq!(pool.check().await.unwrap(), 0);
     assert_eq!(fake.0.checks.load(Ordering::SeqCst), 7);
     pool.close().unwrap();
-    assert!(matches!(pool.check().await, Err(PoolError::Closed)));
+    assert!(matches!(pool.check().await, Err(CoreError::Closed)));
 }
 
 /// The pool's futures can be spawned on a multi-thread runtime.

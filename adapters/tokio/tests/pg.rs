@@ -7,8 +7,8 @@
 
 use sanspool_tests::{shared_dsn, Frozen, PgServer};
 use sanspool_tokio::postgres::TxStatus;
-use sanspool_tokio::postgres::{tokio_postgres, PgConnector, PgPool, SessionReset};
-use sanspool_tokio::{Builder, PoolError};
+use sanspool_tokio::postgres::{tokio_postgres, PgConnector, SessionReset};
+use sanspool_tokio::{Builder, GetError, Pool};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_postgres::NoTls;
@@ -109,7 +109,7 @@ async fn backend_pid(conn: &tokio_postgres::Client) -> i32 {
         .expect("a pid")
 }
 
-async fn pool(name: &str, min: usize, max: usize, timeout: Duration) -> PgPool {
+async fn pool(name: &str, min: usize, max: usize, timeout: Duration) -> Pool<PgConnector> {
     Builder::new(connector_for(&shared_dsn(), name))
         .min(min)
         .max(max)
@@ -229,7 +229,7 @@ async fn a_waiter_times_out_within_its_bound() {
     let start = Instant::now();
     let err = pool.get().await.unwrap_err();
     let took = start.elapsed();
-    assert!(matches!(err, PoolError::Timeout(None)), "{err:?}");
+    assert!(matches!(err, GetError::Timeout(None)), "{err:?}");
     assert!(
         took >= timeout && took < timeout + Duration::from_secs(2),
         "{took:?}"
@@ -351,7 +351,7 @@ async fn close_closes_every_connection_on_the_server() {
     });
     eventually("queued", || pool.stats().waiting == 1).await;
     pool.close().unwrap();
-    assert!(matches!(waiter.await.unwrap(), Err(PoolError::Closed)));
+    assert!(matches!(waiter.await.unwrap(), Err(GetError::Closed)));
     mon.until_count(1).await;
     drop(held);
     mon.until_count(0).await;
@@ -416,7 +416,7 @@ async fn a_checkout_against_an_unreachable_server_times_out_with_the_connect_err
     let err = pool.get().await.unwrap_err();
     let took = start.elapsed();
     match &err {
-        PoolError::Timeout(Some(e)) => {
+        GetError::Timeout(Some(e)) => {
             assert!(
                 matches!(**e, sanspool_tokio::postgres::Error::Connect(_)),
                 "{e:?}"
@@ -470,7 +470,7 @@ async fn resets_checks_and_closes_cut_off_at_their_bounds_are_counted() {
         .build()
         .await
         .unwrap();
-    let abandoned = |pool: &PgPool| {
+    let abandoned = |pool: &Pool<PgConnector>| {
         let s = pool.stats();
         [s.abandoned_resets, s.abandoned_checks, s.abandoned_closes]
     };

@@ -1,11 +1,13 @@
-//! The connection-maker trait: what an async client implements to be pooled.
+//! The connection-maker trait as every driver sees it (async), and the hooks a pool runs on
+//! connections. The async pool's `Connector` is this one; the blocking pool's is synchronous and
+//! reaches the kit through an adapter whose futures never wait.
 
 use sanspool_core::Returned;
 use std::future::Future;
 
 /// Opens, judges, resets, checks and closes connections of one kind, asynchronously.
 ///
-/// The pool runs [`connect`](Connector::connect), [`reset`](Connector::reset),
+/// The async pool runs [`connect`](Connector::connect), [`reset`](Connector::reset),
 /// [`check`](Connector::check) and [`close`](Connector::close) on tasks of their own (never under
 /// its lock, never inside a borrower's `get()`), so a slow server delays nobody an idle connection
 /// could serve. [`state`](Connector::state) runs when a guard is dropped, so it must not do I/O.
@@ -57,5 +59,42 @@ pub trait Connector: Send + Sync + 'static {
             drop(conn);
             Ok(())
         }
+    }
+}
+
+/// A hook a pool runs on a connection (after it is opened, or before it is reused): a plain
+/// function (the blocking pool's), or one returning a future (the async pool's). An error closes
+/// the connection.
+pub enum Hook<C, E> {
+    /// Runs to its end on the spot.
+    Sync(SyncHook<C, E>),
+    /// Its future is awaited.
+    Async(AsyncHook<C, E>),
+}
+
+/// A [`Hook::Sync`]'s function.
+pub type SyncHook<C, E> = Box<dyn Fn(&mut C) -> Result<(), E> + Send + Sync>;
+
+/// A [`Hook::Async`]'s function.
+pub type AsyncHook<C, E> = Box<
+    dyn for<'a> Fn(&'a mut C) -> futures_util::future::BoxFuture<'a, Result<(), E>> + Send + Sync,
+>;
+
+impl<C, E> Hook<C, E> {
+    /// Runs the hook on `conn`.
+    pub async fn run(&self, conn: &mut C) -> Result<(), E> {
+        match self {
+            Hook::Sync(f) => f(conn),
+            Hook::Async(f) => f(conn).await,
+        }
+    }
+}
+
+impl<C, E> std::fmt::Debug for Hook<C, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Hook::Sync(_) => "Hook::Sync",
+            Hook::Async(_) => "Hook::Async",
+        })
     }
 }

@@ -1,0 +1,135 @@
+//! [`Engine`]: the core beside what a driver remembers (why the last open failed), and the two
+//! moves every driver makes around it under its lock: [`drain`](Engine::drain) the outputs
+//! (I/O to start, hand-offs to deliver, reports to log) and [`report`](Engine::report) a
+//! performed I/O back.
+
+use crate::{BuildError, Done, Failure, GetError};
+use sanspool_core::{AllocPool, Config, Handoff, Io, Lease, Returned, WaiterId};
+use std::hash::Hash;
+use std::sync::Arc;
+
+/// A connection granted to a queued checkout.
+#[derive(Debug)]
+pub struct Granted<C> {
+    /// Check the connection in with this.
+    pub lease: Lease,
+    /// The connection.
+    pub conn: C,
+    /// Opened for this very checkout: it needs no vetting.
+    pub fresh: bool,
+}
+
+/// What a queued checkout receives: its connection, or why it failed.
+pub type Outcome<C, E> = Result<Granted<C>, GetError<E>>;
+
+/// A hand-off as a driver delivers it.
+#[derive(Debug)]
+pub enum Delivery<C, E> {
+    /// The checkout's outcome.
+    Outcome(Outcome<C, E>),
+    /// A connection came back idle: the checkout should claim it when it runs (a running one
+    /// may take it first).
+    Wake,
+}
+
+/// Where [`Engine::drain`] puts what it takes: the driver's side of a drain.
+pub trait Outputs<C, E> {
+    /// An I/O to start (once the driver's lock is released).
+    fn io(&mut self, io: Io<C>);
+    /// A hand-off for the queued checkout `waiter`; a grant it cannot deliver is given back.
+    fn deliver(&mut self, waiter: WaiterId, delivery: Delivery<C, E>) -> Option<Granted<C>>;
+}
+
+/// The core and the last open failure.
+pub struct Engine<C, E, K: Hash + Eq + Clone> {
+    /// The state machine.
+    pub core: AllocPool<C, K>,
+    /// Why the last open failed; cleared by a successful open.
+    last: Option<Failure<E>>,
+}
+
+impl<C, E, K: Hash + Eq + Clone> Engine<C, E, K> {
+    /// The engine for `config`.
+    pub fn new(config: Config) -> Result<Self, BuildError<E>> {
+        Ok(Engine {
+            core: AllocPool::new(config).map_err(BuildError::Config)?,
+            last: None,
+        })
+    }
+
+    /// The checkout's error for a core refusal, with the last open failure as its cause.
+    pub fn error(&self, error: sanspool_core::Error) -> GetError<E> {
+        GetError::from_core(error, self.last.as_ref())
+    }
+
+    /// The error of the last failed open, if the last open failed.
+    pub fn open_failure(&self) -> Option<GetError<E>> {
+        self.last
+            .as_ref()
+            .map(|_| self.error(sanspool_core::Error::OpenFailed))
+    }
+
+    /// Takes every output into `out`: the I/O, and each hand-off, which `out` may give back as a
+    /// grant it could not deliver (its checkout is gone: cannot happen, a checkout leaves its
+    /// driver's table only with its outcome or its cancel); the reports are logged. A grant
+    /// given back never reached anyone, so it is checked in clean, and what follows from that is
+    /// drained too.
+    pub fn drain(&mut self, out: &mut impl Outputs<C, E>) {
+        loop {
+            while let Some(io) = self.core.poll_io() {
+                out.io(io);
+            }
+            while let Some(report) = self.core.poll_report() {
+                log::warn!("sanspool: {}", report.describe(self.core.now()));
+            }
+            let mut orphans = Vec::new();
+            while let Some(handoff) = self.core.poll_handoff() {
+                let (waiter, delivery) = match handoff {
+                    Handoff::Grant {
+                        waiter,
+                        lease,
+                        conn,
+                        fresh,
+                    } => {
+                        let granted = Granted { lease, conn, fresh };
+                        (waiter, Delivery::Outcome(Ok(granted)))
+                    }
+                    Handoff::Fail { waiter, error } => {
+                        (waiter, Delivery::Outcome(Err(self.error(error))))
+                    }
+                    Handoff::Wake { waiter } => (waiter, Delivery::Wake),
+                };
+                orphans.extend(out.deliver(waiter, delivery));
+            }
+            if orphans.is_empty() {
+                return;
+            }
+            log::warn!("sanspool: a grant for a checkout that is not waiting: taken back");
+            let now = self.core.now();
+            for Granted { lease, conn, .. } in orphans {
+                let back = self.core.checkin(now, lease, None, conn, Returned::Clean);
+                debug_assert!(back.is_ok(), "an orphaned grant was refused");
+            }
+        }
+    }
+
+    /// Reports a performed I/O (remembering why an open failed). Returns a connection the core
+    /// refused (a driver bug): close it.
+    #[must_use]
+    pub fn report(&mut self, now: sanspool_core::Time, done: Done<C, E>) -> Option<C> {
+        let (completion, failure) = done;
+        match (&completion, failure) {
+            (sanspool_core::Completion::Opened { .. }, _) => self.last = None,
+            (_, Some(e)) => {
+                self.last = Some(match e {
+                    Some(e) => Failure::Error(Arc::new(e)),
+                    None => Failure::Panic,
+                });
+            }
+            _ => {}
+        }
+        let refused = self.core.handle(now, completion).err()?;
+        debug_assert!(false, "report refused: {}", refused.error);
+        refused.conn
+    }
+}

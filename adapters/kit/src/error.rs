@@ -1,0 +1,154 @@
+//! The drivers' typed errors, the same in every driver: one type per kind of call, with psycopg2's
+//! texts where the behaviour is psycopg2's. Each text ends with the connector error behind it, if
+//! any (which is also the [`source`](std::error::Error::source)); that error is shared (`Arc`),
+//! since one failed open can be the reason for many failed checkouts.
+
+use sanspool_core::Error as Core;
+use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
+
+/// Why a checkout failed (`get`, `getconn`, `wait_ready`). `E` is the connector's error.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum GetError<E> {
+    /// The pool was closed (psycopg2: "connection pool is closed").
+    Closed,
+    /// No idle connection and no room to open one, and the checkout does not wait
+    /// (psycopg2: "connection pool exhausted").
+    Exhausted,
+    /// The checkout waited its whole timeout. Carries the last connect error if opens were failing
+    /// (and says it: "timed out waiting for a connection: " then the error, as r2d2 does).
+    Timeout(Option<Arc<E>>),
+    /// Too many checkouts are already waiting (`max_waiting`).
+    TooManyWaiters,
+    /// The key is busy: a guard holds it, or another checkout of it is still under way.
+    KeyBusy,
+    /// Opening the connection this checkout needed failed (psycopg2 raises the connect error).
+    Connect(Arc<E>),
+    /// A connector method or hook panicked while opening the connection this checkout needed.
+    Panicked,
+}
+
+/// Why a pool could not be built: the settings were refused, or opening `min` connections failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError<E> {
+    /// The core refused the settings (`min > max`, `max == 0`, ...).
+    Config(Core),
+    /// Opening one of the `min` connections failed (psycopg2 raises the connect error).
+    Connect(Arc<E>),
+    /// A connector method or hook panicked while opening one of the `min` connections.
+    Panicked,
+    /// The `min` connections were not open within the build's bound; carries the last connect
+    /// error, if opens were failing.
+    Timeout(Option<Arc<E>>),
+}
+
+/// Why the last open failed (what a later checkout's error carries).
+#[derive(Debug)]
+pub enum Failure<E> {
+    /// The connector's error.
+    Error(Arc<E>),
+    /// The connector (or a hook) panicked.
+    Panic,
+}
+
+fn cause<E>(last: Option<&Failure<E>>) -> Option<Arc<E>> {
+    match last {
+        Some(Failure::Error(e)) => Some(Arc::clone(e)),
+        _ => None,
+    }
+}
+
+impl<E> GetError<E> {
+    /// The error for a core refusal of a checkout, given the last connect failure.
+    pub fn from_core(error: Core, last: Option<&Failure<E>>) -> Self {
+        match error {
+            Core::Closed => GetError::Closed,
+            Core::Exhausted => GetError::Exhausted,
+            Core::Timeout => GetError::Timeout(cause(last)),
+            Core::TooManyWaiters => GetError::TooManyWaiters,
+            // The driver records the failure before it reports a failed open, so `last` is set.
+            Core::OpenFailed => match cause(last) {
+                Some(e) => GetError::Connect(e),
+                None => GetError::Panicked,
+            },
+            // A key's second checkout while its first still waits; the core refuses nothing else
+            // on a checkout.
+            _ => GetError::KeyBusy,
+        }
+    }
+}
+
+impl<E> BuildError<E> {
+    /// A build fails as a checkout would: on a failed open, or out of time.
+    pub fn from_open(error: GetError<E>) -> Self {
+        match error {
+            GetError::Connect(e) => BuildError::Connect(e),
+            GetError::Timeout(e) => BuildError::Timeout(e),
+            GetError::Panicked => BuildError::Panicked,
+            // The build's pool is not shared yet: nothing else can refuse its opens.
+            _ => BuildError::Config(Core::Closed),
+        }
+    }
+}
+
+/// The text of a failed open, with its cause (shared by checkouts and builds).
+fn open_failed<E: fmt::Display>(f: &mut fmt::Formatter<'_>, cause: Option<&E>) -> fmt::Result {
+    match cause {
+        Some(e) => write!(f, "could not open a connection: {e}"),
+        None => f.write_str("opening a connection panicked"),
+    }
+}
+
+fn timed_out<E: fmt::Display>(f: &mut fmt::Formatter<'_>, last: Option<&E>) -> fmt::Result {
+    fmt::Display::fmt(&Core::Timeout, f)?;
+    match last {
+        Some(e) => write!(f, ": {e}"),
+        None => Ok(()),
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for GetError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GetError::Closed => fmt::Display::fmt(&Core::Closed, f),
+            GetError::Exhausted => fmt::Display::fmt(&Core::Exhausted, f),
+            GetError::Timeout(e) => timed_out(f, e.as_deref()),
+            GetError::TooManyWaiters => fmt::Display::fmt(&Core::TooManyWaiters, f),
+            GetError::KeyBusy => f.write_str("this key's connection is busy"),
+            GetError::Connect(e) => open_failed(f, Some(&**e)),
+            GetError::Panicked => open_failed::<E>(f, None),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for BuildError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::Config(e) => fmt::Display::fmt(e, f),
+            BuildError::Connect(e) => open_failed(f, Some(&**e)),
+            BuildError::Panicked => open_failed::<E>(f, None),
+            BuildError::Timeout(e) => timed_out(f, e.as_deref()),
+        }
+    }
+}
+
+impl<E: Error + 'static> Error for GetError<E> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            GetError::Connect(e) | GetError::Timeout(Some(e)) => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+impl<E: Error + 'static> Error for BuildError<E> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            BuildError::Connect(e) | BuildError::Timeout(Some(e)) => Some(&**e),
+            _ => None,
+        }
+    }
+}
