@@ -1,14 +1,13 @@
 //! The pools' settings, and their construction.
 
-use crate::driver::{Hook, Settings};
+use crate::connector::Blocking;
+use crate::driver::Settings;
 use crate::psycopg2::{PersistentConnectionPool, SimpleConnectionPool, ThreadedConnectionPool};
 use crate::{BuildError, Connector, Key, Pool};
 use sanspool_core::Config;
-use std::collections::hash_map::RandomState;
+use sanspool_kit::Hook;
 use std::fmt;
-use std::hash::BuildHasher;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// Settings for a pool of `M`'s connections, checked out under keys of type `K` (see
@@ -26,13 +25,10 @@ pub struct Builder<M: Connector, K = u64> {
     config: Config,
     timeout: Option<Duration>,
     check_on_checkout: bool,
-    after_connect: Option<Hook<M>>,
-    before_reuse: Option<Hook<M>>,
+    after_connect: Option<Hook<M::Conn, M::Error>>,
+    before_reuse: Option<Hook<M::Conn, M::Error>>,
     keys: PhantomData<fn() -> K>,
 }
-
-/// Each pool's tag, so that one pool refuses another's connections.
-static NEXT_TAG: AtomicU32 = AtomicU32::new(1);
 
 impl<M: Connector> Builder<M> {
     /// Settings for a pool of `connector`'s connections, with the defaults.
@@ -57,7 +53,7 @@ impl<M: Connector, K> Builder<M, K> {
     where
         F: Fn(&mut M::Conn) -> Result<(), M::Error> + Send + Sync + 'static,
     {
-        self.after_connect = Some(Box::new(hook));
+        self.after_connect = Some(Hook::Sync(Box::new(hook)));
         self
     }
 
@@ -67,7 +63,7 @@ impl<M: Connector, K> Builder<M, K> {
     where
         F: Fn(&mut M::Conn) -> Result<(), M::Error> + Send + Sync + 'static,
     {
-        self.before_reuse = Some(Box::new(hook));
+        self.before_reuse = Some(Hook::Sync(Box::new(hook)));
         self
     }
 
@@ -85,17 +81,13 @@ impl<M: Connector, K> Builder<M, K> {
     }
 
     fn parts(self) -> (Settings<M>, Config) {
-        let mut config = self.config;
-        config.tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
-        config.seed = RandomState::new().hash_one(config.tag);
-        let settings = Settings::new(
-            self.connector,
-            self.after_connect,
-            self.before_reuse,
-            self.check_on_checkout,
-            self.timeout,
-        );
-        (settings, config)
+        let settings = Settings {
+            after_connect: self.after_connect,
+            before_reuse: self.before_reuse,
+            check_on_checkout: self.check_on_checkout,
+            ..Settings::new(Blocking(self.connector), self.timeout)
+        };
+        (settings, sanspool_kit::tagged(self.config))
     }
 
     /// A [`Pool`], with `min` connections open. The first failed open is the error.

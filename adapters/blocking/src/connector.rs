@@ -57,3 +57,41 @@ pub trait Connector: Send + Sync + 'static {
         Ok(())
     }
 }
+
+/// A blocking [`Connector`] as the driver kit sees one: its futures never wait (they run the
+/// blocking call in their first poll), and the pool runs them with
+/// [`run_ready`](sanspool_kit::run_ready) on the thread that does the I/O.
+pub(crate) struct Blocking<M>(pub(crate) M);
+
+impl<M: Connector> sanspool_kit::Connector for Blocking<M> {
+    type Conn = M::Conn;
+    type Error = M::Error;
+
+    async fn connect(&self) -> Result<M::Conn, M::Error> {
+        self.0.connect()
+    }
+
+    fn state(&self, conn: &mut M::Conn) -> Returned {
+        self.0.state(conn)
+    }
+
+    async fn reset(&self, conn: &mut M::Conn) -> Result<(), M::Error> {
+        self.0.reset(conn)
+    }
+
+    async fn check(&self, conn: &mut M::Conn) -> Result<(), M::Error> {
+        self.0.check(conn)
+    }
+
+    fn is_permanent(&self, error: &M::Error) -> bool {
+        self.0.is_permanent(error)
+    }
+
+    fn is_abandoned(&self, error: &M::Error) -> bool {
+        self.0.is_abandoned(error)
+    }
+
+    async fn close(&self, conn: M::Conn) -> Result<(), M::Error> {
+        self.0.close(conn)
+    }
+}

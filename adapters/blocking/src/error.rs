@@ -1,35 +1,9 @@
-//! The pools' typed errors: one type per kind of call, with psycopg2's texts where the behaviour is
-//! psycopg2's. The connector error behind a failed open is given by
-//! [`source`](std::error::Error::source), not repeated in the text; it is shared (`Arc`), since one
-//! failed open can be the reason for many failed checkouts.
+//! [`PutError`]: why psycopg2's `putconn` refused a connection. The other errors are the driver
+//! kit's, the same in every driver (`GetError`, `BuildError`) and the core's (`CoreError`).
 
 use sanspool_core::Error as Core;
 use std::error::Error;
 use std::fmt;
-use std::sync::Arc;
-
-/// Why a checkout failed (`get`, `getconn`, `wait_ready`). `E` is the
-/// [`Connector`](crate::Connector)'s error.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum GetError<E> {
-    /// The pool was closed (psycopg2: "connection pool is closed").
-    Closed,
-    /// No idle connection and no room to open one, and the checkout does not wait
-    /// (psycopg2: "connection pool exhausted").
-    Exhausted,
-    /// The checkout waited its whole timeout. Carries the last connect error if opens were failing
-    /// (and says it: "timed out waiting for a connection: " then the error, as r2d2 does).
-    Timeout(Option<Arc<E>>),
-    /// Too many checkouts are already waiting (`max_waiting`).
-    TooManyWaiters,
-    /// The key is busy: a guard holds it, or another checkout of it is still under way.
-    KeyBusy,
-    /// Opening the connection this checkout needed failed (psycopg2 raises the connect error).
-    Connect(Arc<E>),
-    /// A connector method or hook panicked while opening the connection this checkout needed.
-    Panicked,
-}
 
 /// Why a connection could not be given back (psycopg2's `putconn`). Except for
 /// [`Closed`](PutError::Closed), the handle keeps its connection.
@@ -50,55 +24,6 @@ pub enum PutError {
     Borrowed,
 }
 
-/// Why a pool could not be built: the settings were refused, or opening `min` connections failed.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum BuildError<E> {
-    /// The core refused the settings (`min > max`, `max == 0`, ...).
-    Config(Core),
-    /// Opening one of the `min` connections failed (psycopg2 raises the connect error).
-    Connect(Arc<E>),
-    /// A connector method or hook panicked while opening one of the `min` connections.
-    Panicked,
-    /// The `min` connections were not open within the build's bound; carries the last connect
-    /// error, if opens were failing.
-    Timeout(Option<Arc<E>>),
-}
-
-/// Why the last open failed.
-#[derive(Debug)]
-pub(crate) enum Failure<E> {
-    Error(Arc<E>),
-    Panic,
-}
-
-fn cause<E>(last: Option<&Failure<E>>) -> Option<Arc<E>> {
-    match last {
-        Some(Failure::Error(e)) => Some(Arc::clone(e)),
-        _ => None,
-    }
-}
-
-impl<E> GetError<E> {
-    /// The error for a core refusal of a checkout, given the last connect failure.
-    pub(crate) fn from_core(error: Core, last: Option<&Failure<E>>) -> Self {
-        match error {
-            Core::Closed => GetError::Closed,
-            Core::Exhausted => GetError::Exhausted,
-            Core::Timeout => GetError::Timeout(cause(last)),
-            Core::TooManyWaiters => GetError::TooManyWaiters,
-            // The driver records the failure before it reports a failed open, so `last` is set.
-            Core::OpenFailed => match cause(last) {
-                Some(e) => GetError::Connect(e),
-                None => GetError::Panicked,
-            },
-            // A key's second checkout while its first still waits; the core refuses nothing else
-            // on a checkout.
-            _ => GetError::KeyBusy,
-        }
-    }
-}
-
 impl PutError {
     /// The error for a core refusal of a checkin.
     pub(crate) fn from_core(error: Core) -> Self {
@@ -109,50 +34,6 @@ impl PutError {
             Core::WrongKey => PutError::WrongKey,
             // Unkeyed, and a handle the core cannot place at all.
             _ => PutError::Unkeyed,
-        }
-    }
-}
-
-impl<E> BuildError<E> {
-    /// A build fails as a checkout would: on a failed open, or out of time.
-    pub(crate) fn from_open(error: GetError<E>) -> Self {
-        match error {
-            GetError::Connect(e) => BuildError::Connect(e),
-            GetError::Timeout(e) => BuildError::Timeout(e),
-            GetError::Panicked => BuildError::Panicked,
-            // The build's pool is not shared yet: nothing else can refuse its opens.
-            _ => BuildError::Config(Core::Closed),
-        }
-    }
-}
-
-/// The texts of a failed open, shared by checkouts and builds.
-fn open_failed(f: &mut fmt::Formatter<'_>, panicked: bool) -> fmt::Result {
-    f.write_str(if panicked {
-        "opening a connection panicked"
-    } else {
-        "could not open a connection"
-    })
-}
-
-fn timed_out<E: fmt::Display>(f: &mut fmt::Formatter<'_>, last: Option<&E>) -> fmt::Result {
-    fmt::Display::fmt(&Core::Timeout, f)?;
-    match last {
-        Some(e) => write!(f, ": {e}"),
-        None => Ok(()),
-    }
-}
-
-impl<E: fmt::Display> fmt::Display for GetError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GetError::Closed => fmt::Display::fmt(&Core::Closed, f),
-            GetError::Exhausted => fmt::Display::fmt(&Core::Exhausted, f),
-            GetError::Timeout(e) => timed_out(f, e.as_deref()),
-            GetError::TooManyWaiters => fmt::Display::fmt(&Core::TooManyWaiters, f),
-            GetError::KeyBusy => f.write_str("this key's connection is busy"),
-            GetError::Connect(_) => open_failed(f, false),
-            GetError::Panicked => open_failed(f, true),
         }
     }
 }
@@ -171,33 +52,4 @@ impl fmt::Display for PutError {
     }
 }
 
-impl<E: fmt::Display> fmt::Display for BuildError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BuildError::Config(e) => fmt::Display::fmt(e, f),
-            BuildError::Connect(_) => open_failed(f, false),
-            BuildError::Panicked => open_failed(f, true),
-            BuildError::Timeout(e) => timed_out(f, e.as_deref()),
-        }
-    }
-}
-
-impl<E: Error + 'static> Error for GetError<E> {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            GetError::Connect(e) | GetError::Timeout(Some(e)) => Some(&**e),
-            _ => None,
-        }
-    }
-}
-
 impl Error for PutError {}
-
-impl<E: Error + 'static> Error for BuildError<E> {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            BuildError::Connect(e) | BuildError::Timeout(Some(e)) => Some(&**e),
-            _ => None,
-        }
-    }
-}

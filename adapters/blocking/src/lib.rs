@@ -102,9 +102,10 @@ mod thread_exit;
 
 pub use builder::Builder;
 pub use connector::Connector;
-pub use error::{BuildError, GetError, PutError};
+pub use error::PutError;
 pub use guard::{Home, OwnedConn, PooledConn};
 pub use pool::Pool;
+pub use sanspool_kit::{BuildError, GetError};
 
 pub use sanspool_core::Error as CoreError;
 pub use sanspool_core::{Fairness, IdleOrder, KeepIdle, Returned, Stats};

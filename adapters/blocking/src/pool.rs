@@ -99,10 +99,10 @@ impl<M: Connector, K: Key> Pool<M, K> {
         config: Config,
         threads: bool,
     ) -> Result<Self, BuildError<M::Error>> {
-        let mut engine = Engine::new(config)?;
+        let mut engine = Engine::<M, K>::new(config)?;
         if !threads {
             // Not shared yet: the opens run here, and the first failure closes the pool.
-            engine.warm_up(&settings)?;
+            crate::driver::warm_up(&mut engine, &settings)?;
         }
         let bound = settings
             .timeout
@@ -172,7 +172,7 @@ impl<M: Connector, K: Key> Pool<M, K> {
 
     /// The connector.
     pub fn connector(&self) -> &M {
-        &self.shared().settings.connector
+        &self.shared().settings.connector.0
     }
 
     /// Closes the pool: idle connections are closed now, checked-out ones when they come back;

@@ -14,7 +14,7 @@
 //! A queued checkout parks on its own [`Parking`] slot; a returned connection goes to the oldest
 //! waiter by the core's grant, straight into that slot.
 
-use crate::driver::{Done, Engine, Outcome, Outcomes, Settings};
+use crate::driver::{self, Engine, Outcome, Settings};
 use crate::maintenance::Maintenance;
 use crate::parking::{lock, Parking, Woke};
 use crate::{thread_exit, Connector, CoreError, GetError, Key, PutError};
@@ -22,6 +22,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use sanspool_core::{
     Checkout, Completion, Io, Lease, Rejected, Returned, Stats, Ticket, Time, Wait, WaiterId,
 };
+use sanspool_kit::{Delivery, Done, Granted, Outputs, Waiters};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, PoisonError, TryLockError, Weak};
 use std::thread;
@@ -43,7 +44,7 @@ pub(crate) struct Shared<M: Connector, K: Key> {
 struct State<M: Connector, K: Key> {
     engine: Engine<M, K>,
     /// Queued checkouts, each parked on its own slot.
-    parked: HashMap<WaiterId, Parked<M>>,
+    parked: Waiters<Parked<M>>,
     /// psycopg2 handles checked out under a key: `getconn(key)` again gives the same one.
     keyed: HashMap<K, Arc<Handle<M, K>>>,
     /// The deadline the maintenance thread sleeps until.
@@ -56,8 +57,6 @@ struct State<M: Connector, K: Key> {
     strays: Vec<M::Conn>,
     /// Threads in `wait_ready`.
     ready_waiters: usize,
-    /// [`drain_commands`](Shared::drain_commands)'s buffer, empty between drains.
-    outcomes: Outcomes<M>,
 }
 
 type Parked<M> = Arc<Parking<<M as Connector>::Conn, <M as Connector>::Error>>;
@@ -98,13 +97,12 @@ impl<M: Connector, K: Key> Shared<M, K> {
             settings,
             state: Mutex::new(State {
                 engine,
-                parked: HashMap::new(),
+                parked: Waiters::new(),
                 keyed: HashMap::new(),
                 alarm: None,
                 deferred: Vec::new(),
                 strays: Vec::new(),
                 ready_waiters: 0,
-                outcomes: Vec::new(),
             }),
             changed: Condvar::new(),
             maintenance: threads.then(Maintenance::new),
@@ -259,7 +257,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
     /// waiting checkouts fail; the maintenance thread is joined.
     pub(crate) fn close(self: &Arc<Self>) -> Result<(), CoreError> {
         let mut st = self.state.lock();
-        let now = self.settings.now();
+        let now = self.settings.clock.now();
         st.engine.core.close(now)?;
         let keyed = std::mem::take(&mut st.keyed);
         let mut io = Self::cancel_deferred_opens(&mut st, now);
@@ -286,7 +284,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
     /// how many failed.
     pub(crate) fn check(self: &Arc<Self>) -> Result<usize, CoreError> {
         let mut st = self.state.lock();
-        st.engine.core.check_idle(self.settings.now())?;
+        st.engine.core.check_idle(self.settings.clock.now())?;
         let tasks = self.drain(&mut st);
         drop(st);
         Ok(self.run_here(tasks))
@@ -312,45 +310,15 @@ impl<M: Connector, K: Key> Shared<M, K> {
         tasks
     }
 
-    /// [`drain`](Self::drain)'s commands, when there are some.
+    /// [`drain`](Self::drain)'s outputs, when there are some.
     #[inline(never)]
     fn drain_commands(&self, st: &mut State<M, K>) -> VecDeque<Io<M::Conn>> {
         let mut tasks = VecDeque::new();
-        // The buffer is kept between drains: a hand-off allocates nothing.
-        let mut outcomes = std::mem::take(&mut st.outcomes);
-        loop {
-            st.engine.drain(&mut tasks, &mut outcomes);
-            if outcomes.is_empty() {
-                break;
-            }
-            let mut again = false;
-            for (id, outcome) in outcomes.drain(..) {
-                let Some(outcome) = outcome else {
-                    if let Some(parking) = st.parked.get(&id) {
-                        parking.wake();
-                    }
-                    continue;
-                };
-                match (st.parked.remove(&id), outcome) {
-                    (Some(parking), outcome) => parking.deliver(outcome),
-                    // Nobody waits for it (cannot happen: a waiter leaves only with its outcome).
-                    (None, Ok((lease, conn, _))) => {
-                        let now = self.settings.now();
-                        let back = st
-                            .engine
-                            .core
-                            .checkin(now, lease, None, conn, Returned::Dirty);
-                        debug_assert!(back.is_ok(), "grant without a waiter");
-                        again = true;
-                    }
-                    (None, Err(_)) => {}
-                }
-            }
-            if !again {
-                break;
-            }
-        }
-        st.outcomes = outcomes;
+        let State { engine, parked, .. } = st;
+        engine.drain(&mut Sink::<M> {
+            tasks: &mut tasks,
+            parked,
+        });
         tasks
     }
 
@@ -388,7 +356,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
     fn run_inline(&self, mut tasks: VecDeque<Io<M::Conn>>) -> usize {
         let mut failed_checks = 0;
         while let Some(task) = tasks.pop_front() {
-            let done = self.settings.perform(task);
+            let done = driver::perform(&self.settings, task);
             if matches!(done.0, Completion::Checked { outcome, .. } if !outcome.is_ok()) {
                 failed_checks += 1;
             }
@@ -409,7 +377,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
                 self.spawn_io(task);
                 continue;
             }
-            let done = self.settings.perform(task);
+            let done = driver::perform(&self.settings, task);
             if matches!(done.0, Completion::Checked { outcome, .. } if !outcome.is_ok()) {
                 failed_checks += 1;
             }
@@ -421,7 +389,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
 
     fn report(&self, done: Done<M::Conn, M::Error>) -> VecDeque<Io<M::Conn>> {
         let mut st = self.state.lock();
-        let stray = st.engine.report(self.settings.now(), done);
+        let stray = st.engine.report(self.settings.clock.now(), done);
         let tasks = self.drain(&mut st);
         drop(st);
         if let Some(conn) = stray {
@@ -436,7 +404,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
         if self.hand_over() {
             self.defer([], Some(conn));
         } else {
-            self.settings.close(conn);
+            driver::close(&self.settings, conn);
         }
     }
 
@@ -447,7 +415,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
         st.strays.extend(stray);
         st.alarm = None;
         if let Some(m) = &self.maintenance {
-            m.rearm(&mut st.alarm, Some(self.settings.now()));
+            m.rearm(&mut st.alarm, Some(self.settings.clock.now()));
         }
     }
 
@@ -497,7 +465,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
 
     fn perform(self: &Arc<Self>, task: &Mutex<Option<Io<M::Conn>>>) {
         if let Some(task) = task.lock().take() {
-            let done = self.settings.perform(task);
+            let done = driver::perform(&self.settings, task);
             let next = self.report(done);
             self.run(next);
         }
@@ -509,7 +477,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
         f: impl FnOnce(&mut Engine<M, K>, Time) -> Result<(), CoreError>,
     ) -> Result<(), CoreError> {
         let mut st = self.state.lock();
-        let result = f(&mut st.engine, self.settings.now());
+        let result = f(&mut st.engine, self.settings.clock.now());
         let tasks = self.drain(&mut st);
         drop(st);
         self.run(tasks);
@@ -533,9 +501,9 @@ impl<M: Connector, K: Key> Shared<M, K> {
             // Served at once, a checkout needs no precise time; one that may queue reads the
             // precise clock, for its deadline and the fairness bound.
             let now = if core.idle() > 0 && core.waiting() == 0 {
-                self.settings.recent()
+                self.settings.clock.recent()
             } else {
-                self.settings.now()
+                self.settings.clock.now()
             };
             // From the pool's latest time at least: a cheap reading may lag it.
             let start = now.max(core.now());
@@ -561,12 +529,13 @@ impl<M: Connector, K: Key> Shared<M, K> {
                 Got::Held(h) => return Ok(Checked::Held(h)),
                 Got::Ready(lease, conn) => (lease, conn, false),
                 Got::Waiting(id, parking) => {
-                    let outcome = self.wait_for(id, &parking, self.settings.deadline(wait));
+                    let outcome = self.wait_for(id, &parking, self.settings.clock.deadline(wait));
                     Parking::keep_for_this_thread(parking);
-                    outcome?
+                    let Granted { lease, conn, fresh } = outcome?;
+                    (lease, conn, fresh)
                 }
             };
-            if fresh || self.settings.vet(&mut conn) {
+            if fresh || driver::vet(&self.settings, &mut conn) {
                 return Ok(Checked::Conn(lease, conn));
             }
             if let Err(Rejected { conn: Some(c), .. }) =
@@ -604,7 +573,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
             }
         }
         let mut st = self.state.lock();
-        let now = self.settings.now();
+        let now = self.settings.clock.now();
         if parking.is_empty() && !inline {
             st.engine.core.handle_timeout(now);
         }
@@ -615,7 +584,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
                 // Not timed out by the core (it always is: the deadline is on the same clock), or
                 // inline, not granted (cannot happen: its open ran inline). Give up the wait.
                 let _ = st.engine.core.cancel(now, id);
-                st.parked.remove(&id);
+                st.parked.remove(id);
                 tasks.extend(self.drain(&mut st));
                 Err(if inline {
                     GetError::Exhausted
@@ -637,11 +606,12 @@ impl<M: Connector, K: Key> Shared<M, K> {
         parking: &Parking<M::Conn, M::Error>,
     ) -> Option<Outcome<M::Conn, M::Error>> {
         let mut st = self.state.lock();
-        let now = self.settings.now();
+        let now = self.settings.clock.now();
         let served = match st.engine.core.claim(now, id) {
             Ok(Checkout::Ready { lease, conn }) => {
-                st.parked.remove(&id);
-                Some(Ok((lease, conn, false)))
+                st.parked.remove(id);
+                let fresh = false;
+                Some(Ok(Granted { lease, conn, fresh }))
             }
             // Still waiting (a running checkout took it first), or served or failed meanwhile:
             // then its outcome is delivered by this drain at the latest.
@@ -667,9 +637,9 @@ impl<M: Connector, K: Key> Shared<M, K> {
         let mut st = self.state.lock();
         // Nobody waits: the time only dates the idle connection, the cheap clock will do.
         let now = if st.engine.core.waiting() == 0 {
-            self.settings.recent()
+            self.settings.clock.recent()
         } else {
-            self.settings.now()
+            self.settings.clock.now()
         };
         let result = st.engine.core.checkin(now, lease, key, conn, returned);
         let taken = matches!(result, Ok(()) | Err(Rejected { conn: None, .. }));
@@ -728,7 +698,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
     /// opens, run the I/O. Returns when it is next due.
     pub(crate) fn tick(self: &Arc<Self>) -> Option<Instant> {
         let mut st = self.state.lock();
-        let now = self.settings.now();
+        let now = self.settings.clock.now();
         if st.engine.core.poll_timeout().is_some_and(|t| t <= now) {
             st.engine.core.handle_timeout(now);
         }
@@ -739,19 +709,52 @@ impl<M: Connector, K: Key> Shared<M, K> {
         st.alarm = next;
         drop(st);
         for conn in strays {
-            self.settings.close(conn);
+            driver::close(&self.settings, conn);
         }
         for ticket in opens {
             self.spawn_io(Io::Open(ticket));
         }
         self.run(io);
-        next.and_then(|t| self.settings.instant(t))
+        next.and_then(|t| self.settings.clock.instant(t))
     }
 
     /// How long until the core's next deadline; `None`: nothing is scheduled.
     pub(crate) fn next_due(&self) -> Option<Duration> {
         let next = self.state.lock().engine.core.poll_timeout()?;
-        Some(next.saturating_since(self.settings.now()))
+        Some(next.saturating_since(self.settings.clock.now()))
+    }
+}
+
+/// A drain's destination: the I/O is kept for after unlock; outcomes go to their parked
+/// checkouts' slots, wakes rouse them.
+struct Sink<'a, M: Connector> {
+    tasks: &'a mut VecDeque<Io<M::Conn>>,
+    parked: &'a mut Waiters<Parked<M>>,
+}
+
+impl<M: Connector> Outputs<M::Conn, M::Error> for Sink<'_, M> {
+    fn io(&mut self, io: Io<M::Conn>) {
+        self.tasks.push_back(io);
+    }
+
+    fn deliver(
+        &mut self,
+        waiter: WaiterId,
+        delivery: Delivery<M::Conn, M::Error>,
+    ) -> Option<Granted<M::Conn>> {
+        match delivery {
+            Delivery::Outcome(outcome) => match self.parked.remove(waiter) {
+                Some(parking) => parking.deliver(outcome),
+                None => return outcome.ok(),
+            },
+            // The woken checkout claims when it runs: meanwhile a running one may take it.
+            Delivery::Wake => {
+                if let Some(parking) = self.parked.get(waiter) {
+                    parking.wake();
+                }
+            }
+        }
+        None
     }
 }
 
@@ -772,11 +775,11 @@ impl<M: Connector, K: Key> Drop for Shared<M, K> {
                 }
             }
         }
-        let io = Self::cancel_deferred_opens(st, self.settings.now());
+        let io = Self::cancel_deferred_opens(st, self.settings.clock.now());
         for conn in st.strays.drain(..) {
-            self.settings.close(conn);
+            driver::close(&self.settings, conn);
         }
-        st.engine.shut_down(&self.settings, held, io);
+        driver::shut_down(&mut st.engine, &self.settings, held, io);
     }
 }
 
