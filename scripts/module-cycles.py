@@ -2,8 +2,9 @@
 """Fails if a crate's modules import each other in a circle.
 
 For each crate directory given, every module under src/ (a file, or a directory's mod.rs) is a
-node; an edge A -> B is a path `crate::B` (or `super::B` from a sibling) in A's code, comments
-and `#[cfg(doc)]` imports left out (a doc link is not a dependency). Prints the graph's cycles,
+node; an edge A -> B is a path `crate::B` (or `super::B` from a sibling) in A's code, or a name
+the crate root re-exports from B (`crate::Name` for `pub use b::Name`); comments and
+`#[cfg(doc)]` imports are left out (a doc link is not a dependency). Prints the graph's cycles,
 if any, and exits 1; else prints each crate's module count and edge count.
 """
 import re
@@ -31,15 +32,36 @@ def code(text: str) -> str:
     return re.sub(r"/\*.*?\*/", "", text, flags=re.S)
 
 
-def edges(mods):
+def reexports(src: Path):
+    """Names the crate root re-exports, by the module they come from."""
+    root = src / "lib.rs"
+    table = {}
+    if not root.exists():
+        return table
+    text = code(root.read_text())
+    for module, group in re.findall(r"pub(?:\(crate\))? use (\w+)::\{([^}]*)\}", text):
+        for item in group.split(","):
+            name = item.strip().split(" as ")[-1].strip()
+            if name:
+                table[name] = module
+    for module, name in re.findall(r"pub(?:\(crate\))? use (\w+)::(\w+)\s*;", text):
+        table[name] = module
+    return table
+
+
+def edges(mods, names_to_modules):
     graph = {m: set() for m in mods}
     names = sorted(mods, key=len, reverse=True)
     for mod, path in mods.items():
         body = code(path.read_text())
         # `use crate::{a, b::c}` groups: expand the first segment of each item.
         refs = set(re.findall(r"crate::([a-z_][a-z0-9_]*(?:::[a-z_][a-z0-9_]*)*)", body))
+        for name in re.findall(r"crate::([A-Z]\w*)", body):
+            refs.add(names_to_modules.get(name, ""))
         for group in re.findall(r"crate::\{([^}]*)\}", body):
-            refs.update(item.strip().split("::")[0] for item in group.split(","))
+            for item in group.split(","):
+                first = item.strip().split("::")[0]
+                refs.add(names_to_modules.get(first, first))
         parent = mod.rsplit("::", 1)[0] if "::" in mod else ""
         for sup in re.findall(r"super::([a-z_][a-z0-9_]*)", body):
             refs.add(f"{parent}::{sup}" if parent else sup)
@@ -73,7 +95,8 @@ def cycles(graph):
 def main():
     bad = False
     for crate in sys.argv[1:]:
-        graph = edges(modules(Path(crate) / "src"))
+        src = Path(crate) / "src"
+        graph = edges(modules(src), reexports(src))
         loops = cycles(graph)
         count = sum(len(v) for v in graph.values())
         if loops:

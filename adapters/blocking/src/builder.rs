@@ -2,7 +2,6 @@
 
 use crate::connector::Blocking;
 use crate::driver::Settings;
-use crate::psycopg2::{PersistentConnectionPool, SimpleConnectionPool, ThreadedConnectionPool};
 use crate::{BuildError, Connector, Key, Pool};
 use sanspool_core::Config;
 use sanspool_kit::Hook;
@@ -16,10 +15,11 @@ use std::time::Duration;
 /// Defaults: `min` 1, `max` 10, checkouts wait up to 30 s, up to 1 024 waiters, most recently
 /// returned connection first, every returned connection kept, no lifetime limits, open retries
 /// backing off from 100 ms to 10 s, no check on checkout. The
-/// [`SimpleConnectionPool`] never waits: it ignores `timeout`.
+/// [`SimpleConnectionPool`](crate::psycopg2::SimpleConnectionPool) never waits: it ignores
+/// `timeout`.
 ///
 /// [`build`](Builder::build) makes a [`Pool`]; `build_simple`, `build_threaded` and
-/// `build_persistent` make psycopg2's pools.
+/// `build_persistent` make psycopg2's pools (see [`psycopg2`](crate::psycopg2)).
 pub struct Builder<M: Connector, K = u64> {
     connector: M,
     config: Config,
@@ -28,6 +28,18 @@ pub struct Builder<M: Connector, K = u64> {
     after_connect: Option<Hook<M::Conn, M::Error>>,
     before_reuse: Option<Hook<M::Conn, M::Error>>,
     keys: PhantomData<fn() -> K>,
+}
+
+impl<M: Connector> Pool<M> {
+    /// A pool of `connector`'s connections with the [`Builder`]'s defaults (r2d2's `Pool::new`).
+    pub fn new(connector: M) -> Result<Self, BuildError<M::Error>> {
+        Builder::new(connector).build()
+    }
+
+    /// Settings for a pool of `connector`'s connections.
+    pub fn builder(connector: M) -> Builder<M> {
+        Builder::new(connector)
+    }
 }
 
 impl<M: Connector> Builder<M> {
@@ -80,7 +92,7 @@ impl<M: Connector, K> Builder<M, K> {
         }
     }
 
-    fn parts(self) -> (Settings<M>, Config) {
+    pub(crate) fn parts(self) -> (Settings<M>, Config) {
         let settings = Settings {
             after_connect: self.after_connect,
             before_reuse: self.before_reuse,
@@ -97,32 +109,6 @@ impl<M: Connector, K> Builder<M, K> {
     {
         let (settings, config) = self.parts();
         Pool::start(settings, config, true)
-    }
-
-    /// A [`SimpleConnectionPool`] (I/O inline, no thread, never waits), with `min` connections
-    /// open. The first failed open is the error.
-    pub fn build_simple(self) -> Result<SimpleConnectionPool<M, K>, BuildError<M::Error>>
-    where
-        K: Key,
-    {
-        let (mut settings, config) = self.parts();
-        // One thread: nobody else could give a connection back.
-        settings.timeout = None;
-        Pool::start(settings, config, false).map(SimpleConnectionPool::new_inline)
-    }
-
-    /// A [`ThreadedConnectionPool`]: a [`Pool`] with psycopg2's API.
-    pub fn build_threaded(self) -> Result<ThreadedConnectionPool<M, K>, BuildError<M::Error>>
-    where
-        K: Key,
-    {
-        self.build().map(ThreadedConnectionPool::from)
-    }
-
-    /// A [`PersistentConnectionPool`], with `min` connections open. The first failed open is the
-    /// error.
-    pub fn build_persistent(self) -> Result<PersistentConnectionPool<M>, BuildError<M::Error>> {
-        self.keys().build().map(PersistentConnectionPool::from_pool)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::connector::Blocking;
 use crate::{BuildError, Connector, GetError};
-use sanspool_core::{Completion, Io, Lease, Rejected, Returned};
+use sanspool_core::{Completion, Io};
 use sanspool_kit::{run_ready, Delivery, Done, Granted, Outputs};
 use std::collections::VecDeque;
 use std::hash::Hash;
@@ -66,22 +66,13 @@ pub(crate) fn warm_up<M: Connector, K: Hash + Eq + Clone>(
         .map_or(Ok(()), |e| Err(BuildError::from_open(e)))
 }
 
-/// Closes the pool and every connection it holds, with exclusive access (at drop). `held`:
-/// connections still checked out that the pool can reach (psycopg2 handles it holds).
+/// Closes the pool and every connection it holds, with exclusive access (at drop).
 pub(crate) fn shut_down<M: Connector, K: Hash + Eq + Clone>(
     engine: &mut Engine<M, K>,
     settings: &Settings<M>,
-    held: impl IntoIterator<Item = (Lease, M::Conn)>,
     pending: VecDeque<Io<M::Conn>>,
 ) {
-    let now = settings.clock.now();
-    let _ = engine.core.close(now);
-    for (lease, conn) in held {
-        let back = engine.core.checkin(now, lease, None, conn, Returned::Close);
-        if let Err(Rejected { conn: Some(c), .. }) = back {
-            close(settings, c);
-        }
-    }
+    let _ = engine.core.close(settings.clock.now());
     run_exclusive(engine, settings, pending);
 }
 

@@ -1,18 +1,20 @@
 //! The Rust idiom's checkout: a guard that derefs to the connection and gives it back on drop.
 
-use crate::{Connector, Key, Pool};
+use crate::shared::Checked;
+use crate::{Connector, GetError, Key, Pool};
 use sanspool_core::Lease;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+use std::time::Duration;
 
-mod sealed {
+pub(crate) mod sealed {
     pub trait Sealed {}
 }
 
 /// Where a [`PooledConn`] goes back: a borrowed [`Pool`] (what [`Pool::get`] gives), an owned one
-/// ([`OwnedConn`]), or the psycopg2 module's
-/// [`SimpleConnectionPool`](crate::psycopg2::SimpleConnectionPool). Sealed.
+/// ([`OwnedConn`]), or a pool type of this crate that wraps one (the psycopg2 module's simple
+/// pool). Sealed.
 pub trait Home<M: Connector, K: Key>: sealed::Sealed {
     /// The pool the connection goes back to.
     #[doc(hidden)]
@@ -21,7 +23,6 @@ pub trait Home<M: Connector, K: Key>: sealed::Sealed {
 
 impl<M: Connector, K: Key> sealed::Sealed for Pool<M, K> {}
 impl<M: Connector, K: Key> sealed::Sealed for &Pool<M, K> {}
-impl<M: Connector, K: Key> sealed::Sealed for crate::psycopg2::SimpleConnectionPool<M, K> {}
 
 impl<M: Connector, K: Key> Home<M, K> for Pool<M, K> {
     fn pool(&self) -> &Pool<M, K> {
@@ -101,6 +102,44 @@ impl<'a, M: Connector, K: Key, P: Home<M, K>> PooledConn<'a, M, K, P> {
         if let Some(conn) = self.conn.take() {
             let shared = self.pool.pool().shared();
             shared.give_back(self.lease, self.key.as_ref(), conn, true);
+        }
+    }
+}
+
+impl<M: Connector, K: Key> Pool<M, K> {
+    /// A connection, as a guard given back on drop. Waits up to the builder's timeout when none is
+    /// idle and the pool is at `max` (no timeout: [`GetError::Exhausted`] at once).
+    ///
+    /// The guard borrows the pool (bb8's `get`): [`into_owned`](PooledConn::into_owned) for one
+    /// to store or send to a thread of its own (r2d2's).
+    pub fn get(&self) -> Result<PooledConn<'_, M, K>, GetError<M::Error>> {
+        self.guard_for(self, None, self.shared().settings.timeout)
+    }
+
+    /// A connection, waiting up to `timeout` rather than the builder's.
+    pub fn get_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<PooledConn<'_, M, K>, GetError<M::Error>> {
+        self.guard_for(self, None, Some(timeout))
+    }
+
+    /// A connection under `key`, as a guard. The key is held until the guard goes:
+    /// another checkout of it meanwhile is [`GetError::KeyBusy`].
+    pub fn get_keyed(&self, key: K) -> Result<PooledConn<'_, M, K>, GetError<M::Error>> {
+        self.guard_for(self, Some(key), self.shared().settings.timeout)
+    }
+
+    /// A guard going back to `home`.
+    pub(crate) fn guard_for<'a, P: Home<M, K>>(
+        &self,
+        home: P,
+        key: Option<K>,
+        timeout: Option<Duration>,
+    ) -> Result<PooledConn<'a, M, K, P>, GetError<M::Error>> {
+        match self.shared().checkout(key.clone(), timeout)? {
+            Checked::Conn(lease, conn) => Ok(PooledConn::new(home, lease, key, conn)),
+            Checked::Held(_) => Err(GetError::KeyBusy),
         }
     }
 }

@@ -1,9 +1,8 @@
 //! [`Pool`]: the thread-safe pool, r2d2's shape.
 
 use crate::driver::{Engine, Settings};
-use crate::guard::PooledConn;
-use crate::shared::{Checked, Shared};
-use crate::{BuildError, Builder, Connector, CoreError, GetError, Key, Stats};
+use crate::shared::Shared;
+use crate::{BuildError, Connector, CoreError, GetError, Key, Stats};
 use sanspool_core::Config;
 use std::fmt;
 use std::sync::Arc;
@@ -18,7 +17,8 @@ const WARM_UP_BOUND: Duration = Duration::from_secs(30);
 const WARM_UP_LEAST: Duration = Duration::from_secs(1);
 
 /// A thread-safe connection pool: `Send + Sync`, a cloneable handle; [`get`](Pool::get) waits
-/// (FIFO fair) up to the builder's timeout and returns a [`PooledConn`] that goes back on drop.
+/// (FIFO fair) up to the builder's timeout and returns a [`PooledConn`](crate::PooledConn) that
+/// goes back on drop.
 /// The pool closes when the last handle (and [`OwnedConn`](crate::OwnedConn)) is dropped, or at
 /// [`close`](Pool::close).
 ///
@@ -79,18 +79,6 @@ struct Owner<M: Connector, K: Key> {
     shared: Arc<Shared<M, K>>,
 }
 
-impl<M: Connector> Pool<M> {
-    /// A pool of `connector`'s connections with the [`Builder`]'s defaults (r2d2's `Pool::new`).
-    pub fn new(connector: M) -> Result<Self, BuildError<M::Error>> {
-        Builder::new(connector).build()
-    }
-
-    /// Settings for a pool of `connector`'s connections.
-    pub fn builder(connector: M) -> Builder<M> {
-        Builder::new(connector)
-    }
-}
-
 impl<M: Connector, K: Key> Pool<M, K> {
     /// The pool, with `min` connections open (the first failed open is the error). `threads`: I/O
     /// on threads and a maintenance thread; else all of it inline, on the caller's thread.
@@ -122,42 +110,6 @@ impl<M: Connector, K: Key> Pool<M, K> {
 
     pub(crate) fn shared(&self) -> &Arc<Shared<M, K>> {
         &self.owner.shared
-    }
-
-    /// A connection, as a guard given back on drop. Waits up to the builder's timeout when none is
-    /// idle and the pool is at `max` (no timeout: [`GetError::Exhausted`] at once).
-    ///
-    /// The guard borrows the pool (bb8's `get`): [`into_owned`](PooledConn::into_owned) for one
-    /// to store or send to a thread of its own (r2d2's).
-    pub fn get(&self) -> Result<PooledConn<'_, M, K>, GetError<M::Error>> {
-        self.guard_for(self, None, self.shared().settings.timeout)
-    }
-
-    /// A connection, waiting up to `timeout` rather than the builder's.
-    pub fn get_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<PooledConn<'_, M, K>, GetError<M::Error>> {
-        self.guard_for(self, None, Some(timeout))
-    }
-
-    /// A connection under `key`, as a guard. The key is held until the guard goes:
-    /// another checkout of it meanwhile is [`GetError::KeyBusy`].
-    pub fn get_keyed(&self, key: K) -> Result<PooledConn<'_, M, K>, GetError<M::Error>> {
-        self.guard_for(self, Some(key), self.shared().settings.timeout)
-    }
-
-    /// A guard going back to `home`.
-    pub(crate) fn guard_for<'a, P: crate::guard::Home<M, K>>(
-        &self,
-        home: P,
-        key: Option<K>,
-        timeout: Option<Duration>,
-    ) -> Result<PooledConn<'a, M, K, P>, GetError<M::Error>> {
-        match self.shared().checkout(key.clone(), false, timeout)? {
-            Checked::Conn(lease, conn) => Ok(PooledConn::new(home, lease, key, conn)),
-            Checked::Held(_) => Err(GetError::KeyBusy),
-        }
     }
 
     /// Gauges and counters (see [`Stats`]).

@@ -1,15 +1,13 @@
-//! What a thread that ends does for the pools: a persistent pool's connection held by the thread
-//! is given back then (psycopg2 leaks it), and while that runs no I/O may start on the thread.
+//! What a thread that ends does for the pools: while its thread-locals are destroyed, entries
+//! registered with [`at_exit`] run (a persistent pool gives the thread's connection back), and no
+//! I/O may start on the thread ([`exiting`]).
 
-use crate::shared::Shared;
-use crate::{Connector, Key};
 use std::cell::{Cell, RefCell};
-use std::sync::{Arc, Weak};
 
 thread_local! {
-    /// Set while this thread's exit entries give connections back: no thread may be spawned then.
+    /// Set while this thread's exit entries run: no thread may be spawned then.
     static EXITING: Cell<bool> = const { Cell::new(false) };
-    /// One entry per pool this thread took a connection from with `getconn`.
+    /// What runs when this thread ends.
     static AT_EXIT: RefCell<Vec<Box<dyn AtExit>>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -18,52 +16,50 @@ pub(crate) fn exiting() -> bool {
     EXITING.try_with(Cell::get).unwrap_or(true)
 }
 
-trait AtExit {
-    /// The pool's identity.
-    fn pool(&self) -> *const ();
+/// Something to do when this thread ends.
+pub(crate) trait AtExit {
+    /// What it is for (one entry per identity is kept).
+    fn id(&self) -> *const ();
+    /// Whether it still has anything to do.
     fn alive(&self) -> bool;
+    /// Does it, with [`exiting`] true.
+    fn run(&mut self);
 }
 
-/// Gives the thread's connection back to the pool when dropped with the thread's locals.
-struct GiveBack<M: Connector, K: Key> {
-    pool: Weak<Shared<M, K>>,
-    key: K,
-}
-
-impl<M: Connector, K: Key> AtExit for GiveBack<M, K> {
-    fn pool(&self) -> *const () {
-        self.pool.as_ptr().cast()
-    }
-
-    fn alive(&self) -> bool {
-        self.pool.strong_count() > 0
-    }
-}
-
-impl<M: Connector, K: Key> Drop for GiveBack<M, K> {
-    fn drop(&mut self) {
-        if let Some(pool) = self.pool.upgrade() {
-            let _ = EXITING.try_with(|e| e.set(true));
-            pool.give_back_key(&self.key);
-            let _ = EXITING.try_with(|e| e.set(false));
-        }
-    }
-}
-
-/// When this thread ends, the connection `shared` holds under `key` (if any) goes back to it.
-/// Registered once per pool.
-pub(crate) fn give_back_at_exit<M: Connector, K: Key>(shared: &Arc<Shared<M, K>>, key: K) {
+/// Registers `entry` to be dropped when this thread ends, unless one with the same id is.
+pub(crate) fn at_exit(entry: impl AtExit + 'static) {
     let _ = AT_EXIT.try_with(|entries| {
         let Ok(mut entries) = entries.try_borrow_mut() else {
             return;
         };
         entries.retain(|e| e.alive());
-        let id = Arc::as_ptr(shared).cast();
-        if !entries.iter().any(|e| e.pool() == id) {
-            entries.push(Box::new(GiveBack {
-                pool: Arc::downgrade(shared),
-                key,
-            }));
+        if !entries.iter().any(|e| e.id() == entry.id()) {
+            entries.push(Box::new(Exiting(entry)));
         }
     });
+}
+
+/// Runs the entry when dropped (with the thread's locals), with [`exiting`] set.
+struct Exiting<E: AtExit>(E);
+
+impl<E: AtExit> AtExit for Exiting<E> {
+    fn id(&self) -> *const () {
+        self.0.id()
+    }
+
+    fn alive(&self) -> bool {
+        self.0.alive()
+    }
+
+    fn run(&mut self) {
+        self.0.run();
+    }
+}
+
+impl<E: AtExit> Drop for Exiting<E> {
+    fn drop(&mut self) {
+        let _ = EXITING.try_with(|e| e.set(true));
+        self.0.run();
+        let _ = EXITING.try_with(|e| e.set(false));
+    }
 }

@@ -1,6 +1,6 @@
 //! psycopg2's connection objects: shareable handles to one checkout, given back by `putconn`.
 
-use crate::shared::Handle;
+use super::keyed::Handle;
 use crate::{Connector, Key};
 use sanspool_core::Error as Core;
 use std::fmt;

@@ -32,6 +32,7 @@
 //! ```
 
 mod handle;
+mod keyed;
 mod persistent;
 mod simple;
 mod threaded;

@@ -48,6 +48,14 @@ pub struct PersistentConnectionPool<M: Connector> {
     pool: ThreadedConnectionPool<M, ThreadId>,
 }
 
+impl<M: Connector, K> Builder<M, K> {
+    /// A [`PersistentConnectionPool`], with `min` connections open. The first failed open is the
+    /// error.
+    pub fn build_persistent(self) -> Result<PersistentConnectionPool<M>, BuildError<M::Error>> {
+        self.keys().build().map(PersistentConnectionPool::from_pool)
+    }
+}
+
 impl<M: Connector> PersistentConnectionPool<M> {
     pub(crate) fn from_pool(pool: Pool<M, ThreadId>) -> Self {
         PersistentConnectionPool {
@@ -70,7 +78,7 @@ impl<M: Connector> PersistentConnectionPool<M> {
     pub fn getconn(&self) -> Result<Conn<M, ThreadId>, GetError<M::Error>> {
         let me = thread::current().id();
         let conn = self.pool.getconn(Some(me))?;
-        thread_exit::give_back_at_exit(self.pool.shared(), me);
+        thread_exit::at_exit(self.pool.keyed().give_back_later(me));
         Ok(conn)
     }
 

@@ -1,5 +1,6 @@
 //! [`SimpleConnectionPool`]: the pool for one thread.
 
+use super::keyed::Keyed;
 use super::LocalConn;
 use crate::guard::{Home, PooledConn};
 use crate::{BuildError, Connector, CoreError, GetError, Key, Pool, PutError, Stats};
@@ -63,7 +64,7 @@ use std::time::Duration;
 /// std::thread::spawn(move || drop(pool));
 /// ```
 pub struct SimpleConnectionPool<M: Connector, K: Key = u64> {
-    pool: Pool<M, K>,
+    keyed: Keyed<M, K>,
     local: PhantomData<Rc<()>>,
 }
 
@@ -82,19 +83,34 @@ impl<M: Connector> SimpleConnectionPool<M> {
     }
 }
 
+impl<M: Connector, K: Key> crate::Builder<M, K> {
+    /// A [`SimpleConnectionPool`] (I/O inline, no thread, never waits), with `min` connections
+    /// open. The first failed open is the error.
+    pub fn build_simple(self) -> Result<SimpleConnectionPool<M, K>, BuildError<M::Error>> {
+        let (mut settings, config) = self.parts();
+        // One thread: nobody else could give a connection back.
+        settings.timeout = None;
+        Pool::start(settings, config, false).map(SimpleConnectionPool::new_inline)
+    }
+}
+
 impl<M: Connector, K: Key> SimpleConnectionPool<M, K> {
     pub(crate) fn new_inline(pool: Pool<M, K>) -> Self {
         SimpleConnectionPool {
-            pool,
+            keyed: Keyed::new(pool),
             local: PhantomData,
         }
+    }
+
+    fn pool(&self) -> &Pool<M, K> {
+        &self.keyed.pool
     }
 
     /// psycopg2's `getconn(key)`: a connection, as a shareable handle. The same key gives the same
     /// handle until [`putconn`](SimpleConnectionPool::putconn). Without a key, a connection of its
     /// own. [`GetError::Exhausted`] when none is idle and the pool is at `max`.
     pub fn getconn(&self, key: Option<K>) -> Result<LocalConn<M, K>, GetError<M::Error>> {
-        self.pool.shared().getconn(key).map(LocalConn::new)
+        self.keyed.getconn(key).map(LocalConn::new)
     }
 
     /// psycopg2's `putconn(conn, key, close)`: gives a connection back (closed if `close`). Errors
@@ -108,66 +124,66 @@ impl<M: Connector, K: Key> SimpleConnectionPool<M, K> {
     ) -> Result<(), PutError> {
         // As in `borrow_mut`: a panic while borrowed does not make the connection dirty.
         conn.handle.conn.clear_poison();
-        self.pool.shared().putconn(&conn.handle, key, close, true)
+        self.keyed.putconn(&conn.handle, key, close, true)
     }
 
     /// psycopg2's `closeall()`: closes the pool. Idle connections are closed now, checked-out ones
     /// when they come back. A second call is [`CoreError::Closed`].
     pub fn closeall(&self) -> Result<(), CoreError> {
-        self.pool.close()
+        self.keyed.closeall()
     }
 
     /// A connection, as a guard given back on drop.
     pub fn get(&self) -> Result<LocalPooledConn<M, K>, GetError<M::Error>> {
-        self.pool.guard_for(self.clone(), None, None)
+        self.pool().guard_for(self.clone(), None, None)
     }
 
     /// A connection under `key`, as a guard; the key is busy until the guard goes.
     pub fn get_keyed(&self, key: K) -> Result<LocalPooledConn<M, K>, GetError<M::Error>> {
-        self.pool.guard_for(self.clone(), Some(key), None)
+        self.pool().guard_for(self.clone(), Some(key), None)
     }
 
     /// Gauges and counters.
     pub fn stats(&self) -> Stats {
-        self.pool.stats()
+        self.pool().stats()
     }
 
     /// Whether the pool was closed.
     pub fn is_closed(&self) -> bool {
-        self.pool.is_closed()
+        self.pool().is_closed()
     }
 
     /// The connector.
     pub fn connector(&self) -> &M {
-        self.pool.connector()
+        self.pool().connector()
     }
 
     /// The same as [`closeall`](SimpleConnectionPool::closeall).
     pub fn close(&self) -> Result<(), CoreError> {
-        self.pool.close()
+        self.pool().close()
     }
 
     /// Retires every connection that exists now (see [`Pool::drain`]).
     pub fn drain(&self) -> Result<(), CoreError> {
-        self.pool.drain()
+        self.pool().drain()
     }
 
     /// New `min` and `max` (see [`Pool::resize`]).
     pub fn resize(&self, min: usize, max: usize) -> Result<(), CoreError> {
-        self.pool.resize(min, max)
+        self.pool().resize(min, max)
     }
 
     /// Checks every idle connection; those that fail are closed and replaced. Returns how many
     /// failed.
     pub fn check(&self) -> Result<usize, CoreError> {
-        self.pool.check()
+        self.pool().check()
     }
 
     /// The upkeep a threaded pool's maintenance thread does: closes connections past their
     /// lifetime or idle too long, retries failed opens after their backoff. Returns how long until
     /// it is due again (`None`: nothing is scheduled).
     pub fn maintain(&self) -> Option<Duration> {
-        let shared = self.pool.shared();
+        let shared = self.pool().shared();
         shared.tick();
         shared.next_due()
     }
@@ -175,7 +191,10 @@ impl<M: Connector, K: Key> SimpleConnectionPool<M, K> {
 
 impl<M: Connector, K: Key> Clone for SimpleConnectionPool<M, K> {
     fn clone(&self) -> Self {
-        SimpleConnectionPool::new_inline(self.pool.clone())
+        SimpleConnectionPool {
+            keyed: self.keyed.clone(),
+            local: PhantomData,
+        }
     }
 }
 
@@ -187,8 +206,10 @@ impl<M: Connector, K: Key> fmt::Debug for SimpleConnectionPool<M, K> {
     }
 }
 
+impl<M: Connector, K: Key> crate::guard::sealed::Sealed for SimpleConnectionPool<M, K> {}
+
 impl<M: Connector, K: Key> Home<M, K> for SimpleConnectionPool<M, K> {
     fn pool(&self) -> &Pool<M, K> {
-        &self.pool
+        &self.keyed.pool
     }
 }

@@ -1,5 +1,6 @@
 //! [`ThreadedConnectionPool`]: the [`Pool`] with psycopg2's API.
 
+use super::keyed::Keyed;
 use super::Conn;
 use crate::{BuildError, Builder, Connector, CoreError, GetError, Key, Pool, PutError};
 use std::fmt;
@@ -39,7 +40,7 @@ use std::ops::Deref;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct ThreadedConnectionPool<M: Connector, K: Key = u64> {
-    pool: Pool<M, K>,
+    keyed: Keyed<M, K>,
 }
 
 impl<M: Connector> ThreadedConnectionPool<M> {
@@ -55,6 +56,13 @@ impl<M: Connector> ThreadedConnectionPool<M> {
     }
 }
 
+impl<M: Connector, K: Key> Builder<M, K> {
+    /// A [`ThreadedConnectionPool`]: a [`Pool`] with psycopg2's API.
+    pub fn build_threaded(self) -> Result<ThreadedConnectionPool<M, K>, BuildError<M::Error>> {
+        self.build().map(ThreadedConnectionPool::from)
+    }
+}
+
 impl<M: Connector, K: Key> ThreadedConnectionPool<M, K> {
     /// psycopg2's `getconn(key)`: a connection, as a shareable handle. The same key gives the same
     /// handle until [`putconn`](ThreadedConnectionPool::putconn). Without a key, a connection of
@@ -63,7 +71,7 @@ impl<M: Connector, K: Key> ThreadedConnectionPool<M, K> {
     /// Waits as [`Pool::get`]. A handle dropped without `putconn` is given back when its last clone
     /// goes — except a keyed one, which the pool holds until `putconn`, as psycopg2.
     pub fn getconn(&self, key: Option<K>) -> Result<Conn<M, K>, GetError<M::Error>> {
-        self.pool.shared().getconn(key).map(Conn)
+        self.keyed.getconn(key).map(Conn)
     }
 
     /// psycopg2's `putconn(conn, key, close)`: gives a connection back (closed if `close`). Other
@@ -78,24 +86,31 @@ impl<M: Connector, K: Key> ThreadedConnectionPool<M, K> {
     /// It takes the connection out of the handle, so it waits while another clone holds
     /// [`Conn::lock`] (called while this thread holds that lock, it deadlocks, as any mutex would).
     pub fn putconn(&self, conn: Conn<M, K>, key: Option<&K>, close: bool) -> Result<(), PutError> {
-        self.pool.shared().putconn(&conn.0, key, close, false)
+        self.keyed.putconn(&conn.0, key, close, false)
     }
 
-    /// psycopg2's `closeall()`: [`Pool::close`].
+    /// psycopg2's `closeall()`: [`Pool::close`]; the handles held under their keys give their
+    /// connections back then (to be closed).
     pub fn closeall(&self) -> Result<(), CoreError> {
-        self.pool.close()
+        self.keyed.closeall()
     }
 
-    /// The handle the pool holds for `key`, if a `getconn(key)` holds one.
+    /// The handle held for `key`, if a `getconn(key)` holds one.
     pub(crate) fn held(&self, key: &K) -> Option<Conn<M, K>> {
-        self.pool.shared().held(key).map(Conn)
+        self.keyed.held(key).map(Conn)
+    }
+
+    pub(crate) fn keyed(&self) -> &Keyed<M, K> {
+        &self.keyed
     }
 }
 
 impl<M: Connector, K: Key> From<Pool<M, K>> for ThreadedConnectionPool<M, K> {
-    /// psycopg2's API over `pool`.
+    /// psycopg2's API over `pool` (with keyed handles of its own).
     fn from(pool: Pool<M, K>) -> Self {
-        ThreadedConnectionPool { pool }
+        ThreadedConnectionPool {
+            keyed: Keyed::new(pool),
+        }
     }
 }
 
@@ -103,14 +118,14 @@ impl<M: Connector, K: Key> Deref for ThreadedConnectionPool<M, K> {
     type Target = Pool<M, K>;
 
     fn deref(&self) -> &Pool<M, K> {
-        &self.pool
+        &self.keyed.pool
     }
 }
 
 impl<M: Connector, K: Key> Clone for ThreadedConnectionPool<M, K> {
     fn clone(&self) -> Self {
         ThreadedConnectionPool {
-            pool: self.pool.clone(),
+            keyed: self.keyed.clone(),
         }
     }
 }

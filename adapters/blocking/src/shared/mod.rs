@@ -1,5 +1,6 @@
-//! The running pool every public pool type is a handle to: the [`Engine`] behind one mutex, the
-//! parked checkouts, psycopg2's keyed handles, and how the I/O runs.
+//! The running pool every public pool type is a handle to: the [`Engine`] behind one mutex and
+//! the parked checkouts — every input to the core, with its drain. How the I/O that follows
+//! runs is the `io` submodule's.
 //!
 //! Nothing slow ever runs under the mutex: an input and the drain of the commands it caused share
 //! one critical section, the I/O runs after it. How it runs is the one difference between the pools:
@@ -16,16 +17,15 @@
 
 use crate::driver::{self, Engine, Outcome, Settings};
 use crate::maintenance::Maintenance;
-use crate::parking::{lock, Parking, Woke};
-use crate::{thread_exit, Connector, CoreError, GetError, Key, PutError};
+use crate::parking::{Parking, Woke};
+use crate::{Connector, CoreError, GetError, Key};
+
+mod io;
 use parking_lot::{Condvar, Mutex, MutexGuard};
-use sanspool_core::{
-    Checkout, Completion, Io, Lease, Rejected, Returned, Stats, Ticket, Time, Wait, WaiterId,
-};
-use sanspool_kit::{Delivery, Done, Granted, Outputs, Waiters};
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, PoisonError, TryLockError, Weak};
-use std::thread;
+use sanspool_core::{Checkout, Io, Lease, Rejected, Returned, Stats, Time, Wait, WaiterId};
+use sanspool_kit::{Delivery, Granted, Outputs, Waiters};
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub(crate) struct Shared<M: Connector, K: Key> {
@@ -45,8 +45,6 @@ struct State<M: Connector, K: Key> {
     engine: Engine<M, K>,
     /// Queued checkouts, each parked on its own slot.
     parked: Waiters<Parked<M>>,
-    /// psycopg2 handles checked out under a key: `getconn(key)` again gives the same one.
-    keyed: HashMap<K, Arc<Handle<M, K>>>,
     /// The deadline the maintenance thread sleeps until.
     alarm: Option<Time>,
     /// I/O that came up on a thread that is exiting — no thread may be spawned there, and no
@@ -61,33 +59,17 @@ struct State<M: Connector, K: Key> {
 
 type Parked<M> = Arc<Parking<<M as Connector>::Conn, <M as Connector>::Error>>;
 
-/// A psycopg2 checkout: the connection (`None` once given back) and where it goes back.
-pub(crate) struct Handle<M: Connector, K: Key> {
-    /// A std mutex: poisoned by a holder that panicked (`Conn::lock` says so).
-    pub(crate) conn: std::sync::Mutex<Option<M::Conn>>,
-    pub(crate) lease: Lease,
-    pub(crate) key: Option<K>,
-    pool: Weak<Shared<M, K>>,
-}
-
-/// A checkout's result before it becomes a handle or a guard.
-pub(crate) enum Checked<M: Connector, K: Key> {
+/// A checkout's result: a connection, or the lease of the checkout that already holds its key
+/// (for psycopg2's "same key, same connection").
+pub(crate) enum Checked<M: Connector> {
     Conn(Lease, M::Conn),
-    Held(Arc<Handle<M, K>>),
+    Held(Lease),
 }
 
-enum Got<M: Connector, K: Key> {
+enum Got<M: Connector> {
     Ready(Lease, M::Conn),
-    Held(Arc<Handle<M, K>>),
+    Held(Lease),
     Waiting(WaiterId, Parked<M>),
-}
-
-/// A connection whose holder panicked may be anywhere in its session: never reused as it is.
-fn poisoned_is_dirty(returned: Returned, poisoned: bool) -> Returned {
-    match returned {
-        Returned::Clean if poisoned => Returned::Dirty,
-        other => other,
-    }
 }
 
 impl<M: Connector, K: Key> Shared<M, K> {
@@ -98,7 +80,6 @@ impl<M: Connector, K: Key> Shared<M, K> {
             state: Mutex::new(State {
                 engine,
                 parked: Waiters::new(),
-                keyed: HashMap::new(),
                 alarm: None,
                 deferred: Vec::new(),
                 strays: Vec::new(),
@@ -182,84 +163,12 @@ impl<M: Connector, K: Key> Shared<M, K> {
         self.state.lock().engine.core.is_closed()
     }
 
-    /// The handle the pool holds for `key`, if a `getconn(key)` holds one.
-    pub(crate) fn held(&self, key: &K) -> Option<Arc<Handle<M, K>>> {
-        self.state.lock().keyed.get(key).cloned()
-    }
-
-    /// psycopg2's `getconn(key)`: the key's handle if it has one, else a new handle (held by the
-    /// pool under its key until `putconn`).
-    pub(crate) fn getconn(
-        self: &Arc<Self>,
-        key: Option<K>,
-    ) -> Result<Arc<Handle<M, K>>, GetError<M::Error>> {
-        match self.checkout(key.clone(), true, self.settings.timeout)? {
-            Checked::Held(handle) => Ok(handle),
-            Checked::Conn(lease, conn) => {
-                let handle = Arc::new(Handle {
-                    conn: std::sync::Mutex::new(Some(conn)),
-                    lease,
-                    key: key.clone(),
-                    pool: Arc::downgrade(self),
-                });
-                if let Some(key) = key {
-                    let replaced = self.state.lock().keyed.insert(key, Arc::clone(&handle));
-                    drop(replaced);
-                }
-                Ok(handle)
-            }
-        }
-    }
-
-    /// psycopg2's `putconn(conn, key, close)`. Takes the connection out of the handle, so it waits
-    /// while another clone holds the handle's lock — unless `local` (one thread: the lock can only
-    /// be this thread's, [`PutError::Borrowed`]).
-    pub(crate) fn putconn(
-        self: &Arc<Self>,
-        handle: &Handle<M, K>,
-        key: Option<&K>,
-        close: bool,
-        local: bool,
-    ) -> Result<(), PutError> {
-        if !std::ptr::eq(handle.pool.as_ptr(), Arc::as_ptr(self)) {
-            return Err(PutError::Foreign);
-        }
-        let locked = if local {
-            match handle.conn.try_lock() {
-                Err(TryLockError::WouldBlock) => return Err(PutError::Borrowed),
-                Err(TryLockError::Poisoned(poison)) => Err(poison),
-                Ok(slot) => Ok(slot),
-            }
-        } else {
-            handle.conn.lock()
-        };
-        let (taken, poisoned) = match locked {
-            Ok(mut slot) => (slot.take(), false),
-            Err(poison) => (poison.into_inner().take(), true),
-        };
-        let Some(mut c) = taken else {
-            return Err(PutError::AlreadyReturned);
-        };
-        let returned = poisoned_is_dirty(self.settings.judge(&mut c, close), poisoned);
-        let forget = handle.key.as_ref();
-        match self.checkin(handle.lease, key, c, returned, forget) {
-            Ok(()) => Ok(()),
-            Err(Rejected { error, conn: back }) => {
-                if let Some(c) = back {
-                    *lock(&handle.conn) = Some(c);
-                }
-                Err(PutError::from_core(error))
-            }
-        }
-    }
-
-    /// psycopg2's `closeall()`: idle connections close now, checked-out ones when they come back,
+    /// Closes the pool: idle connections close now, checked-out ones when they come back,
     /// waiting checkouts fail; the maintenance thread is joined.
     pub(crate) fn close(self: &Arc<Self>) -> Result<(), CoreError> {
         let mut st = self.state.lock();
         let now = self.settings.clock.now();
         st.engine.core.close(now)?;
-        let keyed = std::mem::take(&mut st.keyed);
         let mut io = Self::cancel_deferred_opens(&mut st, now);
         let strays = std::mem::take(&mut st.strays);
         io.extend(self.drain(&mut st));
@@ -268,8 +177,6 @@ impl<M: Connector, K: Key> Shared<M, K> {
             self.discard(conn);
         }
         self.run(io);
-        // Handles only the pool still held give their connections back now (to be closed).
-        drop(keyed);
         self.stop_maintenance();
         Ok(())
     }
@@ -322,155 +229,6 @@ impl<M: Connector, K: Key> Shared<M, K> {
         tasks
     }
 
-    /// Whether I/O must not start on this thread: it is exiting, and the maintenance thread can
-    /// take the work. Without one (inline I/O) the work is done here, as it always is.
-    fn hand_over(&self) -> bool {
-        self.maintenance.is_some() && thread_exit::exiting()
-    }
-
-    /// Starts the I/O of `tasks`: inline, or each on a thread of its own, so that no caller — a
-    /// borrower giving a connection back, a checkout, the maintenance thread that must keep
-    /// refilling — waits for a connect, a reset, a check or a close it does not need. On an
-    /// exiting thread nothing starts: the maintenance thread gets the tasks.
-    #[inline]
-    fn run(self: &Arc<Self>, tasks: VecDeque<Io<M::Conn>>) {
-        if !tasks.is_empty() {
-            self.start_io(tasks);
-        }
-    }
-
-    #[inline(never)]
-    fn start_io(self: &Arc<Self>, tasks: VecDeque<Io<M::Conn>>) {
-        if self.maintenance.is_none() {
-            self.run_inline(tasks);
-        } else if thread_exit::exiting() {
-            self.defer(tasks, None);
-        } else {
-            for task in tasks {
-                self.spawn_io(task);
-            }
-        }
-    }
-
-    /// Performs `tasks` and all that follows them on this thread; returns how many checks failed.
-    fn run_inline(&self, mut tasks: VecDeque<Io<M::Conn>>) -> usize {
-        let mut failed_checks = 0;
-        while let Some(task) = tasks.pop_front() {
-            let done = driver::perform(&self.settings, task);
-            if matches!(done.0, Completion::Checked { outcome, .. } if !outcome.is_ok()) {
-                failed_checks += 1;
-            }
-            tasks.extend(self.report(done));
-        }
-        failed_checks
-    }
-
-    /// Performs `tasks` on this thread (what follows them is started as [`run`](Self::run) does);
-    /// returns how many checks failed. For `check()`, whose caller asked for the answers.
-    fn run_here(self: &Arc<Self>, tasks: VecDeque<Io<M::Conn>>) -> usize {
-        if self.maintenance.is_none() {
-            return self.run_inline(tasks);
-        }
-        let mut failed_checks = 0;
-        for task in tasks {
-            if let Io::Open(_) = task {
-                self.spawn_io(task);
-                continue;
-            }
-            let done = driver::perform(&self.settings, task);
-            if matches!(done.0, Completion::Checked { outcome, .. } if !outcome.is_ok()) {
-                failed_checks += 1;
-            }
-            let next = self.report(done);
-            self.run(next);
-        }
-        failed_checks
-    }
-
-    fn report(&self, done: Done<M::Conn, M::Error>) -> VecDeque<Io<M::Conn>> {
-        let mut st = self.state.lock();
-        let stray = st.engine.report(self.settings.clock.now(), done);
-        let tasks = self.drain(&mut st);
-        drop(st);
-        if let Some(conn) = stray {
-            self.discard(conn);
-        }
-        tasks
-    }
-
-    /// Closes a connection the pool does not take — on the maintenance thread if this one is
-    /// exiting.
-    fn discard(&self, conn: M::Conn) {
-        if self.hand_over() {
-            self.defer([], Some(conn));
-        } else {
-            driver::close(&self.settings, conn);
-        }
-    }
-
-    /// Hands I/O (and a connection to close) to the maintenance thread, waking it now.
-    fn defer(&self, io: impl IntoIterator<Item = Io<M::Conn>>, stray: Option<M::Conn>) {
-        let mut st = self.state.lock();
-        st.deferred.extend(io);
-        st.strays.extend(stray);
-        st.alarm = None;
-        if let Some(m) = &self.maintenance {
-            m.rearm(&mut st.alarm, Some(self.settings.clock.now()));
-        }
-    }
-
-    /// Deferred work split into opens (tickets) and the rest.
-    fn split_deferred(st: &mut State<M, K>) -> (Vec<Ticket>, VecDeque<Io<M::Conn>>) {
-        let mut opens = Vec::new();
-        let mut io = VecDeque::new();
-        for cmd in std::mem::take(&mut st.deferred) {
-            match cmd {
-                Io::Open(ticket) => opens.push(ticket),
-                other => io.push_back(other),
-            }
-        }
-        (opens, io)
-    }
-
-    /// After a close: deferred opens are reported failed without running (the core withdraws
-    /// them); the rest of the deferred I/O is returned.
-    fn cancel_deferred_opens(st: &mut State<M, K>, now: Time) -> VecDeque<Io<M::Conn>> {
-        let (opens, io) = Self::split_deferred(st);
-        for ticket in opens {
-            let permanent = false;
-            let _ = st
-                .engine
-                .core
-                .handle(now, Completion::OpenFailed { ticket, permanent });
-        }
-        io
-    }
-
-    /// Performs one command's I/O on a thread of its own (inline if the OS refuses a thread),
-    /// reports it, and starts what follows.
-    fn spawn_io(self: &Arc<Self>, task: Io<M::Conn>) {
-        if self.hand_over() {
-            return self.defer([task], None);
-        }
-        let shared = Arc::clone(self);
-        let slot = Arc::new(Mutex::new(Some(task)));
-        let mine = Arc::clone(&slot);
-        let spawned = thread::Builder::new()
-            .name("sanspool-io".into())
-            .spawn(move || shared.perform(&mine));
-        if spawned.is_err() {
-            self.perform(&slot);
-        }
-    }
-
-    fn perform(self: &Arc<Self>, task: &Mutex<Option<Io<M::Conn>>>) {
-        if let Some(task) = task.lock().take() {
-            let done = driver::perform(&self.settings, task);
-            let next = self.report(done);
-            self.run(next);
-        }
-    }
-
     /// One input to the core, with its drain and I/O.
     pub(crate) fn input(
         self: &Arc<Self>,
@@ -484,15 +242,14 @@ impl<M: Connector, K: Key> Shared<M, K> {
         result
     }
 
-    /// A checkout: an idle connection, the key's handle, or a wait for a grant up to `timeout`
-    /// (`None`: no wait). A connection that fails `before_reuse` or the checkout check is given
-    /// back broken, and the next one tried, within the same deadline.
+    /// A checkout: an idle connection, the lease holding the key already, or a wait for a grant
+    /// up to `timeout` (`None`: no wait). A connection that fails `before_reuse` or the checkout
+    /// check is given back broken, and the next one tried, within the same deadline.
     pub(crate) fn checkout(
         self: &Arc<Self>,
         key: Option<K>,
-        handle: bool,
         timeout: Option<Duration>,
-    ) -> Result<Checked<M, K>, GetError<M::Error>> {
+    ) -> Result<Checked<M>, GetError<M::Error>> {
         // The deadline is set by the first attempt, on its clock.
         let mut wait: Option<Wait> = None;
         loop {
@@ -510,11 +267,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
             let wait = *wait.get_or_insert_with(|| Wait::within(start, timeout));
             let got = match st.engine.core.checkout(now, key.clone(), wait) {
                 Err(e) => Err(st.engine.error(e)),
-                Ok(Checkout::Held(lease)) => match key.as_ref().and_then(|k| st.keyed.get(k)) {
-                    Some(h) if handle && h.lease == lease => Ok(Got::Held(Arc::clone(h))),
-                    // Held by a guard, or by a getconn still on its way out.
-                    _ => Err(GetError::KeyBusy),
-                },
+                Ok(Checkout::Held(lease)) => Ok(Got::<M>::Held(lease)),
                 Ok(Checkout::Ready { lease, conn }) => Ok(Got::Ready(lease, conn)),
                 Ok(Checkout::Waiting(id)) => {
                     let parking = Parking::for_this_thread();
@@ -526,7 +279,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
             drop(st);
             self.run(tasks);
             let (lease, mut conn, fresh) = match got? {
-                Got::Held(h) => return Ok(Checked::Held(h)),
+                Got::Held(lease) => return Ok(Checked::Held(lease)),
                 Got::Ready(lease, conn) => (lease, conn, false),
                 Got::Waiting(id, parking) => {
                     let outcome = self.wait_for(id, &parking, self.settings.clock.deadline(wait));
@@ -539,7 +292,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
                 return Ok(Checked::Conn(lease, conn));
             }
             if let Err(Rejected { conn: Some(c), .. }) =
-                self.checkin(lease, None, conn, Returned::Broken, None)
+                self.checkin(lease, None, conn, Returned::Broken)
             {
                 self.discard(c);
             }
@@ -624,15 +377,13 @@ impl<M: Connector, K: Key> Shared<M, K> {
         outcome
     }
 
-    /// A checkin, with its drain and I/O. `forget`: the key whose handle the pool holds for this
-    /// lease, dropped once the connection is back.
-    fn checkin(
+    /// A checkin, with its drain and I/O.
+    pub(crate) fn checkin(
         self: &Arc<Self>,
         lease: Lease,
         key: Option<&K>,
         conn: M::Conn,
         returned: Returned,
-        forget: Option<&K>,
     ) -> Result<(), Rejected<M::Conn>> {
         let mut st = self.state.lock();
         // Nobody waits: the time only dates the idle connection, the cheap clock will do.
@@ -642,17 +393,8 @@ impl<M: Connector, K: Key> Shared<M, K> {
             self.settings.clock.now()
         };
         let result = st.engine.core.checkin(now, lease, key, conn, returned);
-        let taken = matches!(result, Ok(()) | Err(Rejected { conn: None, .. }));
-        let forgotten = match forget {
-            Some(k) if taken && st.keyed.get(k).is_some_and(|h| h.lease == lease) => {
-                st.keyed.remove(k)
-            }
-            _ => None,
-        };
         let tasks = self.drain(&mut st);
         drop(st);
-        // Dropped outside the lock: a handle's drop may give its connection back.
-        drop(forgotten);
         self.run(tasks);
         result
     }
@@ -669,15 +411,15 @@ impl<M: Connector, K: Key> Shared<M, K> {
         self.give_back_as(lease, key, conn, returned);
     }
 
-    fn give_back_as(
+    /// A connection given back as `returned`.
+    pub(crate) fn give_back_as(
         self: &Arc<Self>,
         lease: Lease,
         key: Option<&K>,
         conn: M::Conn,
         returned: Returned,
     ) {
-        if let Err(Rejected { conn: Some(c), .. }) = self.checkin(lease, key, conn, returned, None)
-        {
+        if let Err(Rejected { conn: Some(c), .. }) = self.checkin(lease, key, conn, returned) {
             self.discard(c);
         }
     }
@@ -685,13 +427,6 @@ impl<M: Connector, K: Key> Shared<M, K> {
     /// A guard's connection kept by its borrower for good.
     pub(crate) fn detach(self: &Arc<Self>, lease: Lease) {
         let _ = self.input(|engine, now| engine.core.detach(now, lease));
-    }
-
-    /// Gives back the connection `getconn(key)` holds, if any (a persistent pool's thread ended).
-    pub(crate) fn give_back_key(self: &Arc<Self>, key: &K) {
-        if let Some(handle) = self.held(key) {
-            let _ = self.putconn(&handle, Some(key), false, false);
-        }
     }
 
     /// The maintenance thread's work (inline: `maintain`'s): time the core forward, start deferred
@@ -762,45 +497,10 @@ impl<M: Connector, K: Key> Drop for Shared<M, K> {
     fn drop(&mut self) {
         self.stop_maintenance();
         let st = self.state.get_mut();
-        let mut held = Vec::new();
-        for (_, mut handle) in st.keyed.drain() {
-            if let Some(h) = Arc::get_mut(&mut handle) {
-                if let Some(conn) = h
-                    .conn
-                    .get_mut()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take()
-                {
-                    held.push((h.lease, conn));
-                }
-            }
-        }
         let io = Self::cancel_deferred_opens(st, self.settings.clock.now());
         for conn in st.strays.drain(..) {
             driver::close(&self.settings, conn);
         }
-        driver::shut_down(&mut st.engine, &self.settings, held, io);
-    }
-}
-
-impl<M: Connector, K: Key> Drop for Handle<M, K> {
-    /// The last clone of a handle gives its connection back; a thread panicked holding it
-    /// (`poisoned`): it is reset at least.
-    fn drop(&mut self) {
-        let poisoned = self.conn.is_poisoned();
-        let conn = self
-            .conn
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(mut conn) = conn {
-            match self.pool.upgrade() {
-                Some(pool) => {
-                    let judged = pool.settings.judge(&mut conn, false);
-                    pool.give_back_as(self.lease, None, conn, poisoned_is_dirty(judged, poisoned));
-                }
-                None => drop(conn),
-            }
-        }
+        driver::shut_down(&mut st.engine, &self.settings, io);
     }
 }
