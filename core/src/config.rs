@@ -45,12 +45,9 @@ pub enum Fairness {
 }
 
 impl Default for Fairness {
-    /// A bound of 0.7 ms, a little under Go's starvation threshold (1 ms): on PostgreSQL, 16
-    /// threads on 4 connections, the p99 wait is the bound plus the time the waiters that reached
-    /// it together take to be served in turn (0.3-0.4 ms there). With 0.7 ms the blocking pool
-    /// kept barging's throughput (0.95-1.10x r2d2's, at least 1.0x in six runs of seven) with a
-    /// p99 of 0.21-0.22x r2d2's; 1 ms gave 0.27-0.29x, 0.8 ms 0.24-0.25x, 0.6 ms lost throughput
-    /// in one run of three.
+    /// A bound of 0.7 ms, a little under Go's starvation threshold (1 ms): the p99 wait is the
+    /// bound plus the time the waiters that reached it together take to be served in turn
+    /// (measured: `docs/tuning.md`).
     fn default() -> Fairness {
         Fairness::Bounded(Duration::from_micros(700))
     }

@@ -11,7 +11,7 @@
 
 use r2d2_postgres::PostgresConnectionManager;
 use sanspool_postgres::postgres::{Client, Config, NoTls};
-use sanspool_postgres::{Fairness, PgConnector, PgPool};
+use sanspool_postgres::{Fairness, PgConnector, Pool};
 use sanspool_tests::bench::{env, ms, Waits};
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -55,7 +55,7 @@ fn main() {
         None => Fairness::default(),
     };
     let pool = |fairness| {
-        PgPool::builder(PgConnector::from_config(config.clone()))
+        Pool::<PgConnector>::builder(PgConnector::from_config(config.clone()))
             .min(MAX)
             .max(MAX)
             .timeout(Duration::from_secs(60))
@@ -69,7 +69,7 @@ fn main() {
         .connection_timeout(Duration::from_secs(60))
         .build(PostgresConnectionManager::new(config.clone(), NoTls))
         .expect("r2d2 pool");
-    let select = |pool: PgPool| -> Arc<dyn Fn() -> Duration + Send + Sync> {
+    let select = |pool: Pool<PgConnector>| -> Arc<dyn Fn() -> Duration + Send + Sync> {
         Arc::new(move || {
             let t0 = Instant::now();
             let mut conn = pool.get().expect("sanspool get");

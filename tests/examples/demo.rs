@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use sanspool_postgres::postgres::{Client, Config, NoTls};
-use sanspool_postgres::{Builder, PgConnector, PgPool, PgPooledConn, Stats};
+use sanspool_postgres::{Builder, PgConnector, Pool, PooledConn, Stats};
 use sanspool_tests::PgServer;
 
 const THREADS: u64 = 16;
@@ -88,7 +88,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     ))?;
 
     config.application_name(APP);
-    let pool: PgPool = Builder::new(PgConnector::from_config(config))
+    let pool: Pool<PgConnector> = Builder::new(PgConnector::from_config(config))
         .min(MIN)
         .max(MAX)
         .timeout(Duration::from_secs(5))
@@ -196,7 +196,7 @@ fn progress_bar(total: u64) -> ProgressBar {
 
 /// One transaction of one of six kinds, on a checked-out connection.
 fn transaction(
-    conn: &mut PgPooledConn,
+    conn: &mut PooledConn<'_, PgConnector>,
     worker: u64,
     dice: u64,
     tally: &Tally,

@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{backend_pid, config_for};
-use sanspool_postgres::{Builder, Connector, Error, Op, PgConnector, PgPool, Returned};
+use sanspool_postgres::{Builder, Connector, Error, Op, PgConnector, Pool, Returned};
 use sanspool_tests::{Frozen, PgServer};
 
 const BOUND: Duration = Duration::from_secs(1);
@@ -74,7 +74,7 @@ fn a_pool_does_not_keep_slots_opening_forever() {
     let connector =
         PgConnector::from_config(config_for(&server.dsn(), "frozen-pool")).connect_timeout(BOUND);
     let frozen = server.freeze().unwrap();
-    let pool: PgPool = Builder::new(connector)
+    let pool: Pool<PgConnector> = Builder::new(connector)
         .min(0)
         .max(2)
         .timeout(Duration::from_secs(2))
@@ -155,13 +155,13 @@ fn a_hung_close_is_bounded() {
 }
 
 /// The pool's `abandoned_*` counters: `[resets, checks, closes]`.
-fn abandoned(pool: &PgPool) -> [u64; 3] {
+fn abandoned(pool: &Pool<PgConnector>) -> [u64; 3] {
     let s = pool.stats();
     [s.abandoned_resets, s.abandoned_checks, s.abandoned_closes]
 }
 
 /// A pool of one connection over `connector`, opened at build; checkouts wait up to 10 s.
-fn pool_of_one(connector: PgConnector) -> PgPool {
+fn pool_of_one(connector: PgConnector) -> Pool<PgConnector> {
     Builder::new(connector)
         .min(1)
         .max(1)

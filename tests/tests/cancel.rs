@@ -10,10 +10,10 @@ use std::time::Duration;
 use common::{backend_pid, config_for, monitor_for, outside_transaction, Monitor};
 use sanspool_postgres::postgres::error::SqlState;
 use sanspool_postgres::postgres::NoTls;
-use sanspool_postgres::{Builder, PgConnector, PgPool, TxStatus};
+use sanspool_postgres::{Builder, PgConnector, Pool, TxStatus};
 use sanspool_tests::{shared_dsn, PgServer};
 
-fn pool_of_one(dsn: &str, name: &str) -> PgPool {
+fn pool_of_one(dsn: &str, name: &str) -> Pool<PgConnector> {
     Builder::new(PgConnector::from_config(config_for(dsn, name)))
         .min(1)
         .max(1)

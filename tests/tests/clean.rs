@@ -13,12 +13,11 @@ use std::time::Duration;
 use common::{backend_pid, connector, eventually, monitor, outside_transaction, simple_row, table};
 use sanspool_postgres::postgres::fallible_iterator::FallibleIterator;
 use sanspool_postgres::postgres::types::ToSql;
-use sanspool_postgres::{
-    Builder, Connector, Error, PgConn, PgPool, PgThreadedConnectionPool, Returned, TxStatus,
-};
+use sanspool_postgres::psycopg2::ThreadedConnectionPool;
+use sanspool_postgres::{Builder, Connector, Error, PgConn, PgConnector, Pool, Returned, TxStatus};
 
 /// A pool of exactly one connection, so the next checkout gets the same backend.
-fn one_connection_pool(name: &str) -> PgPool {
+fn one_connection_pool(name: &str) -> Pool<PgConnector> {
     Builder::new(connector(name))
         .min(1)
         .max(1)
@@ -197,7 +196,8 @@ fn putconn_inside_a_transaction_is_rolled_back() {
     drop(client);
     assert_eq!(simple.stats().resets, 1);
 
-    let threaded = PgThreadedConnectionPool::from(one_connection_pool("putconn-threaded"));
+    let threaded =
+        ThreadedConnectionPool::<PgConnector>::from(one_connection_pool("putconn-threaded"));
     let conn = threaded.getconn(Some(1)).unwrap();
     let pid = backend_pid(&mut conn.lock().unwrap());
     let _ = conn.lock().unwrap().batch_execute("BEGIN; SELECT 1/0");

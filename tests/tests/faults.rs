@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{backend_pid, config_for, connector, eventually, monitor, monitor_for, PATIENCE};
-use sanspool_postgres::{Builder, Error, GetError, PgConnector, PgPool, TxStatus};
+use sanspool_postgres::{Builder, Error, GetError, PgConnector, Pool, TxStatus};
 use sanspool_tests::PgServer;
 
 /// With `check_on_checkout`, a connection killed while idle is found dead before anyone gets it:
@@ -15,7 +15,7 @@ use sanspool_tests::PgServer;
 fn killed_connection_is_replaced_at_checkout_when_checked() {
     let name = "kill-check";
     let mut mon = monitor(name);
-    let pool: PgPool = Builder::new(connector(name))
+    let pool: Pool<PgConnector> = Builder::new(connector(name))
         .min(1)
         .max(2)
         .check_on_checkout(true)
@@ -44,7 +44,7 @@ fn killed_connection_is_replaced_at_checkout_when_checked() {
 fn killed_connection_is_replaced_after_its_failed_query() {
     let name = "kill-nocheck";
     let mut mon = monitor(name);
-    let pool: PgPool = Builder::new(connector(name))
+    let pool: Pool<PgConnector> = Builder::new(connector(name))
         .min(1)
         .max(2)
         .timeout(Duration::from_secs(10))
@@ -89,7 +89,7 @@ fn killed_connection_is_replaced_after_its_failed_query() {
 fn check_replaces_killed_idle_connections() {
     let name = "kill-idle";
     let mut mon = monitor(name);
-    let pool: PgPool = Builder::new(connector(name)).min(2).max(3).build().unwrap();
+    let pool: Pool<PgConnector> = Builder::new(connector(name)).min(2).max(3).build().unwrap();
     let old = mon.pids();
     assert_eq!(old.len(), 2);
     for &pid in &old {
@@ -126,7 +126,7 @@ fn survives_a_restart(name: &str, check_on_checkout: bool) {
     let mut server = PgServer::start().expect("start a server of our own");
     let dsn = server.dsn();
     let max = 3;
-    let pool: PgPool = Builder::new(PgConnector::from_config(config_for(&dsn, name)))
+    let pool: Pool<PgConnector> = Builder::new(PgConnector::from_config(config_for(&dsn, name)))
         .min(2)
         .max(max)
         .timeout(Duration::from_millis(500))
@@ -203,7 +203,7 @@ fn unix_socket_sessions_are_tracked() {
         server.data_dir().display(),
         server.port()
     );
-    let pool: PgPool = Builder::new(PgConnector::from_config(config_for(&dsn, name)))
+    let pool: Pool<PgConnector> = Builder::new(PgConnector::from_config(config_for(&dsn, name)))
         .min(1)
         .max(1)
         .timeout(Duration::from_secs(10))

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{backend_pid, config_for, eventually};
-use sanspool_postgres::{Builder, PgConnector, PgPool};
+use sanspool_postgres::{Builder, PgConnector, Pool};
 use sanspool_tests::{Frozen, PgServer};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -19,7 +19,7 @@ fn pool(
     server: &PgServer,
     name: &str,
     connector: impl FnOnce(PgConnector) -> PgConnector,
-) -> PgPool {
+) -> Pool<PgConnector> {
     let connector = connector(PgConnector::from_config(config_for(&server.dsn(), name)));
     Builder::new(connector)
         .min(2)

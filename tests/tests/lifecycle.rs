@@ -7,9 +7,10 @@ use std::thread;
 use std::time::Duration;
 
 use common::{backend_pid, connector, eventually, monitor, PATIENCE};
-use sanspool_postgres::{Builder, GetError, PgPersistentConnectionPool, PgPool};
+use sanspool_postgres::psycopg2::PersistentConnectionPool;
+use sanspool_postgres::{Builder, GetError, PgConnector, Pool};
 
-fn persistent(name: &str, min: usize, max: usize) -> PgPersistentConnectionPool {
+fn persistent(name: &str, min: usize, max: usize) -> PersistentConnectionPool<PgConnector> {
     Builder::new(connector(name))
         .min(min)
         .max(max)
@@ -86,7 +87,7 @@ fn drain_replaces_every_backend() {
     let name = "drain";
     let mut mon = monitor(name);
     let max = 3;
-    let pool: PgPool = Builder::new(connector(name))
+    let pool: Pool<PgConnector> = Builder::new(connector(name))
         .min(2)
         .max(max)
         .timeout(Duration::from_secs(10))
@@ -118,7 +119,7 @@ fn drain_replaces_every_backend() {
 fn resize_grows_and_shrinks() {
     let name = "resize";
     let mut mon = monitor(name);
-    let pool: PgPool = Builder::new(connector(name))
+    let pool: Pool<PgConnector> = Builder::new(connector(name))
         .min(1)
         .max(2)
         .timeout(None)
@@ -149,7 +150,7 @@ fn resize_grows_and_shrinks() {
 fn max_lifetime_replaces_connections() {
     let name = "lifetime";
     let mut mon = monitor(name);
-    let pool: PgPool = Builder::new(connector(name))
+    let pool: Pool<PgConnector> = Builder::new(connector(name))
         .min(2)
         .max(3)
         .max_lifetime(Duration::from_millis(300))

@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{backend_pid, connector, eventually, monitor};
-use sanspool_postgres::{Builder, GetError, PgPool};
+use sanspool_postgres::{Builder, GetError, PgConnector, Pool};
 
 const THREADS: usize = 32;
 const CHECKOUTS: usize = 200;
@@ -19,7 +19,7 @@ const MAX: usize = 4;
 #[test]
 fn thirty_two_threads_share_four_connections() {
     let name = "load";
-    let pool: PgPool = Builder::new(connector(name))
+    let pool: Pool<PgConnector> = Builder::new(connector(name))
         .min(1)
         .max(MAX)
         .timeout(Duration::from_secs(60))
@@ -81,7 +81,7 @@ fn thirty_two_threads_share_four_connections() {
 #[test]
 fn a_waiter_times_out_with_a_typed_error() {
     let timeout = Duration::from_millis(200);
-    let pool: PgPool = Builder::new(connector("timeout"))
+    let pool: Pool<PgConnector> = Builder::new(connector("timeout"))
         .min(1)
         .max(1)
         .timeout(timeout)
@@ -103,7 +103,7 @@ fn a_waiter_times_out_with_a_typed_error() {
 #[test]
 fn waiters_are_served_in_arrival_order() {
     const WAITERS: usize = 6;
-    let pool: PgPool = Builder::new(connector("fair"))
+    let pool: Pool<PgConnector> = Builder::new(connector("fair"))
         .min(1)
         .max(1)
         .timeout(Duration::from_secs(30))

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use common::{config_for, monitor_for, outside_transaction, simple_row, table};
 use sanspool_postgres::postgres::error::SqlState;
-use sanspool_postgres::{Builder, PgConn, PgConnector, PgPool, TxStatus};
+use sanspool_postgres::{Builder, PgConn, PgConnector, Pool, TxStatus};
 use sanspool_tests::{PgBouncer, PgServer, PoolMode, BOUNCER_ROLE};
 
-fn pool(bouncer: &PgBouncer, name: &str, max: usize) -> PgPool {
+fn pool(bouncer: &PgBouncer, name: &str, max: usize) -> Pool<PgConnector> {
     Builder::new(PgConnector::from_config(config_for(&bouncer.dsn(), name)))
         .min(1)
         .max(max)
@@ -205,7 +205,7 @@ fn session_mode_with_discard_resets_the_session() {
     let bouncer = PgBouncer::start(&server, PoolMode::Session, 2).expect("start pgbouncer");
     let connector = PgConnector::from_config(config_for(&bouncer.dsn(), name))
         .session_reset(SessionReset::discard());
-    let pool: PgPool = Builder::new(connector).min(1).max(1).build().unwrap();
+    let pool: Pool<PgConnector> = Builder::new(connector).min(1).max(1).build().unwrap();
     {
         let mut conn = pool.get().unwrap();
         conn.batch_execute("SET search_path = sp_nowhere; CREATE TEMP TABLE sp_t (x int)")

@@ -9,10 +9,11 @@ mod common;
 use std::thread;
 
 use common::{backend_pid, connector, eventually, monitor};
+use sanspool_postgres::psycopg2::PutError;
 use sanspool_postgres::psycopg2::{
     Conn, LocalConn, PersistentConnectionPool, SimpleConnectionPool, ThreadedConnectionPool,
 };
-use sanspool_postgres::{Builder, CoreError, Error, GetError, PgConnector, PutError};
+use sanspool_postgres::{Builder, CoreError, Error, GetError, PgConnector};
 
 /// psycopg2's `getconn` / `putconn` / `closeall`, over the simple and the threaded pool alike.
 trait Psycopg2: Sized {

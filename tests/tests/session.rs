@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{backend_pid, config, monitor, simple_row, table};
 use sanspool_postgres::postgres;
 use sanspool_postgres::postgres::fallible_iterator::FallibleIterator;
-use sanspool_postgres::{Builder, PgConn, PgConnector, PgPool, SessionReset, DISCARD_SESSION};
+use sanspool_postgres::{Builder, PgConn, PgConnector, Pool, SessionReset, DISCARD_SESSION};
 
 /// Roles and tables shared by the tests of this process: `sp_app` (the pool's user), a member of
 /// `sp_admin`, which alone may read the secret table; a row-level-security table whose rows show
@@ -130,7 +130,7 @@ impl From<SessionReset> for Reset {
     }
 }
 
-fn pool(name: &str, reset: impl Into<Reset>) -> PgPool {
+fn pool(name: &str, reset: impl Into<Reset>) -> Pool<PgConnector> {
     let mut config = config(name);
     config.user("sp_app");
     let connector = PgConnector::from_config(config);
@@ -235,7 +235,7 @@ fn the_type_cache_survives_discard() {
         "DROP TYPE IF EXISTS {mood}, {color}; \
          CREATE TYPE {mood} AS ENUM ('happy'); CREATE TYPE {color} AS ENUM ('red')"
     ));
-    let second_type_after_discard = |pool: PgPool| {
+    let second_type_after_discard = |pool: Pool<PgConnector>| {
         let mut conn = pool.get().unwrap();
         // A column of a type the client does not know makes it prepare (and cache) its lookup.
         let rows = conn.query(&format!("SELECT 'happy'::{mood}"), &[]).unwrap();

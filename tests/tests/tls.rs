@@ -257,7 +257,7 @@ fn channel_binding_over_tls() {
 /// records included, do not change), and a dirty one is rolled back.
 #[test]
 fn a_pool_over_tls_returns_clean_connections_for_free() {
-    use sanspool_postgres::{Builder, PgPool};
+    use sanspool_postgres::{Builder, PgConnector, Pool};
     let server = tls_server();
     let ca = ca(server);
     let dsn = dsn_on(
@@ -268,7 +268,7 @@ fn a_pool_over_tls_returns_clean_connections_for_free() {
             common::app_name("tls-pool")
         ),
     );
-    let pool: PgPool = Builder::new(PgConnector::new(&dsn).unwrap())
+    let pool: Pool<PgConnector> = Builder::new(PgConnector::new(&dsn).unwrap())
         .min(1)
         .max(1)
         .build()

@@ -43,11 +43,11 @@ impl<M: Connector, K: Key> Home<M, K> for &Pool<M, K> {
 /// does: taking a reference costs nothing, where a handle of its own is a shared count
 /// incremented at every checkout and decremented at every return (two atomic operations, about
 /// as much as the rest of an uncontended checkout and return). To store a guard or move it to a
-/// thread of its own, [`into_owned`](PooledConn::into_owned) gives an [`OwnedConn`], which keeps
+/// thread of its own, [`PooledConn::into_owned`] gives an [`OwnedConn`], which keeps
 /// its pool alive. The psycopg2 simple pool's guard is
 /// [`LocalPooledConn`](crate::psycopg2::LocalPooledConn).
 pub struct PooledConn<'a, M: Connector, K: Key = u64, P: Home<M, K> = &'a Pool<M, K>> {
-    /// `None` only inside `take`, `discard`, `into_owned` and `drop`.
+    /// `None` only inside `detach`, `close`, `into_owned` and `drop`.
     conn: Option<M::Conn>,
     lease: Lease,
     key: Option<K>,
@@ -71,37 +71,40 @@ impl<'a, M: Connector, K: Key, P: Home<M, K>> PooledConn<'a, M, K, P> {
         }
     }
 
-    /// The same checkout with a handle of its own to the pool: an [`OwnedConn`].
-    pub fn into_owned(mut self) -> OwnedConn<M, K> {
-        let pool = self.pool.pool().clone();
-        let key = self.key.take();
-        match self.conn.take() {
-            Some(conn) => PooledConn::new(pool, self.lease, key, conn),
+    /// The same checkout with a handle of its own to the pool: an [`OwnedConn`]. (An associated
+    /// function, as the guard's others: `PooledConn::into_owned(conn)`, so that it never hides a
+    /// method of the connection it derefs to.)
+    pub fn into_owned(mut this: Self) -> OwnedConn<M, K> {
+        let pool = this.pool.pool().clone();
+        let key = this.key.take();
+        match this.conn.take() {
+            Some(conn) => PooledConn::new(pool, this.lease, key, conn),
             None => unreachable!("a live guard holds its connection"),
         }
     }
 
     /// The key it was checked out under ([`get_keyed`](Pool::get_keyed)).
-    pub fn key(&self) -> Option<&K> {
-        self.key.as_ref()
+    pub fn key(this: &Self) -> Option<&K> {
+        this.key.as_ref()
     }
 
-    /// Detaches the connection: it leaves the pool for good (the pool may open another in its
-    /// place) and is yours to keep or close.
-    pub fn take(mut self) -> M::Conn {
-        let conn = self.conn.take();
-        self.pool.pool().shared().detach(self.lease);
+    /// Takes the connection out of the pool for good (the core's `detach`): its place is freed
+    /// (and refilled if `min` asks), and it is yours to keep or close.
+    pub fn detach(mut this: Self) -> M::Conn {
+        let conn = this.conn.take();
+        this.pool.pool().shared().detach(this.lease);
         match conn {
             Some(conn) => conn,
             None => unreachable!("a live guard holds its connection"),
         }
     }
 
-    /// Gives the connection back to be closed (psycopg2's `putconn(conn, close=True)`).
-    pub fn discard(mut self) {
-        if let Some(conn) = self.conn.take() {
-            let shared = self.pool.pool().shared();
-            shared.give_back(self.lease, self.key.as_ref(), conn, true);
+    /// Gives the connection back to be closed rather than reused (psycopg2's
+    /// `putconn(conn, close=True)`).
+    pub fn close(mut this: Self) {
+        if let Some(conn) = this.conn.take() {
+            let shared = this.pool.pool().shared();
+            shared.give_back(this.lease, this.key.as_ref(), conn, true);
         }
     }
 }
@@ -110,7 +113,7 @@ impl<M: Connector, K: Key> Pool<M, K> {
     /// A connection, as a guard given back on drop. Waits up to the builder's timeout when none is
     /// idle and the pool is at `max` (no timeout: [`GetError::Exhausted`] at once).
     ///
-    /// The guard borrows the pool (bb8's `get`): [`into_owned`](PooledConn::into_owned) for one
+    /// The guard borrows the pool (bb8's `get`): [`PooledConn::into_owned`] for one
     /// to store or send to a thread of its own (r2d2's).
     pub fn get(&self) -> Result<PooledConn<'_, M, K>, GetError<M::Error>> {
         self.guard_for(self, None, self.shared().settings.timeout)

@@ -10,7 +10,7 @@
 //! closed and replaced.
 //!
 //! Errors are typed by call: a checkout fails with [`GetError`], a give-back ([`psycopg2`]'s
-//! `putconn`) with [`PutError`], a build with [`BuildError`], and the pool's own inputs (`close`,
+//! `putconn`) with [`psycopg2::PutError`], a build with [`BuildError`], and the pool's own inputs (`close`,
 //! `drain`, `resize`, `check`) with the core's [`CoreError`]. psycopg2's texts are kept word for
 //! word.
 //!
@@ -69,7 +69,7 @@
 //!
 //! // psycopg2's API: the same key gives the same connection.
 //! use sanspool::psycopg2::ThreadedConnectionPool;
-//! use sanspool::PutError;
+//! use sanspool::psycopg2::PutError;
 //!
 //! let pool = ThreadedConnectionPool::new(1, 4, Server)?;
 //! let a = pool.getconn(Some(7))?;
@@ -89,7 +89,6 @@
 mod builder;
 mod connector;
 mod driver;
-mod error;
 mod guard;
 mod maintenance;
 mod parking;
@@ -102,7 +101,6 @@ mod thread_exit;
 
 pub use builder::Builder;
 pub use connector::Connector;
-pub use error::PutError;
 pub use guard::{Home, OwnedConn, PooledConn};
 pub use pool::Pool;
 pub use sanspool_kit::{BuildError, GetError};

@@ -9,11 +9,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Instant;
 
-/// Scheduler turns a waiter gives away before it sleeps. Few: on PostgreSQL with 16 threads on
-/// max 4, with std's mutex for the pool, 4-16 turns measured 1.04-1.23x r2d2's checkouts per
-/// second, 32 turns 1.01-1.07x (the yields take the CPU the server needs) and none 0.89x (every
-/// grant a futex wake-up). With parking_lot's mutex (which spins itself) 0, 3 and 8 turns
-/// measured alike (1.00-1.15x, three runs each, 0.7 ms bound).
+/// Scheduler turns a waiter gives away before it sleeps: few, since the yields take the CPU the
+/// server needs, and none makes every grant a futex wake-up (measured: `docs/tuning.md`).
 const SPINS: usize = 8;
 
 pub(crate) struct Parking<C, E> {

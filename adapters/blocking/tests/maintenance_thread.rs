@@ -48,7 +48,7 @@ fn the_maintenance_thread_stops_with_its_pool() {
 
     // An owned guard keeps the pool; the guard's drop ends it.
     let pool = Builder::new(Fake::default()).build_persistent().unwrap();
-    let guard = pool.get().unwrap().into_owned();
+    let guard = sanspool::PooledConn::into_owned(pool.get().unwrap());
     drop(pool);
     eventually("started", || maintenance_threads() == 1);
     drop(guard);

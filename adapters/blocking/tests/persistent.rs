@@ -3,8 +3,9 @@
 mod common;
 
 use common::{eventually, Counters, Fake, LONG};
+use sanspool::psycopg2::PutError;
 use sanspool::psycopg2::{LockError, PersistentConnectionPool};
-use sanspool::{GetError, PutError};
+use sanspool::GetError;
 use std::sync::Arc;
 use std::thread;
 
@@ -103,7 +104,10 @@ fn another_threads_connection_is_the_wrong_key() {
 fn the_guard_borrows_the_threads_key() {
     let (pool, c) = pool(1, 2);
     let guard = pool.get().unwrap();
-    assert_eq!(guard.key(), Some(&thread::current().id()));
+    assert_eq!(
+        sanspool::PooledConn::key(&guard),
+        Some(&thread::current().id())
+    );
     assert!(matches!(pool.getconn(), Err(GetError::KeyBusy)));
     assert!(matches!(pool.get(), Err(GetError::KeyBusy)));
     drop(guard);

@@ -3,8 +3,9 @@
 mod common;
 
 use common::{Counters, Fake, FakeError};
+use sanspool::psycopg2::PutError;
 use sanspool::psycopg2::{LockError, SimpleConnectionPool};
-use sanspool::{BuildError, Builder, CoreError, GetError, KeepIdle, PutError};
+use sanspool::{BuildError, Builder, CoreError, GetError, KeepIdle};
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,10 +150,10 @@ fn dirty_is_reset_and_broken_is_replaced() {
 fn guard_take_discard_and_keys() {
     let (pool, c) = pool(1, 2);
     let guard = pool.get_keyed(9).unwrap();
-    assert_eq!(guard.key(), Some(&9));
+    assert_eq!(sanspool::PooledConn::key(&guard), Some(&9));
     assert!(matches!(pool.get_keyed(9), Err(GetError::KeyBusy)));
     assert!(matches!(pool.getconn(Some(9)), Err(GetError::KeyBusy)));
-    let conn = guard.take();
+    let conn = sanspool::PooledConn::detach(guard);
     assert_eq!(pool.stats().detached, 1);
     assert_eq!(pool.stats().in_use, 0);
     // The key is free, and min is refilled.
@@ -161,7 +162,7 @@ fn guard_take_discard_and_keys() {
     drop(conn);
 
     let closes = c.get(&c.closes);
-    pool.get().unwrap().discard();
+    sanspool::psycopg2::LocalPooledConn::close(pool.get().unwrap());
     assert_eq!(c.get(&c.closes), closes + 1);
 }
 

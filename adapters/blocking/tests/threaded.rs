@@ -4,8 +4,9 @@
 mod common;
 
 use common::{eventually, Counters, Fake, LONG};
+use sanspool::psycopg2::PutError;
 use sanspool::psycopg2::{Conn, LockError, PersistentConnectionPool, ThreadedConnectionPool};
-use sanspool::{BuildError, Builder, CoreError, Fairness, GetError, Pool, PooledConn, PutError};
+use sanspool::{BuildError, Builder, CoreError, Fairness, GetError, Pool, PooledConn};
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
@@ -244,12 +245,12 @@ fn dirty_broken_take_discard() {
     pool.get().unwrap().broken = true;
     eventually("closed", || c.get(&c.closes) == 1);
     eventually("refilled", || pool.stats().idle == 1);
-    let conn = pool.get().unwrap().take();
+    let conn = sanspool::PooledConn::detach(pool.get().unwrap());
     assert_eq!(pool.stats().detached, 1);
     eventually("refilled after take", || pool.stats().idle == 1);
     drop(conn);
     let closes = c.get(&c.closes);
-    pool.get().unwrap().discard();
+    sanspool::PooledConn::close(pool.get().unwrap());
     eventually("discarded", || c.get(&c.closes) == closes + 1);
 }
 
@@ -355,11 +356,11 @@ fn lifetime_closes_old_connections() {
 #[test]
 fn owned_guards_keep_the_pool_alive_and_drop_closes_everything() {
     let (pool, c) = pool(2, 2);
-    let guard: sanspool::OwnedConn<Fake> = pool.get().unwrap().into_owned();
+    let guard: sanspool::OwnedConn<Fake> = sanspool::PooledConn::into_owned(pool.get().unwrap());
     let handle = pool.getconn(None).unwrap();
     drop(pool);
     assert_eq!(c.live(), 2, "the owned guard keeps the pool alive");
-    assert_eq!(guard.key(), None);
+    assert_eq!(sanspool::PooledConn::key(&guard), None);
     // `'static`: it goes back from a thread of its own.
     std::thread::spawn(move || drop(guard)).join().unwrap();
     // Its connection is closed (on an I/O thread); the unkeyed handle outlived the pool: its

@@ -27,7 +27,7 @@
 //!
 //! ```no_run
 //! use sanspool_postgres::psycopg2::ThreadedConnectionPool;
-//! use sanspool_postgres::{PgConnector, PgPool};
+//! use sanspool_postgres::{PgConnector, Pool};
 //! use std::time::Duration;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -35,7 +35,7 @@
 //!
 //! // r2d2's shape: a thread-safe pool (clone it to share it) whose checkouts wait up to the
 //! // timeout, and a guard that derefs to `postgres::Client`, given back on drop.
-//! let pool: PgPool = PgPool::builder(PgConnector::new(dsn)?)
+//! let pool = Pool::builder(PgConnector::new(dsn)?)
 //!     .min(2)
 //!     .max(8)
 //!     .timeout(Duration::from_secs(5))
@@ -102,37 +102,8 @@ pub use sanspool;
 pub use sanspool::psycopg2;
 pub use sanspool::{
     BuildError, Builder, Connector, CoreError, Fairness, GetError, IdleOrder, KeepIdle, OwnedConn,
-    Pool, PooledConn, PutError, Returned, Stats,
+    Pool, PooledConn, Returned, Stats,
 };
-
-/// A thread-safe pool of PostgreSQL connections, r2d2's shape ([`Pool`]): `get()` gives a
-/// [`PgPooledConn`]. Made by `PgPool::builder(connector)...build()`.
-pub type PgPool<K = u64> = Pool<PgConnector, K>;
-
-/// A checked-out connection of a [`PgPool`] (and, as `PgPooledConn<ThreadId>`, of a
-/// [`PgPersistentConnectionPool`]'s `get`): derefs to [`PgConn`], and through it to
-/// `postgres::Client`; given back on drop. It borrows its pool;
-/// [`into_owned`](PooledConn::into_owned) gives a [`PgOwnedConn`].
-pub type PgPooledConn<'a, K = u64> = PooledConn<'a, PgConnector, K>;
-
-/// A checked-out connection of a [`PgPool`] that owns a handle to it ([`OwnedConn`]): to store
-/// it, or send it to another thread.
-pub type PgOwnedConn<K = u64> = OwnedConn<PgConnector, K>;
-
-/// Why a checkout from a pool of PostgreSQL connections failed.
-pub type PgGetError = GetError<Error>;
-
-/// psycopg2's `ThreadedConnectionPool` of PostgreSQL connections
-/// ([`psycopg2::ThreadedConnectionPool`]): a [`PgPool`] with `getconn`, `putconn` and `closeall`.
-pub type PgThreadedConnectionPool<K = u64> = psycopg2::ThreadedConnectionPool<PgConnector, K>;
-
-/// psycopg2's `SimpleConnectionPool` of PostgreSQL connections, for one thread
-/// ([`psycopg2::SimpleConnectionPool`]).
-pub type PgSimpleConnectionPool<K = u64> = psycopg2::SimpleConnectionPool<PgConnector, K>;
-
-/// psycopg2's `PersistentConnectionPool` of PostgreSQL connections: each thread gets its own
-/// ([`psycopg2::PersistentConnectionPool`]).
-pub type PgPersistentConnectionPool = psycopg2::PersistentConnectionPool<PgConnector>;
 
 // The README's examples, compiled (and run where they can) as doctests.
 #[cfg(doctest)]

@@ -51,6 +51,11 @@ struct Owner<M: Connector> {
 }
 
 impl<M: Connector> Pool<M> {
+    /// Settings for a pool of `connector`'s connections ([`Builder::new`](crate::Builder::new)).
+    pub fn builder(connector: M) -> crate::Builder<M> {
+        crate::Builder::new(connector)
+    }
+
     pub(crate) async fn build(
         settings: Settings<M>,
         config: Config,
@@ -280,17 +285,19 @@ impl<M: Connector> PooledConn<M> {
         }
     }
 
-    /// Asks for the connection to be closed rather than reused when the guard goes.
-    pub fn close_on_drop(&mut self) {
-        self.close = true;
+    /// Gives the connection back to be closed rather than reused (psycopg2's
+    /// `putconn(conn, close=True)`). (An associated function, as the guard's others, so that it
+    /// never hides a method of the connection it derefs to.)
+    pub fn close(mut this: Self) {
+        this.close = true;
     }
 
-    /// Takes the connection out of the pool for good: its place is freed (and refilled if `min`
-    /// asks).
-    pub fn detach(mut self) -> M::Conn {
-        let conn = self.conn.take().expect("present until given back");
-        let lease = self.lease;
-        let _ = self
+    /// Takes the connection out of the pool for good (the core's `detach`): its place is freed
+    /// (and refilled if `min` asks), and it is yours to keep or close.
+    pub fn detach(mut this: Self) -> M::Conn {
+        let conn = this.conn.take().expect("present until given back");
+        let lease = this.lease;
+        let _ = this
             .pool
             .owner
             .shared

@@ -11,18 +11,14 @@ use std::time::Duration;
 ///
 /// Defaults: `min` 1, `max` 10, checkouts wait up to 30 s, up to 1 024 waiters, every returned
 /// connection kept, no lifetime limits, open retries backing off from 100 ms to 10 s, no check on
-/// checkout; and two that differ from the blocking pool's, each measured
-/// (`benches/vs_deadpool_bb8.rs`):
-/// - [`IdleOrder::Fifo`]: the least recently returned connection first, as deadpool and bb8 do.
-///   Consecutive checkouts of one task then go to different server processes: with one task on
-///   this project's 2-core machine that is 1.5x the checkouts per second of reusing the same
-///   one (a plain `tokio_postgres::Client` shows the same). The price: a steadily used pool never
-///   has a connection idle for `max_idle`, so it does not shrink back to `min`; choose
-///   [`IdleOrder::Lifo`] for that.
+/// checkout; and two that differ from the blocking pool's, each measured (`docs/tuning.md`):
+/// - [`IdleOrder::Fifo`]: the least recently returned connection first, as deadpool and bb8 do:
+///   consecutive checkouts of one task go to different server processes. The price: a steadily
+///   used pool never has a connection idle for `max_idle`, so it does not shrink back to `min`;
+///   choose [`IdleOrder::Lifo`] for that.
 /// - [`Fairness::Strict`]: every returned connection goes to the oldest waiter. Barging saves a
-///   blocked thread a context switch; a waiting task costs a cheap task switch, while every wake
-///   that loses the race costs a poll, a lock and a wake-up: strict measured 3-10% more checkouts
-///   per second than bounded fairness at 16 and 256 tasks, with a lower p99 wait.
+///   blocked thread a context switch; a waiting task costs only a cheap task switch, while every
+///   wake that loses the race costs a poll, a lock and a wake-up.
 ///
 /// [`IdleOrder::Fifo`]: sanspool_core::IdleOrder::Fifo
 /// [`IdleOrder::Lifo`]: sanspool_core::IdleOrder::Lifo

@@ -490,7 +490,7 @@ async fn many_tasks_share_few_connections() {
 async fn a_detached_connection_leaves_and_is_replaced() {
     let fake = Fake::default();
     let pool = pool(&fake, 1, 1, Duration::from_secs(5)).await;
-    let conn = pool.get().await.unwrap().detach();
+    let conn = sanspool_tokio::PooledConn::detach(pool.get().await.unwrap());
     assert_eq!(conn.id, 1);
     let again = pool.get().await.unwrap();
     assert_eq!(again.id, 2);

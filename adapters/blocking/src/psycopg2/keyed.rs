@@ -2,8 +2,9 @@
 //! handles `getconn(key)` gave out, held under their keys until `putconn` — and [`Handle`], one
 //! checkout shared by the handle's clones.
 
+use super::PutError;
 use crate::shared::{Checked, Shared};
-use crate::{Connector, CoreError, GetError, Key, Pool, PutError};
+use crate::{Connector, CoreError, GetError, Key, Pool};
 use sanspool_core::{Lease, Rejected, Returned};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, TryLockError, Weak};

@@ -31,12 +31,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod error;
 mod handle;
 mod keyed;
 mod persistent;
 mod simple;
 mod threaded;
 
+pub use error::PutError;
 pub use handle::{Conn, ConnGuard, LocalConn, LockError};
 pub use persistent::PersistentConnectionPool;
 pub use simple::{LocalPooledConn, SimpleConnectionPool};

@@ -1,8 +1,9 @@
 //! [`PersistentConnectionPool`]: the key is the calling thread.
 
+use super::PutError;
 use super::{Conn, ThreadedConnectionPool};
 use crate::guard::PooledConn;
-use crate::{thread_exit, BuildError, Builder, Connector, CoreError, GetError, Pool, PutError};
+use crate::{thread_exit, BuildError, Builder, Connector, CoreError, GetError, Pool};
 use std::fmt;
 use std::ops::Deref;
 use std::thread::{self, ThreadId};

@@ -2,8 +2,9 @@
 
 use super::keyed::Keyed;
 use super::LocalConn;
+use super::PutError;
 use crate::guard::{Home, PooledConn};
-use crate::{BuildError, Connector, CoreError, GetError, Key, Pool, PutError, Stats};
+use crate::{BuildError, Connector, CoreError, GetError, Key, Pool, Stats};
 use std::fmt;
 use std::marker::PhantomData;
 use std::rc::Rc;

@@ -2,7 +2,8 @@
 
 use super::keyed::Keyed;
 use super::Conn;
-use crate::{BuildError, Builder, Connector, CoreError, GetError, Key, Pool, PutError};
+use super::PutError;
+use crate::{BuildError, Builder, Connector, CoreError, GetError, Key, Pool};
 use std::fmt;
 use std::ops::Deref;
 
@@ -26,7 +27,8 @@ use std::ops::Deref;
 /// #     fn check(&self, _: &mut Vec<String>) -> Result<(), Infallible> { Ok(()) }
 /// # }
 /// use sanspool::psycopg2::ThreadedConnectionPool;
-/// use sanspool::{GetError, PutError};
+/// use sanspool::psycopg2::PutError;
+/// use sanspool::GetError;
 ///
 /// let pool = ThreadedConnectionPool::new(1, 2, Server)?;
 /// let a = pool.getconn(Some(7))?;

@@ -31,9 +31,8 @@ use std::time::{Duration, Instant};
 pub(crate) struct Shared<M: Connector, K: Key> {
     pub(crate) settings: Settings<M>,
     /// parking_lot's mutex, as r2d2's: it spins a little before it parks and is not poisoned (every
-    /// input is one call on the core, which a panic cannot leave half done). On PostgreSQL, 16
-    /// threads on 4 connections, it measured 1.15-1.18x the checkouts per second of std's mutex
-    /// (0.97-1.02x r2d2's), alternating runs of the same build otherwise.
+    /// input is one call on the core, which a panic cannot leave half done). Measured against
+    /// std's: `docs/tuning.md`.
     state: Mutex<State<M, K>>,
     /// Notified after every drain: `wait_ready` waits on it.
     changed: Condvar,

@@ -1,11 +1,11 @@
 use sanspool_tokio::postgres::PgConnector;
-use sanspool_tokio::Builder;
+use sanspool_tokio::Pool;
 use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dsn = std::env::args().nth(1).unwrap_or("host=localhost user=postgres".into());
-    let pool = Builder::new(PgConnector::new(&dsn)?)
+    let pool = Pool::builder(PgConnector::new(&dsn)?)
         .min(2)
         .max(8)
         .timeout(Duration::from_secs(5))
