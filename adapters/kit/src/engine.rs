@@ -133,3 +133,59 @@ impl<C, E, K: Hash + Eq + Clone> Engine<C, E, K> {
         refused.conn
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sanspool_core::{Checkout, Completion, Time, Wait};
+
+    /// Keeps the I/O; refuses every grant (as a driver whose checkout is gone would).
+    struct Refusing(Vec<Io<u32>>);
+
+    impl Outputs<u32, std::io::Error> for Refusing {
+        fn io(&mut self, io: Io<u32>) {
+            self.0.push(io);
+        }
+
+        fn deliver(
+            &mut self,
+            _: WaiterId,
+            delivery: Delivery<u32, std::io::Error>,
+        ) -> Option<Granted<u32>> {
+            match delivery {
+                Delivery::Outcome(Ok(granted)) => Some(granted),
+                _ => None,
+            }
+        }
+    }
+
+    /// A grant nobody takes is checked back in clean (it never reached a borrower): idle, not
+    /// reset — in every driver, since every driver drains through here.
+    #[test]
+    fn an_orphaned_grant_comes_back_clean() {
+        let mut engine: Engine<u32, std::io::Error, ()> = Engine::new(Config::new(0, 1)).unwrap();
+        let t = Time::ZERO;
+        let Ok(Checkout::Waiting(_)) = engine.core.checkout(t, None, Wait::Forever) else {
+            panic!("the checkout did not queue")
+        };
+        let mut out = Refusing(Vec::new());
+        engine.drain(&mut out);
+        let Some(Io::Open(ticket)) = out.0.pop() else {
+            panic!("no open ordered")
+        };
+        let opened = (Completion::Opened { ticket, conn: 7 }, None);
+        assert!(engine.report(t, opened).is_none());
+        engine.drain(&mut out);
+        let stats = engine.core.stats();
+        assert_eq!(
+            (stats.idle, stats.in_use, stats.resets),
+            (1, 0, 0),
+            "{stats:?}"
+        );
+        assert!(out.0.is_empty(), "no reset, no close: {:?}", out.0);
+        let Ok(Checkout::Ready { conn, .. }) = engine.core.checkout(t, None, Wait::No) else {
+            panic!("not idle")
+        };
+        assert_eq!(conn, 7);
+    }
+}

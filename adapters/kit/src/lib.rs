@@ -12,7 +12,8 @@
 //!   performed I/O;
 //! - [`GetError`], [`BuildError`]: the errors, the same in every driver;
 //! - [`Waiters`]: the table of queued checkouts; [`tagged`]: each pool's tag, unique in the
-//!   process whichever driver built it.
+//!   process whichever driver built it;
+//! - feature `conformance`: the suite every driver runs (`conformance` module).
 //!
 //! The driver loop itself is stated once, on [`sanspool_core::Pool`] ("Driving it").
 
@@ -21,6 +22,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
+#[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
+pub mod conformance;
 mod connector;
 mod engine;
 mod error;
