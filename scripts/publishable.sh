@@ -5,7 +5,7 @@
 #   - `cargo check` with the workspace's `rust-version` toolchain (installed if missing);
 #   - the crate graph: the async crate compiles neither the blocking client nor the blocking pool,
 #     the blocking connector no tokio pool; no [patch] anywhere;
-#   - no module of the PostgreSQL crates imports one that imports it back.
+#   - no module of a library crate imports one that imports it back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf -- '--- %s\n' "$1"; }
@@ -60,4 +60,4 @@ fi
 echo "sanspool-tokio: no postgres, no sanspool; sanspool-postgres: no sanspool-tokio"
 
 step "module circles"
-python3 scripts/module-cycles.py adapters/pgconn adapters/postgres adapters/tokio core
+python3 scripts/module-cycles.py core adapters/kit adapters/blocking adapters/tokio adapters/pgconn adapters/postgres
