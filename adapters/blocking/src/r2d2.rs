@@ -78,7 +78,7 @@
 //!   same boxed customizer r2d2's builder does. `on_acquire` runs right after `connect` (an error
 //!   fails the open and drops the connection, as in r2d2), `on_release` when the pool closes the
 //!   connection (broken, expired, idle past `max_idle`, the pool closed). A connection a borrower
-//!   takes out of the pool for good ([`PooledConn::take`](crate::PooledConn::take)) is the
+//!   takes out of the pool for good ([`PooledConn::detach`](crate::PooledConn::detach)) is the
 //!   borrower's, and is not released through the customizer.
 //! - **`HandleError`** does not: r2d2 gives the handler each error by value, but sanspool keeps a
 //!   failed open's error as the cause of the checkouts it fails
