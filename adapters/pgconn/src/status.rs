@@ -1,10 +1,13 @@
 //! [`TxStatus`], a session's state as the server last stated it, and [`StatusCell`], where a
-//! connection's tracker keeps it for its pool to read without I/O.
+//! connection's tracker keeps it for its pool to read without I/O, beside the probe that tells
+//! whether an idle connection is still there ([`StatusCell::probe`]).
 
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::probe::{Liveness, Probe};
 use crate::wire::State;
 
 /// The state of a session, as of the last bytes the client exchanged with the server.
@@ -39,6 +42,8 @@ struct Shared {
     epoch: Instant,
     /// The backend's process id and secret key, as its BackendKeyData said.
     key: OnceLock<[u8; 8]>,
+    /// The socket's probe, while the socket lives (its socket puts it in and takes it out).
+    probe: Mutex<Option<Probe>>,
 }
 
 impl Default for StatusCell {
@@ -50,6 +55,7 @@ impl Default for StatusCell {
             deadline: AtomicU64::new(0),
             epoch: Instant::now(),
             key: OnceLock::new(),
+            probe: Mutex::new(None),
         }))
     }
 }
@@ -128,6 +134,53 @@ impl StatusCell {
     /// The backend's process id and secret key, once the startup sent them.
     pub(crate) fn backend_key(&self) -> Option<[u8; 8]> {
         self.0.key.get().copied()
+    }
+
+    /// Whether the connection is still there, told without a round trip and without consuming
+    /// anything: one `poll` of the socket and, when the server sent something, a peek at it (see
+    /// [`Liveness`]). Meant for an idle connection about to be handed out, on whatever thread
+    /// hands it out: it never blocks (a few microseconds).
+    ///
+    /// [`Liveness::Dead`] when the tracker already saw the stream end or a FATAL error, when the
+    /// server closed its end or sent a FATAL error or a shutdown notice since, or when the
+    /// connection was reset. [`Liveness::Unsure`] when bytes are waiting that cannot be read here
+    /// (under TLS; or the session is not idle, so they may be a reply), and for a socket without
+    /// a probe (not opened by this crate, or its socket already dropped).
+    pub fn probe(&self) -> Liveness {
+        let status = self.get();
+        if status == TxStatus::Closed {
+            return Liveness::Dead;
+        }
+        let probe = self.0.probe.lock().unwrap_or_else(|p| p.into_inner());
+        match &*probe {
+            Some(probe) => probe.look(status == TxStatus::Idle),
+            None => Liveness::Unsure,
+        }
+    }
+
+    /// The connection's socket is `fd`: probes look at a duplicate of it, until
+    /// [`unplug`](Self::unplug).
+    pub(crate) fn plug(&self, fd: BorrowedFd<'_>) {
+        *self.0.probe.lock().unwrap_or_else(|p| p.into_inner()) = Probe::new(fd);
+    }
+
+    /// TLS started over the socket: waiting bytes can no longer be read by a probe.
+    pub(crate) fn plug_encrypted(&self) {
+        if let Some(probe) = &mut *self.0.probe.lock().unwrap_or_else(|p| p.into_inner()) {
+            probe.encrypted();
+        }
+    }
+
+    /// The socket is going: the duplicate closes with it (kept, it would keep the TCP
+    /// connection open for as long as any clone of the cell lives).
+    pub(crate) fn unplug(&self) {
+        drop(
+            self.0
+                .probe
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
     }
 
     pub(crate) fn publish(&self, state: State) {

@@ -51,8 +51,8 @@ impl PgConn {
 
     /// A token that cancels the query this connection is running, from any thread. Use it rather
     /// than `postgres::Client::cancel_token`, which cannot cancel for a connection this crate
-    /// opened: the client was told `sslmode=require` with direct TLS (and, for a Unix socket, the
-    /// address of a loopback stand-in), so its token fails (see the `handshake` module of
+    /// opened: the client was told `sslmode=require` with direct TLS and the address of a
+    /// loopback stand-in, so its token fails (see the `handshake` module of
     /// `sanspool-pgconn`).
     pub fn cancel_token(&self) -> CancelToken {
         self.0.cancel.clone()

@@ -8,8 +8,8 @@
 //! `handshake` module.
 //!
 //! `postgres::Client::cancel_token` of a client opened this way cannot cancel (the client was
-//! told `sslmode=require` with direct TLS, and a Unix socket's client a loopback stand-in's
-//! address): use [`PgConn::cancel_token`](crate::PgConn::cancel_token).
+//! told `sslmode=require` with direct TLS and a loopback stand-in's address): use
+//! [`PgConn::cancel_token`](crate::PgConn::cancel_token).
 
 use std::time::Duration;
 
