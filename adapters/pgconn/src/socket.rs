@@ -177,6 +177,24 @@ impl From<tokio_postgres::Socket> for PgSocket {
     }
 }
 
+impl PgSocket {
+    fn read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let (before, room) = (buf.filled().len(), buf.remaining() > 0);
+        let polled = on_raw!(&mut self.raw, s => s.poll_read(cx, buf));
+        if polled.is_pending() && self.expired(cx) {
+            return Poll::Ready(Err(self.timed_out()));
+        }
+        match (&polled, &mut self.tracker) {
+            (Poll::Pending, _) | (_, None) => {}
+            (Poll::Ready(Ok(())), Some(t)) if !room || buf.filled().len() > before => {
+                t.read(&buf.filled()[before..]);
+            }
+            (Poll::Ready(_), Some(t)) => t.close(), // end of stream or error
+        }
+        polled
+    }
+}
+
 impl AsyncRead for PgSocket {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -184,17 +202,13 @@ impl AsyncRead for PgSocket {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let (before, room) = (buf.filled().len(), buf.remaining() > 0);
-        let polled = on_raw!(&mut this.raw, s => s.poll_read(cx, buf));
-        if polled.is_pending() && this.expired(cx) {
-            return Poll::Ready(Err(this.timed_out()));
+        // The probe's view of the socket is valid only between reads (see `StatusCell::probe`).
+        if let Some(cell) = &this.cell {
+            cell.read_begin();
         }
-        match (&polled, &mut this.tracker) {
-            (Poll::Pending, _) | (_, None) => {}
-            (Poll::Ready(Ok(())), Some(t)) if !room || buf.filled().len() > before => {
-                t.read(&buf.filled()[before..]);
-            }
-            (Poll::Ready(_), Some(t)) => t.close(), // end of stream or error
+        let polled = this.read(cx, buf);
+        if let Some(cell) = &this.cell {
+            cell.read_end();
         }
         polled
     }

@@ -3,7 +3,7 @@
 //! whether an idle connection is still there ([`StatusCell::probe`]).
 
 use std::os::fd::BorrowedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,11 @@ struct Shared {
     key: OnceLock<[u8; 8]>,
     /// The socket's probe, while the socket lives (its socket puts it in and takes it out).
     probe: Mutex<Option<Probe>>,
+    /// Reads of the stream in progress, and reads done: a probe trusts what it saw of the
+    /// socket only if no read of the client's took bytes from it meanwhile (an async client's
+    /// driver reads on its own task; see [`StatusCell::probe`]).
+    reading: AtomicU32,
+    reads: AtomicU64,
 }
 
 impl Default for StatusCell {
@@ -56,6 +61,8 @@ impl Default for StatusCell {
             epoch: Instant::now(),
             key: OnceLock::new(),
             probe: Mutex::new(None),
+            reading: AtomicU32::new(0),
+            reads: AtomicU64::new(0),
         }))
     }
 }
@@ -147,6 +154,27 @@ impl StatusCell {
     /// (under TLS; or the session is not idle, so they may be a reply), and for a socket without
     /// a probe (not opened by this crate, or its socket already dropped).
     pub fn probe(&self) -> Liveness {
+        // A client's read may take the server's bytes off the socket between this look at the
+        // status and the look at the socket (an async client's driver reads on its own task):
+        // an `Alive` counts only if no read overlapped it. Reads never block, so they end soon.
+        for _ in 0..1000 {
+            if self.0.reading.load(Ordering::SeqCst) > 0 {
+                std::thread::yield_now();
+                continue;
+            }
+            let reads = self.0.reads.load(Ordering::SeqCst);
+            let found = self.probe_once();
+            if found != Liveness::Alive
+                || (self.0.reading.load(Ordering::SeqCst) == 0
+                    && self.0.reads.load(Ordering::SeqCst) == reads)
+            {
+                return found;
+            }
+        }
+        Liveness::Unsure
+    }
+
+    fn probe_once(&self) -> Liveness {
         let status = self.get();
         if status == TxStatus::Closed {
             return Liveness::Dead;
@@ -156,6 +184,20 @@ impl StatusCell {
             Some(probe) => probe.look(status == TxStatus::Idle),
             None => Liveness::Unsure,
         }
+    }
+
+    /// A read of the stream starts: until [`read_end`](Self::read_end), and the status it
+    /// leads to published, probes wait.
+    #[inline]
+    pub(crate) fn read_begin(&self) {
+        self.0.reading.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The read started by [`read_begin`](Self::read_begin) is over, its bytes followed.
+    #[inline]
+    pub(crate) fn read_end(&self) {
+        self.0.reads.fetch_add(1, Ordering::SeqCst);
+        self.0.reading.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// The connection's socket is `fd`: probes look at a duplicate of it, until
