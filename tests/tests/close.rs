@@ -1,7 +1,8 @@
 //! A connector's close sends Terminate and waits for the server to close its end: when it
 //! returns, the session is gone from the server (`pg_stat_activity`), in both connectors, over
-//! TCP, a Unix socket and TLS; against a backend that does not answer (stopped with `SIGSTOP`),
-//! it gives up at the close timeout with `TimedOut(Op::Close)`.
+//! TCP, a Unix socket and TLS; against a backend that does not answer (stopped with `SIGSTOP`)
+//! or over a link that stopped passing packets (the harness's proxy, frozen), it gives up at the
+//! close timeout with `TimedOut(Op::Close)`.
 //!
 //! Why the session is gone at once, with nothing polled: a backend leaves `pg_stat_activity`
 //! (its `before_shmem_exit` hook) before it closes its socket (an `on_proc_exit` hook), so the
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::{app_name, monitor_for};
 use sanspool_postgres::{Connector, Error, Op, PgConnector};
+use sanspool_tests::harness::Proxy;
 use sanspool_tests::{shared_dsn, Frozen, PgServer, Setup};
 use sanspool_tokio::postgres as tpg;
 use sanspool_tokio::Connector as _;
@@ -153,4 +155,39 @@ fn a_close_against_a_stopped_backend_times_out_at_its_bound() {
     assert!(took >= bound, "gave up before its bound: {took:?}");
     assert!(took < bound + MARGIN, "took {took:?}");
     drop(frozen);
+}
+
+/// The same through a link that stopped passing packets (the harness's proxy, frozen): the
+/// Terminate is held, no end of stream comes, the close gives up at its bound.
+#[test]
+fn a_close_over_a_frozen_link_times_out_at_its_bound() {
+    let dsn = shared_dsn();
+    let config: sanspool_postgres::postgres::Config = dsn.parse().expect("a valid DSN");
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let proxy = Proxy::start(upstream).expect("a proxy");
+    let bound = Duration::from_millis(300);
+    let dsn = named(&proxy.dsn(&dsn), "close-frozen-link");
+
+    let connector = PgConnector::new(&dsn)
+        .expect("a valid DSN")
+        .close_timeout(bound);
+    let rt = runtime();
+    let tokio_connector = tpg::PgConnector::new(&dsn)
+        .expect("a valid DSN")
+        .close_timeout(bound);
+    let conn = connector.connect().expect("connect");
+    let tokio_conn = rt.block_on(tokio_connector.connect()).expect("connect");
+    proxy.freeze();
+    let started = Instant::now();
+    let err = connector.close(conn).expect_err("nothing comes back");
+    assert!(matches!(err, Error::TimedOut(Op::Close)), "{err:?}");
+    let err = rt
+        .block_on(tokio_connector.close(tokio_conn))
+        .expect_err("nothing comes back");
+    assert!(matches!(err, Error::TimedOut(Op::Close)), "{err:?}");
+    let took = started.elapsed();
+    assert!(took >= 2 * bound, "gave up before its bounds: {took:?}");
+    assert!(took < 2 * bound + MARGIN, "took {took:?}");
+    proxy.thaw();
 }
