@@ -8,9 +8,10 @@
 //! pool of at most eight connections; their transactions mix reads, committed writes, and writes
 //! deliberately left behind — a transaction left open, one aborted by an error, one leaked with
 //! `mem::forget`, a `COPY` dropped half done — which the pool rolls back before anyone else gets
-//! the connection. Halfway through, one of the pool's backends is killed server-side; the pool
-//! replaces it. At the end: the pool's stats, the most connections the server saw, and proof that
-//! no abandoned row ever became visible.
+//! the connection. Halfway through, one of the pool's idle backends is killed server-side; the
+//! report says what became of it, from what was counted: whose call failed on it, how the pool
+//! closed it, what replaced it. At the end: the pool's stats, the most connections the server
+//! saw, and proof that no abandoned row ever became visible.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -20,6 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use sanspool_postgres::postgres::error::SqlState;
 use sanspool_postgres::postgres::{Client, Config, NoTls};
 use sanspool_postgres::{Builder, PgConnector, Pool, PooledConn, Stats};
 use sanspool_tests::PgServer;
@@ -40,7 +42,30 @@ struct Tally {
     aborted: AtomicU64,
     forgotten: AtomicU64,
     copies_dropped: AtomicU64,
+    /// Calls that failed because their connection's backend was gone (the one killed).
+    lost: AtomicU64,
+    /// Calls that failed otherwise, and checkouts that failed.
     errors: AtomicU64,
+}
+
+/// Whether a worker's failure is its connection's backend gone: the server's FATAL
+/// `admin_shutdown` (57P01, what `pg_terminate_backend` sends), the connection closed, or reset
+/// (a request written after the server closed is answered with an RST, which the client may
+/// see before the FATAL error waiting for it).
+fn backend_gone(e: &(dyn std::error::Error + 'static)) -> bool {
+    let Some(e) = e.downcast_ref::<sanspool_postgres::postgres::Error>() else {
+        return false;
+    };
+    let reset = std::error::Error::source(e)
+        .and_then(|cause| cause.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| {
+            use std::io::ErrorKind::*;
+            matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            )
+        });
+    reset || e.is_closed() || e.code() == Some(&SqlState::ADMIN_SHUTDOWN)
 }
 
 fn main() -> ExitCode {
@@ -125,11 +150,15 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                     seed ^= seed >> 7;
                     seed ^= seed << 17;
                     match pool.get() {
-                        Ok(mut conn) => {
-                            if transaction(&mut conn, worker, seed % 100, &tally).is_err() {
+                        Ok(mut conn) => match transaction(&mut conn, worker, seed % 100, &tally) {
+                            Ok(()) => {}
+                            Err(e) if backend_gone(&*e) => {
+                                tally.lost.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(_) => {
                                 tally.errors.fetch_add(1, Ordering::Relaxed);
                             }
-                        }
+                        },
                         Err(_) => {
                             tally.errors.fetch_add(1, Ordering::Relaxed);
                         }
@@ -227,13 +256,14 @@ fn transaction(
             tally.left_open.fetch_add(1, Ordering::Relaxed);
         }
         // Aborted by an error inside the transaction, and left so.
-        88..=93 => {
-            let failed = conn.batch_execute(&format!("BEGIN; {insert}; SELECT 1/0"));
-            if failed.is_ok() {
-                return Err("1/0 succeeded".into());
+        88..=93 => match conn.batch_execute(&format!("BEGIN; {insert}; SELECT 1/0")) {
+            Err(e) if e.code() == Some(&SqlState::DIVISION_BY_ZERO) => {
+                tally.aborted.fetch_add(1, Ordering::Relaxed);
             }
-            tally.aborted.fetch_add(1, Ordering::Relaxed);
-        }
+            // Not the abort asked for (the connection's backend gone, say).
+            Err(e) => return Err(e.into()),
+            Ok(()) => return Err("1/0 succeeded".into()),
+        },
         // A Transaction leaked with mem::forget: no COMMIT, no ROLLBACK.
         94..=97 => {
             let mut tx = conn.transaction()?;
@@ -282,6 +312,34 @@ fn watch(mut admin: Client, stop: &AtomicBool, done: &AtomicU64, total: u64) -> 
     Ok((admin, seen, killed))
 }
 
+/// What became of the killed backend's connection, from the counts: the calls that failed on it
+/// (the only backend gone, so every such failure is its), and how the pool closed it — given
+/// back broken (its client had seen the server's end: closed without a round trip), or given
+/// back dirty (the failed call left the status unknown) and closed when its `ROLLBACK` failed.
+/// Nothing else closes connections in this run (no lifetimes, no checks).
+fn killed_fate(stats: &Stats, lost: u64) -> String {
+    let failed = match lost {
+        0 => "no call failed on it".to_owned(),
+        1 => "its next borrower's call failed".to_owned(),
+        n => format!("{n} calls failed on it"),
+    };
+    let failed_resets = stats.closes.saturating_sub(stats.broken_returns);
+    let closed = match (stats.broken_returns, failed_resets) {
+        (0, 0) => "never given back: still open".to_owned(),
+        (0, _) => "given back dirty, its ROLLBACK failed, closed".to_owned(),
+        (_, 0) => "given back broken, closed without a round trip".to_owned(),
+        (broken, failed) => {
+            format!("{broken} given back broken, {failed} dirty with a failed ROLLBACK; closed")
+        }
+    };
+    let replaced = if stats.closes > 0 && stats.size == MAX {
+        format!("; replaced ({} opened in all)", stats.opens)
+    } else {
+        String::new()
+    };
+    format!("{failed}; {closed}{replaced}")
+}
+
 fn report(
     stats: &Stats,
     tally: &Tally,
@@ -316,7 +374,8 @@ fn report(
         "  COPYs dropped half done        {:>7}",
         n(&tally.copies_dropped)
     );
-    println!("  failed (killed backend)        {:>7}", n(&tally.errors));
+    println!("  failed: backend gone           {:>7}", n(&tally.lost));
+    println!("  failed: other errors           {:>7}", n(&tally.errors));
     println!("pool stats");
     println!("  checkouts                      {:>7}", stats.checkouts);
     println!(
@@ -330,7 +389,7 @@ fn report(
             .checkouts
             .saturating_sub(stats.resets + stats.broken_returns)
     );
-    println!("  dirty returns rolled back      {:>7}", stats.resets);
+    println!("  dirty returns sent to ROLLBACK {:>7}", stats.resets);
     println!(
         "  broken returns (closed)        {:>7}",
         stats.broken_returns
@@ -349,8 +408,13 @@ fn report(
         ok(seen <= MAX as i64)
     );
     match killed {
-        Some(pid) => println!("  backend killed halfway         {pid:>7}  (its borrower's query failed; closed, replaced)"),
-        None => println!("  backend killed halfway            none  (no idle backend at that moment)"),
+        Some(pid) => println!(
+            "  backend killed halfway         {pid:>7}  ({})",
+            killed_fate(stats, n(&tally.lost))
+        ),
+        None => {
+            println!("  backend killed halfway            none  (no idle backend at that moment)")
+        }
     }
     println!(
         "  rows visible                   {visible:>7}  (= rows committed; none of the {abandoned} abandoned transactions leaked): {}",

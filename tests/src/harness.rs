@@ -429,6 +429,22 @@ impl PgServer {
         self.start_again()
     }
 
+    /// Restarts the server as `pg_ctl restart -m fast` does: every session is sent a FATAL
+    /// error (57P01, "terminating connection due to administrator command") and closed, then the
+    /// server starts again on the same data directory and port. Returns once it accepts
+    /// connections again; by then every old backend has exited.
+    pub fn restart_fast(&mut self) -> Result<(), HarnessError> {
+        if self.running {
+            let mut cmd = self.pg_command(&self.pg_ctl);
+            cmd.arg("-D")
+                .arg(&self.dir)
+                .args(["-m", "fast", "-w", "stop"]);
+            self.run(&mut cmd, "stop PostgreSQL (fast)")?;
+            self.running = false;
+        }
+        self.start_again()
+    }
+
     /// A command running `program` as the user PostgreSQL must run as.
     fn pg_command(&self, program: &Path) -> Command {
         let mut cmd = if self.as_postgres {
@@ -533,6 +549,220 @@ fn signal(pid: i32, sig: libc::c_int) -> Result<(), HarnessError> {
             action: format!("send signal {sig} to process {pid}"),
             source: io::Error::last_os_error(),
         })
+    }
+}
+
+/// A TCP forwarder on 127.0.0.1 in front of a server (or anything listening), for faults of the
+/// network between a client and its server: it can stop forwarding ([`freeze`](Self::freeze):
+/// bytes are held, as on a hung link) and reset every connection ([`reset`](Self::reset): an RST
+/// to both ends, as from a middlebox that dropped the connections). Two threads per connection
+/// copy the bytes; dropping the proxy closes every connection and stops its threads.
+#[derive(Debug)]
+pub struct Proxy {
+    port: u16,
+    shared: std::sync::Arc<ProxyShared>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Debug, Default)]
+struct ProxyShared {
+    frozen: std::sync::atomic::AtomicBool,
+    closing: std::sync::atomic::AtomicBool,
+    links: Mutex<Vec<Link>>,
+    /// Bytes forwarded from the server to clients, all connections together.
+    to_clients: std::sync::atomic::AtomicU64,
+}
+
+/// One forwarded connection: both sockets, and the two threads copying between them.
+#[derive(Debug)]
+struct Link {
+    client: std::net::TcpStream,
+    server: std::net::TcpStream,
+    /// Set before the sockets are shut down for a reset: the copiers then leave without
+    /// closing their halves (no FIN before the RST).
+    reset: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    copiers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Starts forwarding a free port of 127.0.0.1 to `upstream`.
+    pub fn start(upstream: std::net::SocketAddr) -> Result<Proxy, HarnessError> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .map_err(io_error("bind the proxy's port on 127.0.0.1"))?;
+        let port = listener
+            .local_addr()
+            .map_err(io_error("read the proxy's port"))?
+            .port();
+        let shared = std::sync::Arc::new(ProxyShared::default());
+        let acceptor = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("harness-proxy".into())
+                .spawn(move || accept(&listener, upstream, &shared))
+                .map_err(io_error("spawn the proxy's thread"))?
+        };
+        Ok(Proxy {
+            port,
+            shared,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `dsn` with its `host`, `hostaddr` and `port` pointed at the proxy (a later option wins,
+    /// as in libpq).
+    pub fn dsn(&self, dsn: &str) -> String {
+        format!("{dsn} host=127.0.0.1 hostaddr=127.0.0.1 port={}", self.port)
+    }
+
+    /// Stops forwarding, both ways, until [`thaw`](Self::thaw): what is read is held, as on a
+    /// link that stopped passing packets; new connections are still accepted.
+    pub fn freeze(&self) {
+        self.shared.frozen.store(true, Ordering::SeqCst);
+    }
+
+    /// Forwards again, what was held first.
+    pub fn thaw(&self) {
+        self.shared.frozen.store(false, Ordering::SeqCst);
+    }
+
+    /// Resets every connection open now: an RST to the client and to the server (`SO_LINGER`
+    /// 0, then close). Returns once both sockets of each are closed, so the RSTs are sent.
+    pub fn reset(&self) -> Result<usize, HarnessError> {
+        let links = std::mem::take(&mut *self.shared.lock_links());
+        let count = links.len();
+        for link in links {
+            link.reset.store(true, Ordering::SeqCst);
+            for socket in [&link.client, &link.server] {
+                socket2::SockRef::from(socket)
+                    .set_linger(Some(std::time::Duration::ZERO))
+                    .map_err(io_error("set SO_LINGER 0 on a proxied socket"))?;
+                // Wakes the copier blocked reading it; sends nothing.
+                let _ = socket.shutdown(std::net::Shutdown::Read);
+            }
+            let Link {
+                client,
+                server,
+                copiers,
+                ..
+            } = link;
+            for copier in copiers {
+                let _ = copier.join();
+            }
+            // The last descriptors of each socket: closed with linger 0, an RST.
+            drop((client, server));
+        }
+        Ok(count)
+    }
+
+    /// How many connections it forwards now.
+    pub fn connections(&self) -> usize {
+        let mut links = self.shared.lock_links();
+        links.retain(|link| !link.copiers.iter().all(|c| c.is_finished()));
+        links.len()
+    }
+
+    /// Bytes forwarded from the server to clients so far, all connections together (for a test
+    /// to know that something the server sent has reached the client's socket).
+    pub fn bytes_to_clients(&self) -> u64 {
+        self.shared.to_clients.load(Ordering::SeqCst)
+    }
+}
+
+impl ProxyShared {
+    fn lock_links(&self) -> std::sync::MutexGuard<'_, Vec<Link>> {
+        self.links.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shared.closing.store(true, Ordering::SeqCst);
+        self.thaw();
+        // Wakes the acceptor.
+        let _ = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, self.port));
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        for link in std::mem::take(&mut *self.shared.lock_links()) {
+            for socket in [&link.client, &link.server] {
+                let _ = socket.shutdown(std::net::Shutdown::Both);
+            }
+            for copier in link.copiers {
+                let _ = copier.join();
+            }
+        }
+    }
+}
+
+/// The proxy's accept loop: each connection gets a connection to `upstream` and two copiers.
+fn accept(
+    listener: &TcpListener,
+    upstream: std::net::SocketAddr,
+    shared: &std::sync::Arc<ProxyShared>,
+) {
+    for client in listener.incoming() {
+        if shared.closing.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(client) = client else { continue };
+        let Ok(server) = std::net::TcpStream::connect(upstream) else {
+            continue; // the client sees its connection closed, as with a refused one
+        };
+        let _ = (client.set_nodelay(true), server.set_nodelay(true));
+        let reset = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut copiers = Vec::new();
+        for (from, to, counted) in [(&client, &server, false), (&server, &client, true)] {
+            let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) else {
+                continue;
+            };
+            let (shared, reset) = (shared.clone(), reset.clone());
+            let copier = std::thread::Builder::new()
+                .name("harness-proxy-copy".into())
+                .spawn(move || copy(from, to, &shared, &reset, counted));
+            copiers.extend(copier.ok());
+        }
+        shared.lock_links().push(Link {
+            client,
+            server,
+            reset,
+            copiers,
+        });
+    }
+}
+
+/// Copies `from` to `to` until either ends; held while the proxy is frozen. At the end of
+/// `from` it closes `to`'s sending half, so the end reaches the other side (but not on a reset).
+fn copy(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    shared: &ProxyShared,
+    reset: &std::sync::atomic::AtomicBool,
+    counted: bool,
+) {
+    use std::io::{Read, Write};
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        while shared.frozen.load(Ordering::SeqCst) && !reset.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        if reset.load(Ordering::SeqCst) || to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        if counted {
+            shared.to_clients.fetch_add(n as u64, Ordering::SeqCst);
+        }
+    }
+    if !reset.load(Ordering::SeqCst) {
+        let _ = to.shutdown(std::net::Shutdown::Write);
     }
 }
 

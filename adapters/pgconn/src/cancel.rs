@@ -66,13 +66,12 @@ impl CancelToken {
                 "the server sent no BackendKeyData to quote",
             )));
         };
-        let deadline = Instant::now() + self.timeout;
+        // `None`: no bound (`connect_timeout=0`, as libpq).
+        let deadline = Instant::now().checked_add(self.timeout);
         let send = async {
-            // PgBouncer 1.18 drops a cancel request whose client closes first (and may then
-            // crash): the socket lingers until the server closes it.
-            let socket = socket(&self.addr, &self.config, Some(deadline))
-                .await?
-                .lingering();
+            // Shutting down waits for the server to close (PgBouncer 1.18 drops a cancel request
+            // whose client closes first, and may then crash): see `PgSocket`.
+            let socket = socket(&self.addr, &self.config, deadline).await?;
             let unix = matches!(self.addr, Addr::Unix(_));
             let mut stream = self
                 .negotiation
@@ -86,7 +85,7 @@ impl CancelToken {
             stream.flush().await.map_err(Error::Connect)?;
             stream.shutdown().await.map_err(Error::Connect)
         };
-        tokio::time::timeout_at(deadline.into(), send)
+        tokio::time::timeout(self.timeout, send)
             .await
             .unwrap_or(Err(Error::TimedOut(Op::Cancel)))
     }

@@ -12,10 +12,12 @@
 //! it does not know is observed.
 //!
 //! tokio-postgres calls the hook only for a host that has a name (a TCP host): a Unix-domain
-//! socket never gets one. The blocking client, which only tokio-postgres can build, is therefore
-//! pointed at a loopback stand-in for a Unix socket, and the hook drops the stand-in's socket and
-//! connects the Unix socket itself ([`Source::Open`]); see `tests/handshake.rs` for the
-//! tokio-postgres behaviour this relies on.
+//! socket never gets one; and the socket it gives the hook hides its descriptor, which the probe
+//! of an idle connection needs ([`StatusCell::probe`](crate::StatusCell::probe)). The blocking
+//! client, which only tokio-postgres can build, is therefore pointed at a loopback stand-in, and
+//! the hook drops the stand-in's socket and connects the real address itself, TCP or Unix
+//! ([`Source::Open`]); see `tests/handshake.rs` for the tokio-postgres behaviour this relies on.
+//! (The async client is built over a socket of this crate's from the start.)
 
 use std::future::Future;
 use std::io;

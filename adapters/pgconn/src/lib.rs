@@ -11,7 +11,8 @@
 //! - **The transaction status, read off the wire** ([`StatusCell`], [`TxStatus`]): each
 //!   connection's stream has a transparent observer of the protocol in it (see the `tracker`
 //!   module), so a pool knows without a round trip whether a returned connection is idle,
-//!   inside a transaction, or gone.
+//!   inside a transaction, or gone; and whether an idle connection is still there, from a look
+//!   at its socket ([`StatusCell::probe`], [`Liveness`]).
 //! - **Judging and resetting** ([`Session`], [`SessionReset`]) and the bounds of each network
 //!   operation ([`Bounds`]).
 //! - **Cancelling** ([`CancelToken`]) over the way the connection went: TCP, Unix socket, TLS,
@@ -34,6 +35,7 @@ mod error;
 mod handshake;
 mod opener;
 mod plan;
+mod probe;
 mod session;
 mod socket;
 mod ssl;
@@ -53,6 +55,7 @@ pub use error::{Error, Op};
 pub use handshake::{Negotiated, Negotiator};
 pub use opener::{Attempt, Opened, Opener};
 pub use plan::{Addr, Failure, Lookup, Plan, Step, Target};
+pub use probe::Liveness;
 pub use session::{Session, SessionReset, DISCARD_SESSION};
 pub use socket::PgSocket;
 pub use ssl::SslMode;

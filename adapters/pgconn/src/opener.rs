@@ -39,6 +39,13 @@ impl Opener {
     /// An opener for a libpq-style connection string (`"host=localhost user=postgres"`) or URL
     /// (`"postgresql://postgres@localhost/db"`), with libpq's `sslmode` (all five; `prefer` by
     /// default) and `sslrootcert` through the default TLS stack.
+    ///
+    /// The string is read by libpq's rules: an option given twice counts once, the last one;
+    /// `connect_timeout` of zero or below means no bound. It fails with [`Error::Config`] (the
+    /// parser's error) or [`Error::InvalidConfig`] (naming the option) for what libpq refuses:
+    /// an unknown option, a value that is not the option's, a value with no option name
+    /// (`"... =x user=u"`), and settings no socket would take (`keepalives_idle` beyond the
+    /// kernel's limit, port 0).
     pub fn new(dsn: &str) -> Result<Opener, Error> {
         dsn.parse()
     }
@@ -109,16 +116,21 @@ impl Opener {
     }
 
     /// The bound of one host address's try: the configuration's `connect_timeout`, else
-    /// `default`.
+    /// `default`. A `connect_timeout` of zero means no bound, as in libpq (a connection string's
+    /// `connect_timeout=0` or below): then `Duration::MAX`, which every bound of this crate and
+    /// tokio's timers take as "never".
     pub fn connect_bound(&self, default: Duration) -> Duration {
-        self.config
-            .get_connect_timeout()
-            .copied()
-            .unwrap_or(default)
+        match self.config.get_connect_timeout() {
+            Some(timeout) if timeout.is_zero() => Duration::MAX,
+            Some(timeout) => *timeout,
+            None => default,
+        }
     }
 
-    /// The addresses to try, in order.
+    /// The addresses to try, in order; [`Error::InvalidConfig`] for a setting no socket would
+    /// take (see [`Opener::new`]).
     pub fn plan(&self) -> Result<Plan, Error> {
+        crate::dsn::check_ranges(&self.config)?;
         Plan::new(&self.config, self.ssl_mode == SslMode::Prefer)
     }
 
@@ -134,21 +146,16 @@ impl Opener {
     /// A try of `target` through a client's own connect (the blocking client's
     /// `postgres::Config::connect`), all of it within `bound`: hand the client
     /// [`Attempt::handed`] and [`Attempt::negotiator`].
+    ///
+    /// The client is pointed at a loopback stand-in, whose socket the hook drops for one it
+    /// opens to `target` itself: a Unix socket (the client would not call the hook for one), and
+    /// a TCP socket too, whose descriptor the client's own would not give for the probe
+    /// ([`StatusCell::probe`]).
     pub fn attempt(&self, target: Target, bound: Duration) -> Result<Attempt, Error> {
-        let unix = matches!(target.addr, Addr::Unix(_));
-        let (source, stand_in) = if unix {
-            (Source::Open(target.addr.clone()), Some(stand_in()?))
-        } else {
-            (Source::Given { unix }, None)
-        };
-        let handed_to = match &stand_in {
-            Some(listener) => listener.local_addr().map_err(Error::Connect)?,
-            None => match &target.addr {
-                Addr::Tcp(addr) => *addr,
-                Addr::Unix(_) => unreachable!("a Unix target has a stand-in"),
-            },
-        };
-        Ok(self.make_attempt(target, bound, source, Some(handed_to), stand_in))
+        let listener = stand_in()?;
+        let handed_to = listener.local_addr().map_err(Error::Connect)?;
+        let source = Source::Open(target.addr.clone());
+        Ok(self.make_attempt(target, bound, source, Some(handed_to), Some(listener)))
     }
 
     fn make_attempt(
@@ -266,15 +273,15 @@ async fn read_only(client: &Client, connection: &mut Connection) -> Result<Optio
     }))
 }
 
-/// A loopback listener for the blocking client to connect to in place of a Unix socket (the
-/// hook drops that connection and opens the Unix socket): it lives as long as the attempt.
+/// A loopback listener for the blocking client to connect to in place of the server (the hook
+/// drops that connection and opens the real one): it lives as long as the attempt.
 fn stand_in() -> Result<TcpListener, Error> {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .or_else(|_| TcpListener::bind((Ipv6Addr::LOCALHOST, 0)))
         .map_err(|e| {
             Error::Connect(std::io::Error::new(
                 e.kind(),
-                format!("no loopback stand-in for the Unix socket: {e}"),
+                format!("no loopback stand-in for the client to connect to: {e}"),
             ))
         })
 }
@@ -317,7 +324,7 @@ pub struct Attempt {
     handed: tokio_postgres::Config,
     read_only: Option<bool>,
     bound: Duration,
-    /// Keeps the loopback stand-in of a Unix socket listening until the client has connected.
+    /// Keeps the loopback stand-in listening until the client has connected.
     _stand_in: Option<TcpListener>,
 }
 
@@ -419,9 +426,12 @@ impl FromStr for Opener {
     type Err = Error;
 
     fn from_str(dsn: &str) -> Result<Opener, Error> {
-        let (taken, rest) = crate::dsn::take(dsn)
-            .map_err(|option| Error::InvalidConfig(format!("unsupported {option}")))?;
-        let config: tokio_postgres::Config = rest.parse().map_err(Error::Config)?;
+        let (taken, rest) = crate::dsn::take(dsn)?;
+        let mut config: tokio_postgres::Config = rest.parse().map_err(Error::Config)?;
+        if let Some(timeout) = taken.connect_timeout {
+            config.connect_timeout(timeout);
+        }
+        crate::dsn::check_ranges(&config)?;
         let mode = taken.ssl_mode.unwrap_or(SslMode::of(&config));
         Opener::bare(config, mode).ssl(mode, taken.root_cert.as_deref())
     }

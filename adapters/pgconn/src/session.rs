@@ -8,6 +8,7 @@ use std::sync::Arc;
 use sanspool_core::Returned;
 
 use crate::error::Error;
+use crate::probe::Liveness;
 use crate::status::{StatusCell, TxStatus};
 
 /// A connection's session as its pool judges it: the [`StatusCell`] that follows the
@@ -34,6 +35,11 @@ impl Session {
     /// The status cell.
     pub fn cell(&self) -> &StatusCell {
         &self.cell
+    }
+
+    /// Whether the connection is still there, without a round trip ([`StatusCell::probe`]).
+    pub fn probe(&self) -> Liveness {
+        self.cell.probe()
     }
 
     /// Whether the client wrote anything since the session was last opened, reset or checked.

@@ -1,10 +1,13 @@
 //! [`TxStatus`], a session's state as the server last stated it, and [`StatusCell`], where a
-//! connection's tracker keeps it for its pool to read without I/O.
+//! connection's tracker keeps it for its pool to read without I/O, beside the probe that tells
+//! whether an idle connection is still there ([`StatusCell::probe`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::probe::{Liveness, Probe};
 use crate::wire::State;
 
 /// The state of a session, as of the last bytes the client exchanged with the server.
@@ -39,6 +42,13 @@ struct Shared {
     epoch: Instant,
     /// The backend's process id and secret key, as its BackendKeyData said.
     key: OnceLock<[u8; 8]>,
+    /// The socket's probe, while the socket lives (its socket puts it in and takes it out).
+    probe: Mutex<Option<Probe>>,
+    /// Reads of the stream in progress, and reads done: a probe trusts what it saw of the
+    /// socket only if no read of the client's took bytes from it meanwhile (an async client's
+    /// driver reads on its own task; see [`StatusCell::probe`]).
+    reading: AtomicU32,
+    reads: AtomicU64,
 }
 
 impl Default for StatusCell {
@@ -50,6 +60,9 @@ impl Default for StatusCell {
             deadline: AtomicU64::new(0),
             epoch: Instant::now(),
             key: OnceLock::new(),
+            probe: Mutex::new(None),
+            reading: AtomicU32::new(0),
+            reads: AtomicU64::new(0),
         }))
     }
 }
@@ -128,6 +141,88 @@ impl StatusCell {
     /// The backend's process id and secret key, once the startup sent them.
     pub(crate) fn backend_key(&self) -> Option<[u8; 8]> {
         self.0.key.get().copied()
+    }
+
+    /// Whether the connection is still there, told without a round trip and without consuming
+    /// anything: one `poll` of the socket and, when the server sent something, a peek at it (see
+    /// [`Liveness`]). Meant for an idle connection about to be handed out, on whatever thread
+    /// hands it out: it never blocks (a few microseconds).
+    ///
+    /// [`Liveness::Dead`] when the tracker already saw the stream end or a FATAL error, when the
+    /// server closed its end or sent a FATAL error or a shutdown notice since, or when the
+    /// connection was reset. [`Liveness::Unsure`] when bytes are waiting that cannot be read here
+    /// (under TLS; or the session is not idle, so they may be a reply), and for a socket without
+    /// a probe (not opened by this crate, or its socket already dropped).
+    pub fn probe(&self) -> Liveness {
+        // A client's read may take the server's bytes off the socket between this look at the
+        // status and the look at the socket (an async client's driver reads on its own task):
+        // an `Alive` counts only if no read overlapped it. Reads never block, so they end soon.
+        for _ in 0..1000 {
+            if self.0.reading.load(Ordering::SeqCst) > 0 {
+                std::thread::yield_now();
+                continue;
+            }
+            let reads = self.0.reads.load(Ordering::SeqCst);
+            let found = self.probe_once();
+            if found != Liveness::Alive
+                || (self.0.reading.load(Ordering::SeqCst) == 0
+                    && self.0.reads.load(Ordering::SeqCst) == reads)
+            {
+                return found;
+            }
+        }
+        Liveness::Unsure
+    }
+
+    fn probe_once(&self) -> Liveness {
+        let status = self.get();
+        if status == TxStatus::Closed {
+            return Liveness::Dead;
+        }
+        let probe = self.0.probe.lock().unwrap_or_else(|p| p.into_inner());
+        match &*probe {
+            Some(probe) => probe.look(status == TxStatus::Idle),
+            None => Liveness::Unsure,
+        }
+    }
+
+    /// A read of the stream starts: until [`read_end`](Self::read_end), and the status it
+    /// leads to published, probes wait.
+    #[inline]
+    pub(crate) fn read_begin(&self) {
+        self.0.reading.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The read started by [`read_begin`](Self::read_begin) is over, its bytes followed.
+    #[inline]
+    pub(crate) fn read_end(&self) {
+        self.0.reads.fetch_add(1, Ordering::SeqCst);
+        self.0.reading.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// The connection's socket is `fd`: probes look at a duplicate of it, until
+    /// [`unplug`](Self::unplug).
+    pub(crate) fn plug(&self, fd: BorrowedFd<'_>) {
+        *self.0.probe.lock().unwrap_or_else(|p| p.into_inner()) = Probe::new(fd);
+    }
+
+    /// TLS started over the socket: waiting bytes can no longer be read by a probe.
+    pub(crate) fn plug_encrypted(&self) {
+        if let Some(probe) = &mut *self.0.probe.lock().unwrap_or_else(|p| p.into_inner()) {
+            probe.encrypted();
+        }
+    }
+
+    /// The socket is going: the duplicate closes with it (kept, it would keep the TCP
+    /// connection open for as long as any clone of the cell lives).
+    pub(crate) fn unplug(&self) {
+        drop(
+            self.0
+                .probe
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
     }
 
     pub(crate) fn publish(&self, state: State) {

@@ -164,6 +164,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let (before, room) = (buf.filled().len(), buf.remaining() > 0);
+        // The probe waits for the whole read: the raw bytes and the status they lead to.
+        this.tracker.cell.read_begin();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         match &polled {
             Poll::Pending => {}
@@ -172,6 +174,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
             }
             Poll::Ready(_) => this.tracker.close(),
         }
+        this.tracker.cell.read_end();
         polled
     }
 }

@@ -12,8 +12,8 @@ use postgres::tls::{MakeTlsConnect, TlsConnect};
 use postgres::Client;
 use sanspool::{Connector, Returned};
 use sanspool_pgconn::{
-    Bounds, CancelToken, Error, Op, Opener, PgSocket, Session, SessionReset, SslMode, StatusCell,
-    TxStatus,
+    Bounds, CancelToken, Error, Liveness, Op, Opener, PgSocket, Session, SessionReset, SslMode,
+    StatusCell, TxStatus,
 };
 // What the bound setters' docs link to.
 #[cfg(doc)]
@@ -49,10 +49,32 @@ impl PgConn {
         self.0.session.cell()
     }
 
+    /// Whether this idle connection is still there, without a round trip: nothing is sent and
+    /// nothing read (a `poll` of its socket and, if the server sent something, a peek at it).
+    ///
+    /// For a pool about to hand out an idle connection, on the thread that hands it out (it
+    /// never blocks; a few microseconds):
+    ///
+    /// - [`Liveness::Alive`]: hand it out. Notifications and notices the server sent meanwhile
+    ///   are still there for the client to read.
+    /// - [`Liveness::Dead`]: the server closed it (a terminated backend, a restart: its FATAL
+    ///   error or end of stream is waiting), or the connection was reset: close it and open
+    ///   another; a query would fail.
+    /// - [`Liveness::Unsure`]: something is waiting that cannot be read here (under TLS, the
+    ///   bytes are encrypted): [`Connector::check`] it (a round trip) before handing it out.
+    ///
+    /// `Alive` says nothing of the transaction status ([`status`](Self::status)).
+    pub fn probe(&self) -> Liveness {
+        if self.client().is_closed() {
+            return Liveness::Dead;
+        }
+        self.0.session.probe()
+    }
+
     /// A token that cancels the query this connection is running, from any thread. Use it rather
     /// than `postgres::Client::cancel_token`, which cannot cancel for a connection this crate
-    /// opened: the client was told `sslmode=require` with direct TLS (and, for a Unix socket, the
-    /// address of a loopback stand-in), so its token fails (see the `handshake` module of
+    /// opened: the client was told `sslmode=require` with direct TLS and the address of a
+    /// loopback stand-in, so its token fails (see the `handshake` module of
     /// `sanspool-pgconn`).
     pub fn cancel_token(&self) -> CancelToken {
         self.0.cancel.clone()

@@ -8,8 +8,8 @@
 //! `handshake` module.
 //!
 //! `postgres::Client::cancel_token` of a client opened this way cannot cancel (the client was
-//! told `sslmode=require` with direct TLS, and a Unix socket's client a loopback stand-in's
-//! address): use [`PgConn::cancel_token`](crate::PgConn::cancel_token).
+//! told `sslmode=require` with direct TLS and a loopback stand-in's address): use
+//! [`PgConn::cancel_token`](crate::PgConn::cancel_token).
 
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use postgres::tls::{MakeTlsConnect, TlsConnect};
 use postgres::{Client, Config};
 use sanspool_pgconn::{Error, Opener};
 
-pub use sanspool_pgconn::{PgSocket, StatusCell, TxStatus};
+pub use sanspool_pgconn::{Liveness, PgSocket, StatusCell, TxStatus};
 
 /// Opens a tracked connection without TLS: plaintext unless `sslmode=require`, which then fails
 /// as libpq built without TLS would. Within [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT)

@@ -5,7 +5,11 @@
 //!
 //! Each connection's protocol driver (`tokio_postgres::Connection`) runs as a task of its own on
 //! the pool's runtime; closing a connection drops the client and waits, within the close bound,
-//! for that task to send Terminate and see the server close.
+//! for that task to send Terminate and see the server close its end (so that when the close
+//! returns, the server's session is over). A connection dropped without the pool's close does
+//! the same on its own, within the close bound.
+//!
+//! [`PgConn::probe`] tells whether an idle connection is still there without a round trip.
 //!
 //! A statement prepared on the fly by `query(&str)`/`query_one(&str)`/`execute(&str)` is closed
 //! by tokio-postgres when the call ends (a Close and a Sync written by the connection's task); a
@@ -41,9 +45,9 @@ use tokio::task::JoinHandle;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
 pub use sanspool_pgconn::{
-    Bounds, CancelToken, Error, Op, PgSocket, SessionReset, SslMode, StatusCell, TxStatus,
-    DEFAULT_CHECK_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESET_TIMEOUT,
-    DISCARD_SESSION,
+    Bounds, CancelToken, Error, Liveness, Op, PgSocket, SessionReset, SslMode, StatusCell,
+    TxStatus, DEFAULT_CHECK_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_RESET_TIMEOUT, DISCARD_SESSION,
 };
 pub use tokio_postgres;
 
@@ -155,7 +159,10 @@ struct Parts {
     client: tokio_postgres::Client,
     session: Session,
     cancel: CancelToken,
-    driver: JoinHandle<()>,
+    /// `None` only once taken by the close, which waits for it.
+    driver: Option<Driver>,
+    /// Bounds the close when the connection is dropped (outside the pool's own close too).
+    close_timeout: Duration,
 }
 
 impl PgConn {
@@ -178,6 +185,38 @@ impl PgConn {
     /// Whether the client wrote anything since the session was last opened, reset or checked.
     pub fn used_since_reset(&self) -> bool {
         self.0.session.used_since_reset()
+    }
+
+    /// Whether this idle connection is still there, without a round trip: nothing is sent and
+    /// nothing read (a `poll` of its socket and, if the server sent something, a peek at it).
+    /// Not async: it never blocks (a few microseconds), so a pool can call it on the task that
+    /// hands the connection out.
+    ///
+    /// - [`Liveness::Alive`]: hand it out. Notifications the server sent meanwhile still reach
+    ///   the client.
+    /// - [`Liveness::Dead`]: the server closed it (a terminated backend, a restart: its FATAL
+    ///   error or end of stream is waiting or already read), or the connection was reset: close
+    ///   it and open another; a query would fail.
+    /// - [`Liveness::Unsure`]: something is waiting that cannot be read here (under TLS, the
+    ///   bytes are encrypted): [`Connector::check`] it (a round trip) before handing it out.
+    ///
+    /// `Alive` says nothing of the transaction status ([`status`](Self::status)).
+    pub fn probe(&self) -> Liveness {
+        if self.0.client.is_closed() {
+            return Liveness::Dead;
+        }
+        self.0.session.probe()
+    }
+}
+
+impl Drop for PgConn {
+    /// The driver sends Terminate and waits for the server to close, on its own task: within
+    /// the close timeout.
+    fn drop(&mut self) {
+        self.0
+            .session
+            .cell()
+            .set_deadline(Some(self.0.close_timeout));
     }
 }
 
@@ -205,19 +244,22 @@ impl fmt::Debug for PgConn {
     }
 }
 
+/// The task driving a connection's socket (`tokio_postgres::Connection`).
+type Driver = JoinHandle<Result<(), tokio_postgres::Error>>;
+
 /// `fut` within `bound`, else [`Error::TimedOut`] and the connection torn down (its driver
 /// stopped, the socket dropped), as the blocking connector's deadline does: the request left
 /// unanswered would otherwise hold the close that follows for its whole bound too.
 async fn within<T>(
     bound: Duration,
     op: Op,
-    driver: &JoinHandle<()>,
+    driver: Option<&Driver>,
     fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> Result<T, Error> {
     match tokio::time::timeout(bound, fut).await {
         Ok(done) => done.map_err(Error::Postgres),
         Err(_) => {
-            driver.abort();
+            driver.map(Driver::abort);
             Err(Error::TimedOut(op))
         }
     }
@@ -230,15 +272,15 @@ impl Connector for PgConnector {
     async fn connect(&self) -> Result<PgConn, Error> {
         let opened = self.opener.open(self.bounds.connect).await?;
         let connection = opened.connection;
-        // Its error is the client's to report (every request then fails, `is_closed` is true).
-        let driver = tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        // Its error is the client's to report (every request then fails, `is_closed` is true),
+        // but for the close, which must tell a timeout of its own.
+        let driver = tokio::spawn(connection);
         Ok(PgConn(Box::new(Parts {
             client: opened.client,
             session: Session::new(opened.cell),
             cancel: opened.cancel,
-            driver,
+            driver: Some(driver),
+            close_timeout: self.bounds.close,
         })))
     }
 
@@ -255,7 +297,7 @@ impl Connector for PgConnector {
     /// the session is idle.
     async fn reset(&self, conn: &mut PgConn) -> Result<(), Error> {
         let status = conn.status();
-        let (client, driver) = (&conn.0.client, &conn.0.driver);
+        let (client, driver) = (&conn.0.client, conn.0.driver.as_ref());
         let policy = &self.session_reset;
         within(self.bounds.reset, Op::Reset, driver, async {
             for sql in policy.statements(status) {
@@ -273,7 +315,7 @@ impl Connector for PgConnector {
     /// An empty query, answered within the check timeout; an error unless the session is idle.
     async fn check(&self, conn: &mut PgConn) -> Result<(), Error> {
         let unused = !conn.used_since_reset();
-        let (client, driver) = (&conn.0.client, &conn.0.driver);
+        let (client, driver) = (&conn.0.client, conn.0.driver.as_ref());
         within(
             self.bounds.check,
             Op::Check,
@@ -290,21 +332,30 @@ impl Connector for PgConnector {
         matches!(error, Error::TimedOut(_))
     }
 
-    /// Drops the client, so its driver sends Terminate and ends when the server closes; waits
-    /// for that within the close timeout, else stops the driver (dropping the socket) and
+    /// Sends Terminate and waits for the server to close the socket, within the close timeout:
+    /// drops the client, so its driver sends Terminate, and waits for the driver to see the
+    /// server's end of stream. Past the bound, stops the driver (dropping the socket) and
     /// answers [`Error::TimedOut`].
-    async fn close(&self, conn: PgConn) -> Result<(), Error> {
-        let Parts {
-            client, mut driver, ..
-        } = *conn.0;
-        drop(client);
-        if tokio::time::timeout(self.bounds.close, &mut driver)
-            .await
-            .is_err()
-        {
-            driver.abort();
-            return Err(Error::TimedOut(Op::Close));
+    async fn close(&self, mut conn: PgConn) -> Result<(), Error> {
+        let driver = conn.0.driver.take();
+        conn.0.session.cell().set_deadline(Some(self.bounds.close));
+        drop(conn);
+        let Some(mut driver) = driver else {
+            return Ok(());
+        };
+        // The socket's deadline ends the driver at the bound (with a timeout error); the timer
+        // here does not rely on it.
+        match tokio::time::timeout(self.bounds.close, &mut driver).await {
+            Err(_) => {
+                driver.abort();
+                Err(Error::TimedOut(Op::Close))
+            }
+            // A connection already gone (the server closed it) is closed all the same.
+            Ok(Ok(Err(e))) => match Error::during(Op::Close)(e) {
+                timed_out @ Error::TimedOut(_) => Err(timed_out),
+                _ => Ok(()),
+            },
+            Ok(_) => Ok(()),
         }
-        Ok(())
     }
 }
