@@ -51,11 +51,6 @@ struct Owner<M: Connector> {
 }
 
 impl<M: Connector> Pool<M> {
-    /// Settings for a pool of `connector`'s connections ([`Builder::new`](crate::Builder::new)).
-    pub fn builder(connector: M) -> crate::Builder<M> {
-        crate::Builder::new(connector)
-    }
-
     pub(crate) async fn build(
         settings: Settings<M>,
         config: Config,

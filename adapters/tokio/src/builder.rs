@@ -32,6 +32,13 @@ pub struct Builder<M: Connector> {
     before_reuse: Option<Hook<M::Conn, M::Error>>,
 }
 
+impl<M: Connector> Pool<M> {
+    /// Settings for a pool of `connector`'s connections ([`Builder::new`]).
+    pub fn builder(connector: M) -> Builder<M> {
+        Builder::new(connector)
+    }
+}
+
 impl<M: Connector> Builder<M> {
     /// Settings for a pool of `connector`'s connections, with the defaults.
     pub fn new(connector: M) -> Self {
