@@ -1,33 +1,144 @@
-//! The threaded pool beside r2d2_postgres and a dedicated connection, on a real PostgreSQL (the
-//! harness's throwaway server, or `SANSPOOL_TEST_DSN`), in one process: `SELECT 1` per checkout,
-//! max 4 connections, 1 to 16 threads; the pool with its default fairness and with
-//! `Fairness::Strict` (`BOUND_US` sets the bound measured). Runs of the pools alternate; figures
-//! are medians over the runs: throughput (checkouts per second) and the wait for a connection
-//! (p99, max).
+//! The threaded pool beside r2d2_postgres on a real PostgreSQL (the harness's throwaway server, or
+//! `SANSPOOL_TEST_DSN`), in one process: `SELECT 1` per checkout, the waits for a connection
+//! measured, at thread counts that oversubscribe the pool differently.
 //!
-//! `cargo bench -p sanspool-tests --bench vs_r2d2_pg` (`RUNS`, `OPS` per thread, `THREADS`: the
-//! thread counts, e.g. `1,16`). Run with every thread count, it also writes `docs/bench-pg.svg`:
-//! throughput and p99 wait against threads, the chart the README shows.
+//! Equal work: the peer is r2d2 with `test_on_check_out(false)`, so that both pools send one
+//! query per checkout; r2d2's defaults (`test_on_check_out(true)`: `is_valid`, a second round trip
+//! before every checkout) are a second row, labelled, never the peer of a ratio. Beside them
+//! sanspool with its default fairness (`BOUND_US` measures another bound) and with
+//! `Fairness::Strict`, and at one thread a dedicated connection (no pool: the ceiling).
+//!
+//! Each round builds every pool afresh (new connections, new server processes), warms it, and
+//! runs it once; which pool goes first changes from round to round. Figures: checkouts per second
+//! and its ratio to r2d2's in the same round (median and range over the rounds), the wait for a
+//! connection (p50, p99, max: medians over the rounds) and the p99's ratio to r2d2's in the same
+//! round, and what this process spent per checkout: CPU time and context switches (getrusage:
+//! the server's processes are not counted; where the server shares the cores, that CPU is the
+//! server's loss). Then every round of every pool, so that a regime that comes and goes (a p50 wait at the
+//! fairness bound in some rounds, not others) shows; for sanspool with the share of checkouts
+//! that queued. `HIST=1` prints each round's waits as a histogram too.
+//!
+//! `cargo bench -p sanspool-tests --bench vs_r2d2_pg` (`RUNS`: rounds, at least 5; `OPS`:
+//! checkouts per run, shared by the threads; `SETS`: the pool sizes and thread counts, as
+//! `4:1,2,4,8,16,64;16:32`, the default). Run with the default sets it also writes
+//! `docs/bench-pg.svg`, the README's chart: throughput and p99 wait against threads at max 4.
 
 use r2d2_postgres::PostgresConnectionManager;
 use sanspool_postgres::postgres::{Client, Config, NoTls};
 use sanspool_postgres::{Fairness, PgConnector, Pool};
-use sanspool_tests::bench::{env, ms, Waits};
-use std::sync::{Arc, Barrier};
+use sanspool_tests::bench::{env, histogram, median_by, ms, paired, Waits, BUCKETS_US};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const MAX: usize = 4;
+/// The pools and thread counts measured by default: 1 to 64 threads on 4 connections, and 32
+/// threads on 16.
+const SETS: &str = "4:1,2,4,8,16,64;16:32";
 
-/// `threads` threads each doing `ops` times: wait for a connection, `SELECT 1`, give it back.
-fn run(threads: usize, ops: usize, one: Arc<dyn Fn() -> Duration + Send + Sync>) -> Waits {
+/// The pools of a round, in the order of the rows.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Kind {
+    /// The peer: `test_on_check_out(false)`, one query per checkout like sanspool.
+    R2d2,
+    Sanspool,
+    Strict,
+    /// r2d2's defaults: a validation query before every checkout.
+    R2d2Defaults,
+    /// No pool: one client, at one thread.
+    Dedicated,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::R2d2 => "r2d2_postgres",
+            Kind::Sanspool => "sanspool",
+            Kind::Strict => "sanspool, Fairness::Strict",
+            Kind::R2d2Defaults => "r2d2_postgres, defaults (+1 query per checkout)",
+            Kind::Dedicated => "dedicated connection",
+        }
+    }
+}
+
+/// One checkout: how long it waited for a connection (then `SELECT 1`, then give it back).
+type One = Arc<dyn Fn() -> Duration + Send + Sync>;
+
+/// A pool of `kind` with `max` connections, open and warm, as a checkout function; and for
+/// sanspool's pools, their stats.
+fn build(
+    kind: Kind,
+    config: &Config,
+    max: usize,
+    bound: Fairness,
+) -> (One, Option<Pool<PgConnector>>) {
+    let r2d2 = |test: bool| {
+        let pool = r2d2::Pool::builder()
+            .max_size(max as u32)
+            .test_on_check_out(test)
+            .connection_timeout(Duration::from_secs(60))
+            .build(PostgresConnectionManager::new(config.clone(), NoTls))
+            .expect("r2d2 pool");
+        let one: One = Arc::new(move || {
+            let t0 = Instant::now();
+            let mut conn = pool.get().expect("r2d2 get");
+            let waited = t0.elapsed();
+            conn.simple_query("SELECT 1").expect("SELECT 1");
+            waited
+        });
+        (one, None)
+    };
+    let sanspool = |fairness| {
+        let pool = Pool::<PgConnector>::builder(PgConnector::from_config(config.clone()))
+            .min(max)
+            .max(max)
+            .timeout(Duration::from_secs(60))
+            .fairness(fairness)
+            .build()
+            .expect("sanspool pool");
+        let kept = pool.clone();
+        let one: One = Arc::new(move || {
+            let t0 = Instant::now();
+            let mut conn = pool.get().expect("sanspool get");
+            let waited = t0.elapsed();
+            conn.simple_query("SELECT 1").expect("SELECT 1");
+            waited
+        });
+        (one, Some(kept))
+    };
+    let built = match kind {
+        Kind::R2d2 => r2d2(false),
+        Kind::R2d2Defaults => r2d2(true),
+        Kind::Sanspool => sanspool(bound),
+        Kind::Strict => sanspool(Fairness::Strict),
+        Kind::Dedicated => {
+            let client: Client = config.connect(NoTls).expect("a dedicated connection");
+            let client = Mutex::new(client);
+            let one: One = Arc::new(move || {
+                let mut c = client.lock().expect("one thread");
+                c.simple_query("SELECT 1").expect("SELECT 1");
+                Duration::ZERO
+            });
+            (one, None)
+        }
+    };
+    // Every connection opened and every server process warm (a fresh one answers its first
+    // queries slower) before anything is measured.
+    let warm = if kind == Kind::Dedicated { 1 } else { 4 * max };
+    run(warm, 50 * warm, &built.0);
+    built
+}
+
+/// `threads` threads sharing `ops` checkouts, released together: the waits, and the time from
+/// their release to the end of the last.
+fn run(threads: usize, ops: usize, one: &One) -> (Vec<Duration>, Duration) {
+    let per_thread = (ops / threads).max(1);
     let start = Arc::new(Barrier::new(threads + 1));
     let workers: Vec<_> = (0..threads)
         .map(|_| {
-            let (start, one) = (Arc::clone(&start), Arc::clone(&one));
+            let (start, one) = (Arc::clone(&start), Arc::clone(one));
             thread::spawn(move || {
                 start.wait();
-                (0..ops).map(|_| one()).collect::<Vec<_>>()
+                (0..per_thread).map(|_| one()).collect::<Vec<_>>()
             })
         })
         .collect();
@@ -37,152 +148,210 @@ fn run(threads: usize, ops: usize, one: Arc<dyn Fn() -> Duration + Send + Sync>)
         .into_iter()
         .flat_map(|w| w.join().expect("worker"))
         .collect();
-    Waits::of(waits, t0.elapsed())
+    (waits, t0.elapsed())
+}
+
+/// One pool's run in a round.
+#[derive(Clone, Copy)]
+struct Round {
+    waits: Waits,
+    /// sanspool: the share of checkouts that queued (`Stats::waits` over `Stats::checkouts`).
+    queued: Option<f64>,
+    /// This process's CPU time per checkout (not the server's), in µs.
+    cpu_us: f64,
+    /// This process's context switches per checkout.
+    switches: f64,
+}
+
+/// This process's CPU time (user and system) and context switches so far.
+fn usage() -> (Duration, u64) {
+    // SAFETY: getrusage writes only the struct it is given.
+    let ru = unsafe {
+        let mut ru = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let switches = (ru.ru_nvcsw + ru.ru_nivcsw) as u64;
+    (tv(ru.ru_utime) + tv(ru.ru_stime), switches)
 }
 
 fn main() {
     // `cargo test` runs benches too (without `--bench`): then a quick pass proves they work,
     // and the chart is left alone.
     let measuring = std::env::args().any(|a| a == "--bench");
-    let runs = if measuring { env("RUNS", 3) } else { 1 };
-    let ops = if measuring { env("OPS", 400) } else { 10 };
+    let runs = if measuring { env("RUNS", 5) } else { 1 };
+    let ops = if measuring { env("OPS", 16_000) } else { 64 };
+    let hist = std::env::var_os("HIST").is_some();
     let dsn = sanspool_tests::shared_dsn();
     let config: Config = dsn.parse().expect("the harness gives a valid DSN");
-
     // `BOUND_US`: the fairness bound to measure (default: the pool's default, 0.7 ms).
-    let fairness = match std::env::var("BOUND_US").ok().and_then(|v| v.parse().ok()) {
+    let bound = match std::env::var("BOUND_US").ok().and_then(|v| v.parse().ok()) {
         Some(us) => Fairness::Bounded(Duration::from_micros(us)),
         None => Fairness::default(),
     };
-    let pool = |fairness| {
-        Pool::<PgConnector>::builder(PgConnector::from_config(config.clone()))
-            .min(MAX)
-            .max(MAX)
-            .timeout(Duration::from_secs(60))
-            .fairness(fairness)
-            .build()
-            .expect("sanspool pool")
-    };
-    let (ours, strict) = (pool(fairness), pool(Fairness::Strict));
-    let theirs = r2d2::Pool::builder()
-        .max_size(MAX as u32)
-        .connection_timeout(Duration::from_secs(60))
-        .build(PostgresConnectionManager::new(config.clone(), NoTls))
-        .expect("r2d2 pool");
-    let select = |pool: Pool<PgConnector>| -> Arc<dyn Fn() -> Duration + Send + Sync> {
-        Arc::new(move || {
-            let t0 = Instant::now();
-            let mut conn = pool.get().expect("sanspool get");
-            let waited = t0.elapsed();
-            conn.simple_query("SELECT 1").expect("SELECT 1");
-            waited
-        })
-    };
-    let (ours, strict) = (select(ours), select(strict));
-    let theirs: Arc<dyn Fn() -> Duration + Send + Sync> = Arc::new(move || {
-        let t0 = Instant::now();
-        let mut conn = theirs.get().expect("r2d2 get");
-        let waited = t0.elapsed();
-        conn.simple_query("SELECT 1").expect("SELECT 1");
-        waited
-    });
-
-    // One client of its own, open for the whole bench like the pools' connections: a fresh
-    // server process answers its first queries slower (cold caches), which is not what is measured.
-    let client: Client = config.connect(NoTls).expect("a dedicated connection");
-    let client = std::sync::Mutex::new(client);
-    let dedicated: Arc<dyn Fn() -> Duration + Send + Sync> = Arc::new(move || {
-        let mut c = client.lock().expect("one thread");
-        c.simple_query("SELECT 1").expect("SELECT 1");
-        Duration::ZERO
-    });
-    // Every pool opens its connections, and every server process warms up, before anything is
-    // measured.
-    for f in [&theirs, &ours, &strict] {
-        run(16, ops.min(100), Arc::clone(f));
-    }
-    run(1, ops.min(500), Arc::clone(&dedicated));
+    let sets_given = std::env::var("SETS").ok();
+    let sets = parse_sets(sets_given.as_deref().unwrap_or(SETS));
 
     println!(
-        "SELECT 1 per checkout, max {MAX}; medians of {runs} runs of {ops} checkouts per thread"
+        "SELECT 1 per checkout; {runs} rounds of {ops} checkouts per run, fresh pools each round; \
+         ratios to r2d2_postgres (test_on_check_out(false): equal work) in the same round, \
+         median (range); waits: medians over the rounds"
     );
-    println!("| threads | pool | checkouts/s | ratio to r2d2 | p99 wait ms | max wait ms |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| max | threads | pool | checkouts/s | ratio to r2d2 | p50 wait ms | p99 wait ms | \
+         p99 ratio to r2d2 | max wait ms | CPU µs/checkout | switches/checkout |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut chart = Vec::new();
-    // `THREADS`: the thread counts to run (`1,16`), all by default.
-    let counts: Vec<usize> = std::env::var("THREADS")
-        .ok()
-        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![1, 2, 4, 8, 16]);
-    for threads in counts {
-        let (mut a, mut b, mut d, mut s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..runs {
-            b.push(run(threads, ops, Arc::clone(&theirs)));
-            a.push(run(threads, ops, Arc::clone(&ours)));
-            s.push(run(threads, ops, Arc::clone(&strict)));
+    let mut detail = String::new();
+    for &(max, ref counts) in &sets {
+        for &threads in counts {
+            let mut kinds = vec![Kind::R2d2, Kind::Sanspool, Kind::Strict, Kind::R2d2Defaults];
             if threads == 1 {
-                d.push(run(1, ops, Arc::clone(&dedicated)));
+                kinds.push(Kind::Dedicated);
+            }
+            let mut rounds: Vec<Vec<Round>> = vec![Vec::new(); kinds.len()];
+            for r in 0..runs {
+                for i in (0..kinds.len()).map(|k| (k + r) % kinds.len()) {
+                    let (one, pool) = build(kinds[i], &config, max, bound);
+                    let before = pool.as_ref().map(Pool::stats);
+                    let (cpu0, sw0) = usage();
+                    let (waits, elapsed) = run(threads, ops, &one);
+                    let (cpu1, sw1) = usage();
+                    let n = waits.len() as f64;
+                    let cpu_us = (cpu1 - cpu0).as_secs_f64() * 1e6 / n;
+                    let switches = (sw1 - sw0) as f64 / n;
+                    let queued = pool.as_ref().zip(before).map(|(p, b)| {
+                        let s = p.stats();
+                        (s.waits - b.waits) as f64 / (s.checkouts - b.checkouts).max(1) as f64
+                    });
+                    if hist {
+                        detail += &format!(
+                            "max {max}, {threads} threads, round {r}, {}: {}\n",
+                            kinds[i].name(),
+                            histogram(&waits)
+                                .iter()
+                                .map(|p| format!("{p:.0}"))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        );
+                    }
+                    let waits = Waits::of(waits, elapsed);
+                    rounds[i].push(Round {
+                        waits,
+                        queued,
+                        cpu_us,
+                        switches,
+                    });
+                }
+            }
+            let peer: Vec<Round> = rounds[0].clone();
+            let figure = |rs: &[Round], f: fn(&Waits) -> f64| -> Vec<f64> {
+                rs.iter().map(|r| f(&r.waits)).collect()
+            };
+            let per_sec = |w: &Waits| w.per_sec;
+            let p99 = |w: &Waits| ms(w.p99);
+            let mut medians = Vec::new();
+            for (kind, rs) in kinds.iter().zip(&rounds) {
+                let m = Waits::median(&rs.iter().map(|r| r.waits).collect::<Vec<_>>());
+                let (ratio, lo, hi) = paired(&figure(rs, per_sec), &figure(&peer, per_sec));
+                let p99_ratio = if *kind == Kind::Dedicated {
+                    "-".to_string()
+                } else {
+                    let (r, lo, hi) = paired(&figure(rs, p99), &figure(&peer, p99));
+                    format!("{r:.2} ({lo:.2}-{hi:.2})")
+                };
+                let cpu = median_by(rs, |r| r.cpu_us).cpu_us;
+                let switches = median_by(rs, |r| r.switches).switches;
+                println!(
+                    "| {max} | {threads} | {} | {:.0} | {ratio:.2} ({lo:.2}-{hi:.2}) | {:.3} | {:.3} | {p99_ratio} | {:.2} | {cpu:.1} | {switches:.2} |",
+                    kind.name(),
+                    m.per_sec,
+                    ms(m.p50),
+                    ms(m.p99),
+                    ms(m.max)
+                );
+                medians.push(m);
+                detail += &format!("max {max}, {threads} threads, {}:", kind.name());
+                for r in rs {
+                    let w = r.waits;
+                    detail += &format!(" {:.0}/s {:.2}/{:.2}", w.per_sec, ms(w.p50), ms(w.p99));
+                    if let Some(q) = r.queued {
+                        detail += &format!(" ({:.0}% queued)", 100.0 * q);
+                    }
+                    detail += ";";
+                }
+                detail += "\n";
+            }
+            if max == 4 {
+                chart.push((threads, medians[1], medians[0], medians[3]));
             }
         }
-        let (a, b, s) = (Waits::median(&a), Waits::median(&b), Waits::median(&s));
-        chart.push((threads, a, b));
-        let rows = [
-            ("r2d2_postgres", b),
-            ("sanspool", a),
-            ("sanspool, Fairness::Strict", s),
-        ];
-        for (name, r) in rows {
-            println!(
-                "| {threads} | {name} | {:.0} | {:.2} | {:.2} | {:.2} |",
-                r.per_sec,
-                r.per_sec / b.per_sec,
-                ms(r.p99),
-                ms(r.max)
-            );
-        }
-        if !d.is_empty() {
-            let d = Waits::median(&d);
-            println!(
-                "| 1 | dedicated connection | {:.0} | {:.2} | - | - |",
-                d.per_sec,
-                d.per_sec / b.per_sec
-            );
-        }
+    }
+    println!("\nEach round (checkouts/s, p50/p99 wait ms), in round order:\n{detail}");
+    if hist {
+        let edges: Vec<String> = BUCKETS_US.iter().map(|e| format!("<{e}")).collect();
+        println!(
+            "Histograms: % of waits per bucket, µs: {} >=2000",
+            edges.join(" ")
+        );
     }
     // A chart of some thread counts only would replace the whole one.
-    if !measuring || std::env::var_os("THREADS").is_some() {
+    if !measuring || sets_given.is_some() {
         return;
     }
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/bench-pg.svg");
-    match std::fs::write(path, svg(&chart)) {
+    match std::fs::write(path, svg(&chart, runs, ops)) {
         Ok(()) => println!("chart: docs/bench-pg.svg"),
         Err(e) => println!("chart not written: {e}"),
     }
 }
 
+/// `4:1,2,16;16:32` as `[(4, [1, 2, 16]), (16, [32])]`.
+fn parse_sets(sets: &str) -> Vec<(usize, Vec<usize>)> {
+    sets.split(';')
+        .filter_map(|set| {
+            let (max, counts) = set.split_once(':')?;
+            let counts = counts.split(',').filter_map(|n| n.trim().parse().ok());
+            Some((max.trim().parse().ok()?, counts.collect()))
+        })
+        .collect()
+}
+
 /// A chart panel: its title and the figure it plots.
 type Panel = (&'static str, fn(&Waits) -> f64);
 
-/// Two panels, checkouts per second and p99 wait against threads (log scale), sanspool against
-/// r2d2_postgres; an SVG written by hand.
-fn svg(points: &[(usize, Waits, Waits)]) -> String {
+/// Two panels, checkouts per second and p99 wait against threads (log scale) at max 4: sanspool,
+/// r2d2_postgres with equal work, and r2d2_postgres's defaults (dashed); an SVG written by hand.
+fn svg(points: &[(usize, Waits, Waits, Waits)], runs: usize, ops: usize) -> String {
     const W: f64 = 360.0;
     const H: f64 = 220.0;
-    let x = |threads: usize| 50.0 + (threads as f64).log2() / 4.0 * (W - 70.0);
+    let most = points.iter().map(|p| p.0).max().unwrap_or(1).max(2) as f64;
+    let x = |threads: usize| 50.0 + (threads as f64).log2() / most.log2() * (W - 70.0);
     let mut out = format!(
         "<svg xmlns='http://www.w3.org/2000/svg' width='{}' height='{}' font-family='sans-serif' font-size='11'>\n",
         2.0 * W,
-        H + 30.0
+        H + 44.0
     );
     let panels: [Panel; 2] = [
         ("checkouts per second", |r| r.per_sec),
         ("p99 wait for a connection (ms)", |r| ms(r.p99)),
     ];
+    let lines: [(&str, &str, &str); 3] = [
+        ("sanspool", "#1f77b4", ""),
+        ("r2d2_postgres, equal work", "#d62728", ""),
+        (
+            "r2d2_postgres, defaults",
+            "#d62728",
+            " stroke-dasharray='4 3'",
+        ),
+    ];
     for (i, (title, value)) in panels.iter().enumerate() {
         let dx = i as f64 * W;
         let top = points
             .iter()
-            .flat_map(|(_, a, b)| [value(a), value(b)])
+            .flat_map(|(_, a, b, c)| [value(a), value(b), value(c)])
             .fold(f64::MIN_POSITIVE, f64::max)
             * 1.1;
         let y = |v: f64| H - 20.0 - v / top * (H - 50.0);
@@ -192,36 +361,48 @@ fn svg(points: &[(usize, Waits, Waits)]) -> String {
             H - 20.0,
             W - 20.0
         );
+        let top_label = if top >= 100.0 {
+            format!("{top:.0}")
+        } else {
+            format!("{top:.1}")
+        };
         out += &format!(
-            "<text x='4' y='34'>{top:.0}</text><text x='36' y='{}'>0</text>\n",
+            "<text x='4' y='34'>{top_label}</text><text x='36' y='{}'>0</text>\n",
             H - 20.0
         );
-        for &(threads, _, _) in points {
+        for &(threads, ..) in points {
             out += &format!(
                 "<text x='{}' y='{}' text-anchor='middle'>{threads}</text>\n",
                 x(threads),
                 H - 6.0
             );
         }
-        for (k, (name, colour)) in [("sanspool", "#1f77b4"), ("r2d2_postgres", "#d62728")]
-            .iter()
-            .enumerate()
-        {
+        for (k, (name, colour, dash)) in lines.iter().enumerate() {
             let line: Vec<String> = points
                 .iter()
-                .map(|(t, a, b)| {
-                    format!("{:.1},{:.1}", x(*t), y(value(if k == 0 { a } else { b })))
+                .map(|(t, a, b, c)| {
+                    let r = [a, b, c][k];
+                    format!("{:.1},{:.1}", x(*t), y(value(r)))
                 })
                 .collect();
             out += &format!(
-                "<polyline fill='none' stroke='{colour}' stroke-width='2' points='{}'/>\n<text x='{}' y='{}' fill='{colour}'>{name}</text>\n",
+                "<polyline fill='none' stroke='{colour}' stroke-width='2'{dash} points='{}'/>\n<text x='{}' y='{}' fill='{colour}'>{name}</text>\n",
                 line.join(" "),
-                W - 130.0,
+                W - 170.0,
                 40.0 + 14.0 * k as f64
             );
         }
         out += "</g>\n";
     }
-    out += &format!("<text x='{}' y='{}' text-anchor='middle'>threads (max 4 connections, SELECT 1 per checkout)</text>\n</svg>\n", W, H + 22.0);
+    out += &format!(
+        "<text x='{}' y='{}' text-anchor='middle'>threads (max 4 connections, SELECT 1 per checkout; medians of {runs} rounds of {ops} checkouts)</text>\n",
+        W,
+        H + 22.0
+    );
+    out += &format!(
+        "<text x='{}' y='{}' text-anchor='middle'>equal work: r2d2 with test_on_check_out(false); its defaults add a query per checkout</text>\n</svg>\n",
+        W,
+        H + 38.0
+    );
     out
 }
