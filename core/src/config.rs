@@ -35,10 +35,12 @@ pub enum Fairness {
     Strict,
     /// A connection a borrower gives back goes idle, and the oldest waiter not yet woken is
     /// woken ([`Handoff::Wake`]) to [`claim`](crate::Pool::claim) it; a checkout that is already
-    /// running may take it first. Once the oldest waiter has waited this long, the pool is
-    /// strict until the line is served: no waiter waits longer than the bound past the first
-    /// connection that could have served it. Opened and checked connections always go to the
-    /// oldest waiter.
+    /// running may take it first. Once the oldest waiter has waited this long it is served
+    /// first: no waiter waits longer than the bound past the first connection that could have
+    /// served it. A waiter served at the bound turns the line strict (Go's starvation mode:
+    /// were running checkouts to go first again, they would push each waiter behind it to the
+    /// bound too) until the line drains or a waiter is served in under half the bound. Opened
+    /// and checked connections always go to the oldest waiter.
     ///
     /// [`Handoff::Wake`]: crate::Handoff::Wake
     Bounded(Duration),

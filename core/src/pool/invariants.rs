@@ -94,6 +94,12 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 "a connection is idle and too few waiters are woken to claim it"
             );
         }
+        assert!(
+            !self.line.strict
+                || (!self.waiters.is_empty()
+                    && matches!(self.config.fairness, crate::Fairness::Bounded(_))),
+            "a strict phase without a line, or without a fairness bound"
+        );
         let woken =
             (0..self.waiters.len()).filter(|&p| self.waiters.get(p).is_some_and(|w| w.woken));
         assert_eq!(woken.count(), self.line.woken, "woken waiters miscounted");

@@ -72,10 +72,11 @@ use core::time::Duration;
 ///    order, so ties in time keep their order; a checked connection goes back to its place);
 /// 3. a key has at most one holder (an in-use slot or a waiter), and a slot or waiter at most one key;
 /// 4. no checkout waits while a connection is idle — except under [`Fairness::Bounded`], while the
-///    oldest waiter has waited less than the bound: then at least as many waiters as there are
-///    idle connections (or all) are woken to claim one. None waits without an open on its way
-///    unless the pool is at `max`, backing off after a failed open, or closed; grants go to the
-///    oldest waiter;
+///    oldest waiter has waited less than the bound and the line is not in its strict phase (a
+///    waiter served at the bound, none since in under half of it, the line not drained since):
+///    then at least as many waiters as there are idle connections (or all) are woken to claim
+///    one. None waits without an open on its way unless the pool is at `max`, backing off after
+///    a failed open, or closed; grants go to the oldest waiter;
 /// 5. every connection the core received is in exactly one place: idle inside, with a borrower,
 ///    or inside an emitted command (reset, check, grant, close) — detached ones have left;
 /// 6. after [`close`](Pool::close), no `Open` is emitted, nothing waits, nothing is idle, and every
@@ -126,6 +127,10 @@ struct Line {
     /// The last waiter queued with a deadline earlier than one queued before it.
     unsorted_from: Option<WaiterId>,
     last_deadline: Option<Time>,
+    /// [`Fairness::Bounded`]'s strict phase (Go's starvation mode): a waiter was served after
+    /// waiting the bound, and none since in under half of it. Ends too when the line drains
+    /// (with the rest of this summary).
+    strict: bool,
 }
 
 /// How a connection arrives in a slot, which decides whether the pool keeps it and where.
@@ -373,11 +378,11 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     }
 
     /// A queued checkout, woken by [`Handoff::Wake`] (or not), tries for an idle connection from
-    /// its place in line: [`Checkout::Ready`] if one is idle and no older waiter has waited past
-    /// the fairness bound; otherwise [`Checkout::Waiting`], still queued in its place (its
-    /// outcome may then come as a [`Handoff::Grant`]). [`Error::UnknownWaiter`] if it is not
-    /// waiting (served, failed, or cancelled meanwhile: its outcome is among the hand-offs
-    /// drained).
+    /// its place in line: [`Checkout::Ready`] if one is idle and no older waiter must be served
+    /// first (past the fairness bound, or the line in its strict phase); otherwise
+    /// [`Checkout::Waiting`], still queued in its place (its outcome may then come as a
+    /// [`Handoff::Grant`]). [`Error::UnknownWaiter`] if it is not waiting (served, failed, or
+    /// cancelled meanwhile: its outcome is among the hand-offs drained).
     pub fn claim(&mut self, now: Time, waiter: WaiterId) -> Result<Checkout<C>, Error> {
         let pos = self.waiter_pos(waiter).ok_or(Error::UnknownWaiter)?;
         self.advance(now);
@@ -1061,15 +1066,36 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     }
 
     /// THE GRANT RULE's other half: whether there is an oldest waiter who must be served before
-    /// anyone else ([`Fairness::Strict`]: always; [`Fairness::Bounded`]: once it waited the bound).
+    /// anyone else ([`Fairness::Strict`]: always; [`Fairness::Bounded`]: once it waited the bound,
+    /// or while the line is in its strict phase, see [`note_wait`](Self::note_wait)).
     #[inline]
     fn front_starving(&self) -> bool {
         self.waiters
             .get(0)
             .is_some_and(|w| match self.config.fairness {
                 Fairness::Strict => true,
-                Fairness::Bounded(bound) => w.since.saturating_add(bound) <= self.now,
+                Fairness::Bounded(bound) => {
+                    self.line.strict || w.since.saturating_add(bound) <= self.now
+                }
             })
+    }
+
+    /// Under [`Fairness::Bounded`], the wait of a waiter just served sets the phase of the line it
+    /// leaves (Go's `sync.Mutex` starvation mode): served at the bound, the line turns strict —
+    /// were running checkouts to go first again, they would push each waiter behind it to the
+    /// bound too, woken to claim in vain until then; served in under half the bound, it is no
+    /// longer strict — a line that moves that fast would, with running checkouts first, leave
+    /// fewer than half the checkouts queued, served at the bound. A line that drains starts over
+    /// (`waiter_left`).
+    #[inline]
+    fn note_wait(&mut self, waited: Duration) {
+        if let Fairness::Bounded(bound) = self.config.fairness {
+            if waited >= bound {
+                self.line.strict = !self.waiters.is_empty();
+            } else if waited < bound / 2 {
+                self.line.strict = false;
+            }
+        }
     }
 
     /// Gives the connection of slot `i` (taken out of it) to the oldest waiter, by a grant.
@@ -1096,6 +1122,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     fn serve_waiter(&mut self, pos: usize, i: usize) -> Option<Lease> {
         let w = self.waiters.remove(pos)?;
         self.waiter_left(&w);
+        self.note_wait(self.now.saturating_since(w.since));
         if let Some(k) = &w.key {
             self.keys.insert(k, Holder::Slot(slot_u16(i)));
         }
@@ -1106,7 +1133,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         Some(Lease(self.slot_ref(i)))
     }
 
-    /// Idle connections go to the oldest waiters while the oldest is past the fairness bound.
+    /// Idle connections go to the oldest waiters while the oldest must be served first.
     fn serve_starving(&mut self) {
         while !self.idle.is_empty() && self.front_starving() {
             let Some(i) = self.idle_pop(self.config.idle_order) else {

@@ -12,7 +12,8 @@
 //! "connection pool exhausted"; `putconn` keeps a connection (up to `min` idle in psycopg2's
 //! mode) or closes it; `closeall` closes everything. Waiting adds a line served oldest first —
 //! strictly, or (a fairness bound) by waking waiters to claim a returned connection that a
-//! running checkout may take first, until the oldest has waited the bound (Go's mutex modes).
+//! running checkout may take first, until the oldest has waited the bound — and then strictly
+//! until the line drains or a waiter is served in under half the bound (Go's mutex modes).
 //!
 //! The model also plays the simulated driver's part of each op (which handle a pick names, in
 //! which order `Serve` performs its work), since that decides the input the pool gets.
@@ -146,6 +147,9 @@ pub struct Model {
     /// Idle connections, least recently returned first.
     idle: Vec<Conn>,
     line: VecDeque<Waiter>,
+    /// Under a fairness bound: a waiter was served after waiting the bound, none since in under
+    /// half of it, and the line has not drained since — the line is served strictly.
+    strict: bool,
     /// Opens ordered and not reported yet (read by the driver or not).
     opening: usize,
     outbox: VecDeque<Out>,
@@ -220,6 +224,7 @@ impl Model {
                 Fairness::Strict => None,
                 Fairness::Bounded(b) => Some(b),
             },
+            strict: false,
             lifetime: config.max_lifetime,
             max_idle: config.max_idle,
             backoff_initial: config.backoff_initial,
@@ -763,11 +768,11 @@ impl Model {
     }
 
     /// Whether the oldest waiter must be served before anyone else: always when strict, else
-    /// once it has waited the bound.
+    /// once it has waited the bound or while the line is in its strict phase.
     fn starving(&self) -> bool {
         match (self.bound, self.line.front()) {
             (None, _) => true,
-            (Some(b), Some(w)) => after(w.since, b) <= self.now,
+            (Some(b), Some(w)) => self.strict || after(w.since, b) <= self.now,
             (Some(_), None) => false,
         }
     }
@@ -804,6 +809,10 @@ impl Model {
     /// A waiter leaves the line; a wake the driver has not read goes with it.
     fn leave(&mut self, pos: usize) -> Waiter {
         let w = self.line.remove(pos).expect("in line");
+        if self.line.is_empty() {
+            // A line that drains starts over.
+            self.strict = false;
+        }
         self.outbox
             .retain(|o| !matches!(o, Out::Wake(id) if *id == w.id));
         w
@@ -1077,9 +1086,19 @@ impl Model {
     fn serve_waiter(&mut self, pos: usize, conn: Conn, told: bool) -> (u64, u64) {
         let w = self.leave(pos);
         let loan = self.lend(conn, w.key, told);
+        let waited = self.now.saturating_since(w.since);
+        // Go's starvation mode: served at the bound, the line that is left is served strictly
+        // until a waiter is served in under half the bound, or it drains (`leave`).
+        if let Some(b) = self.bound {
+            if waited >= b {
+                self.strict = !self.line.is_empty();
+            } else if waited < b / 2 {
+                self.strict = false;
+            }
+        }
         self.stats.checkouts += 1;
         self.stats.waits += 1;
-        self.stats.wait_time += self.now.saturating_since(w.since);
+        self.stats.wait_time += waited;
         (w.id, loan)
     }
 

@@ -1,9 +1,10 @@
 //! `Fairness::Bounded`: a returned connection goes idle and wakes the oldest waiter to claim it; a
 //! running checkout may take it first, until the oldest waiter has waited the bound — then the
-//! line is served strictly. (Strict hand-off is in `waiting.rs`.)
+//! line is served strictly, until it drains or a waiter is served in under half the bound.
+//! (Strict hand-off is in `waiting.rs`.)
 
 use sanspool_core::testkit::{ms, Cmd, Conn, Sim};
-use sanspool_core::{Checkout, Config, Error, Fairness, Returned, Storage, Time, Wait};
+use sanspool_core::{Checkout, Config, Error, Fairness, Returned, Storage, Time, Wait, WaiterId};
 use std::time::Duration;
 
 on_both_backends! {
@@ -16,6 +17,10 @@ on_both_backends! {
     a_waiter_that_leaves_takes_its_undrained_wake,
     a_woken_waiter_that_times_out_can_no_longer_claim,
     as_many_are_woken_as_connections_are_idle,
+    a_waiter_served_at_the_bound_turns_the_line_strict,
+    a_waiter_served_in_under_half_the_bound_ends_the_strict_phase,
+    a_waiter_served_after_half_the_bound_keeps_the_line_strict,
+    a_line_that_drains_is_no_longer_strict,
 }
 
 /// The bound of these tests: 0.7 ms, the default.
@@ -116,7 +121,8 @@ fn a_newcomer_queues_behind_a_waiter_past_the_bound<S: Storage<Conn, u64>>() {
 }
 
 /// A younger waiter's claim does not serve it while an older one is past the bound: the older
-/// one is granted, and the younger woken again for what is left.
+/// one is granted first; served at the bound, it leaves the line strict, so the younger gets
+/// what is left by a grant too, and its claim finds it served.
 fn a_younger_claimer_yields_to_an_older_waiter_past_the_bound<S: Storage<Conn, u64>>() {
     let mut sim = Sim::<S>::new(bounded(0, 2));
     sim.auto_claim = false;
@@ -133,10 +139,10 @@ fn a_younger_claimer_yields_to_an_older_waiter_past_the_bound<S: Storage<Conn, u
     assert_eq!(sim.claim(younger), Ok(Checkout::Waiting(younger)));
     assert_eq!(
         sim.take_log(),
-        [Cmd::Grant(older, c2), Cmd::Wake(younger)],
+        [Cmd::Grant(older, c2), Cmd::Grant(younger, c1)],
         "LIFO: the most recently returned goes first"
     );
-    assert!(matches!(sim.claim(younger), Ok(Checkout::Ready { conn, .. }) if conn == c1));
+    assert_eq!(sim.claim(younger), Err(Error::UnknownWaiter));
 }
 
 /// A waiter that leaves the line (cancelled, here) before its wake is drained takes the wake.
@@ -190,4 +196,88 @@ fn as_many_are_woken_as_connections_are_idle<S: Storage<Conn, u64>>() {
     assert!(matches!(sim.claim(w[0]), Ok(Checkout::Ready { .. })));
     assert_eq!(sim.take_log(), []);
     assert_eq!(sim.stats().waiting, 1);
+}
+
+/// One connection lent, and waiters queued at these offsets (µs) from now, one each; the clock
+/// is then moved `then` µs further.
+fn line_at<S: Storage<Conn, u64>>(offsets: &[u64], then: u64) -> (Sim<S>, Conn, Vec<WaiterId>) {
+    let mut sim = Sim::<S>::new(bounded(0, 1));
+    sim.auto_claim = false;
+    let (_, conn) = sim.get(None);
+    let start = sim.now;
+    let waiters = offsets
+        .iter()
+        .map(|&us| {
+            sim.advance_to(start.saturating_add(Duration::from_micros(us)));
+            sim.wait(None, Wait::Forever)
+        })
+        .collect();
+    sim.advance(Duration::from_micros(then));
+    sim.take_log();
+    (sim, conn, waiters)
+}
+
+/// Go's starvation mode: the oldest waiter served at the bound, the next connection given back
+/// goes to the next waiter by a grant, though it has waited less than the bound — a running
+/// checkout would have taken it, and pushed that waiter to the bound too.
+fn a_waiter_served_at_the_bound_turns_the_line_strict<S: Storage<Conn, u64>>() {
+    let (mut sim, conn, w) = line_at::<S>(&[0, 600], 100);
+    sim.put(conn, Returned::Clean);
+    assert_eq!(sim.take_log(), [Cmd::Grant(w[0], conn)]);
+    // The younger waiter has waited 100 µs: without the strict phase it would be woken, and the
+    // connection idle for whoever runs first.
+    sim.put(conn, Returned::Clean);
+    assert_eq!(sim.take_log(), [Cmd::Grant(w[1], conn)]);
+}
+
+/// A waiter served in under half the bound (350 µs of 700) ends the strict phase: the line moves
+/// fast, a returned connection goes idle and wakes the next waiter again, and a running checkout
+/// may take it first.
+fn a_waiter_served_in_under_half_the_bound_ends_the_strict_phase<S: Storage<Conn, u64>>() {
+    let (mut sim, conn, w) = line_at::<S>(&[0, 600, 700], 0);
+    sim.put(conn, Returned::Clean);
+    assert_eq!(sim.take_log(), [Cmd::Grant(w[0], conn)]);
+    sim.advance(Duration::from_micros(249));
+    sim.put(conn, Returned::Clean);
+    assert_eq!(sim.take_log(), [Cmd::Grant(w[1], conn)], "strict: 349 µs");
+    sim.put(conn, Returned::Clean);
+    assert_eq!(sim.take_log(), [Cmd::Wake(w[2])]);
+    let barged = sim.checkout(None, Wait::Forever);
+    assert!(matches!(barged, Ok(Checkout::Ready { conn: c, .. }) if c == conn));
+    assert_eq!(sim.claim(w[2]), Ok(Checkout::Waiting(w[2])));
+}
+
+/// Served after half the bound or more, a waiter leaves the line strict.
+fn a_waiter_served_after_half_the_bound_keeps_the_line_strict<S: Storage<Conn, u64>>() {
+    let (mut sim, conn, w) = line_at::<S>(&[0, 600, 700], 0);
+    sim.put(conn, Returned::Clean);
+    sim.advance(Duration::from_micros(250));
+    sim.put(conn, Returned::Clean);
+    sim.put(conn, Returned::Clean);
+    assert_eq!(
+        sim.take_log(),
+        [
+            Cmd::Grant(w[0], conn),
+            Cmd::Grant(w[1], conn),
+            Cmd::Grant(w[2], conn)
+        ],
+        "the second served after 350 µs, half the bound"
+    );
+}
+
+/// The strict phase ends with the line: the next waiter, queued after it drained, is woken to
+/// claim a returned connection, and a running checkout may take it first.
+fn a_line_that_drains_is_no_longer_strict<S: Storage<Conn, u64>>() {
+    // The last waiter is served after 400 µs: only the line's end ends the strict phase.
+    let (mut sim, conn, w) = line_at::<S>(&[0, 300], 400);
+    sim.put(conn, Returned::Clean);
+    sim.put(conn, Returned::Clean);
+    assert_eq!(
+        sim.take_log(),
+        [Cmd::Grant(w[0], conn), Cmd::Grant(w[1], conn)]
+    );
+    assert_eq!(sim.stats().waiting, 0);
+    let next = sim.wait(None, Wait::Forever);
+    sim.put(conn, Returned::Clean);
+    assert_eq!(sim.take_log(), [Cmd::Wake(next)]);
 }
