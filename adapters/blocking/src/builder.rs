@@ -99,7 +99,8 @@ impl<M: Connector, K> Builder<M, K> {
             check_on_checkout: self.check_on_checkout,
             ..Settings::new(Blocking(self.connector), self.timeout)
         };
-        (settings, sanspool_kit::tagged(self.config))
+        let config = settings.config(self.config);
+        (settings, config)
     }
 
     /// A [`Pool`], with `min` connections open. The first failed open is the error.

@@ -38,7 +38,7 @@ pub use connector::{AsyncHook, Connector, Hook, SyncHook};
 pub use engine::{Delivery, Engine, Granted, Outcome, Outputs};
 pub use error::{BuildError, Failure, GetError};
 pub use ready::run_ready;
-pub use settings::{guarded, Done, Settings};
+pub use settings::{guarded, AtOnce, Done, Settings};
 pub use tag::tagged;
 pub use waiters::Waiters;
 

@@ -96,7 +96,8 @@ impl<M: Connector> Builder<M> {
             check_on_checkout: self.check_on_checkout,
             ..Settings::new(self.connector, self.timeout)
         };
-        Pool::build(settings, sanspool_kit::tagged(self.config)).await
+        let config = settings.config(self.config);
+        Pool::build(settings, config).await
     }
 }
 
