@@ -8,7 +8,7 @@ mod common;
 
 use common::{app_name, eventually, monitor, monitor_for, server_addr, PATIENCE};
 use sanspool_postgres::postgres::fallible_iterator::FallibleIterator;
-use sanspool_postgres::tracked::Liveness;
+use sanspool_postgres::Liveness;
 use sanspool_postgres::{Connector, PgConn, PgConnector};
 use sanspool_tests::harness::Proxy;
 use sanspool_tests::{shared_dsn, PgServer, Setup};
