@@ -81,8 +81,10 @@ macro_rules! builder_settings {
             self
         }
 
-        /// The delay before retrying after a failed open, doubling per failure from `initial`
-        /// to `max`.
+        /// The delay before retrying after failed opens, doubling per round of failures (the
+        /// opens under way together count once) from `initial` to `max`, each shortened by a
+        /// random part of up to a fifth (default: 100 ms to 1 s). Once the server has room
+        /// again, the pool serves within `max` plus a connect.
         pub fn backoff(
             mut self,
             initial: ::core::time::Duration,

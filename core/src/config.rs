@@ -84,10 +84,17 @@ pub struct Config {
     /// ([`Report::Leak`](crate::Report::Leak), counted in `Stats::leaks`): HikariCP's
     /// `leakDetectionThreshold`, for a guard forgotten or leaked. The connection stays with it.
     pub leak_after: Option<Duration>,
-    /// The delay after the first failed open; doubled per consecutive failure.
+    /// The delay after a round of failed opens; doubled per round. A round is the opens that
+    /// were under way together: when several fail at once (every waiter's open, against a server
+    /// that is down or full), the backoff grows by one step, not one per open.
     pub backoff_initial: Duration,
-    /// The longest delay between open retries.
+    /// The longest delay between rounds of open retries: once the server is back, the pool
+    /// serves again within this (plus the connect).
     pub backoff_max: Duration,
+    /// Each delay is shortened by a pseudo-random part of up to a fifth of it, so that pools
+    /// that failed together (every process of a service, when the database restarted) do not
+    /// retry together.
+    pub backoff_jitter: bool,
     /// Vet every idle connection before a checkout gets it: the checkout queues, and the
     /// connection goes out as an [`Io::Vet`](crate::Io::Vet) (the driver's look at its socket, a
     /// hook, a round trip: the driver's choice) to be granted to the oldest waiter once it
@@ -105,7 +112,8 @@ pub struct Config {
 
 impl Config {
     /// `min..=max` connections; waits allowed (up to 1 024 waiters); LIFO; returned connections kept;
-    /// fairness bounded at 0.7 ms; no lifetime limits; backoff from 100 ms to 10 s; no vetting.
+    /// fairness bounded at 0.7 ms; no lifetime limits; open retries backing off from 100 ms to 1 s,
+    /// with jitter; no vetting.
     pub fn new(min: usize, max: usize) -> Config {
         Config {
             min,
@@ -120,7 +128,8 @@ impl Config {
             max_idle: None,
             leak_after: None,
             backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(1),
+            backoff_jitter: true,
             vet: false,
             seed: 0x5eed,
             tag: 0,

@@ -25,6 +25,9 @@ pub struct Slot<C, K> {
     pub(crate) idle_seq: u64,
     /// The drain epoch it was opened in: older than the pool's means "retire on return".
     pub(crate) epoch: u32,
+    /// The backoff round its open was ordered in: a failure from an older round was counted
+    /// already.
+    pub(crate) round: u32,
     /// When it was last handed to a borrower (for `leak_after`), and in which order: reports of
     /// one `handle_timeout` come in checkout order.
     pub(crate) out_since: Time,
@@ -64,6 +67,7 @@ impl<C, K> Slot<C, K> {
             idle_since: Time::ZERO,
             idle_seq: 0,
             epoch: 0,
+            round: 0,
             out_since: Time::ZERO,
             out_seq: 0,
             leak_told: false,

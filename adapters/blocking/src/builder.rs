@@ -14,7 +14,7 @@ use std::time::Duration;
 ///
 /// Defaults: `min` 1, `max` 10, checkouts wait up to 30 s, up to 1 024 waiters, most recently
 /// returned connection first, every returned connection kept, no lifetime limits, open retries
-/// backing off from 100 ms to 10 s, no check on checkout. The
+/// backing off from 100 ms to 1 s, no check on checkout. The
 /// [`SimpleConnectionPool`](crate::psycopg2::SimpleConnectionPool) never waits: it ignores
 /// `timeout`.
 ///

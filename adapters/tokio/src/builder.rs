@@ -10,7 +10,7 @@ use std::time::Duration;
 /// Settings for a pool of `M`'s connections: the blocking pool's settings, with async hooks.
 ///
 /// Defaults: `min` 1, `max` 10, checkouts wait up to 30 s, up to 1 024 waiters, every returned
-/// connection kept, no lifetime limits, open retries backing off from 100 ms to 10 s, no check on
+/// connection kept, no lifetime limits, open retries backing off from 100 ms to 1 s, no check on
 /// checkout; and two that differ from the blocking pool's, each measured (`docs/tuning.md`):
 /// - [`IdleOrder::Fifo`]: the least recently returned connection first, as deadpool and bb8 do:
 ///   consecutive checkouts of one task go to different server processes. The price: a steadily

@@ -107,8 +107,10 @@ pub struct Pool<C, K, S: Storage<C, K>> {
     idle_seq: u64,
     /// The drain generation: connections opened in an older one are retired when they come back.
     epoch: u32,
-    /// Consecutive failed opens, and when the next may be tried.
+    /// Consecutive rounds of failed opens, the current round (each backoff starts a new one), and
+    /// when the next open may be tried.
     failures: u32,
+    round: u32,
     retry_at: Option<Time>,
     rng: u64,
     stats: Stats,
@@ -169,6 +171,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             idle_seq: 0,
             epoch: 0,
             failures: 0,
+            round: 0,
             retry_at: None,
             stats: Stats::default(),
         };
@@ -434,8 +437,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     ///
     /// - [`Completion::Opened`]: the connection goes to the oldest waiter, else idle (or is closed
     ///   if the pool was closed or shrunk meanwhile); the open backoff resets.
-    /// - [`Completion::OpenFailed`]: the next open waits for the backoff (doubling per consecutive
-    ///   failure, from `backoff_initial` to `backoff_max`); the oldest checkout that does not wait
+    /// - [`Completion::OpenFailed`]: the next open waits for the backoff (doubling per round of
+    ///   failures — the opens under way together count once — from `backoff_initial` to
+    ///   `backoff_max`, shortened by its jitter); the oldest checkout that does not wait
     ///   fails with [`Error::OpenFailed`]; waiting ones keep waiting until their deadline — unless
     ///   the failure is `permanent`: then every queued checkout fails with it at once.
     /// - [`Completion::Reset`] and [`Completion::Checked`]: [`Finished::Ok`] puts the connection
@@ -516,11 +520,10 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     fn open_failed(&mut self, i: usize, permanent: bool) {
         self.set_state(i, State::Free);
         self.stats.open_failures += 1;
-        self.failures = self.failures.saturating_add(1);
-        let doubled =
-            nanos(self.config.backoff_initial).saturating_mul(1 << min(self.failures - 1, 63));
-        let delay = Duration::from_nanos(doubled).min(self.config.backoff_max);
-        self.retry_at = Some(self.now.saturating_add(delay));
+        // Opens ordered before the current backoff began were counted with the first of them.
+        if self.slots.as_slice()[i].round == self.round {
+            self.back_off();
+        }
         if self.line.fail_fast > 0 {
             if let Some(pos) = self.waiters.position(|w| w.fail_fast) {
                 self.fail_waiter(pos, Error::OpenFailed);
@@ -531,6 +534,20 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 self.fail_waiter(0, Error::OpenFailed);
             }
         }
+    }
+
+    /// A new round of backoff: one step more (doubling, up to `backoff_max`), shortened by the
+    /// jitter.
+    fn back_off(&mut self) {
+        self.round = self.round.wrapping_add(1);
+        self.failures = self.failures.saturating_add(1);
+        let doubled =
+            nanos(self.config.backoff_initial).saturating_mul(1 << min(self.failures - 1, 63));
+        let mut delay = nanos(self.config.backoff_max).min(doubled);
+        if self.config.backoff_jitter {
+            delay -= self.random_below(delay / 5 + 1);
+        }
+        self.retry_at = Some(self.now.saturating_add(Duration::from_nanos(delay)));
     }
 
     /// A reset or check came back: in service if `ok`, else closed.
@@ -1032,6 +1049,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             }
         };
         self.set_state(i, State::Opening);
+        self.slots.as_mut_slice()[i].round = self.round;
         let ticket = Ticket(self.slot_ref(i));
         self.push_io(i, Io::Open(ticket));
         true
@@ -1413,18 +1431,20 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         }
     }
 
-    /// A pseudo-random part of `lifetime_jitter` (xorshift64 from the configured seed).
+    /// A pseudo-random part of `lifetime_jitter`.
     fn jitter(&mut self) -> Duration {
+        let span = nanos(self.config.lifetime_jitter);
+        // `span + 1` overflows for a jitter of `Duration::MAX`: then every value is in range.
+        Duration::from_nanos(self.random_below(span.wrapping_add(1)))
+    }
+
+    /// A pseudo-random number below `bound` (any, for 0: the whole range), by xorshift64 from
+    /// the configured seed.
+    fn random_below(&mut self, bound: u64) -> u64 {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
-        let span = nanos(self.config.lifetime_jitter);
-        // `span + 1` overflows for a jitter of `Duration::MAX`: then every value is in range.
-        let part = self
-            .rng
-            .checked_rem(span.wrapping_add(1))
-            .unwrap_or(self.rng);
-        Duration::from_nanos(if span == 0 { 0 } else { part })
+        self.rng.checked_rem(bound).unwrap_or(self.rng)
     }
 }
 

@@ -152,8 +152,13 @@ pub struct Model {
     /// Opens ordered and not reported yet (read by the driver or not).
     opening: usize,
     outbox: VecDeque<Out>,
+    /// Rounds of failed opens in a row, and when the next open may be tried.
     failed_opens: u32,
     retry_at: Option<Time>,
+    /// The backoff round now (each backoff starts the next), and the round each open in flight
+    /// was ordered in, by ticket: opens that were under way together fail as one round.
+    round: u32,
+    open_rounds: BTreeMap<u64, u32>,
     drains: u32,
     next_waiter: u64,
     next_loan: u64,
@@ -211,6 +216,7 @@ impl Model {
         }
         // The model has no random numbers: it is only run with no lifetime jitter.
         assert!(config.lifetime_jitter.is_zero(), "the model needs jitter 0");
+        assert!(!config.backoff_jitter, "the model needs no backoff jitter");
         let mut m = Model {
             min: config.min,
             refill: config.refill,
@@ -239,6 +245,8 @@ impl Model {
             outbox: VecDeque::new(),
             failed_opens: 0,
             retry_at: None,
+            round: 0,
+            open_rounds: BTreeMap::new(),
             drains: 0,
             next_waiter: 0,
             next_loan: 0,
@@ -459,8 +467,8 @@ impl Model {
                 match self.ticket_pick(ticket, |m| m.opens.clone()) {
                     None => Expect::Is(Reply::Skipped),
                     Some(Some(i)) => {
-                        self.opens.remove(i);
-                        self.perform_open(ok, permanent);
+                        let ticket = self.opens.remove(i);
+                        self.perform_open(ticket, ok, permanent);
                         done(Ok(()))
                     }
                     Some(None) => done(Err(Error::UnknownTicket)),
@@ -673,8 +681,8 @@ impl Model {
     fn serve(&mut self, read: &mut Vec<Cmd>) {
         self.read_all(read);
         loop {
-            if self.opens.pop().is_some() {
-                self.perform_open(true, false);
+            if let Some(ticket) = self.opens.pop() {
+                self.perform_open(ticket, true, false);
             } else if let Some((_, c)) = self.resets.pop() {
                 self.accept(self.clock, |m| m.back_from_driver(c, Outcome::Ok, false));
             } else if let Some((_, c)) = self.checks.pop() {
@@ -688,14 +696,15 @@ impl Model {
         }
     }
 
-    fn perform_open(&mut self, ok: bool, permanent: bool) {
+    fn perform_open(&mut self, ticket: u64, ok: bool, permanent: bool) {
         self.accept(self.clock, |m| {
             m.opening -= 1;
+            let round = m.open_rounds.remove(&ticket);
             if ok {
                 m.last_conn += 1;
                 m.opened(m.last_conn);
             } else {
-                m.open_failed(permanent);
+                m.open_failed(round == Some(m.round), permanent);
             }
         });
     }
@@ -1018,18 +1027,22 @@ impl Model {
         }
     }
 
-    /// A failed open: the next waits out the backoff (doubling per consecutive failure, at most
-    /// `backoff_max`); the oldest getconn in line hears of it, those who wait keep waiting.
-    /// A failed open: backoff; the oldest checkout that does not wait hears of it; when the
-    /// failure is permanent (bad credentials), every queued checkout does, in line order.
-    fn open_failed(&mut self, permanent: bool) {
+    /// A failed open: the oldest checkout that does not wait hears of it; when the failure is
+    /// permanent (bad credentials), every queued checkout does, in line order. The first failure
+    /// of a round (an open ordered since the last backoff began: `new_round`) starts the next
+    /// backoff, doubling per round, at most `backoff_max`; the opens that were under way with it
+    /// fail without another step.
+    fn open_failed(&mut self, new_round: bool, permanent: bool) {
         self.stats.open_failures += 1;
-        self.failed_opens += 1;
-        let mut delay = self.backoff_initial;
-        for _ in 1..self.failed_opens.min(80) {
-            delay = delay.saturating_mul(2);
+        if new_round {
+            self.round += 1;
+            self.failed_opens += 1;
+            let mut delay = self.backoff_initial;
+            for _ in 1..self.failed_opens.min(80) {
+                delay = delay.saturating_mul(2);
+            }
+            self.retry_at = Some(after(self.now, delay.min(self.backoff_max)));
         }
-        self.retry_at = Some(after(self.now, delay.min(self.backoff_max)));
         if let Some(pos) = self.line.iter().position(|w| w.no_wait) {
             self.fail(pos, Error::OpenFailed);
         }
@@ -1173,6 +1186,7 @@ impl Model {
         if self.room() {
             self.opening += 1;
             let t = self.ticket();
+            self.open_rounds.insert(t, self.round);
             self.outbox.push_back(Out::Open(t));
         }
     }
@@ -1278,7 +1292,9 @@ impl Model {
         let Some(pos) = self.outbox.iter().rposition(|o| matches!(o, Out::Open(_))) else {
             return false;
         };
-        self.outbox.remove(pos);
+        if let Some(Out::Open(t)) = self.outbox.remove(pos) {
+            self.open_rounds.remove(&t);
+        }
         self.opening -= 1;
         true
     }

@@ -45,11 +45,13 @@ fn refused(out: Result<(), Rejected<Conn>>) -> (Error, Option<Conn>) {
     (error, conn)
 }
 
-/// A backoff short enough to watch: 100 ms doubling up to 1 s.
+/// A backoff short enough to watch: 100 ms doubling up to 1 s, without jitter (the delays are
+/// exact).
 fn backoff_config(min: usize, max: usize) -> Config {
     Config {
         backoff_initial: Duration::from_millis(100),
         backoff_max: Duration::from_secs(1),
+        backoff_jitter: false,
         ..Config::new(min, max)
     }
 }
