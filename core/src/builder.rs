@@ -16,6 +16,13 @@ macro_rules! builder_settings {
             self
         }
 
+        /// Spare connections kept idle (r2d2's and bb8's `min_idle`), as far as `max` allows;
+        /// `max_idle` does not close idle ones below it. Default 0.
+        pub fn min_idle(mut self, n: usize) -> Self {
+            self.config.min_idle = n;
+            self
+        }
+
         /// The most connections at once (counting those being opened or closed).
         pub fn max(mut self, n: usize) -> Self {
             self.config.max = n;

@@ -60,6 +60,11 @@ pub struct Config {
     pub min: usize,
     /// The most connections that exist at once, counting those being opened and closed.
     pub max: usize,
+    /// Spare connections kept idle (r2d2's and bb8's `min_idle`), as far as `max` allows: when
+    /// fewer are idle or on their way, beyond what the waiting checkouts will take, more are
+    /// opened; `max_idle` does not close the idle ones below it. Not more than `max`. (`min`
+    /// counts connections open whether idle or not: psycopg2's `minconn`.)
+    pub min_idle: usize,
     /// The most checkouts waiting at once; more get [`Error::TooManyWaiters`].
     pub max_waiting: usize,
     /// How many returned connections stay idle.
@@ -118,6 +123,7 @@ impl Config {
         Config {
             min,
             max,
+            min_idle: 0,
             max_waiting: 1024,
             keep_idle: KeepIdle::UpToMax,
             refill: true,

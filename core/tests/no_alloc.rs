@@ -411,12 +411,13 @@ impl Reach {
 }
 
 /// `case` fitted to a storage of `slots` connections, so that its pool is built on every
-/// capacity (`max` at most `slots`, `min` at most `max`).
+/// capacity (`max` at most `slots`, `min` and `min_idle` at most `max`).
 fn fit(case: &Case, slots: u8) -> Case {
     let mut case = case.clone();
     let max = (case.setup.max % 7).clamp(1, slots);
     case.setup.max = max;
     case.setup.min = (case.setup.min % 6).min(max);
+    case.setup.min_idle = (case.setup.min_idle % 4).min(max);
     case
 }
 

@@ -138,6 +138,10 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 !self.config.refill || counts.open() + counts.opening() >= self.config.min,
                 "below min with room to open"
             );
+            assert!(
+                !self.config.refill || counts.coming() >= self.waiters.len() + self.config.min_idle,
+                "below min_idle with room to open"
+            );
         }
         assert!(
             self.waiters.len() + self.fails.len() <= self.waiter_capacity(),
@@ -261,7 +265,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         let idle = self
             .config
             .max_idle
-            .filter(|_| self.counts.open() > self.config.min)
+            .filter(|_| {
+                self.counts.open() > self.config.min && self.counts.idle() > self.config.min_idle
+            })
             .and_then(|d| Some(self.slot_at_idle(0)?.idle_since.saturating_add(d)));
         let retry = self
             .retry_at

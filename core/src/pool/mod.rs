@@ -147,6 +147,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     pub fn new(config: Config) -> Result<Self, Error> {
         let slots = S::Slots::default();
         Config::check_sizes(config.min, config.max, slots.capacity())?;
+        if config.min_idle > config.max {
+            return Err(Error::MinAboveMax);
+        }
         config.check_timing()?;
         let mut pool = Pool {
             ceiling: config.max,
@@ -635,7 +638,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 .config
                 .max_idle
                 .is_some_and(|d| since.saturating_add(d) <= self.now)
-                && self.counts.open() > self.config.min;
+                && self.counts.open() > self.config.min
+                && self.counts.idle() > self.config.min_idle;
             if self.outlived(i) || idled_out {
                 self.stats.expired += 1;
                 self.idle.remove(pos);
@@ -818,7 +822,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// `handle_timeout` acts on (no busy loop for the driver).
     fn idle_deadline(&self) -> Option<Time> {
         let d = self.config.max_idle?;
-        if self.counts.open() <= self.config.min {
+        if self.counts.open() <= self.config.min || self.counts.idle() <= self.config.min_idle {
             return None;
         }
         Some(self.slot_at_idle(0)?.idle_since.saturating_add(d))
@@ -856,10 +860,14 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.closed
     }
 
-    /// Whether at least `min` connections are open now (idle, in use, or being reset): a warm-up
-    /// wait ends when this turns true. False once the pool is closed.
+    /// Whether at least `min` connections are open now (idle, in use, or being reset or checked),
+    /// `min_idle` of them idle unless the pool is at `max`: a warm-up wait ends when this turns
+    /// true. False once the pool is closed.
     pub fn is_warm(&self) -> bool {
-        !self.closed && self.counts.open() >= self.config.min
+        !self.closed
+            && self.counts.open() >= self.config.min
+            && (self.counts.idle() >= self.config.min_idle
+                || self.counts.occupied() >= self.config.max)
     }
 
     /// Idle connections now (as [`Stats::idle`], without building the stats).
@@ -994,18 +1002,22 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     }
 
     /// Opens wanted: up to `min` (when the pool refills), and one per waiter without an open on its
-    /// way or an idle connection to claim.
+    /// way or an idle connection to claim — plus `min_idle` spare ones beyond the waiters' (when
+    /// the pool refills).
     #[inline]
     fn open_deficit(&self) -> usize {
         if self.closed {
             return 0;
         }
-        let unserved = self.waiters.len().saturating_sub(self.counts.coming());
         if !self.config.refill {
-            return unserved;
+            return self.waiters.len().saturating_sub(self.counts.coming());
         }
+        let wanted = self.waiters.len() + self.config.min_idle;
         let size = self.counts.open() + self.counts.opening();
-        max(self.config.min.saturating_sub(size), unserved)
+        max(
+            self.config.min.saturating_sub(size),
+            wanted.saturating_sub(self.counts.coming()),
+        )
     }
 
     #[inline]

@@ -1299,7 +1299,8 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
             Op::Resize { min, max } => {
                 let (min, max) = (usize::from(min % 6), usize::from(max % 8));
                 let mut config = self.pool.config().clone();
-                (config.min, config.max) = (min, max);
+                // A resize may take `max` below `min_idle`: fewer spare ones, as `max` allows.
+                (config.min, config.max, config.min_idle) = (min, max, 0);
                 let expected = match expected_config_error(&config, self.capacity) {
                     Some(e) => Some(e),
                     None => self.pool.is_closed().then_some(Error::Closed),
@@ -1424,6 +1425,8 @@ fn expected_config_error(config: &Config, capacity: usize) -> Option<Error> {
         Some(Error::MinAboveMax)
     } else if config.max > capacity.min(65_535) {
         Some(Error::CapacityExceeded)
+    } else if config.min_idle > config.max {
+        Some(Error::MinAboveMax)
     } else if churns || config.backoff_initial.is_zero() {
         Some(Error::InvalidTiming)
     } else {

@@ -74,6 +74,11 @@ pub struct Setup {
     /// `leak_after` in ms.
     #[proptest(strategy = "proptest::option::weighted(0.3, 0u16..400)")]
     pub leak_ms: Option<u16>,
+    /// `min_idle`, `% 4` (above `max`: refused).
+    #[proptest(
+        strategy = "proptest::prop_oneof![3 => proptest::strategy::Just(0u8), 1 => 1u8..4]"
+    )]
+    pub min_idle: u8,
 }
 
 impl Setup {
@@ -94,6 +99,7 @@ impl Setup {
             seed: 0x5eed,
             bound_ms: Some(1),
             leak_ms: None,
+            min_idle: 0,
         }
     }
 
@@ -136,6 +142,7 @@ impl Setup {
             max_idle: self.max_idle_ms.map(|v| huge(4, ms(v))),
             backoff_initial: huge(2, ms(self.backoff_initial_ms)),
             backoff_max: huge(3, ms(self.backoff_max_ms)),
+            min_idle: usize::from(self.min_idle % 4),
             refill: self.huge & NO_REFILL == 0,
             vet: self.huge & VET != 0,
             backoff_jitter: self.huge & BACKOFF_JITTER != 0,

@@ -122,6 +122,8 @@ enum Out {
 pub struct Model {
     // ---- what the user configured
     min: usize,
+    /// Spare idle connections wanted beyond the waiters (when the pool refills).
+    min_idle: usize,
     /// Whether `min` is kept open after the start (psycopg2's pool does not).
     refill: bool,
     max: usize,
@@ -183,7 +185,12 @@ pub struct Model {
 
 /// Why a configuration is refused, by the documented rules.
 fn refusal(config: &Config, slot_room: usize) -> Option<Error> {
-    sizes(config.min, config.max, slot_room).err().or_else(|| {
+    let sizes = sizes(config.min, config.max, slot_room).and_then(|()| {
+        (config.min_idle <= config.max)
+            .then_some(())
+            .ok_or(Error::MinAboveMax)
+    });
+    sizes.err().or_else(|| {
         let churns = match config.max_lifetime {
             Some(life) => life.is_zero() || config.lifetime_jitter >= life,
             None => false,
@@ -219,6 +226,7 @@ impl Model {
         assert!(!config.backoff_jitter, "the model needs no backoff jitter");
         let mut m = Model {
             min: config.min,
+            min_idle: config.min_idle,
             refill: config.refill,
             max: config.max,
             max_waiting: config.max_waiting,
@@ -305,8 +313,11 @@ impl Model {
         }
     }
 
+    /// `min` open, and `min_idle` of them idle unless the pool is full.
     pub fn is_warm(&self) -> bool {
-        !self.closed && self.open() >= self.min
+        !self.closed
+            && self.open() >= self.min
+            && (self.idle.len() >= self.min_idle || self.size() >= self.max)
     }
 
     pub fn is_closed(&self) -> bool {
@@ -338,7 +349,7 @@ impl Model {
         let waits = self.line.iter().filter_map(|w| w.deadline);
         let lives = self.idle.iter().filter_map(|c| self.conns[c].expires);
         let idled = match self.max_idle {
-            Some(d) if self.open() > self.min => self
+            Some(d) if self.open() > self.min && self.idle.len() > self.min_idle => self
                 .idle
                 .iter()
                 .map(|c| after(self.conns[c].idle_since, d))
@@ -1202,7 +1213,9 @@ impl Model {
         } else {
             0
         };
-        for_min.max(self.line.len().saturating_sub(self.coming()))
+        // Beyond the line, `min_idle` spare ones (psycopg2's pool keeps none).
+        let spare = if self.refill { self.min_idle } else { 0 };
+        for_min.max((self.line.len() + spare).saturating_sub(self.coming()))
     }
 
     /// After every accepted input: open what `min` and the line want (room and backoff
@@ -1243,7 +1256,9 @@ impl Model {
             }
             for conn in m.idle.clone() {
                 let idled_out = m.max_idle.is_some_and(|d| {
-                    after(m.conns[&conn].idle_since, d) <= now && m.open() > m.min
+                    after(m.conns[&conn].idle_since, d) <= now
+                        && m.open() > m.min
+                        && m.idle.len() > m.min_idle
                 });
                 if m.expired(conn) || idled_out {
                     m.stats.expired += 1;
