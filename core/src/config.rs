@@ -60,7 +60,10 @@ pub struct Config {
     pub min: usize,
     /// The most connections that exist at once, counting those being opened and closed.
     pub max: usize,
-    /// The most checkouts waiting at once; more get [`Error::TooManyWaiters`].
+    /// The most checkouts waiting at once; more get [`Error::TooManyWaiters`]. Unbounded by
+    /// default (`usize::MAX`), as bb8, deadpool, psycopg_pool and HikariCP leave the line: the
+    /// storage is then the only bound (none for the `Alloc` backend, the waiter capacity for
+    /// [`Fixed`](crate::Fixed)).
     pub max_waiting: usize,
     /// How many returned connections stay idle.
     pub keep_idle: KeepIdle,
@@ -96,13 +99,13 @@ pub struct Config {
 }
 
 impl Config {
-    /// `min..=max` connections; waits allowed (up to 1 024 waiters); LIFO; returned connections kept;
+    /// `min..=max` connections; waits allowed (no bound on waiters but the storage's); LIFO; returned connections kept;
     /// fairness bounded at 0.7 ms; no lifetime limits; backoff from 100 ms to 10 s.
     pub fn new(min: usize, max: usize) -> Config {
         Config {
             min,
             max,
-            max_waiting: 1024,
+            max_waiting: usize::MAX,
             keep_idle: KeepIdle::UpToMax,
             refill: true,
             idle_order: IdleOrder::Lifo,

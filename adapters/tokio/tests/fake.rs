@@ -444,10 +444,10 @@ async fn close_fails_waiters_and_closes_every_connection() {
         async move { pool.get().await.map(drop) }
     });
     eventually("queued", || pool.stats().waiting == 1).await;
-    pool.close().unwrap();
+    pool.close().await.unwrap();
     assert!(matches!(waiter.await.unwrap(), Err(GetError::Closed)));
     assert!(matches!(pool.get().await, Err(GetError::Closed)));
-    assert!(matches!(pool.close(), Err(CoreError::Closed)));
+    assert!(matches!(pool.close().await, Err(CoreError::Closed)));
     drop(held);
     drop(_other);
     eventually("closed", || fake.0.closed.load(Ordering::SeqCst) == 2).await;
@@ -581,7 +581,7 @@ async fn check_waits_for_the_answers_and_counts_the_failures() {
     let _one = pool.get().await.unwrap();
     assert_eq!(pool.check().await.unwrap(), 0);
     assert_eq!(fake.0.checks.load(Ordering::SeqCst), 7);
-    pool.close().unwrap();
+    pool.close().await.unwrap();
     assert!(matches!(pool.check().await, Err(CoreError::Closed)));
 }
 
@@ -592,6 +592,7 @@ fn futures_are_send(pool: &Pool<Fake>) {
     send(pool.get());
     send(pool.check());
     send(pool.wait_ready(Duration::ZERO));
+    send(pool.close());
 }
 
 /// Polls `get` until it waits, then drops it as soon as it is woken (by a wake or by its
