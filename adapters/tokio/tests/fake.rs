@@ -369,15 +369,25 @@ async fn without_a_timeout_a_full_pool_is_exhausted() {
     assert!(matches!(pool.get().await, Err(GetError::Exhausted)));
 }
 
+/// The build retries a failing open until its bound (r2d2's and bb8's), then names the cause.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_build_is_the_connect_error() {
+async fn a_failed_build_times_out_with_the_connect_error() {
     let fake = Fake::default();
     fake.0.fail_opens.store(true, Ordering::SeqCst);
-    let err = Builder::new(fake.clone()).min(1).build().await.unwrap_err();
-    match err {
-        BuildError::Connect(e) => assert_eq!(e.to_string(), "refused"),
+    let err = Builder::new(fake.clone())
+        .min(1)
+        .timeout(Duration::from_millis(10))
+        .build()
+        .await
+        .unwrap_err();
+    match &err {
+        BuildError::Timeout(Some(e)) => assert_eq!(e.to_string(), "refused"),
         other => panic!("{other:?}"),
     }
+    assert_eq!(
+        err.to_string(),
+        "timed out waiting for a connection: refused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -539,6 +549,7 @@ async fn a_failing_after_connect_fails_the_build() {
     let fake = Fake::default();
     let err = Builder::new(fake.clone())
         .min(1)
+        .psycopg2()
         .after_connect(|_| Box::pin(async { Err(FakeError("hook")) }))
         .build()
         .await
