@@ -197,7 +197,7 @@ fn a_close_over_a_frozen_link_times_out_at_its_bound() {
 const TEMP_TABLES: usize = 200;
 
 const FILL_TEMP_TABLES: &str = "DO $$ BEGIN FOR i IN 1..200 LOOP \
-     EXECUTE format('CREATE TEMP TABLE t%s (x int)', i); END LOOP; END $$";
+     EXECUTE format('CREATE TEMP TABLE IF NOT EXISTS t%s (x int)', i); END LOOP; END $$";
 
 /// Idle sessions holding temporary tables: `n` checkouts at once, each fills its session, all
 /// given back clean (the default reset keeps the tables).
