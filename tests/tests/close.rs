@@ -207,7 +207,8 @@ where
 {
     let mut held: Vec<P> = (0..n).map(|_| get()).collect();
     for conn in &mut held {
-        conn.batch_execute(FILL_TEMP_TABLES).expect("temporary tables");
+        conn.batch_execute(FILL_TEMP_TABLES)
+            .expect("temporary tables");
     }
 }
 
@@ -243,7 +244,10 @@ fn closeall_returns_with_every_idle_session_gone() {
         .build()
         .expect("the pool");
     fill_blocking(N, || pool.get().expect("a connection"));
-    took.push(("Pool::close", gone_when_closed(&mut mon, N, || pool.close().expect("close"))));
+    took.push((
+        "Pool::close",
+        gone_when_closed(&mut mon, N, || pool.close().expect("close")),
+    ));
 
     let name = "closeall-drop";
     let mut mon = monitor_for(&dsn, name);
@@ -316,7 +320,12 @@ fn the_async_close_returns_with_every_idle_session_gone() {
     let rt = runtime();
     let connector = tpg::PgConnector::new(&named(&dsn, name)).expect("a valid DSN");
     let pool = rt
-        .block_on(sanspool_tokio::Pool::builder(connector).min(N).max(N).build())
+        .block_on(
+            sanspool_tokio::Pool::builder(connector)
+                .min(N)
+                .max(N)
+                .build(),
+        )
         .expect("the pool");
     rt.block_on(async {
         let mut held = Vec::new();
@@ -332,7 +341,9 @@ fn the_async_close_returns_with_every_idle_session_gone() {
     let took = gone_when_closed(&mut mon, N, || {
         rt.block_on(pool.close()).expect("close");
     });
-    eprintln!("async: {N} idle sessions with {TEMP_TABLES} temporary tables each, closed in {took:?}");
+    eprintln!(
+        "async: {N} idle sessions with {TEMP_TABLES} temporary tables each, closed in {took:?}"
+    );
     // Closed once: the second close is refused, and waits for nothing.
     assert!(rt.block_on(pool.close()).is_err());
 }

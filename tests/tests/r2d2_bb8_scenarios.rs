@@ -310,7 +310,9 @@ fn two_thousand_waiting_threads_are_all_served() {
         .timeout(Duration::from_secs(120))
         .build()
         .expect("the pool");
-    let held: Vec<_> = (0..MAX).map(|_| pool.get().expect("a connection")).collect();
+    let held: Vec<_> = (0..MAX)
+        .map(|_| pool.get().expect("a connection"))
+        .collect();
     let refused = Arc::new(AtomicUsize::new(0));
     let threads: Vec<_> = (0..WAITERS)
         .map(|_| {
@@ -479,7 +481,10 @@ fn log_events_logs_each_event() {
         fn log(&self, r: &log::Record) {
             if self.enabled(r.metadata()) {
                 let lines = LINES.get_or_init(Mutex::default);
-                lines.lock().unwrap().push((r.level(), r.args().to_string()));
+                lines
+                    .lock()
+                    .unwrap()
+                    .push((r.level(), r.args().to_string()));
             }
         }
         fn flush(&self) {}
@@ -511,7 +516,10 @@ fn log_events_logs_each_event() {
         ],
         "{lines:?}"
     );
-    assert!(lines[0].1.starts_with("acquire: connection 1, took "), "{lines:?}");
+    assert!(
+        lines[0].1.starts_with("acquire: connection 1, took "),
+        "{lines:?}"
+    );
 }
 
 // ------------------------------------------------------------------------ errors

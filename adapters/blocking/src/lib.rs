@@ -107,10 +107,10 @@ pub use builder::Builder;
 pub use connector::Connector;
 pub use guard::{Home, OwnedConn, PooledConn};
 pub use pool::Pool;
-pub use sanspool_kit::{BuildError, Event, Events, GetError, LogEvents};
 #[cfg(feature = "tracing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub use sanspool_kit::TracingEvents;
+pub use sanspool_kit::{BuildError, Event, Events, GetError, LogEvents};
 
 pub use sanspool_core::Error as CoreError;
 pub use sanspool_core::{Fairness, IdleOrder, KeepIdle, Returned, Stats};

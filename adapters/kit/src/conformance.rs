@@ -212,7 +212,10 @@ impl Recorder {
 
 impl Events for Recorder {
     fn event(&self, event: &Event) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(*event);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(*event);
     }
 }
 

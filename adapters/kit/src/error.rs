@@ -174,7 +174,10 @@ mod tests {
     #[test]
     fn every_error_with_a_cause_says_it() {
         let with_cause: [(GetError<Cause>, &str); 2] = [
-            (GetError::Connect(Arc::new(Cause)), "could not open a connection: "),
+            (
+                GetError::Connect(Arc::new(Cause)),
+                "could not open a connection: ",
+            ),
             (
                 GetError::Timeout(Some(Arc::new(Cause))),
                 "timed out waiting for a connection: ",
@@ -185,7 +188,10 @@ mod tests {
             assert_eq!(err.source().map(|e| e.to_string()).as_deref(), Some(CAUSE));
         }
         let with_cause: [(BuildError<Cause>, &str); 2] = [
-            (BuildError::Connect(Arc::new(Cause)), "could not open a connection: "),
+            (
+                BuildError::Connect(Arc::new(Cause)),
+                "could not open a connection: ",
+            ),
             (
                 BuildError::Timeout(Some(Arc::new(Cause))),
                 "timed out waiting for a connection: ",

@@ -39,7 +39,10 @@ fn a_bad_dsn_is_a_typed_config_error() {
         // The text says what is wrong: the parser's error, which is also the source.
         let text = err.to_string();
         let cause = err.source().expect("the parser's error is the source");
-        assert!(text.starts_with("invalid connection string: "), "{dsn}: {text}");
+        assert!(
+            text.starts_with("invalid connection string: "),
+            "{dsn}: {text}"
+        );
         assert!(text.contains(&cause.to_string()), "{dsn}: {text}");
         assert!(err.as_postgres().is_some());
     }

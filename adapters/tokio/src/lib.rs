@@ -73,10 +73,10 @@ pub use api::{Pool, PooledConn};
 pub use builder::Builder;
 pub use sanspool_core::Error as CoreError;
 pub use sanspool_core::{Fairness, IdleOrder, KeepIdle, Returned, Stats};
-pub use sanspool_kit::{BuildError, Connector, Event, Events, GetError, LogEvents};
 #[cfg(feature = "tracing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub use sanspool_kit::TracingEvents;
+pub use sanspool_kit::{BuildError, Connector, Event, Events, GetError, LogEvents};
 
 // The README's examples, compiled (and run where they can) as doctests.
 #[cfg(doctest)]
