@@ -95,9 +95,11 @@ macro_rules! builder_settings {
         }
 
         /// Whether a connection taken from the idle set is checked ([`Connector::check`], a
-        /// round trip) before it is handed out. One that fails, or is cut off at its bound, is
-        /// closed as a broken return (`Stats::broken_returns`; `Stats::abandoned_checks` counts
-        /// the pool's own idle checks) and the next tried. Off by default.
+        /// round trip) in its vet before it is handed out. The checkout waits for the vet, up to
+        /// its own timeout (a check that hangs delays nobody past it); a connection that fails,
+        /// or is cut off at its bound, is closed (`Stats::stale`; `Stats::abandoned_checks`
+        /// counts those cut off) and the next idle one vetted. Off by default: a connector that
+        /// probes its connections ([`Connector::probes`]) has them vetted without a round trip.
         pub fn check_on_checkout(mut self, check: bool) -> Self {
             self.check_on_checkout = check;
             self

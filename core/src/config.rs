@@ -91,6 +91,14 @@ pub struct Config {
     pub backoff_initial: Duration,
     /// The longest delay between open retries.
     pub backoff_max: Duration,
+    /// Vet every idle connection before a checkout gets it: the checkout queues, and the
+    /// connection goes out as an [`Io::Vet`](crate::Io::Vet) (the driver's look at its socket, a
+    /// hook, a round trip: the driver's choice) to be granted to the oldest waiter once it
+    /// passes; one that fails is closed and the next idle one vetted. Connections handed over
+    /// at checkin or just opened are not vetted (they were in use a moment ago). With vetting,
+    /// every idle connection goes to the line by grant, oldest waiter first: there are no
+    /// [`Handoff::Wake`](crate::Handoff::Wake)s and [`claim`](crate::Pool::claim) takes nothing.
+    pub vet: bool,
     /// Seed for the lifetime jitter: the core has no entropy of its own.
     pub seed: u64,
     /// This pool's identity in every handle it issues, so a handle from another pool is refused.
@@ -99,8 +107,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// `min..=max` connections; waits allowed (no bound on waiters but the storage's); LIFO; returned connections kept;
-    /// fairness bounded at 0.7 ms; no lifetime limits; backoff from 100 ms to 10 s.
+    /// `min..=max` connections; waits allowed (no bound on waiters but the storage's); LIFO;
+    /// returned connections kept; fairness bounded at 0.7 ms; no lifetime limits; backoff from
+    /// 100 ms to 10 s; no vetting.
     pub fn new(min: usize, max: usize) -> Config {
         Config {
             min,
@@ -116,6 +125,7 @@ impl Config {
             leak_after: None,
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
+            vet: false,
             seed: 0x5eed,
             tag: 0,
         }

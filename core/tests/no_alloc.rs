@@ -202,6 +202,7 @@ const KINDS: &[&str] = &[
     "cmd:Close",
     "cmd:Reset",
     "cmd:Check",
+    "cmd:Vet",
     "cmd:Grant",
     "cmd:Wake",
     "cmd:Leak",
@@ -329,6 +330,7 @@ impl Reach {
             Cmd::Close(_) => "cmd:Close",
             Cmd::Reset(_) => "cmd:Reset",
             Cmd::Check(_) => "cmd:Check",
+            Cmd::Vet(_) => "cmd:Vet",
             Cmd::Grant(..) => "cmd:Grant",
             Cmd::Wake(_) => "cmd:Wake",
             Cmd::Leak(_) => "cmd:Leak",
@@ -358,6 +360,8 @@ impl Reach {
         t.resets += s.resets;
         t.abandoned_resets += s.abandoned_resets;
         t.abandoned_checks += s.abandoned_checks;
+        t.vets += s.vets;
+        t.stale += s.stale;
         t.abandoned_closes += s.abandoned_closes;
         t.expired += s.expired;
         t.detached += s.detached;
@@ -390,6 +394,8 @@ impl Reach {
             ("resets", s.resets),
             ("abandoned resets", s.abandoned_resets),
             ("abandoned checks", s.abandoned_checks),
+            ("vets", s.vets),
+            ("stale", s.stale),
             ("abandoned closes", s.abandoned_closes),
             ("expired", s.expired),
             ("detached", s.detached),

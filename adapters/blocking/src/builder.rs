@@ -122,7 +122,7 @@ impl<M: Connector, K> Builder<M, K> {
             check_on_checkout: self.check_on_checkout,
             ..Settings::new(Blocking(self.connector), timeout)
         };
-        let config = sanspool_kit::tagged(self.config);
+        let config = settings.config(self.config);
         Pool::start(settings, config, self.events, start)
     }
 

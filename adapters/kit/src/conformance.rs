@@ -10,7 +10,9 @@
 
 use crate::{BuildError, Connector, Event, Events, GetError};
 use sanspool_core::testkit::{seeds, Back, Got, KeyArg, Op, Pick, Reply, Sim, WaitArg};
-use sanspool_core::{Error as CoreError, Fairness, Fixed, IdleOrder, KeepIdle, Returned, Stats};
+use sanspool_core::{
+    Error as CoreError, Fairness, Fixed, IdleOrder, KeepIdle, Liveness, Returned, Stats,
+};
 use std::fmt;
 use std::ops::DerefMut;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -67,6 +69,12 @@ pub struct Script {
     pub abandon: AtomicBool,
     /// Opens panic.
     pub panic_opens: AtomicBool,
+    /// The fake probes idle connections ([`Connector::probes`]; read when a pool is built).
+    pub probing: AtomicBool,
+    /// Probes run.
+    pub probes: AtomicU32,
+    /// The ids of the connections its probe finds dead.
+    pub dead_ids: Mutex<Vec<u32>>,
     /// The ids of the connections closed, in order.
     pub closed_ids: Mutex<Vec<u32>>,
 }
@@ -127,6 +135,22 @@ impl Fake {
             .push(conn.id);
     }
 
+    /// Whether the fake probes idle connections.
+    pub fn probing(&self) -> bool {
+        self.probing.load(Ordering::SeqCst)
+    }
+
+    /// Probes a connection: dead if its id was marked so.
+    pub fn probe_conn(&self, conn: &FakeConn) -> Liveness {
+        self.probes.fetch_add(1, Ordering::SeqCst);
+        let dead = self.dead_ids.lock().unwrap_or_else(|p| p.into_inner());
+        if dead.contains(&conn.id) {
+            Liveness::Dead
+        } else {
+            Liveness::Alive
+        }
+    }
+
     /// Whether a failure was cut off at its bound.
     pub fn abandoned(&self) -> bool {
         self.abandon.load(Ordering::SeqCst)
@@ -156,6 +180,14 @@ impl Connector for Fake {
 
     async fn check(&self, conn: &mut FakeConn) -> Result<(), FakeError> {
         self.check_conn(conn)
+    }
+
+    fn probes(&self) -> bool {
+        self.probing()
+    }
+
+    fn probe(&self, conn: &mut FakeConn) -> Liveness {
+        self.probe_conn(conn)
     }
 
     fn is_permanent(&self, _: &FakeError) -> bool {
@@ -356,6 +388,10 @@ pub fn scenarios<D: Driver>() -> Vec<(&'static str, Scenario<D>)> {
         (
             "check on checkout replaces a dead idle connection",
             check_on_checkout::<D>,
+        ),
+        (
+            "a probe replaces dead idle connections without a round trip",
+            dead_idle_probed::<D>,
         ),
         ("abandoned resets are counted apart", abandoned_reset::<D>),
         ("drain and resize", drain_and_resize::<D>),
@@ -730,8 +766,31 @@ fn check_on_checkout<D: Driver>(d: &D) {
     let conn = d.get(&p).unwrap();
     fake.fail_checks.store(false, Ordering::SeqCst);
     assert_eq!(conn.id, 2, "a fresh connection, unchecked");
-    assert_eq!(d.stats(&p).broken_returns, 1);
+    let s = d.stats(&p);
+    assert_eq!((s.vets, s.stale, s.broken_returns), (2, 1, 0));
     eventually("the dead one closed", || count(&fake.closed) == 1);
+}
+
+fn dead_idle_probed<D: Driver>(d: &D) {
+    let fake = Fake::default();
+    fake.probing.store(true, Ordering::SeqCst);
+    let p = pool(d, &fake, &Options::new(2, 2));
+    eventually("min open", || d.stats(&p).idle == 2);
+    // Alive: handed out after a look, no round trip.
+    drop(d.get(&p).unwrap());
+    assert_eq!((count(&fake.probes), count(&fake.checks)), (1, 0));
+    // Both die while idle: each is found by its probe, closed, and a new one opened for the
+    // checkout; nobody gets a dead one.
+    fake.dead_ids
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend([1, 2]);
+    let conn = d.get(&p).unwrap();
+    assert_eq!(conn.id, 3, "a new connection, not a dead one");
+    let s = d.stats(&p);
+    assert_eq!((s.vets, s.stale, s.broken_returns), (3, 2, 0));
+    assert_eq!(count(&fake.checks), 0);
+    eventually("the dead ones closed", || count(&fake.closed) == 2);
 }
 
 fn abandoned_reset<D: Driver>(d: &D) {
@@ -791,6 +850,8 @@ fn core_seeds<D: Driver>(d: &D) {
             idle_order: Some(config.idle_order),
             fairness: Some(config.fairness),
             max_waiting: Some(config.max_waiting),
+            // The core vets through a check: the fake has no probe unless told.
+            check_on_checkout: config.vet,
             ..Options::new(config.min, config.max)
         };
         let Ok(p) = d.build(&fake, &options) else {
@@ -866,6 +927,7 @@ fn core_seeds<D: Driver>(d: &D) {
                     got.checkouts,
                     got.resets,
                     got.broken_returns,
+                    (got.vets, got.stale),
                 ) == (
                     want.size,
                     want.idle,
@@ -873,6 +935,7 @@ fn core_seeds<D: Driver>(d: &D) {
                     want.checkouts,
                     want.resets,
                     want.broken_returns,
+                    (want.vets, want.stale),
                 ) && got.opening + got.resetting + got.closing == 0
             });
         }

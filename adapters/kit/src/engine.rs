@@ -15,8 +15,6 @@ pub struct Granted<C> {
     pub lease: Lease,
     /// The connection.
     pub conn: C,
-    /// Opened for this very checkout: it needs no vetting.
-    pub fresh: bool,
 }
 
 /// What a queued checkout receives: its connection, or why it failed.
@@ -111,11 +109,9 @@ impl<C, E, K: Hash + Eq + Clone> Engine<C, E, K> {
                         waiter,
                         lease,
                         conn,
-                        fresh,
                     } => {
                         self.core.granted(waiter, lease);
-                        let granted = Granted { lease, conn, fresh };
-                        (waiter, Delivery::Outcome(Ok(granted)))
+                        (waiter, Delivery::Outcome(Ok(Granted { lease, conn })))
                     }
                     Handoff::Fail { waiter, error } => {
                         self.core.failed(waiter, error);

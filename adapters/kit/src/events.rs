@@ -40,8 +40,8 @@ pub enum Event {
         age: Duration,
     },
     /// A connection was handed to a checkout that waited `waited` for it (zero if it was idle).
-    /// One that then fails the checkout's vetting comes back at once as a broken
-    /// [`Checkin`](Event::Checkin).
+    /// When the pool vets idle connections, after its vet passed: one that fails is closed, a
+    /// [`Release`](Event::Release) with no checkout.
     Checkout {
         /// The connection's number.
         conn: u64,

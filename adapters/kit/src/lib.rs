@@ -45,7 +45,7 @@ pub use error::{BuildError, Failure, GetError};
 pub use events::TracingEvents;
 pub use events::{Event, Events, LogEvents, Observed};
 pub use ready::run_ready;
-pub use settings::{guarded, Done, Settings};
+pub use settings::{guarded, AtOnce, Done, Settings};
 pub use tag::tagged;
 pub use waiters::Waiters;
 

@@ -92,9 +92,9 @@ pub mod tracked;
 
 pub use connector::{PgConn, PgConnector};
 pub use sanspool_pgconn::{
-    Bounds, CancelToken, Error, Op, PgSocket, SessionReset, SslMode, StatusCell, TxStatus,
-    DEFAULT_CHECK_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESET_TIMEOUT,
-    DISCARD_SESSION,
+    Bounds, CancelToken, Error, Liveness, Op, PgSocket, SessionReset, SslMode, StatusCell,
+    TxStatus, DEFAULT_CHECK_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_RESET_TIMEOUT, DISCARD_SESSION,
 };
 
 pub use postgres;

@@ -119,32 +119,21 @@ impl<M: Connector> Pool<M> {
     /// it waits (or is woken) leaves no trace in the pool.
     pub async fn get(&self) -> Result<PooledConn<M>, GetError<M::Error>> {
         let s = &self.owner.shared;
-        // The first attempt sets the deadline (from its clock read); a retry after a failed
-        // vetting keeps it.
-        let mut wait = None;
-        loop {
-            let got = s.attempt(&mut wait)?;
-            let (lease, conn, fresh, slot) = match got {
-                Got::Ready(lease, conn) => (lease, conn, false, None),
-                Got::Waiting(pending) => {
-                    let (outcome, slot) = pending.await;
-                    let Granted { lease, conn, fresh } = outcome?;
-                    (lease, conn, fresh, Some(slot))
-                }
-            };
-            // A guard before the vetting's awaits: a future dropped there still gives it back.
-            let mut guard = PooledConn {
-                pool: self.clone(),
-                lease,
-                conn: Some(conn),
-                close: false,
-                slot,
-            };
-            if fresh || !s.settings.vets() || s.settings.vet(guard.conn_mut()).await {
-                return Ok(guard);
+        let (lease, conn, slot) = match s.attempt()? {
+            Got::Ready(lease, conn) => (lease, conn, None),
+            Got::Waiting(pending) => {
+                let (outcome, slot) = pending.await;
+                let Granted { lease, conn } = outcome?;
+                (lease, conn, Some(slot))
             }
-            guard.give_back(Returned::Broken);
-        }
+        };
+        Ok(PooledConn {
+            pool: self.clone(),
+            lease,
+            conn: Some(conn),
+            close: false,
+            slot,
+        })
     }
 
     /// Gauges and counters (see [`Stats`]).

@@ -113,7 +113,8 @@ impl<M: Connector> Builder<M> {
             check_on_checkout: self.check_on_checkout,
             ..Settings::new(self.connector, self.timeout)
         };
-        Pool::build(settings, sanspool_kit::tagged(self.config), self.events).await
+        let config = settings.config(self.config);
+        Pool::build(settings, config, self.events).await
     }
 }
 

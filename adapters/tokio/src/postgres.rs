@@ -286,6 +286,17 @@ impl Connector for PgConnector {
 
     /// No I/O: the status the server sent last (and, for a session-resetting policy, whether the
     /// borrower sent anything).
+    /// A look at the socket, no round trip ([`PgConn::probe`]): so the pool vets every idle
+    /// connection before a checkout gets it, and a connection the server closed while it sat
+    /// idle (a restart, a terminated backend, a network reset) is replaced, not handed out.
+    fn probes(&self) -> bool {
+        true
+    }
+
+    fn probe(&self, conn: &mut PgConn) -> Liveness {
+        conn.probe()
+    }
+
     fn state(&self, conn: &mut PgConn) -> Returned {
         let resets_sessions = self.session_reset.resets_sessions();
         conn.0

@@ -541,7 +541,11 @@ async fn hooks_run_after_connect_and_before_reuse() {
     // checkout and be reused, and refused, first.)
     let conn = pool.get().await.unwrap();
     assert!(conn.id > 101);
-    assert_eq!(pool.stats().broken_returns, u64::from(conn.id - 101));
+    assert_eq!(
+        pool.stats().stale,
+        u64::from(conn.id - 101),
+        "closed by their vets"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

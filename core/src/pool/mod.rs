@@ -40,7 +40,7 @@ use core::time::Duration;
 /// - **driver reports**: [`handle`](Pool::handle) with the [`Completion`] of an [`Io`] the
 ///   driver performed, and [`handle_timeout`](Pool::handle_timeout) when the deadline came;
 /// - **outputs**, one per consumer: [`poll_io`](Pool::poll_io) — [`Io`] to start (open a
-///   connection; close, reset or check this one), whose outcome comes back later as a
+///   connection; close, reset, check or vet this one), whose outcome comes back later as a
 ///   [`Completion`]; [`poll_handoff`](Pool::poll_handoff) — a [`Handoff`] for the queued
 ///   checkout it names (a grant, a failure, or a wake: the woken checkout calls
 ///   [`claim`](Pool::claim) when it runs); [`poll_report`](Pool::poll_report) — a [`Report`] for
@@ -73,11 +73,12 @@ use core::time::Duration;
 /// 3. a key has at most one holder (an in-use slot or a waiter), and a slot or waiter at most one key;
 /// 4. no checkout waits while a connection is idle — except under [`Fairness::Bounded`], while the
 ///    oldest waiter has waited less than the bound: then at least as many waiters as there are
-///    idle connections (or all) are woken to claim one. None waits without an open on its way
-///    unless the pool is at `max`, backing off after a failed open, or closed; grants go to the
-///    oldest waiter;
+///    idle connections (or all) are woken to claim one; and with [`Config::vet`], while every
+///    waiter has a vet on its way (nobody is woken then). None waits without an open, an idle
+///    connection or a check on its way unless the pool is at `max`, backing off after a failed
+///    open, or closed; grants go to the oldest waiter;
 /// 5. every connection the core received is in exactly one place: idle inside, with a borrower,
-///    or inside an emitted command (reset, check, grant, close) — detached ones have left;
+///    or inside an emitted command (reset, check, vet, grant, close) — detached ones have left;
 /// 6. after [`close`](Pool::close), no `Open` is emitted, nothing waits, nothing is idle, and every
 ///    connection that comes back leaves in a `Close` command;
 /// 7. each deadline kept in the timer table is the one its definition gives for the current state,
@@ -186,7 +187,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// past its lifetime is closed instead); otherwise the checkout is queued ([`Checkout::Waiting`])
     /// and an open is ordered if there is room, or refused with [`Error::Exhausted`] (no room and
     /// [`Wait::No`]) or [`Error::TooManyWaiters`]. A key that is already waiting is
-    /// [`Error::KeyBusy`].
+    /// [`Error::KeyBusy`]. With [`Config::vet`], a checkout an idle connection could serve is
+    /// queued too (whatever `max_waiting` and its wait say), and the connection sent for its vet.
     pub fn checkout(
         &mut self,
         now: Time,
@@ -217,7 +219,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     #[inline]
     fn checkout_idle(&mut self, key: Option<K>, wait: Wait) -> Result<Checkout<C>, Error> {
-        while let Some(i) = self.idle_pop(self.config.idle_order) {
+        while let Some(i) = self.idle_pop_unvetted() {
             if self.outlived(i) {
                 self.stats.expired += 1;
                 self.close_idle(i);
@@ -235,12 +237,17 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 conn,
             });
         }
-        if wait == Wait::No && self.counts.occupied() >= self.config.max {
+        // With vetting, an idle connection serves a checkout through its vet: it queues for it.
+        let for_vet =
+            self.config.vet && self.waiters.len() < self.counts.checking() + self.idle.len();
+        if wait == Wait::No && !for_vet && self.counts.occupied() >= self.config.max {
             return Err(Error::Exhausted);
         }
         // `max_waiting` bounds checkouts that wait; one that will not is queued only for the open
-        // it triggers (at most `max` of those), so only the storage bounds it.
+        // it triggers (at most `max` of those), one an idle connection serves only for its vet:
+        // only the storage bounds them.
         let bound = match wait {
+            _ if for_vet => self.waiter_capacity(),
             Wait::No => self.waiter_capacity(),
             Wait::Until(_) | Wait::Forever => self.waiter_bound(),
         };
@@ -257,6 +264,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             fail_fast: wait == Wait::No,
             since: self.now,
             woken: false,
+            for_vet,
             key,
         };
         if let Some(k) = &waiter.key {
@@ -278,7 +286,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.next_waiter += 1;
         // psycopg2 connects on demand: a checkout that will not wait gets its own open at once,
         // backoff or not, and hears if it fails.
-        if wait == Wait::No && self.waiters.len() > self.counts.opening() {
+        if wait == Wait::No && self.waiters.len() > self.counts.coming() {
             self.order_open();
         }
         Ok(Checkout::Waiting(id))
@@ -374,14 +382,16 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     /// A queued checkout, woken by [`Handoff::Wake`] (or not), tries for an idle connection from
     /// its place in line: [`Checkout::Ready`] if one is idle and no older waiter has waited past
-    /// the fairness bound; otherwise [`Checkout::Waiting`], still queued in its place (its
+    /// the fairness bound (and the pool does not [`vet`](Config::vet) connections: then idle
+    /// ones reach the line by their vets only); otherwise [`Checkout::Waiting`], still queued in its place (its
     /// outcome may then come as a [`Handoff::Grant`]). [`Error::UnknownWaiter`] if it is not
     /// waiting (served, failed, or cancelled meanwhile: its outcome is among the hand-offs
     /// drained).
     pub fn claim(&mut self, now: Time, waiter: WaiterId) -> Result<Checkout<C>, Error> {
         let pos = self.waiter_pos(waiter).ok_or(Error::UnknownWaiter)?;
         self.advance(now);
-        let served = if pos == 0 || !self.front_starving() {
+        // With vetting, idle connections reach the line through their vets only.
+        let served = if !self.config.vet && (pos == 0 || !self.front_starving()) {
             self.claim_idle(pos)
         } else {
             None
@@ -405,7 +415,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// Serves the waiter at `pos` with an idle connection, if one is (closing those past their
     /// lifetime on the way).
     fn claim_idle(&mut self, pos: usize) -> Option<(Lease, C)> {
-        while let Some(i) = self.idle_pop(self.config.idle_order) {
+        while let Some(i) = self.idle_pop_unvetted() {
             if self.outlived(i) {
                 self.stats.expired += 1;
                 self.close_idle(i);
@@ -429,8 +439,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     ///   fails with [`Error::OpenFailed`]; waiting ones keep waiting until their deadline — unless
     ///   the failure is `permanent`: then every queued checkout fails with it at once.
     /// - [`Completion::Reset`] and [`Completion::Checked`]: [`Finished::Ok`] puts the connection
-    ///   back in service (a reset one as a clean checkin would, a checked one in its old place
-    ///   among the idle); otherwise it is closed. [`Finished::Abandoned`] is counted in
+    ///   back in service (a reset one as a clean checkin would; a checked or vetted one goes to
+    ///   the oldest waiter, else to its old place among the idle); otherwise it is closed (a
+    ///   checked or vetted one counted in [`Stats::stale`]). [`Finished::Abandoned`] is counted in
     ///   [`Stats::abandoned_resets`] or [`Stats::abandoned_checks`].
     /// - [`Completion::Closed`]: its place is free, and may be refilled, whatever the outcome
     ///   ([`Finished::Abandoned`] is counted in [`Stats::abandoned_closes`]).
@@ -443,8 +454,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             Completion::Opened { .. } | Completion::OpenFailed { .. } => {
                 |s| matches!(s.state, State::Opening)
             }
-            Completion::Reset { .. } => |s| matches!(s.state, State::Resetting) && !s.checking,
-            Completion::Checked { .. } => |s| matches!(s.state, State::Resetting) && s.checking,
+            Completion::Reset { .. } => |s| matches!(s.state, State::Resetting),
+            Completion::Checked { .. } => |s| matches!(s.state, State::Checking),
             Completion::Closed { .. } => |s| matches!(s.state, State::Closing),
         };
         let i = match self.ticket_slot(ticket, stage) {
@@ -470,7 +481,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 if outcome == Finished::Abandoned {
                     self.stats.abandoned_checks += 1;
                 }
-                self.slots.as_mut_slice()[i].checking = false;
+                if !outcome.is_ok() {
+                    self.stats.stale += 1;
+                }
                 self.back_from_driver(i, conn, outcome.is_ok(), Arrival::Checked)
             }
             Completion::Closed { outcome, .. } => {
@@ -666,8 +679,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.advance(now);
         let mut sent = 0;
         while let Some(i) = self.idle_pop(IdleOrder::Fifo) {
-            if let Some(conn) = self.take_idle(i, State::Resetting) {
-                self.slots.as_mut_slice()[i].checking = true;
+            if let Some(conn) = self.take_idle(i, State::Checking) {
                 let ticket = Ticket(self.slot_ref(i));
                 self.push_io(i, Io::Check { ticket, conn });
                 sent += 1;
@@ -778,7 +790,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         let Fairness::Bounded(bound) = self.config.fairness else {
             return None;
         };
-        if self.idle.is_empty() {
+        if self.idle.is_empty() || self.config.vet {
             return None;
         }
         Some(self.waiters.get(0)?.since.saturating_add(bound))
@@ -811,7 +823,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             in_use: self.counts.in_use(),
             waiting: self.waiters.len(),
             opening: self.counts.opening(),
-            resetting: self.counts.resetting(),
+            resetting: self.counts.resetting() + self.counts.checking(),
             closing: self.counts.closing(),
             ..self.stats
         }
@@ -896,6 +908,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// them, under load) pays only for the rules that act.
     #[inline(never)]
     fn settle_slow(&mut self) {
+        if self.config.vet && !self.idle.is_empty() && self.waiters.len() > self.counts.checking() {
+            self.vet_for_line();
+        }
         if !self.idle.is_empty() {
             self.serve_starving();
         }
@@ -907,8 +922,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         // A checkout that would not wait, whose open went to an older waiter, with no room for
         // another: exhausted after all, as psycopg2 would have said at once.
         if self.line.fail_fast > 0 && !self.has_room() {
-            // Those the opens in flight and the idle connections will not serve.
-            let mut pos = self.counts.opening() + self.counts.idle();
+            // Those the opens in flight, the idle connections and the checks will not serve.
+            let mut pos = self.counts.coming();
             while let Some(w) = self.waiters.get(pos) {
                 if w.fail_fast {
                     self.fail_waiter(pos, Error::Exhausted);
@@ -917,7 +932,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 }
             }
         }
-        if self.line.woken < min(self.idle.len(), self.waiters.len()) {
+        if !self.config.vet && self.line.woken < min(self.idle.len(), self.waiters.len()) {
             self.wake_claimers();
         }
         self.rearm();
@@ -968,8 +983,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         if self.closed {
             return 0;
         }
-        let coming = self.counts.opening() + self.counts.idle();
-        let unserved = self.waiters.len().saturating_sub(coming);
+        let unserved = self.waiters.len().saturating_sub(self.counts.coming());
         if !self.config.refill {
             return unserved;
         }
@@ -1033,9 +1047,11 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             }
             self.close_conn(i, conn);
         } else if !self.waiters.is_empty()
-            && (arrival != Arrival::Returned || self.front_starving())
+            && (arrival != Arrival::Returned || self.config.vet || self.front_starving())
         {
-            self.grant(i, conn, arrival == Arrival::Opened);
+            // With vetting, idle connections are vetted before use: one just used goes straight
+            // to the line instead.
+            self.grant(i, conn);
         } else if arrival == Arrival::Checked {
             // A check is not a use: the connection keeps its idle time and its place in the order.
             self.set_state(i, State::Idle(conn));
@@ -1073,7 +1089,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     }
 
     /// Gives the connection of slot `i` (taken out of it) to the oldest waiter, by a grant.
-    fn grant(&mut self, i: usize, conn: C, fresh: bool) {
+    fn grant(&mut self, i: usize, conn: C) {
         let waiter = match self.waiters.get(0) {
             Some(w) => w.id,
             None => return debug_assert!(false, "grant without a waiter"),
@@ -1085,7 +1101,6 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 waiter,
                 lease,
                 conn,
-                fresh,
             };
             let pushed = self.grants.push_back(Queued { seq, item: grant });
             debug_assert!(pushed.is_ok(), "grant queue over its bound");
@@ -1109,14 +1124,32 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// Idle connections go to the oldest waiters while the oldest is past the fairness bound.
     fn serve_starving(&mut self) {
         while !self.idle.is_empty() && self.front_starving() {
-            let Some(i) = self.idle_pop(self.config.idle_order) else {
+            let Some(i) = self.idle_pop_unvetted() else {
                 break;
             };
             if self.outlived(i) {
                 self.stats.expired += 1;
                 self.close_idle(i);
             } else if let Some(conn) = self.take_idle(i, State::Resetting) {
-                self.grant(i, conn, false);
+                self.grant(i, conn);
+            }
+        }
+    }
+
+    /// With vetting: idle connections go out for a vet, in the idle order, until every waiter
+    /// has one coming (each is granted to the oldest waiter when it passes).
+    fn vet_for_line(&mut self) {
+        while self.waiters.len() > self.counts.checking() {
+            let Some(i) = self.idle_pop(self.config.idle_order) else {
+                break;
+            };
+            if self.outlived(i) {
+                self.stats.expired += 1;
+                self.close_idle(i);
+            } else if let Some(conn) = self.take_idle(i, State::Checking) {
+                self.stats.vets += 1;
+                let ticket = Ticket(self.slot_ref(i));
+                self.push_io(i, Io::Vet { ticket, conn });
             }
         }
     }
@@ -1175,6 +1208,16 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.slots.as_slice()[i]
             .expires
             .is_some_and(|t| t <= self.now)
+    }
+
+    /// The idle slot a checkout may take as it is: none with vetting (see
+    /// [`vet_for_line`](Self::vet_for_line)).
+    #[inline]
+    fn idle_pop_unvetted(&mut self) -> Option<usize> {
+        if self.config.vet {
+            return None;
+        }
+        self.idle_pop(self.config.idle_order)
     }
 
     /// Takes the most (`Lifo`) or least (`Fifo`) recently returned idle slot out of the queue.

@@ -67,7 +67,7 @@ enum Place {
     },
     /// Out for a reset after a dirty return.
     Resetting,
-    /// Out for a check asked by `check_idle`.
+    /// Out for a check asked by `check_idle`, or for a vet before a checkout gets it.
     Checking,
     /// Being closed: it still counts against `max` until the driver reports it gone.
     Closing,
@@ -110,6 +110,7 @@ enum Out {
     Close(u64, Conn),
     Reset(u64, Conn),
     Check(u64, Conn),
+    Vet(u64, Conn),
     Grant(u64, Conn, u64),
     Fail(u64, Error),
     Wake(u64),
@@ -134,6 +135,8 @@ pub struct Model {
     max_idle: Option<Duration>,
     backoff_initial: Duration,
     backoff_max: Duration,
+    /// Idle connections are vetted before a checkout gets them.
+    vet: bool,
     /// The storage's room: connections and queued checkouts.
     slot_room: usize,
     waiter_room: usize,
@@ -224,6 +227,7 @@ impl Model {
             max_idle: config.max_idle,
             backoff_initial: config.backoff_initial,
             backoff_max: config.backoff_max,
+            vet: config.vet,
             slot_room,
             waiter_room,
             now: Time::ZERO,
@@ -337,7 +341,7 @@ impl Model {
             .retry_at
             .filter(|_| self.opens_wanted() > 0 && self.room());
         let starve = match (self.bound, self.line.front()) {
-            (Some(b), Some(w)) if !self.idle.is_empty() => Some(after(w.since, b)),
+            (Some(b), Some(w)) if !self.idle.is_empty() && !self.vet => Some(after(w.since, b)),
             _ => None,
         };
         waits
@@ -603,7 +607,7 @@ impl Model {
     /// order per kind of output, not across them).
     fn read_one(&mut self, read: &mut Vec<Cmd>) -> bool {
         let kind = |o: &Out| match o {
-            Out::Open(_) | Out::Close(..) | Out::Reset(..) | Out::Check(..) => 0,
+            Out::Open(_) | Out::Close(..) | Out::Reset(..) | Out::Check(..) | Out::Vet(..) => 0,
             Out::Grant(..) | Out::Fail(..) | Out::Wake(_) => 1,
             Out::Leak(_) => 2,
         };
@@ -631,6 +635,11 @@ impl Model {
                 self.handles.push(Handle::Ticket(t));
                 self.checks.push((t, c));
                 Cmd::Check(c)
+            }
+            Out::Vet(t, c) => {
+                self.handles.push(Handle::Ticket(t));
+                self.checks.push((t, c));
+                Cmd::Vet(c)
             }
             Out::Grant(w, c, loan) => {
                 self.handles.push(Handle::Loan(loan));
@@ -742,7 +751,8 @@ impl Model {
             return Err(Error::UnknownWaiter);
         };
         self.accept(self.clock, |m| {
-            if pos == 0 || !m.starving() {
+            // With vetting, idle connections reach the line through their vets only.
+            if !m.vet && (pos == 0 || !m.starving()) {
                 while let Some(conn) = m.pop_idle() {
                     if m.expired(conn) {
                         m.stats.expired += 1;
@@ -774,7 +784,7 @@ impl Model {
 
     /// While the oldest waiter is past the bound, idle connections go to the line, oldest first.
     fn serve_starving(&mut self) {
-        while !self.line.is_empty() && !self.idle.is_empty() && self.starving() {
+        while !self.vet && !self.line.is_empty() && !self.idle.is_empty() && self.starving() {
             let conn = self.pop_idle().expect("idle");
             if self.expired(conn) {
                 self.stats.expired += 1;
@@ -785,8 +795,30 @@ impl Model {
         }
     }
 
+    /// With vetting: idle connections go out for a vet (in the idle order; one past its lifetime
+    /// is closed instead) until every waiter has a check or a vet coming.
+    fn vet_for_line(&mut self) {
+        while self.vet && self.line.len() > self.checking() {
+            let Some(conn) = self.pop_idle() else {
+                break;
+            };
+            if self.expired(conn) {
+                self.stats.expired += 1;
+                self.shut(conn);
+            } else {
+                self.stats.vets += 1;
+                self.place(conn, Place::Checking);
+                let t = self.ticket();
+                self.outbox.push_back(Out::Vet(t, conn));
+            }
+        }
+    }
+
     /// Wake waiters (oldest not yet woken first) until as many are woken as connections idle.
     fn wake_claimers(&mut self) {
+        if self.vet {
+            return;
+        }
         let want = self.idle.len().min(self.line.len());
         let mut woken = self.line.iter().filter(|w| w.woken).count();
         for w in self.line.iter_mut() {
@@ -814,7 +846,7 @@ impl Model {
         key: Option<u8>,
         deadline: Option<Option<Time>>,
     ) -> Result<Got, Error> {
-        while let Some(conn) = self.pop_idle() {
+        while let Some(conn) = if self.vet { None } else { self.pop_idle() } {
             if self.expired(conn) {
                 self.stats.expired += 1;
                 self.shut(conn);
@@ -827,11 +859,14 @@ impl Model {
             return Ok(Got::Ready(conn));
         }
         let no_wait = deadline == Some(None);
-        if no_wait && !self.room() {
+        // With vetting, an idle connection serves a checkout through its vet: it waits for it.
+        let for_vet = self.vet && self.line.len() < self.checking() + self.idle.len();
+        if no_wait && !for_vet && !self.room() {
             return Err(Error::Exhausted);
         }
-        // `max_waiting` bounds those who wait; a getconn is in line only for its own open.
-        let bound = if no_wait {
+        // `max_waiting` bounds those who wait; a getconn is in line only for its own open, one
+        // an idle connection serves only for its vet.
+        let bound = if no_wait || for_vet {
             self.waiter_room
         } else {
             self.max_waiting.min(self.waiter_room)
@@ -857,7 +892,7 @@ impl Model {
         self.waiting.insert(id);
         self.waiter_history.push(id);
         // psycopg2 connects on demand: a getconn gets its own open at once, backoff or not.
-        if no_wait && self.line.len() > self.opening {
+        if no_wait && self.line.len() > self.coming() {
             self.order_open();
         }
         Ok(Got::Waiting(forge::waiter(id)))
@@ -943,6 +978,9 @@ impl Model {
             (Outcome::Abandoned, false) => self.stats.abandoned_resets += 1,
             (Outcome::Abandoned, true) => self.stats.abandoned_checks += 1,
             _ => {}
+        }
+        if check && outcome != Outcome::Ok {
+            self.stats.stale += 1;
         }
         match (outcome == Outcome::Ok, check) {
             (false, _) => self.shut(conn),
@@ -1031,9 +1069,10 @@ impl Model {
     /// borrower gave back only when the line is starving (else a woken waiter claims it, or a
     /// running checkout takes it first) — else it is the most recently returned idle one.
     fn ready_for_use(&mut self, conn: Conn, from_borrower: bool) {
+        // With vetting, a connection just used goes straight to the line (idle ones are vetted).
         let next = self
             .next_in_line()
-            .filter(|_| !from_borrower || self.starving());
+            .filter(|_| !from_borrower || self.vet || self.starving());
         if let Some(pos) = next {
             self.grant(pos, conn);
         } else {
@@ -1092,7 +1131,17 @@ impl Model {
     /// Positions in line that the opens in flight and the idle connections will not serve
     /// (under the grant rule above, the oldest are served first).
     fn beyond_the_opens(&self) -> std::ops::Range<usize> {
-        (self.opening + self.idle.len()).min(self.line.len())..self.line.len()
+        self.coming().min(self.line.len())..self.line.len()
+    }
+
+    /// Connections out for a check or a vet: each goes to the oldest waiter when it passes.
+    fn checking(&self) -> usize {
+        self.count(|p| *p == Place::Checking)
+    }
+
+    /// What will serve the line: opens in flight, idle connections, checks and vets.
+    fn coming(&self) -> usize {
+        self.opening + self.idle.len() + self.checking()
     }
 
     fn close_unkept(&mut self, conn: Conn) {
@@ -1139,14 +1188,14 @@ impl Model {
         } else {
             0
         };
-        let coming = self.opening + self.idle.len();
-        for_min.max(self.line.len().saturating_sub(coming))
+        for_min.max(self.line.len().saturating_sub(self.coming()))
     }
 
     /// After every accepted input: open what `min` and the line want (room and backoff
     /// permitting); a getconn that no open in flight will serve, with no room for another, is
     /// "connection pool exhausted", as psycopg2 would have said at once.
     fn top_up(&mut self) {
+        self.vet_for_line();
         self.serve_starving();
         let backing_off = self.retry_at.is_some_and(|t| self.now < t);
         while !backing_off && self.opens_wanted() > 0 && self.room() {

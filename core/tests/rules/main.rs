@@ -35,6 +35,7 @@ mod putconn;
 mod random;
 mod resize;
 mod stats_time;
+mod vet;
 mod waiting;
 mod warm;
 
@@ -49,6 +50,14 @@ fn backoff_config(min: usize, max: usize) -> Config {
     Config {
         backoff_initial: Duration::from_millis(100),
         backoff_max: Duration::from_secs(1),
+        ..Config::new(min, max)
+    }
+}
+
+/// Idle connections vetted before use ([`Config::vet`]).
+fn vetting(min: usize, max: usize) -> Config {
+    Config {
+        vet: true,
         ..Config::new(min, max)
     }
 }

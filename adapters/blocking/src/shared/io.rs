@@ -46,7 +46,14 @@ impl<M: Connector, K: Key> Shared<M, K> {
             self.defer(tasks, None);
         } else {
             for task in tasks {
-                self.spawn_io(task);
+                // A vet the probe decides costs a look at a socket: here, not on a thread.
+                match self.settings.perform_at_once(task) {
+                    Ok(done) => {
+                        let next = self.report(done);
+                        self.run(next);
+                    }
+                    Err(task) => self.spawn_io(task),
+                }
             }
         }
     }

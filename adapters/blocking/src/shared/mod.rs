@@ -288,58 +288,45 @@ impl<M: Connector, K: Key> Shared<M, K> {
     }
 
     /// A checkout: an idle connection, the lease holding the key already, or a wait for a grant
-    /// up to `timeout` (`None`: no wait). A connection that fails `before_reuse` or the checkout
-    /// check is given back broken, and the next one tried, within the same deadline.
+    /// up to `timeout` (`None`: no wait) — the grant of a vetted idle connection included (the
+    /// core's rule: a vet runs while the checkout waits, within its deadline).
     pub(crate) fn checkout(
         self: &Arc<Self>,
         key: Option<K>,
         timeout: Option<Duration>,
     ) -> Result<Checked<M>, GetError<M::Error>> {
-        // The deadline is set by the first attempt, on its clock.
-        let mut wait: Option<Wait> = None;
-        loop {
-            let mut st = self.state.lock();
-            let core = &st.engine.core;
-            // Served at once, a checkout needs no precise time; one that may queue reads the
-            // precise clock, for its deadline and the fairness bound.
-            let now = if core.idle() > 0 && core.waiting() == 0 {
-                self.settings.clock.recent()
-            } else {
-                self.settings.clock.now()
-            };
-            // From the pool's latest time at least: a cheap reading may lag it.
-            let start = now.max(core.now());
-            let wait = *wait.get_or_insert_with(|| Wait::within(start, timeout));
-            let got = match st.engine.core.checkout(now, key.clone(), wait) {
-                Err(e) => Err(st.engine.error(e)),
-                Ok(Checkout::Held(lease)) => Ok(Got::<M>::Held(lease)),
-                Ok(Checkout::Ready { lease, conn }) => Ok(Got::Ready(lease, conn)),
-                Ok(Checkout::Waiting(id)) => {
-                    let parking = Parking::for_this_thread();
-                    st.parked.insert(id, Arc::clone(&parking));
-                    Ok(Got::Waiting(id, parking))
-                }
-            };
-            let tasks = self.drain(&mut st);
-            drop(st);
-            self.run(tasks);
-            let (lease, mut conn, fresh) = match got? {
-                Got::Held(lease) => return Ok(Checked::Held(lease)),
-                Got::Ready(lease, conn) => (lease, conn, false),
-                Got::Waiting(id, parking) => {
-                    let outcome = self.wait_for(id, &parking, self.settings.clock.deadline(wait));
-                    Parking::keep_for_this_thread(parking);
-                    let Granted { lease, conn, fresh } = outcome?;
-                    (lease, conn, fresh)
-                }
-            };
-            if fresh || driver::vet(&self.settings, &mut conn) {
-                return Ok(Checked::Conn(lease, conn));
+        let mut st = self.state.lock();
+        let core = &st.engine.core;
+        // Served at once, a checkout needs no precise time; one that may queue reads the
+        // precise clock, for its deadline and the fairness bound.
+        let now = if core.idle() > 0 && core.waiting() == 0 && !core.config().vet {
+            self.settings.clock.recent()
+        } else {
+            self.settings.clock.now()
+        };
+        // From the pool's latest time at least: a cheap reading may lag it.
+        let wait = Wait::within(now.max(core.now()), timeout);
+        let got = match st.engine.core.checkout(now, key, wait) {
+            Err(e) => Err(st.engine.error(e)),
+            Ok(Checkout::Held(lease)) => Ok(Got::<M>::Held(lease)),
+            Ok(Checkout::Ready { lease, conn }) => Ok(Got::Ready(lease, conn)),
+            Ok(Checkout::Waiting(id)) => {
+                let parking = Parking::for_this_thread();
+                st.parked.insert(id, Arc::clone(&parking));
+                Ok(Got::Waiting(id, parking))
             }
-            if let Err(Rejected { conn: Some(c), .. }) =
-                self.checkin(lease, None, conn, Returned::Broken)
-            {
-                self.discard(c);
+        };
+        let tasks = self.drain(&mut st);
+        drop(st);
+        self.run(tasks);
+        match got? {
+            Got::Held(lease) => Ok(Checked::Held(lease)),
+            Got::Ready(lease, conn) => Ok(Checked::Conn(lease, conn)),
+            Got::Waiting(id, parking) => {
+                let outcome = self.wait_for(id, &parking, self.settings.clock.deadline(wait));
+                Parking::keep_for_this_thread(parking);
+                let Granted { lease, conn } = outcome?;
+                Ok(Checked::Conn(lease, conn))
             }
         }
     }
@@ -408,8 +395,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
         let served = match st.engine.core.claim(now, id) {
             Ok(Checkout::Ready { lease, conn }) => {
                 st.parked.remove(id);
-                let fresh = false;
-                Some(Ok(Granted { lease, conn, fresh }))
+                Some(Ok(Granted { lease, conn }))
             }
             // Still waiting (a running checkout took it first), or served or failed meanwhile:
             // then its outcome is delivered by this drain at the latest.
