@@ -37,7 +37,8 @@ macro_rules! builder_settings {
         }
 
         /// The most checkouts waiting at once; more fail with the driver's
-        /// `TooManyWaiters` error.
+        /// `TooManyWaiters` error. By default the line is not bounded (bb8's, deadpool's,
+        /// psycopg_pool's and HikariCP's default): each waiter costs a few words.
         pub fn max_waiting(mut self, n: usize) -> Self {
             self.config.max_waiting = n;
             self

@@ -65,7 +65,10 @@ pub struct Config {
     /// opened; `max_idle` does not close the idle ones below it. Not more than `max`. (`min`
     /// counts connections open whether idle or not: psycopg2's `minconn`.)
     pub min_idle: usize,
-    /// The most checkouts waiting at once; more get [`Error::TooManyWaiters`].
+    /// The most checkouts waiting at once; more get [`Error::TooManyWaiters`]. Unbounded by
+    /// default (`usize::MAX`), as bb8, deadpool, psycopg_pool and HikariCP leave the line: the
+    /// storage is then the only bound (none for the `Alloc` backend, the waiter capacity for
+    /// [`Fixed`](crate::Fixed)).
     pub max_waiting: usize,
     /// How many returned connections stay idle.
     pub keep_idle: KeepIdle,
@@ -116,15 +119,15 @@ pub struct Config {
 }
 
 impl Config {
-    /// `min..=max` connections; waits allowed (up to 1 024 waiters); LIFO; returned connections kept;
-    /// fairness bounded at 0.7 ms; no lifetime limits; open retries backing off from 100 ms to 1 s,
-    /// with jitter; no vetting.
+    /// `min..=max` connections; waits allowed (no bound on waiters but the storage's); LIFO;
+    /// returned connections kept; fairness bounded at 0.7 ms; no lifetime limits; open retries
+    /// backing off from 100 ms to 1 s, with jitter; no spare idle ones; no vetting.
     pub fn new(min: usize, max: usize) -> Config {
         Config {
             min,
             max,
             min_idle: 0,
-            max_waiting: 1024,
+            max_waiting: usize::MAX,
             keep_idle: KeepIdle::UpToMax,
             refill: true,
             idle_order: IdleOrder::Lifo,

@@ -70,6 +70,9 @@ impl Driver for Threads {
         if let Some(n) = o.max_waiting {
             b = b.max_waiting(n);
         }
+        if let Some(events) = &o.events {
+            b = b.events(events.clone());
+        }
         b.build()
     }
 

@@ -101,8 +101,8 @@ pub use postgres;
 pub use sanspool;
 pub use sanspool::psycopg2;
 pub use sanspool::{
-    BuildError, Builder, Connector, CoreError, Fairness, GetError, IdleOrder, KeepIdle, OwnedConn,
-    Pool, PooledConn, Returned, Stats,
+    BuildError, Builder, Connector, CoreError, Event, Events, Fairness, GetError, IdleOrder,
+    KeepIdle, LogEvents, OwnedConn, Pool, PooledConn, Returned, Stats,
 };
 
 // The README's examples, compiled (and run where they can) as doctests.

@@ -337,6 +337,13 @@ impl Connector for PgConnector {
         conn.0.session.checked(unused)
     }
 
+    /// A login the server refused, a database that does not exist or may not be connected to,
+    /// an unusable configuration ([`Error::is_permanent`]): waiting checkouts fail at once, and
+    /// the pool's build gives up at once.
+    fn is_permanent(&self, error: &Error) -> bool {
+        error.is_permanent()
+    }
+
     /// A reset, check or close cut off at its bound ([`Error::TimedOut`]): counted by the pool
     /// in `abandoned_resets`, `abandoned_checks` or `abandoned_closes`.
     fn is_abandoned(&self, error: &Error) -> bool {

@@ -123,6 +123,10 @@ impl<M: Connector, K: Key> Shared<M, K> {
         if let Some(m) = &self.maintenance {
             m.rearm(&mut st.alarm, Some(self.settings.clock.now()));
         }
+        // A close waiting for the pool's connections runs it (the maintenance thread is stopped).
+        if st.ready_waiters > 0 {
+            self.changed.notify_all();
+        }
     }
 
     /// Deferred work split into opens (tickets) and the rest.

@@ -93,9 +93,15 @@ impl<M: Connector, K: Key> Shared<M, K> {
         shared
     }
 
-    /// Runs the opens the build ordered and waits, up to `bound`, for `min` connections, psycopg2's
-    /// way: the first failed open is the error. A connect that hangs cannot hang the build.
-    pub(crate) fn warm_up(self: &Arc<Self>, bound: Duration) -> Result<(), GetError<M::Error>> {
+    /// Runs the opens the build ordered and waits, up to `bound`, for `min` connections. Without
+    /// `retry` (psycopg2's way) the first failed open is the error; with it (r2d2's) the core
+    /// retries failed opens with backoff, and only a permanent failure or a panic ends the wait
+    /// early. A connect that hangs cannot hang the build.
+    pub(crate) fn warm_up(
+        self: &Arc<Self>,
+        bound: Duration,
+        retry: bool,
+    ) -> Result<(), GetError<M::Error>> {
         let deadline = Instant::now().checked_add(bound);
         let tasks = self.drain(&mut self.state.lock());
         self.run(tasks);
@@ -104,7 +110,12 @@ impl<M: Connector, K: Key> Shared<M, K> {
             if st.engine.core.is_warm() {
                 return Ok(());
             }
-            if let Some(failed) = st.engine.open_failure() {
+            let failed = if retry {
+                st.engine.hopeless_failure()
+            } else {
+                st.engine.open_failure()
+            };
+            if let Some(failed) = failed {
                 return Err(failed);
             }
             st = match self.wait_changed(st, deadline) {
@@ -163,7 +174,8 @@ impl<M: Connector, K: Key> Shared<M, K> {
     }
 
     /// Closes the pool: idle connections close now, checked-out ones when they come back,
-    /// waiting checkouts fail; the maintenance thread is joined.
+    /// waiting checkouts fail; the maintenance thread is joined. Does not wait for the closes:
+    /// [`wait_closed`](Self::wait_closed) does.
     pub(crate) fn close(self: &Arc<Self>) -> Result<(), CoreError> {
         let mut st = self.state.lock();
         let now = self.settings.clock.now();
@@ -178,6 +190,40 @@ impl<M: Connector, K: Key> Shared<M, K> {
         self.run(io);
         self.stop_maintenance();
         Ok(())
+    }
+
+    /// After a close: waits until no connection the pool holds is left to close — none idle,
+    /// being reset (a reset connection comes back to be closed) or being closed. Each of those
+    /// closes is bounded by the connector, so this is too. I/O handed over by exiting threads
+    /// meanwhile (the maintenance thread that would take it is stopped) runs from here. Inline,
+    /// the closes ran already; on a thread that is exiting none may start here, so it does not
+    /// wait (the pool's drop closes what is left).
+    pub(crate) fn wait_closed(self: &Arc<Self>) {
+        if self.maintenance.is_none() || self.hand_over() {
+            return;
+        }
+        let mut st = self.state.lock();
+        loop {
+            if !st.deferred.is_empty() || !st.strays.is_empty() {
+                let io = Self::cancel_deferred_opens(&mut st, self.settings.clock.now());
+                let strays = std::mem::take(&mut st.strays);
+                drop(st);
+                for conn in strays {
+                    self.discard(conn);
+                }
+                self.run(io);
+                st = self.state.lock();
+                continue;
+            }
+            let stats = st.engine.core.stats();
+            if stats.resetting + stats.closing == 0 {
+                return;
+            }
+            st = match self.wait_changed(st, None) {
+                Some(st) => st,
+                None => return,
+            };
+        }
     }
 
     pub(crate) fn stop_maintenance(&self) {
