@@ -198,7 +198,6 @@ fn waiter_handoff<S: Storage<u32, u32>>(c: &mut Criterion, name: &str) {
                     waiter,
                     lease: l,
                     conn: c,
-                    fresh: false,
                 }) if waiter == w => (lease, conn) = (l, c),
                 other => panic!("expected a grant, got {other:?}"),
             }

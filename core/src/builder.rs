@@ -16,6 +16,13 @@ macro_rules! builder_settings {
             self
         }
 
+        /// Spare connections kept idle (r2d2's and bb8's `min_idle`), as far as `max` allows;
+        /// `max_idle` does not close idle ones below it. Default 0.
+        pub fn min_idle(mut self, n: usize) -> Self {
+            self.config.min_idle = n;
+            self
+        }
+
         /// The most connections at once (counting those being opened or closed).
         pub fn max(mut self, n: usize) -> Self {
             self.config.max = n;
@@ -30,7 +37,8 @@ macro_rules! builder_settings {
         }
 
         /// The most checkouts waiting at once; more fail with the driver's
-        /// `TooManyWaiters` error.
+        /// `TooManyWaiters` error. By default the line is not bounded (bb8's, deadpool's,
+        /// psycopg_pool's and HikariCP's default): each waiter costs a few words.
         pub fn max_waiting(mut self, n: usize) -> Self {
             self.config.max_waiting = n;
             self
@@ -81,8 +89,10 @@ macro_rules! builder_settings {
             self
         }
 
-        /// The delay before retrying after a failed open, doubling per failure from `initial`
-        /// to `max`.
+        /// The delay before retrying after failed opens, doubling per round of failures (the
+        /// opens under way together count once) from `initial` to `max`, each shortened by a
+        /// random part of up to a fifth (default: 100 ms to 1 s). Once the server has room
+        /// again, the pool serves within `max` plus a connect.
         pub fn backoff(
             mut self,
             initial: ::core::time::Duration,
@@ -94,9 +104,11 @@ macro_rules! builder_settings {
         }
 
         /// Whether a connection taken from the idle set is checked ([`Connector::check`], a
-        /// round trip) before it is handed out. One that fails, or is cut off at its bound, is
-        /// closed as a broken return (`Stats::broken_returns`; `Stats::abandoned_checks` counts
-        /// the pool's own idle checks) and the next tried. Off by default.
+        /// round trip) in its vet before it is handed out. The checkout waits for the vet, up to
+        /// its own timeout (a check that hangs delays nobody past it); a connection that fails,
+        /// or is cut off at its bound, is closed (`Stats::stale`; `Stats::abandoned_checks`
+        /// counts those cut off) and the next idle one vetted. Off by default: a connector that
+        /// probes its connections ([`Connector::probes`]) has them vetted without a round trip.
         pub fn check_on_checkout(mut self, check: bool) -> Self {
             self.check_on_checkout = check;
             self

@@ -37,6 +37,20 @@ pub enum Io<C> {
         /// The connection to check.
         conn: C,
     },
+    /// Vet this idle connection before a queued checkout gets it ([`Config::vet`]): whatever
+    /// the driver does before reuse — a look at its socket ([`Liveness`]), a hook, a round trip
+    /// if asked. Report [`Completion::Checked`]: [`Finished::Ok`] grants it to the oldest
+    /// waiter (or puts it back in its place among the idle if nobody waits any more), otherwise
+    /// the core closes it and vets the next. The checkouts wait meanwhile, each up to its own
+    /// deadline: a slow vet delays nobody past it.
+    ///
+    /// [`Config::vet`]: crate::Config::vet
+    Vet {
+        /// Reported back on completion.
+        ticket: Ticket,
+        /// The connection to vet.
+        conn: C,
+    },
 }
 
 impl<C> Io<C> {
@@ -46,7 +60,8 @@ impl<C> Io<C> {
             Io::Open(ticket)
             | Io::Close { ticket, .. }
             | Io::Reset { ticket, .. }
-            | Io::Check { ticket, .. } => *ticket,
+            | Io::Check { ticket, .. }
+            | Io::Vet { ticket, .. } => *ticket,
         }
     }
 }
@@ -62,11 +77,9 @@ pub enum Handoff<C> {
         waiter: WaiterId,
         /// Check the connection in with this.
         lease: Lease,
-        /// The connection.
+        /// The connection: just opened, handed over by a checkin, or vetted if the pool
+        /// vets ([`Config::vet`](crate::Config::vet)).
         conn: C,
-        /// Opened for this very checkout, never used before: a driver that vets connections
-        /// before reuse may skip it.
-        fresh: bool,
     },
     /// That queued checkout failed: [`Error::Timeout`], [`Error::Closed`], [`Error::OpenFailed`]
     /// or [`Error::Exhausted`].
@@ -145,8 +158,9 @@ pub enum Completion<C> {
         /// Whether the session is clean now ([`Finished::Ok`]).
         outcome: Finished,
     },
-    /// The [`Io::Check`] finished: [`Finished::Ok`] puts the connection back in its place
-    /// among the idle, otherwise the core closes it.
+    /// The [`Io::Check`] or [`Io::Vet`] finished: [`Finished::Ok`] grants the connection to the
+    /// oldest waiter, else puts it back in its place among the idle; otherwise the core closes
+    /// it (counted in [`Stats::stale`](crate::Stats::stale)).
     Checked {
         /// The check's ticket.
         ticket: Ticket,
@@ -168,7 +182,7 @@ pub enum Completion<C> {
     },
 }
 
-/// How a reset, check or close the driver performed ended ([`Completion::Reset`],
+/// How a reset, check, vet or close the driver performed ended ([`Completion::Reset`],
 /// [`Completion::Checked`], [`Completion::Closed`]).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Finished {
@@ -293,6 +307,21 @@ impl Wait {
             Some(d) => start.checked_add(d).map_or(Wait::Forever, Wait::Until),
         }
     }
+}
+
+/// What a look at an idle connection found, without a round trip (a connector's probe of its
+/// socket: the server may have closed it, or sent a FATAL error, while it sat idle). A driver
+/// vetting a connection ([`Io::Vet`]) closes a [`Dead`](Liveness::Dead) one at once, and checks
+/// an [`Unsure`](Liveness::Unsure) one with a round trip.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Liveness {
+    /// Nothing says the connection is gone: hand it out as it is.
+    Alive,
+    /// The connection is gone (the server closed it, or it was reset): any use would fail.
+    Dead,
+    /// Cannot tell without a round trip (bytes are waiting that cannot be read where the probe
+    /// looks, or there is nothing to look at).
+    Unsure,
 }
 
 /// The state of a connection given back at checkin.

@@ -62,7 +62,15 @@ pub struct Config {
     pub min: usize,
     /// The most connections that exist at once, counting those being opened and closed.
     pub max: usize,
-    /// The most checkouts waiting at once; more get [`Error::TooManyWaiters`].
+    /// Spare connections kept idle (r2d2's and bb8's `min_idle`), as far as `max` allows: when
+    /// fewer are idle or on their way, beyond what the waiting checkouts will take, more are
+    /// opened; `max_idle` does not close the idle ones below it. Not more than `max`. (`min`
+    /// counts connections open whether idle or not: psycopg2's `minconn`.)
+    pub min_idle: usize,
+    /// The most checkouts waiting at once; more get [`Error::TooManyWaiters`]. Unbounded by
+    /// default (`usize::MAX`), as bb8, deadpool, psycopg_pool and HikariCP leave the line: the
+    /// storage is then the only bound (none for the `Alloc` backend, the waiter capacity for
+    /// [`Fixed`](crate::Fixed)).
     pub max_waiting: usize,
     /// How many returned connections stay idle.
     pub keep_idle: KeepIdle,
@@ -86,10 +94,25 @@ pub struct Config {
     /// ([`Report::Leak`](crate::Report::Leak), counted in `Stats::leaks`): HikariCP's
     /// `leakDetectionThreshold`, for a guard forgotten or leaked. The connection stays with it.
     pub leak_after: Option<Duration>,
-    /// The delay after the first failed open; doubled per consecutive failure.
+    /// The delay after a round of failed opens; doubled per round. A round is the opens that
+    /// were under way together: when several fail at once (every waiter's open, against a server
+    /// that is down or full), the backoff grows by one step, not one per open.
     pub backoff_initial: Duration,
-    /// The longest delay between open retries.
+    /// The longest delay between rounds of open retries: once the server is back, the pool
+    /// serves again within this (plus the connect).
     pub backoff_max: Duration,
+    /// Each delay is shortened by a pseudo-random part of up to a fifth of it, so that pools
+    /// that failed together (every process of a service, when the database restarted) do not
+    /// retry together.
+    pub backoff_jitter: bool,
+    /// Vet every idle connection before a checkout gets it: the checkout queues, and the
+    /// connection goes out as an [`Io::Vet`](crate::Io::Vet) (the driver's look at its socket, a
+    /// hook, a round trip: the driver's choice) to be granted to the oldest waiter once it
+    /// passes; one that fails is closed and the next idle one vetted. Connections handed over
+    /// at checkin or just opened are not vetted (they were in use a moment ago). With vetting,
+    /// every idle connection goes to the line by grant, oldest waiter first: there are no
+    /// [`Handoff::Wake`](crate::Handoff::Wake)s and [`claim`](crate::Pool::claim) takes nothing.
+    pub vet: bool,
     /// Seed for the lifetime jitter: the core has no entropy of its own.
     pub seed: u64,
     /// This pool's identity in every handle it issues, so a handle from another pool is refused.
@@ -98,13 +121,15 @@ pub struct Config {
 }
 
 impl Config {
-    /// `min..=max` connections; waits allowed (up to 1 024 waiters); LIFO; returned connections kept;
-    /// fairness bounded at 0.7 ms; no lifetime limits; backoff from 100 ms to 10 s.
+    /// `min..=max` connections; waits allowed (no bound on waiters but the storage's); LIFO;
+    /// returned connections kept; fairness bounded at 0.7 ms; no lifetime limits; open retries
+    /// backing off from 100 ms to 1 s, with jitter; no spare idle ones; no vetting.
     pub fn new(min: usize, max: usize) -> Config {
         Config {
             min,
             max,
-            max_waiting: 1024,
+            min_idle: 0,
+            max_waiting: usize::MAX,
             keep_idle: KeepIdle::UpToMax,
             refill: true,
             idle_order: IdleOrder::Lifo,
@@ -114,7 +139,9 @@ impl Config {
             max_idle: None,
             leak_after: None,
             backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(1),
+            backoff_jitter: true,
+            vet: false,
             seed: 0x5eed,
             tag: 0,
         }

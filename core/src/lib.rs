@@ -5,7 +5,7 @@
 //!
 //! | inputs | outputs |
 //! |---|---|
-//! | user actions: [`checkout`](Pool::checkout), [`checkin`](Pool::checkin), [`detach`](Pool::detach), [`cancel`](Pool::cancel), [`claim`](Pool::claim), [`resize`](Pool::resize), [`drain`](Pool::drain), [`check_idle`](Pool::check_idle), [`close`](Pool::close) | [`poll_io`](Pool::poll_io): an [`Io`] to start — open a connection, close / reset / check this one |
+//! | user actions: [`checkout`](Pool::checkout), [`checkin`](Pool::checkin), [`detach`](Pool::detach), [`cancel`](Pool::cancel), [`claim`](Pool::claim), [`resize`](Pool::resize), [`drain`](Pool::drain), [`check_idle`](Pool::check_idle), [`close`](Pool::close) | [`poll_io`](Pool::poll_io): an [`Io`] to start — open a connection, close / reset / check / vet this one |
 //! | driver reports: [`handle`](Pool::handle) with a [`Completion`] (one per kind of [`Io`]), [`handle_timeout`](Pool::handle_timeout) | [`poll_handoff`](Pool::poll_handoff): a [`Handoff`] for a queued checkout — grant it this connection, fail it, wake it to claim one |
 //! | | [`poll_report`](Pool::poll_report): a [`Report`] for the application (a leaked checkout) |
 //! | | [`poll_timeout`](Pool::poll_timeout): when to call `handle_timeout` next (O(1)) |
@@ -60,14 +60,14 @@
 //!                 Io::Reset { ticket, conn } => {
 //!                     Completion::Reset { ticket, conn, outcome: Finished::Ok }
 //!                 }
-//!                 Io::Check { ticket, conn } => {
+//!                 Io::Check { ticket, conn } | Io::Vet { ticket, conn } => {
 //!                     Completion::Checked { ticket, conn, outcome: Finished::Ok }
 //!                 }
 //!             };
 //!             pool.handle(now, done).expect("a drained I/O's completion is accepted");
 //!         } else if let Some(handoff) = pool.poll_handoff() {
 //!             match handoff {
-//!                 Handoff::Grant { waiter, lease, conn, fresh: _ } => granted.push((waiter, lease, conn)),
+//!                 Handoff::Grant { waiter, lease, conn } => granted.push((waiter, lease, conn)),
 //!                 Handoff::Fail { waiter, error } => panic!("{waiter:?} failed: {error}"),
 //!                 // A connection came back while checkouts wait: the woken one claims it (a
 //!                 // real driver wakes its thread or task, which claims when it runs).
@@ -147,7 +147,7 @@ pub mod testkit;
 mod time;
 mod timer;
 
-pub use command::{Checkout, Completion, Finished, Handoff, Io, Report, Returned, Wait};
+pub use command::{Checkout, Completion, Finished, Handoff, Io, Liveness, Report, Returned, Wait};
 pub use config::{Config, Fairness, IdleOrder, KeepIdle};
 pub use error::{Error, Rejected};
 pub use handle::{Lease, Ticket, WaiterId};

@@ -25,8 +25,9 @@ pub struct Slot<C, K> {
     pub(crate) idle_seq: u64,
     /// The drain epoch it was opened in: older than the pool's means "retire on return".
     pub(crate) epoch: u32,
-    /// Out for a check (not a reset): it comes back to its old place among the idle.
-    pub(crate) checking: bool,
+    /// The backoff round its open was ordered in: a failure from an older round was counted
+    /// already.
+    pub(crate) round: u32,
     /// When it was last handed to a borrower (for `leak_after`), and in which order: reports of
     /// one `handle_timeout` come in checkout order.
     pub(crate) out_since: Time,
@@ -47,8 +48,11 @@ pub enum State<C, K> {
     Idle(C),
     /// With a borrower, under an optional key.
     InUse(Option<K>),
-    /// With the driver for a reset or a check.
+    /// With the driver for a reset.
     Resetting,
+    /// With the driver for a check or a vet: an idle connection on its way back, to the oldest
+    /// waiter or to its old place among the idle.
+    Checking,
     /// With the driver to be closed; still counts against `max` until reported closed.
     Closing,
 }
@@ -63,7 +67,7 @@ impl<C, K> Slot<C, K> {
             idle_since: Time::ZERO,
             idle_seq: 0,
             epoch: 0,
-            checking: false,
+            round: 0,
             out_since: Time::ZERO,
             out_seq: 0,
             leak_told: false,
@@ -81,7 +85,7 @@ impl<C, K> Slot<C, K> {
 /// Per-stage slot counts, kept in step with every transition (`Pool::set_state`): one counter per
 /// stage, indexed by [`State::stage`], so a transition is two array updates and no branch.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Counts([usize; 6]);
+pub(crate) struct Counts([usize; 7]);
 
 impl<C, K> State<C, K> {
     /// [`State::Free`]'s index in [`Counts`].
@@ -96,6 +100,7 @@ impl<C, K> State<C, K> {
             State::InUse(_) => 3,
             State::Resetting => 4,
             State::Closing => 5,
+            State::Checking => 6,
         }
     }
 }
@@ -127,10 +132,13 @@ impl Counts {
     pub(crate) fn closing(&self) -> usize {
         self.0[5]
     }
+    pub(crate) fn checking(&self) -> usize {
+        self.0[6]
+    }
 
     /// Slots that hold or will hold a server connection: what `max` bounds.
     pub(crate) fn occupied(&self) -> usize {
-        self.opening() + self.idle() + self.in_use() + self.resetting() + self.closing()
+        self.open() + self.opening() + self.closing()
     }
 
     /// Slots not on their way out: what a shrink brings down to `max`.
@@ -140,7 +148,14 @@ impl Counts {
 
     /// Connections that exist and are not on their way out: what `min` asks for.
     pub(crate) fn open(&self) -> usize {
-        self.idle() + self.in_use() + self.resetting()
+        self.idle() + self.in_use() + self.resetting() + self.checking()
+    }
+
+    /// Connections on their way to the line: opening, idle (claimed, or sent for a vet), out
+    /// for a check or a vet (each is granted to the oldest waiter when it comes back). A waiter
+    /// beyond these has nothing coming for it.
+    pub(crate) fn coming(&self) -> usize {
+        self.opening() + self.idle() + self.checking()
     }
 }
 
@@ -156,4 +171,9 @@ pub struct Waiter<K> {
     /// Woken ([`Handoff::Wake`](crate::Handoff::Wake)) to claim an idle connection, and has not
     /// claimed since.
     pub(crate) woken: bool,
+    /// Queued when an idle connection could serve it, for that connection's vet
+    /// ([`Config::vet`](crate::Config::vet)): it is not counted against `max_waiting`. (Only
+    /// `assert_invariants` reads it back.)
+    #[cfg_attr(not(feature = "testkit"), allow(dead_code))]
+    pub(crate) for_vet: bool,
 }

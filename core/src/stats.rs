@@ -15,7 +15,7 @@ pub struct Stats {
     pub waiting: usize,
     /// Opens ordered and not yet reported.
     pub opening: usize,
-    /// Connections out for reset or check.
+    /// Connections out for a reset, a check or a vet.
     pub resetting: usize,
     /// Connections out to be closed.
     pub closing: usize,
@@ -50,6 +50,12 @@ pub struct Stats {
     /// ([`Finished::Abandoned`](crate::Finished::Abandoned)): the connection was torn down
     /// without a goodbye; its place was freed all the same.
     pub abandoned_closes: u64,
+    /// Idle connections sent for a vet before a checkout got them
+    /// ([`Config::vet`](crate::Config::vet)).
+    pub vets: u64,
+    /// Idle connections a check or a vet found unusable (failed or abandoned): closed before
+    /// any borrower got them.
+    pub stale: u64,
     /// Connections closed for age (`max_lifetime`) or idleness (`max_idle`).
     pub expired: u64,
     /// Connections detached by their borrowers (they leave the pool without a close).

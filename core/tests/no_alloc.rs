@@ -202,6 +202,7 @@ const KINDS: &[&str] = &[
     "cmd:Close",
     "cmd:Reset",
     "cmd:Check",
+    "cmd:Vet",
     "cmd:Grant",
     "cmd:Wake",
     "cmd:Leak",
@@ -329,6 +330,7 @@ impl Reach {
             Cmd::Close(_) => "cmd:Close",
             Cmd::Reset(_) => "cmd:Reset",
             Cmd::Check(_) => "cmd:Check",
+            Cmd::Vet(_) => "cmd:Vet",
             Cmd::Grant(..) => "cmd:Grant",
             Cmd::Wake(_) => "cmd:Wake",
             Cmd::Leak(_) => "cmd:Leak",
@@ -358,6 +360,8 @@ impl Reach {
         t.resets += s.resets;
         t.abandoned_resets += s.abandoned_resets;
         t.abandoned_checks += s.abandoned_checks;
+        t.vets += s.vets;
+        t.stale += s.stale;
         t.abandoned_closes += s.abandoned_closes;
         t.expired += s.expired;
         t.detached += s.detached;
@@ -390,6 +394,8 @@ impl Reach {
             ("resets", s.resets),
             ("abandoned resets", s.abandoned_resets),
             ("abandoned checks", s.abandoned_checks),
+            ("vets", s.vets),
+            ("stale", s.stale),
             ("abandoned closes", s.abandoned_closes),
             ("expired", s.expired),
             ("detached", s.detached),
@@ -405,12 +411,13 @@ impl Reach {
 }
 
 /// `case` fitted to a storage of `slots` connections, so that its pool is built on every
-/// capacity (`max` at most `slots`, `min` at most `max`).
+/// capacity (`max` at most `slots`, `min` and `min_idle` at most `max`).
 fn fit(case: &Case, slots: u8) -> Case {
     let mut case = case.clone();
     let max = (case.setup.max % 7).clamp(1, slots);
     case.setup.max = max;
     case.setup.min = (case.setup.min % 6).min(max);
+    case.setup.min_idle = (case.setup.min_idle % 4).min(max);
     case
 }
 

@@ -191,3 +191,159 @@ fn a_close_over_a_frozen_link_times_out_at_its_bound() {
     assert!(took < 2 * bound + MARGIN, "took {took:?}");
     proxy.thaw();
 }
+
+/// Sessions each holding this many temporary tables: a backend drops them as it exits, which
+/// takes long enough for a close that returned before the session ended to show.
+const TEMP_TABLES: usize = 200;
+
+const FILL_TEMP_TABLES: &str = "DO $$ BEGIN FOR i IN 1..200 LOOP \
+     EXECUTE format('CREATE TEMP TABLE IF NOT EXISTS t%s (x int)', i); END LOOP; END $$";
+
+/// Idle sessions holding temporary tables: `n` checkouts at once, each fills its session, all
+/// given back clean (the default reset keeps the tables).
+fn fill_blocking<P>(n: usize, get: impl Fn() -> P)
+where
+    P: std::ops::DerefMut<Target = sanspool_postgres::PgConn>,
+{
+    let mut held: Vec<P> = (0..n).map(|_| get()).collect();
+    for conn in &mut held {
+        conn.batch_execute(FILL_TEMP_TABLES)
+            .expect("temporary tables");
+    }
+}
+
+/// Closes the pool's `n` idle sessions with `close`, then counts its sessions the server still
+/// lists: none. Returns how long `close` took.
+fn gone_when_closed(mon: &mut common::Monitor, n: usize, close: impl FnOnce()) -> Duration {
+    assert_eq!(mon.count(), n as i64, "the idle sessions before the close");
+    let started = Instant::now();
+    close();
+    let took = started.elapsed();
+    assert_eq!(mon.count(), 0, "sessions outlived the close ({took:?})");
+    took
+}
+
+/// `Pool::close` and psycopg2's `closeall` (threaded, persistent, simple) return once every idle
+/// connection's session is gone from `pg_stat_activity`, each session holding 200 temporary
+/// tables; so does dropping the pool's last handle.
+#[test]
+fn closeall_returns_with_every_idle_session_gone() {
+    use sanspool_postgres::psycopg2::{
+        PersistentConnectionPool, SimpleConnectionPool, ThreadedConnectionPool,
+    };
+    use sanspool_postgres::Pool;
+    const N: usize = 4;
+    let dsn = shared_dsn();
+    let mut took = Vec::new();
+
+    let name = "closeall-pool";
+    let mut mon = monitor_for(&dsn, name);
+    let pool = Pool::builder(PgConnector::new(&named(&dsn, name)).expect("a valid DSN"))
+        .min(N)
+        .max(N)
+        .build()
+        .expect("the pool");
+    fill_blocking(N, || pool.get().expect("a connection"));
+    took.push((
+        "Pool::close",
+        gone_when_closed(&mut mon, N, || pool.close().expect("close")),
+    ));
+
+    let name = "closeall-drop";
+    let mut mon = monitor_for(&dsn, name);
+    let pool = Pool::builder(PgConnector::new(&named(&dsn, name)).expect("a valid DSN"))
+        .min(N)
+        .max(N)
+        .build()
+        .expect("the pool");
+    fill_blocking(N, || pool.get().expect("a connection"));
+    took.push(("drop(Pool)", gone_when_closed(&mut mon, N, || drop(pool))));
+
+    let name = "closeall-threaded";
+    let mut mon = monitor_for(&dsn, name);
+    let connector = PgConnector::new(&named(&dsn, name)).expect("a valid DSN");
+    let pool = ThreadedConnectionPool::new(N, N, connector).expect("the pool");
+    fill_blocking(N, || pool.get().expect("a connection"));
+    // A connection held only under its key (its handle dropped): psycopg2 closes it too.
+    let keyed = pool.getconn(Some(7)).expect("a keyed connection");
+    keyed
+        .lock()
+        .expect("the connection")
+        .batch_execute(FILL_TEMP_TABLES)
+        .expect("temporary tables");
+    drop(keyed);
+    took.push((
+        "ThreadedConnectionPool::closeall",
+        gone_when_closed(&mut mon, N, || pool.closeall().expect("closeall")),
+    ));
+
+    let name = "closeall-persistent";
+    let mut mon = monitor_for(&dsn, name);
+    let connector = PgConnector::new(&named(&dsn, name)).expect("a valid DSN");
+    let pool = PersistentConnectionPool::new(N, N, connector).expect("the pool");
+    let conn = pool.getconn().expect("this thread's connection");
+    conn.lock()
+        .expect("the connection")
+        .batch_execute(FILL_TEMP_TABLES)
+        .expect("temporary tables");
+    drop(conn);
+    took.push((
+        "PersistentConnectionPool::closeall",
+        gone_when_closed(&mut mon, N, || pool.closeall().expect("closeall")),
+    ));
+
+    let name = "closeall-simple";
+    let mut mon = monitor_for(&dsn, name);
+    let connector = PgConnector::new(&named(&dsn, name)).expect("a valid DSN");
+    let pool = SimpleConnectionPool::new(N, N, connector).expect("the pool");
+    {
+        let mut held: Vec<_> = (0..N).map(|_| pool.get().expect("a connection")).collect();
+        for conn in &mut held {
+            conn.batch_execute(FILL_TEMP_TABLES)
+                .expect("temporary tables");
+        }
+    }
+    took.push((
+        "SimpleConnectionPool::closeall",
+        gone_when_closed(&mut mon, N, || pool.closeall().expect("closeall")),
+    ));
+    eprintln!("{N} idle sessions with {TEMP_TABLES} temporary tables each, closed in: {took:?}");
+}
+
+/// The async pool's `close().await` returns once every idle connection's session is gone.
+#[test]
+fn the_async_close_returns_with_every_idle_session_gone() {
+    const N: usize = 4;
+    let dsn = shared_dsn();
+    let name = "closeall-async";
+    let mut mon = monitor_for(&dsn, name);
+    let rt = runtime();
+    let connector = tpg::PgConnector::new(&named(&dsn, name)).expect("a valid DSN");
+    let pool = rt
+        .block_on(
+            sanspool_tokio::Pool::builder(connector)
+                .min(N)
+                .max(N)
+                .build(),
+        )
+        .expect("the pool");
+    rt.block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..N {
+            held.push(pool.get().await.expect("a connection"));
+        }
+        for conn in &held {
+            conn.batch_execute(FILL_TEMP_TABLES)
+                .await
+                .expect("temporary tables");
+        }
+    });
+    let took = gone_when_closed(&mut mon, N, || {
+        rt.block_on(pool.close()).expect("close");
+    });
+    eprintln!(
+        "async: {N} idle sessions with {TEMP_TABLES} temporary tables each, closed in {took:?}"
+    );
+    // Closed once: the second close is refused, and waits for nothing.
+    assert!(rt.block_on(pool.close()).is_err());
+}

@@ -6,12 +6,9 @@
 
 mod common;
 
-use std::net::{SocketAddr, ToSocketAddrs};
-
-use common::{app_name, eventually, monitor, monitor_for, PATIENCE};
-use sanspool_postgres::postgres::config::Host;
+use common::{app_name, eventually, monitor, monitor_for, server_addr, PATIENCE};
 use sanspool_postgres::postgres::fallible_iterator::FallibleIterator;
-use sanspool_postgres::tracked::Liveness;
+use sanspool_postgres::Liveness;
 use sanspool_postgres::{Connector, PgConn, PgConnector};
 use sanspool_tests::harness::Proxy;
 use sanspool_tests::{shared_dsn, PgServer, Setup};
@@ -89,24 +86,6 @@ impl Idle {
 
 fn count(found: &[Liveness], which: Liveness) -> usize {
     found.iter().filter(|&&l| l == which).count()
-}
-
-/// The TCP address of the server at `dsn` (for a proxy in front of it).
-fn server_addr(dsn: &str) -> SocketAddr {
-    let config: sanspool_postgres::postgres::Config = dsn.parse().expect("a valid DSN");
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let host = match config.get_hostaddrs().first() {
-        Some(ip) => ip.to_string(),
-        None => match config.get_hosts().first() {
-            Some(Host::Tcp(name)) => name.clone(),
-            other => panic!("the proxy needs a TCP server, not {other:?}"),
-        },
-    };
-    (host.as_str(), port)
-        .to_socket_addrs()
-        .expect("resolve the server")
-        .next()
-        .expect("an address")
 }
 
 #[test]

@@ -2,24 +2,27 @@
 
 use crate::connector::Blocking;
 use crate::driver::Settings;
-use crate::{BuildError, Connector, Key, Pool};
+use crate::pool::Start;
+use crate::{BuildError, Connector, Events, Key, Pool};
 use sanspool_core::Config;
 use sanspool_kit::Hook;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Settings for a pool of `M`'s connections, checked out under keys of type `K` (see
 /// [`keys`](Builder::keys)).
 ///
-/// Defaults: `min` 1, `max` 10, checkouts wait up to 30 s, up to 1 024 waiters, most recently
+/// Defaults: `min` 1, `max` 10, checkouts wait up to 30 s, no bound on how many wait (`max_waiting`), most recently
 /// returned connection first, every returned connection kept, no lifetime limits, open retries
-/// backing off from 100 ms to 10 s, no check on checkout. The
+/// backing off from 100 ms to 1 s, no check on checkout. The
 /// [`SimpleConnectionPool`](crate::psycopg2::SimpleConnectionPool) never waits: it ignores
 /// `timeout`.
 ///
-/// [`build`](Builder::build) makes a [`Pool`]; `build_simple`, `build_threaded` and
-/// `build_persistent` make psycopg2's pools (see [`psycopg2`](crate::psycopg2)).
+/// [`build`](Builder::build) makes a [`Pool`], waiting for `min` connections as r2d2's build
+/// does; `build_simple`, `build_threaded` and `build_persistent` make psycopg2's pools (see
+/// [`psycopg2`](crate::psycopg2)), failing on the first failed open as psycopg2's do.
 pub struct Builder<M: Connector, K = u64> {
     connector: M,
     config: Config,
@@ -27,6 +30,7 @@ pub struct Builder<M: Connector, K = u64> {
     check_on_checkout: bool,
     after_connect: Option<Hook<M::Conn, M::Error>>,
     before_reuse: Option<Hook<M::Conn, M::Error>>,
+    events: Option<Arc<dyn Events>>,
     keys: PhantomData<fn() -> K>,
 }
 
@@ -52,6 +56,7 @@ impl<M: Connector> Builder<M> {
             check_on_checkout: false,
             after_connect: None,
             before_reuse: None,
+            events: None,
             keys: PhantomData,
         }
     }
@@ -79,6 +84,14 @@ impl<M: Connector, K> Builder<M, K> {
         self
     }
 
+    /// Gives every [`Event`](crate::Event) of the pool to `events` (r2d2's `event_handler`): a
+    /// connection's acquire and release, each checkout and checkin, each checkout's timeout.
+    /// [`LogEvents`](crate::LogEvents) logs them. See [`Events`] for where it runs.
+    pub fn events(mut self, events: impl Events) -> Self {
+        self.events = Some(Arc::new(events));
+        self
+    }
+
     /// Checkouts keyed by `K2` (psycopg2's keys may be anything hashable).
     pub fn keys<K2>(self) -> Builder<M, K2> {
         Builder {
@@ -88,27 +101,47 @@ impl<M: Connector, K> Builder<M, K> {
             check_on_checkout: self.check_on_checkout,
             after_connect: self.after_connect,
             before_reuse: self.before_reuse,
+            events: self.events,
             keys: PhantomData,
         }
     }
 
-    pub(crate) fn parts(self) -> (Settings<M>, Config) {
+    /// The pool, started as `start` says.
+    pub(crate) fn start(self, start: Start) -> Result<Pool<M, K>, BuildError<M::Error>>
+    where
+        K: Key,
+    {
+        // Inline, one thread: nobody else could give a connection back, so no checkout waits.
+        let timeout = match start {
+            Start::Inline => None,
+            Start::FirstFailure | Start::Retrying => self.timeout,
+        };
         let settings = Settings {
             after_connect: self.after_connect,
             before_reuse: self.before_reuse,
             check_on_checkout: self.check_on_checkout,
-            ..Settings::new(Blocking(self.connector), self.timeout)
+            ..Settings::new(Blocking(self.connector), timeout)
         };
-        (settings, sanspool_kit::tagged(self.config))
+        let config = settings.config(self.config);
+        Pool::start(settings, config, self.events, start)
     }
 
-    /// A [`Pool`], with `min` connections open. The first failed open is the error.
+    /// A [`Pool`], once `min` connections are open (r2d2's build). A failed open is retried
+    /// with backoff until the build's bound — the checkout timeout, at least 1 s; 30 s without
+    /// one — and the error then is [`BuildError::Timeout`] with the last open's error; an open
+    /// that fails for good ([`Connector::is_permanent`]: a bad password, no such database) or
+    /// panics is the error at once. Without refills ([`psycopg2`](Builder::psycopg2)) nothing
+    /// would retry: the first failed open is the error.
     pub fn build(self) -> Result<Pool<M, K>, BuildError<M::Error>>
     where
         K: Key,
     {
-        let (settings, config) = self.parts();
-        Pool::start(settings, config, true)
+        let start = if self.config.refill {
+            Start::Retrying
+        } else {
+            Start::FirstFailure
+        };
+        self.start(start)
     }
 }
 
@@ -121,6 +154,7 @@ impl<M: Connector + fmt::Debug, K> fmt::Debug for Builder<M, K> {
             .field("check_on_checkout", &self.check_on_checkout)
             .field("after_connect", &self.after_connect.is_some())
             .field("before_reuse", &self.before_reuse.is_some())
+            .field("events", &self.events.is_some())
             .finish()
     }
 }

@@ -1,6 +1,6 @@
 //! The connection-maker trait: what a blocking client implements to be pooled.
 
-use sanspool_core::Returned;
+use sanspool_core::{Liveness, Returned};
 
 /// Opens, judges, resets, checks and closes connections of one kind.
 ///
@@ -29,6 +29,22 @@ pub trait Connector: Send + Sync + 'static {
 
     /// Checks that the connection still works (a round trip). On error it is closed and replaced.
     fn check(&self, conn: &mut Self::Conn) -> Result<(), Self::Error>;
+
+    /// Whether [`probe`](Connector::probe) looks at anything (the same answer every time). When
+    /// it does, the pool vets every idle connection before a checkout gets it: a dead one is
+    /// closed and the next taken, and nobody's query fails on it. By default it does not.
+    fn probes(&self) -> bool {
+        false
+    }
+
+    /// Whether an idle connection is still there, told without blocking (a look at its socket):
+    /// [`Liveness::Dead`] closes it, [`Liveness::Unsure`] has it [`check`](Connector::check)ed
+    /// first. Called only when [`probes`](Connector::probes) says so, on the thread about to hand
+    /// the connection out. By default [`Liveness::Alive`].
+    fn probe(&self, conn: &mut Self::Conn) -> Liveness {
+        let _ = conn;
+        Liveness::Alive
+    }
 
     /// Whether a failed [`connect`](Connector::connect) will fail again until someone fixes
     /// something (bad credentials, no such database). Then every queued checkout fails at once with
@@ -81,6 +97,14 @@ impl<M: Connector> sanspool_kit::Connector for Blocking<M> {
 
     async fn check(&self, conn: &mut M::Conn) -> Result<(), M::Error> {
         self.0.check(conn)
+    }
+
+    fn probes(&self) -> bool {
+        self.0.probes()
+    }
+
+    fn probe(&self, conn: &mut M::Conn) -> Liveness {
+        self.0.probe(conn)
     }
 
     fn is_permanent(&self, error: &M::Error) -> bool {

@@ -26,11 +26,6 @@ pub(crate) fn perform<M: Connector>(
     run_ready(settings.perform(io))
 }
 
-/// Whether a connection taken from the idle set may be handed out (the hook, then the check).
-pub(crate) fn vet<M: Connector>(settings: &Settings<M>, conn: &mut M::Conn) -> bool {
-    run_ready(settings.vet(conn))
-}
-
 /// Closes a connection the pool does not take, on this thread.
 pub(crate) fn close<M: Connector>(settings: &Settings<M>, conn: M::Conn) {
     run_ready(settings.close(conn));

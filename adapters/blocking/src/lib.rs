@@ -17,6 +17,10 @@
 //! With feature `r2d2` (off by default), `r2d2::Manager` pools what any r2d2 connection
 //! manager opens (r2d2_sqlite, r2d2_postgres, diesel's `ConnectionManager`, ...).
 //!
+//! An event hook ([`Builder::events`], r2d2's `HandleEvent`) sees each connection's acquire and
+//! release, each checkout, checkin and timeout ([`Event`]); [`LogEvents`] logs them, and with
+//! feature `tracing`, `TracingEvents` emits them as `tracing` events.
+//!
 //! # Example
 //!
 //! ```
@@ -103,7 +107,10 @@ pub use builder::Builder;
 pub use connector::Connector;
 pub use guard::{Home, OwnedConn, PooledConn};
 pub use pool::Pool;
-pub use sanspool_kit::{BuildError, GetError};
+#[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+pub use sanspool_kit::TracingEvents;
+pub use sanspool_kit::{BuildError, Event, Events, GetError, LogEvents};
 
 pub use sanspool_core::Error as CoreError;
 pub use sanspool_core::{Fairness, IdleOrder, KeepIdle, Returned, Stats};

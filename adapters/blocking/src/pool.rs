@@ -2,11 +2,23 @@
 
 use crate::driver::{Engine, Settings};
 use crate::shared::Shared;
-use crate::{BuildError, Connector, CoreError, GetError, Key, Stats};
+use crate::{BuildError, Connector, CoreError, Events, GetError, Key, Stats};
 use sanspool_core::Config;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How a pool starts: where its I/O runs, and what its build does with a failed open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// I/O inline, no thread (psycopg2's simple pool): the first failed open is the error.
+    Inline,
+    /// Threads; the first failed open is the error (psycopg2's threaded and persistent pools).
+    FirstFailure,
+    /// Threads; the build waits for `min` while the core retries failed opens, and gives up at
+    /// once only on a permanent failure or a panic (r2d2's build).
+    Retrying,
+}
 
 /// How long the build waits for `min` connections when the pool has no checkout timeout
 /// (psycopg2 mode): long enough for a slow server, short of hanging on an unreachable one.
@@ -80,14 +92,18 @@ struct Owner<M: Connector, K: Key> {
 }
 
 impl<M: Connector, K: Key> Pool<M, K> {
-    /// The pool, with `min` connections open (the first failed open is the error). `threads`: I/O
-    /// on threads and a maintenance thread; else all of it inline, on the caller's thread.
+    /// The pool, with `min` connections open, started as `start` says; `events`: the event hook.
     pub(crate) fn start(
         settings: Settings<M>,
         config: Config,
-        threads: bool,
+        events: Option<Arc<dyn Events>>,
+        start: Start,
     ) -> Result<Self, BuildError<M::Error>> {
         let mut engine = Engine::<M, K>::new(config)?;
+        if let Some(events) = events {
+            engine.observe(events, settings.clock);
+        }
+        let threads = start != Start::Inline;
         if !threads {
             // Not shared yet: the opens run here, and the first failure closes the pool.
             crate::driver::warm_up(&mut engine, &settings)?;
@@ -102,7 +118,7 @@ impl<M: Connector, K: Key> Pool<M, K> {
         if threads {
             // On an error the pool is dropped here, which closes it.
             pool.shared()
-                .warm_up(bound)
+                .warm_up(bound, start == Start::Retrying)
                 .map_err(BuildError::from_open)?;
         }
         Ok(pool)
@@ -127,11 +143,21 @@ impl<M: Connector, K: Key> Pool<M, K> {
         &self.shared().settings.connector.0
     }
 
-    /// Closes the pool: idle connections are closed now, checked-out ones when they come back;
-    /// waiting checkouts fail with [`GetError::Closed`]; the maintenance thread is joined. A second
-    /// call is [`CoreError::Closed`].
+    /// Closes the pool, and returns once its connections are closed: the idle ones and those
+    /// being reset are closed now (each on a thread of its own, as ever, bounded by the
+    /// connector's close), and this waits until every one of those closes has finished — so a
+    /// program that exits right after it leaves no session behind. Checked-out connections are
+    /// closed when they come back, and one still being opened when it opens: neither is waited
+    /// for. Waiting checkouts fail with [`GetError::Closed`]; the maintenance thread is joined. A
+    /// second call is [`CoreError::Closed`].
+    ///
+    /// Dropping the pool's last handle closes it the same way, unless it was closed already. On a
+    /// thread that is exiting (a thread-local's destructor) the closes are left to the pool's
+    /// last owner instead, and this does not wait.
     pub fn close(&self) -> Result<(), CoreError> {
-        self.shared().close()
+        self.shared().close()?;
+        self.shared().wait_closed();
+        Ok(())
     }
 
     /// Retires every connection that exists now (psycopg_pool's `drain`): idle ones close at once,
@@ -163,7 +189,9 @@ impl<M: Connector, K: Key> Pool<M, K> {
 impl<M: Connector, K: Key> Drop for Owner<M, K> {
     fn drop(&mut self) {
         // Already closed (closeall) or not, the maintenance thread is joined here.
-        let _ = self.shared.close();
+        if self.shared.close().is_ok() {
+            self.shared.wait_closed();
+        }
         self.shared.stop_maintenance();
     }
 }

@@ -23,7 +23,8 @@
 //! | `Builder::max_lifetime` (30 min), `idle_timeout` (10 min) | `max_lifetime`, `max_idle` (default: none), plus `lifetime_jitter` |
 //! | `Builder::connection_customizer` | [`Manager::with_customizer`]: `on_acquire` after each connect, `on_release` at each close |
 //! | `Builder::error_handler` (default: log at error level) | connect and `is_valid` errors are logged at error level, as r2d2's default does; see below |
-//! | `Builder::event_handler` | [`Pool::stats`](crate::Pool::stats) and the pool's log lines; see below |
+//! | `Builder::build` (waits for `min_idle`, retrying until `connection_timeout`) | [`Builder::build`](crate::Builder::build): waits for `min`, retrying transient failures until its bound, failing at once on a permanent one |
+//! | `Builder::event_handler` (`HandleEvent`) | [`Builder::events`](crate::Builder::events) ([`Events`](crate::Events)): acquire, release, checkout, checkin and timeout, with connection numbers and durations; [`LogEvents`](crate::LogEvents) logs them |
 //! | `Builder::thread_pool` | none needed: each open, reset, check and close runs on an I/O thread of its own |
 //!
 //! # What a returned connection keeps
@@ -87,10 +88,11 @@
 //!   cloned. What r2d2 does by default — log each connect, `on_acquire` and `is_valid` error at
 //!   error level — the adapter does too ([`log`](https://docs.rs/log) target `sanspool::r2d2`);
 //!   [`Stats::open_failures`](crate::Stats::open_failures) counts failed opens.
-//! - **`HandleEvent`** does not: its events (acquire, release, checkout, checkin, timeout) are
-//!   counted in [`Stats`](crate::Stats) (`opens`, `closes`, `checkouts`, `waits`, `wait_time`,
-//!   `timeouts`, `broken_returns`, `expired`, `leaks`), and a checkout held past `leak_after` is
-//!   logged. Per-connection ids and durations are not reported.
+//! - **`HandleEvent`** maps to [`Events`](crate::Events): the same five events, each
+//!   connection numbered in open order (r2d2 numbers them too), with the open's duration, the
+//!   connection's age, the checkout's wait and the borrower's hold. The hook runs under the
+//!   pool's lock (r2d2's runs outside its own): the events come in the pool's order, and the
+//!   hook must be short and must not call the pool.
 //! - **Errors that are not `Send + Sync`**: r2d2 asks of a manager's error only
 //!   `std::error::Error` (its pool keeps the text); sanspool hands the error itself to the
 //!   checkouts it fails, possibly on other threads, so [`Manager`] is a [`Connector`] when the

@@ -2,7 +2,7 @@
 //! and the core's named scenarios replayed against its simulated driver.
 
 use sanspool::{BuildError, Connector, CoreError, GetError, OwnedConn, Pool, PooledConn, Returned};
-use sanspool_core::Stats;
+use sanspool_core::{Liveness, Stats};
 use sanspool_kit::conformance::{self, Driver, Fake, FakeConn, FakeError, Options};
 
 /// The kit's fake as a blocking connector.
@@ -23,6 +23,12 @@ impl Connector for Blocking {
     }
     fn check(&self, conn: &mut FakeConn) -> Result<(), FakeError> {
         self.0.check_conn(conn)
+    }
+    fn probes(&self) -> bool {
+        self.0.probing()
+    }
+    fn probe(&self, conn: &mut FakeConn) -> Liveness {
+        self.0.probe_conn(conn)
     }
     fn is_permanent(&self, _: &FakeError) -> bool {
         self.0.permanent_failures()
@@ -63,6 +69,9 @@ impl Driver for Threads {
         }
         if let Some(n) = o.max_waiting {
             b = b.max_waiting(n);
+        }
+        if let Some(events) = &o.events {
+            b = b.events(events.clone());
         }
         b.build()
     }

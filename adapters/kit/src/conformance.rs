@@ -8,9 +8,11 @@
 //! [`Options`], check out, give back, and read the stats. [`run`] plays every scenario and names
 //! the one that fails.
 
-use crate::{BuildError, Connector, GetError};
+use crate::{BuildError, Connector, Event, Events, GetError};
 use sanspool_core::testkit::{seeds, Back, Got, KeyArg, Op, Pick, Reply, Sim, WaitArg};
-use sanspool_core::{Error as CoreError, Fairness, Fixed, IdleOrder, KeepIdle, Returned, Stats};
+use sanspool_core::{
+    Error as CoreError, Fairness, Fixed, IdleOrder, KeepIdle, Liveness, Returned, Stats,
+};
 use std::fmt;
 use std::ops::DerefMut;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -67,6 +69,12 @@ pub struct Script {
     pub abandon: AtomicBool,
     /// Opens panic.
     pub panic_opens: AtomicBool,
+    /// The fake probes idle connections ([`Connector::probes`]; read when a pool is built).
+    pub probing: AtomicBool,
+    /// Probes run.
+    pub probes: AtomicU32,
+    /// The ids of the connections its probe finds dead.
+    pub dead_ids: Mutex<Vec<u32>>,
     /// The ids of the connections closed, in order.
     pub closed_ids: Mutex<Vec<u32>>,
 }
@@ -127,6 +135,22 @@ impl Fake {
             .push(conn.id);
     }
 
+    /// Whether the fake probes idle connections.
+    pub fn probing(&self) -> bool {
+        self.probing.load(Ordering::SeqCst)
+    }
+
+    /// Probes a connection: dead if its id was marked so.
+    pub fn probe_conn(&self, conn: &FakeConn) -> Liveness {
+        self.probes.fetch_add(1, Ordering::SeqCst);
+        let dead = self.dead_ids.lock().unwrap_or_else(|p| p.into_inner());
+        if dead.contains(&conn.id) {
+            Liveness::Dead
+        } else {
+            Liveness::Alive
+        }
+    }
+
     /// Whether a failure was cut off at its bound.
     pub fn abandoned(&self) -> bool {
         self.abandon.load(Ordering::SeqCst)
@@ -156,6 +180,14 @@ impl Connector for Fake {
 
     async fn check(&self, conn: &mut FakeConn) -> Result<(), FakeError> {
         self.check_conn(conn)
+    }
+
+    fn probes(&self) -> bool {
+        self.probing()
+    }
+
+    fn probe(&self, conn: &mut FakeConn) -> Liveness {
+        self.probe_conn(conn)
     }
 
     fn is_permanent(&self, _: &FakeError) -> bool {
@@ -195,6 +227,34 @@ pub struct Options {
     pub fairness: Option<Fairness>,
     /// Set only when `Some`.
     pub max_waiting: Option<usize>,
+    /// The event hook, set only when `Some`.
+    pub events: Option<Recorder>,
+}
+
+/// An event hook that keeps every event, in order; cloning shares it.
+#[derive(Clone, Default)]
+pub struct Recorder(Arc<Mutex<Vec<Event>>>);
+
+impl Recorder {
+    /// The events so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Events for Recorder {
+    fn event(&self, event: &Event) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(*event);
+    }
+}
+
+impl fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Recorder").field(&self.events()).finish()
+    }
 }
 
 impl Options {
@@ -211,6 +271,7 @@ impl Options {
             idle_order: None,
             fairness: None,
             max_waiting: None,
+            events: None,
         }
     }
 }
@@ -283,7 +344,26 @@ pub fn scenarios<D: Driver>() -> Vec<(&'static str, Scenario<D>)> {
             "without a timeout, none at max is exhausted",
             exhausted::<D>,
         ),
-        ("a failed build is the connect error", failed_build::<D>),
+        (
+            "the build retries failed opens until they succeed",
+            build_retries::<D>,
+        ),
+        (
+            "a permanent failure fails the build at once",
+            build_fails_for_good::<D>,
+        ),
+        (
+            "a build without refills is the first failed open's error",
+            build_first_failure::<D>,
+        ),
+        (
+            "a build out of time says the last failure",
+            build_times_out::<D>,
+        ),
+        (
+            "events: acquire, checkout, checkin, timeout, release",
+            events_in_order::<D>,
+        ),
         (
             "a permanent failure fails a waiter at once",
             permanent_failure::<D>,
@@ -308,6 +388,10 @@ pub fn scenarios<D: Driver>() -> Vec<(&'static str, Scenario<D>)> {
         (
             "check on checkout replaces a dead idle connection",
             check_on_checkout::<D>,
+        ),
+        (
+            "a probe replaces dead idle connections without a round trip",
+            dead_idle_probed::<D>,
         ),
         ("abandoned resets are counted apart", abandoned_reset::<D>),
         ("drain and resize", drain_and_resize::<D>),
@@ -429,15 +513,152 @@ fn exhausted<D: Driver>(d: &D) {
     assert_eq!(err.to_string(), "connection pool exhausted");
 }
 
-fn failed_build<D: Driver>(d: &D) {
+/// r2d2's build: opens failing for a while (a server starting) are retried with backoff, and
+/// the build returns once `min` are open.
+fn build_retries<D: Driver>(d: &D) {
     let fake = Fake::default();
     fake.fail_opens.store(true, Ordering::SeqCst);
-    let err = d.build(&fake, &Options::new(1, 2)).map(drop).unwrap_err();
+    let later = fake.clone();
+    let heal = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        later.fail_opens.store(false, Ordering::SeqCst);
+    });
+    let p = d.build(&fake, &Options::new(1, 2));
+    heal.join().expect("the healing thread");
+    let p = p.unwrap_or_else(|e| panic!("the build gave up: {e}"));
+    let s = d.stats(&p);
+    assert!(s.open_failures >= 1, "no open failed: {s:?}");
+    assert_eq!((s.opens, s.idle), (1, 1), "{s:?}");
+}
+
+fn build_fails_for_good<D: Driver>(d: &D) {
+    let fake = Fake::default();
+    fake.fail_opens.store(true, Ordering::SeqCst);
+    fake.permanent.store(true, Ordering::SeqCst);
+    let options = Options {
+        timeout: Some(Duration::from_secs(30)),
+        ..Options::new(1, 2)
+    };
+    let start = Instant::now();
+    let err = d.build(&fake, &options).map(drop).unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "waited out its bound"
+    );
     match &err {
         BuildError::Connect(e) => assert_eq!(**e, FakeError("refused")),
         other => panic!("{other:?}"),
     }
     assert_eq!(err.to_string(), "could not open a connection: refused");
+    assert_eq!(count(&fake.closed), 0);
+}
+
+/// psycopg2's build (no refills: nothing would retry): the first failed open is the error.
+fn build_first_failure<D: Driver>(d: &D) {
+    let fake = Fake::default();
+    fake.fail_opens.store(true, Ordering::SeqCst);
+    let options = Options {
+        refill: false,
+        timeout: None,
+        ..Options::new(1, 2)
+    };
+    let err = d.build(&fake, &options).map(drop).unwrap_err();
+    match &err {
+        BuildError::Connect(e) => assert_eq!(**e, FakeError("refused")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(err.to_string(), "could not open a connection: refused");
+}
+
+/// Transient failures until the build's bound (the checkout timeout, at least 1 s): a timeout
+/// naming the last failure.
+fn build_times_out<D: Driver>(d: &D) {
+    let fake = Fake::default();
+    fake.fail_opens.store(true, Ordering::SeqCst);
+    let options = Options {
+        timeout: Some(Duration::from_millis(100)),
+        ..Options::new(1, 2)
+    };
+    let start = Instant::now();
+    let err = d.build(&fake, &options).map(drop).unwrap_err();
+    let took = start.elapsed();
+    match &err {
+        BuildError::Timeout(Some(e)) => assert_eq!(**e, FakeError("refused")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        "timed out waiting for a connection: refused"
+    );
+    assert!(took >= Duration::from_secs(1), "gave up early: {took:?}");
+    assert!(took < Duration::from_millis(1_500), "took {took:?}");
+}
+
+/// The event hook sees each connection's life and each checkout, in the pool's order, with the
+/// connections numbered as they opened (as the fake numbers them).
+fn events_in_order<D: Driver>(d: &D) {
+    let fake = Fake::default();
+    let rec = Recorder::default();
+    let options = Options {
+        timeout: Some(Duration::from_millis(300)),
+        events: Some(rec.clone()),
+        ..Options::new(1, 1)
+    };
+    let p = pool(d, &fake, &options);
+    eventually("the acquire", || rec.events().len() == 1);
+    drop(d.get(&p).unwrap());
+    let conn = d.get(&p).unwrap();
+    d.close_conn(conn);
+    eventually("the replacement", || d.stats(&p).idle == 1);
+    let held = d.get(&p).unwrap();
+    assert_eq!(held.id, 2);
+    let err = d.get(&p).map(|g| g.id).unwrap_err();
+    assert!(matches!(err, GetError::Timeout(None)), "{err:?}");
+    let waiter = d.get_elsewhere(&p);
+    eventually("the waiter queued", || d.stats(&p).waiting == 1);
+    drop(held);
+    assert_eq!(waiter().ok(), Some(2));
+    eventually("the waiter's checkin", || rec.events().len() == 12);
+    d.close(&p).unwrap();
+    let events = rec.events();
+    let seen: Vec<(&str, u64)> = events
+        .iter()
+        .map(|e| match *e {
+            Event::Acquire { conn, .. } => ("acquire", conn),
+            Event::Release { conn, .. } => ("release", conn),
+            Event::Checkout { conn, .. } => ("checkout", conn),
+            Event::Checkin { conn, .. } => ("checkin", conn),
+            Event::Timeout { .. } => ("timeout", 0),
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("acquire", 1),
+            ("checkout", 1),
+            ("checkin", 1),
+            ("checkout", 1),
+            ("checkin", 1),
+            ("release", 1),
+            ("acquire", 2),
+            ("checkout", 2),
+            ("timeout", 0),
+            ("checkin", 2),
+            ("checkout", 2),
+            ("checkin", 2),
+            ("release", 2),
+        ],
+        "{events:?}"
+    );
+    // An idle connection is handed out without waiting; the queued checkout waited; the
+    // timeout waited its whole timeout.
+    assert!(matches!(events[1], Event::Checkout { waited, .. } if waited.is_zero()));
+    assert!(matches!(events[10], Event::Checkout { waited, .. } if !waited.is_zero()));
+    assert!(
+        matches!(events[8], Event::Timeout { waited } if waited >= Duration::from_millis(300)),
+        "{:?}",
+        events[8]
+    );
 }
 
 fn permanent_failure<D: Driver>(d: &D) {
@@ -494,7 +715,8 @@ fn closed_pool<D: Driver>(d: &D) {
     eventually("min open", || d.stats(&p).idle == 2);
     let held = d.get(&p).unwrap();
     d.close(&p).unwrap();
-    eventually("the idle one closed", || count(&fake.closed) == 1);
+    // The close returns once the idle connection is closed.
+    assert_eq!(count(&fake.closed), 1);
     assert!(matches!(d.get(&p).map(|g| g.id), Err(GetError::Closed)));
     assert_eq!(d.close(&p), Err(CoreError::Closed));
     drop(held);
@@ -544,8 +766,31 @@ fn check_on_checkout<D: Driver>(d: &D) {
     let conn = d.get(&p).unwrap();
     fake.fail_checks.store(false, Ordering::SeqCst);
     assert_eq!(conn.id, 2, "a fresh connection, unchecked");
-    assert_eq!(d.stats(&p).broken_returns, 1);
+    let s = d.stats(&p);
+    assert_eq!((s.vets, s.stale, s.broken_returns), (2, 1, 0));
     eventually("the dead one closed", || count(&fake.closed) == 1);
+}
+
+fn dead_idle_probed<D: Driver>(d: &D) {
+    let fake = Fake::default();
+    fake.probing.store(true, Ordering::SeqCst);
+    let p = pool(d, &fake, &Options::new(2, 2));
+    eventually("min open", || d.stats(&p).idle == 2);
+    // Alive: handed out after a look, no round trip.
+    drop(d.get(&p).unwrap());
+    assert_eq!((count(&fake.probes), count(&fake.checks)), (1, 0));
+    // Both die while idle: each is found by its probe, closed, and a new one opened for the
+    // checkout; nobody gets a dead one.
+    fake.dead_ids
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend([1, 2]);
+    let conn = d.get(&p).unwrap();
+    assert_eq!(conn.id, 3, "a new connection, not a dead one");
+    let s = d.stats(&p);
+    assert_eq!((s.vets, s.stale, s.broken_returns), (3, 2, 0));
+    assert_eq!(count(&fake.checks), 0);
+    eventually("the dead ones closed", || count(&fake.closed) == 2);
 }
 
 fn abandoned_reset<D: Driver>(d: &D) {
@@ -605,6 +850,8 @@ fn core_seeds<D: Driver>(d: &D) {
             idle_order: Some(config.idle_order),
             fairness: Some(config.fairness),
             max_waiting: Some(config.max_waiting),
+            // The core vets through a check: the fake has no probe unless told.
+            check_on_checkout: config.vet,
             ..Options::new(config.min, config.max)
         };
         let Ok(p) = d.build(&fake, &options) else {
@@ -680,6 +927,7 @@ fn core_seeds<D: Driver>(d: &D) {
                     got.checkouts,
                     got.resets,
                     got.broken_returns,
+                    (got.vets, got.stale),
                 ) == (
                     want.size,
                     want.idle,
@@ -687,6 +935,7 @@ fn core_seeds<D: Driver>(d: &D) {
                     want.checkouts,
                     want.resets,
                     want.broken_returns,
+                    (want.vets, want.stale),
                 ) && got.opening + got.resetting + got.closing == 0
             });
         }

@@ -2,7 +2,7 @@
 //! connections. The async pool's `Connector` is this one; the blocking pool's is synchronous and
 //! reaches the kit through an adapter whose futures never wait.
 
-use sanspool_core::Returned;
+use sanspool_core::{Liveness, Returned};
 use std::future::Future;
 
 /// Opens, judges, resets, checks and closes connections of one kind, asynchronously.
@@ -33,6 +33,24 @@ pub trait Connector: Send + Sync + 'static {
 
     /// Checks that the connection still works (a round trip). On error it is closed and replaced.
     fn check(&self, conn: &mut Self::Conn) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Whether [`probe`](Connector::probe) looks at anything (the same answer every time). When
+    /// it does, the pool vets every idle connection before a checkout gets it
+    /// ([`Config::vet`](sanspool_core::Config::vet)): a dead one is closed and the next taken,
+    /// and nobody's query fails on it. By default it does not.
+    fn probes(&self) -> bool {
+        false
+    }
+
+    /// Whether an idle connection is still there, told without waiting on anything (a look at
+    /// its socket): [`Liveness::Dead`] closes it, [`Liveness::Unsure`] has it
+    /// [`check`](Connector::check)ed first. Called only when [`probes`](Connector::probes) says
+    /// so, on the thread or task about to hand the connection out. By default
+    /// [`Liveness::Alive`].
+    fn probe(&self, conn: &mut Self::Conn) -> Liveness {
+        let _ = conn;
+        Liveness::Alive
+    }
 
     /// Whether a failed [`connect`](Connector::connect) will fail again until someone fixes
     /// something (bad credentials, no such database): every queued checkout then fails at once.

@@ -1,10 +1,10 @@
 //! [`Engine`]: the core beside what a driver remembers (why the last open failed), and the two
 //! moves every driver makes around it under its lock: [`drain`](Engine::drain) the outputs
 //! (I/O to start, hand-offs to deliver, reports to log) and [`report`](Engine::report) a
-//! performed I/O back.
+//! performed I/O back. Both feed the event hook, if one is set ([`Observed`]).
 
-use crate::{BuildError, Done, Failure, GetError};
-use sanspool_core::{AllocPool, Config, Handoff, Io, Lease, Returned, WaiterId};
+use crate::{BuildError, Clock, Done, Events, Failure, GetError, Observed};
+use sanspool_core::{AllocPool, Completion, Config, Handoff, Io, Lease, Returned, WaiterId};
 use std::hash::Hash;
 use std::sync::Arc;
 
@@ -15,8 +15,6 @@ pub struct Granted<C> {
     pub lease: Lease,
     /// The connection.
     pub conn: C,
-    /// Opened for this very checkout: it needs no vetting.
-    pub fresh: bool,
 }
 
 /// What a queued checkout receives: its connection, or why it failed.
@@ -42,19 +40,28 @@ pub trait Outputs<C, E> {
 
 /// The core and the last open failure.
 pub struct Engine<C, E, K: Hash + Eq + Clone> {
-    /// The state machine.
-    pub core: AllocPool<C, K>,
+    /// The state machine, watched for the event hook.
+    pub core: Observed<C, K>,
     /// Why the last open failed; cleared by a successful open.
     last: Option<Failure<E>>,
+    /// Whether the connector said the last failed open would fail again
+    /// ([`Connector::is_permanent`](crate::Connector::is_permanent)).
+    permanent: bool,
 }
 
 impl<C, E, K: Hash + Eq + Clone> Engine<C, E, K> {
     /// The engine for `config`.
     pub fn new(config: Config) -> Result<Self, BuildError<E>> {
         Ok(Engine {
-            core: AllocPool::new(config).map_err(BuildError::Config)?,
+            core: Observed::new(AllocPool::new(config).map_err(BuildError::Config)?),
             last: None,
+            permanent: false,
         })
+    }
+
+    /// Gives every event from now on to `events`, timed by `clock` (the driver's).
+    pub fn observe(&mut self, events: Arc<dyn Events>, clock: Clock) {
+        self.core.watch(events, clock);
     }
 
     /// The checkout's error for a core refusal, with the last open failure as its cause.
@@ -69,6 +76,16 @@ impl<C, E, K: Hash + Eq + Clone> Engine<C, E, K> {
             .map(|_| self.error(sanspool_core::Error::OpenFailed))
     }
 
+    /// The error of the last failed open if it will fail again until someone fixes something
+    /// (the connector said so), or if it panicked: what a build that retries gives up on at once.
+    pub fn hopeless_failure(&self) -> Option<GetError<E>> {
+        match &self.last {
+            Some(Failure::Error(_)) if !self.permanent => None,
+            Some(_) => self.open_failure(),
+            None => None,
+        }
+    }
+
     /// Takes every output into `out`: the I/O, and each hand-off, which `out` may give back as a
     /// grant it could not deliver (its checkout is gone: cannot happen, a checkout leaves its
     /// driver's table only with its outcome or its cancel); the reports are logged. A grant
@@ -77,6 +94,9 @@ impl<C, E, K: Hash + Eq + Clone> Engine<C, E, K> {
     pub fn drain(&mut self, out: &mut impl Outputs<C, E>) {
         loop {
             while let Some(io) = self.core.poll_io() {
+                if let Io::Open(ticket) = io {
+                    self.core.opening(ticket);
+                }
                 out.io(io);
             }
             while let Some(report) = self.core.poll_report() {
@@ -89,12 +109,12 @@ impl<C, E, K: Hash + Eq + Clone> Engine<C, E, K> {
                         waiter,
                         lease,
                         conn,
-                        fresh,
                     } => {
-                        let granted = Granted { lease, conn, fresh };
-                        (waiter, Delivery::Outcome(Ok(granted)))
+                        self.core.granted(waiter, lease);
+                        (waiter, Delivery::Outcome(Ok(Granted { lease, conn })))
                     }
                     Handoff::Fail { waiter, error } => {
+                        self.core.failed(waiter, error);
                         (waiter, Delivery::Outcome(Err(self.error(error))))
                     }
                     Handoff::Wake { waiter } => (waiter, Delivery::Wake),
@@ -119,8 +139,9 @@ impl<C, E, K: Hash + Eq + Clone> Engine<C, E, K> {
     pub fn report(&mut self, now: sanspool_core::Time, done: Done<C, E>) -> Option<C> {
         let (completion, failure) = done;
         match (&completion, failure) {
-            (sanspool_core::Completion::Opened { .. }, _) => self.last = None,
-            (_, Some(e)) => {
+            (Completion::Opened { .. }, _) => self.last = None,
+            (Completion::OpenFailed { permanent, .. }, Some(e)) => {
+                self.permanent = *permanent;
                 self.last = Some(match e {
                     Some(e) => Failure::Error(Arc::new(e)),
                     None => Failure::Panic,
@@ -128,9 +149,22 @@ impl<C, E, K: Hash + Eq + Clone> Engine<C, E, K> {
             }
             _ => {}
         }
-        let refused = self.core.handle(now, completion).err()?;
-        debug_assert!(false, "report refused: {}", refused.error);
-        refused.conn
+        let ticket = completion.ticket();
+        let (opened, closed) = match &completion {
+            Completion::Opened { .. } => (true, false),
+            Completion::Closed { .. } => (false, true),
+            _ => (false, false),
+        };
+        match self.core.handle(now, completion) {
+            Ok(()) if opened => self.core.opened(ticket),
+            Ok(()) if closed => self.core.closed(ticket),
+            Ok(()) => {}
+            Err(refused) => {
+                debug_assert!(false, "report refused: {}", refused.error);
+                return refused.conn;
+            }
+        }
+        None
     }
 }
 

@@ -152,3 +152,70 @@ impl<E: Error + 'static> Error for BuildError<E> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Cause;
+
+    impl fmt::Display for Cause {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("password authentication failed for user \"app\"")
+        }
+    }
+
+    impl Error for Cause {}
+
+    const CAUSE: &str = "password authentication failed for user \"app\"";
+
+    /// Every error that has a cause says it, and chains it as its source.
+    #[test]
+    fn every_error_with_a_cause_says_it() {
+        let with_cause: [(GetError<Cause>, &str); 2] = [
+            (
+                GetError::Connect(Arc::new(Cause)),
+                "could not open a connection: ",
+            ),
+            (
+                GetError::Timeout(Some(Arc::new(Cause))),
+                "timed out waiting for a connection: ",
+            ),
+        ];
+        for (err, lead) in with_cause {
+            assert_eq!(err.to_string(), format!("{lead}{CAUSE}"));
+            assert_eq!(err.source().map(|e| e.to_string()).as_deref(), Some(CAUSE));
+        }
+        let with_cause: [(BuildError<Cause>, &str); 2] = [
+            (
+                BuildError::Connect(Arc::new(Cause)),
+                "could not open a connection: ",
+            ),
+            (
+                BuildError::Timeout(Some(Arc::new(Cause))),
+                "timed out waiting for a connection: ",
+            ),
+        ];
+        for (err, lead) in with_cause {
+            assert_eq!(err.to_string(), format!("{lead}{CAUSE}"));
+            assert_eq!(err.source().map(|e| e.to_string()).as_deref(), Some(CAUSE));
+        }
+        // A refused setting is its own cause; a panic is said as one (the panic hook printed it).
+        let config: BuildError<Cause> = BuildError::Config(Core::MinAboveMax);
+        assert_eq!(
+            config.to_string(),
+            "min connections is greater than max connections"
+        );
+        let panicked: BuildError<Cause> = BuildError::Panicked;
+        assert_eq!(panicked.to_string(), "opening a connection panicked");
+        // A checkout's error after a failed open keeps that open's cause, as a build's does.
+        let last = Failure::Error(Arc::new(Cause));
+        for core in [Core::OpenFailed, Core::Timeout] {
+            let err = GetError::from_core(core, Some(&last));
+            assert!(err.to_string().ends_with(CAUSE), "{err}");
+            let err = BuildError::from_open(err);
+            assert!(err.to_string().ends_with(CAUSE), "{err}");
+        }
+    }
+}

@@ -11,6 +11,9 @@
 //!   (I/O to start, [`Delivery`]s for queued checkouts, reports to log) and the report of a
 //!   performed I/O;
 //! - [`GetError`], [`BuildError`]: the errors, the same in every driver;
+//! - [`Event`], [`Events`]: the event hook (r2d2's `HandleEvent`), fed from the [`Engine`]
+//!   ([`Observed`]); [`LogEvents`] logs them (and, with feature `tracing`, `TracingEvents`
+//!   emits them as `tracing` events);
 //! - [`Waiters`]: the table of queued checkouts; [`tagged`]: each pool's tag, unique in the
 //!   process whichever driver built it;
 //! - feature `conformance`: the suite every driver runs (`conformance` module).
@@ -28,6 +31,7 @@ pub mod conformance;
 mod connector;
 mod engine;
 mod error;
+mod events;
 mod ready;
 mod settings;
 mod tag;
@@ -37,8 +41,11 @@ pub use clock::Clock;
 pub use connector::{AsyncHook, Connector, Hook, SyncHook};
 pub use engine::{Delivery, Engine, Granted, Outcome, Outputs};
 pub use error::{BuildError, Failure, GetError};
+#[cfg(feature = "tracing")]
+pub use events::TracingEvents;
+pub use events::{Event, Events, LogEvents, Observed};
 pub use ready::run_ready;
-pub use settings::{guarded, Done, Settings};
+pub use settings::{guarded, AtOnce, Done, Settings};
 pub use tag::tagged;
 pub use waiters::Waiters;
 

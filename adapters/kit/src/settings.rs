@@ -6,7 +6,7 @@
 
 use crate::{Clock, Connector, Hook};
 use futures_util::FutureExt;
-use sanspool_core::{Completion, Finished, Io, Returned};
+use sanspool_core::{Completion, Config, Finished, Io, Liveness, Returned};
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
@@ -17,9 +17,11 @@ pub struct Settings<M: Connector> {
     pub connector: M,
     /// Runs on every new connection; an error fails the open.
     pub after_connect: Option<Hook<M::Conn, M::Error>>,
-    /// Runs on a connection taken from the idle set before it is handed out; an error closes it.
+    /// Runs on a connection taken from the idle set before it is handed out (in its vet); an
+    /// error closes it.
     pub before_reuse: Option<Hook<M::Conn, M::Error>>,
-    /// Whether a connection taken from the idle set is checked ([`Connector::check`]) first.
+    /// Whether a connection taken from the idle set is checked ([`Connector::check`]) in its
+    /// vet.
     pub check_on_checkout: bool,
     /// How long a checkout waits; `None`: it does not (psycopg2).
     pub timeout: Option<Duration>,
@@ -29,6 +31,9 @@ pub struct Settings<M: Connector> {
 
 /// A performed I/O's completion and, for a failed open, why it failed (`Some(None)`: it panicked).
 pub type Done<C, E> = (Completion<C>, Option<Option<E>>);
+
+/// [`Settings::perform_at_once`]'s answer: the I/O done on the spot, or handed back.
+pub type AtOnce<C, E> = Result<Done<C, E>, Io<C>>;
 
 /// `f`'s result, or `None` if it panicked (the panic hook has printed it already).
 pub fn guarded<R>(f: impl FnOnce() -> R) -> Option<R> {
@@ -74,24 +79,71 @@ impl<M: Connector> Settings<M> {
         }
     }
 
-    /// Whether connections taken from the idle set are vetted at all.
-    pub fn vets(&self) -> bool {
-        self.before_reuse.is_some() || self.check_on_checkout
+    /// The core's configuration for these settings: `config` with a tag of its own (see
+    /// [`tagged`](crate::tagged)), vetting idle connections if there is anything to vet them
+    /// with (a probe, a hook, a check on checkout).
+    pub fn config(&self, config: Config) -> Config {
+        Config {
+            vet: self.vets(),
+            ..crate::tagged(config)
+        }
     }
 
-    /// Whether a connection taken from the idle set may be handed out: `before_reuse`, then the
-    /// check when `check_on_checkout` is set.
-    pub async fn vet(&self, conn: &mut M::Conn) -> bool {
-        guarded_async(async {
-            if let Some(hook) = &self.before_reuse {
-                if hook.run(conn).await.is_err() {
-                    return false;
-                }
+    fn vets(&self) -> bool {
+        self.connector.probes() || self.before_reuse.is_some() || self.check_on_checkout
+    }
+
+    /// The connector's probe, guarded (a panic says dead); `Alive` for a connector without one.
+    fn probe(&self, conn: &mut M::Conn) -> Liveness {
+        if !self.connector.probes() {
+            return Liveness::Alive;
+        }
+        guarded(|| self.connector.probe(conn)).unwrap_or(Liveness::Dead)
+    }
+
+    /// An idle connection's vet ([`Io::Vet`]): the probe (a dead one fails), `before_reuse`,
+    /// then a check (a round trip) when `check_on_checkout` is set or the probe was unsure.
+    async fn vet(&self, conn: &mut M::Conn) -> Finished {
+        let probed = self.probe(conn);
+        if probed == Liveness::Dead {
+            return Finished::Failed;
+        }
+        if let Some(hook) = &self.before_reuse {
+            if guarded_async(hook.run(conn))
+                .await
+                .is_none_or(|r| r.is_err())
+            {
+                return Finished::Failed;
             }
-            !self.check_on_checkout || self.connector.check(conn).await.is_ok()
-        })
-        .await
-        .unwrap_or(false)
+        }
+        if probed == Liveness::Unsure || self.check_on_checkout {
+            return self.finished(guarded_async(self.connector.check(conn)).await);
+        }
+        Finished::Ok
+    }
+
+    /// Performs `io` on the spot if it needs no waiting at all — a vet that the probe decides
+    /// (no hook, no check) — else hands it back to be performed where I/O runs. A vet decided
+    /// here costs a look at a socket, not a task or a thread.
+    pub fn perform_at_once(&self, io: Io<M::Conn>) -> AtOnce<M::Conn, M::Error> {
+        match io {
+            Io::Vet { ticket, mut conn }
+                if self.before_reuse.is_none() && !self.check_on_checkout =>
+            {
+                let outcome = match self.probe(&mut conn) {
+                    Liveness::Alive => Finished::Ok,
+                    Liveness::Dead => Finished::Failed,
+                    Liveness::Unsure => return Err(Io::Vet { ticket, conn }),
+                };
+                let done = Completion::Checked {
+                    ticket,
+                    conn,
+                    outcome,
+                };
+                Ok((done, None))
+            }
+            io => Err(io),
+        }
     }
 
     /// The state of a connection given back, without I/O; `close`: its borrower asks for it to
@@ -151,6 +203,14 @@ impl<M: Connector> Settings<M> {
             }
             Io::Check { ticket, mut conn } => {
                 let outcome = self.finished(guarded_async(self.connector.check(&mut conn)).await);
+                Completion::Checked {
+                    ticket,
+                    conn,
+                    outcome,
+                }
+            }
+            Io::Vet { ticket, mut conn } => {
+                let outcome = self.vet(&mut conn).await;
                 Completion::Checked {
                     ticket,
                     conn,

@@ -56,6 +56,22 @@ impl Error {
         }
     }
 
+    /// Whether an open that failed with this will fail again until someone changes something:
+    /// the server refused the login (SQLSTATE class 28: a bad password, an unknown role, no
+    /// `pg_hba.conf` entry), the database does not exist (`3D000`) or may not be connected to
+    /// (`42501`), or the configuration cannot be used. A server starting, shutting down or full
+    /// (`57P03`, `57P01`, `53300`) and an unreachable one may answer next time: not permanent.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Error::Config(_) | Error::InvalidConfig(_) => true,
+            Error::Postgres(e) => e.code().is_some_and(|code| {
+                let code = code.code();
+                code.starts_with("28") || code == "3D000" || code == "42501"
+            }),
+            _ => false,
+        }
+    }
+
     /// A client error caused by the connection's deadline becomes [`Error::TimedOut`].
     pub fn during(op: Op) -> impl FnOnce(tokio_postgres::Error) -> Error {
         move |e| match io_cause(&e) {
@@ -91,14 +107,24 @@ fn io_cause(e: &tokio_postgres::Error) -> Option<&io::Error> {
     None
 }
 
+/// The client's error with its cause: its own text names only the kind ("db error", "invalid
+/// connection string"), the cause says what happened (the server's message, the parser's).
+fn with_cause(f: &mut fmt::Formatter<'_>, e: &tokio_postgres::Error) -> fmt::Result {
+    fmt::Display::fmt(e, f)?;
+    match StdError::source(e) {
+        Some(cause) => write!(f, ": {cause}"),
+        None => Ok(()),
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Config(_) => f.write_str("invalid connection string"),
+            Error::Config(e) => with_cause(f, e),
             Error::InvalidConfig(why) => write!(f, "unusable configuration: {why}"),
             Error::Connect(e) => write!(f, "cannot reach the server: {e}"),
             Error::Tls(e) => write!(f, "TLS setup failed: {e}"),
-            Error::Postgres(e) => fmt::Display::fmt(e, f),
+            Error::Postgres(e) => with_cause(f, e),
             Error::TimedOut(op) => write!(f, "{op:?} timed out"),
             Error::Closed => f.write_str("the connection closed"),
             Error::NotIdle(status) => {
@@ -111,7 +137,8 @@ impl fmt::Display for Error {
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
-            Error::Config(e) => Some(e),
+            // The client's error is displayed, not chained: its own source follows.
+            Error::Config(e) => StdError::source(e),
             Error::Connect(e) => Some(e),
             Error::Tls(e) => Some(&**e),
             // The client's error is displayed, not chained: its own source follows.

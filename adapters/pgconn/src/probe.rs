@@ -20,26 +20,16 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::net::{recv, RecvFlags};
 
 /// What a probe of an idle connection found, without a round trip
-/// ([`StatusCell::probe`](crate::StatusCell::probe), and the connectors' `PgConn::probe`).
-///
-/// It is about the connection, not the session: [`Alive`](Liveness::Alive) says nothing of the
-/// transaction status (read [`StatusCell::get`](crate::StatusCell::get) for that).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Liveness {
-    /// Nothing says the connection is gone: no end of stream, no reset, and what the server sent
-    /// unasked, if anything (a notification, a notice, a parameter change), is left for the
-    /// client to read. Hand it out as it is.
-    Alive,
-    /// The connection is gone: the server closed its end (a terminated backend, a server shut
-    /// down or restarted: the FATAL error or the shutdown notice is waiting, or the end of
-    /// stream), the connection was reset, or the client already knows it is closed. Any query
-    /// would fail: close it and open another, no round trip needed.
-    Dead,
-    /// Cannot tell without a round trip: bytes are waiting that cannot be read here (encrypted
-    /// under TLS, or a message the session's state does not explain), or the socket is not one
-    /// this crate opened (nothing to look at). Check it with a round trip before handing it out.
-    Unsure,
-}
+/// ([`StatusCell::probe`](crate::StatusCell::probe), and the connectors' `PgConn::probe`): the
+/// pools' vocabulary, from `sanspool-core`. [`Alive`](Liveness::Alive) says nothing of the
+/// transaction status (read [`StatusCell::get`](crate::StatusCell::get) for that): notifications,
+/// notices and parameter changes the server sent unasked are left for the client to read.
+/// [`Dead`](Liveness::Dead): the server closed its end (a terminated backend, a server shut down
+/// or restarted: its FATAL error or shutdown notice is waiting, or the end of stream), the
+/// connection was reset, or the client already knows it is closed. [`Unsure`](Liveness::Unsure):
+/// bytes are waiting that cannot be read here (encrypted under TLS, or a message the session's
+/// state does not explain), or the socket is not one this crate opened.
+pub use sanspool_core::Liveness;
 
 /// The probe of one connection: a duplicate of its socket's descriptor.
 #[derive(Debug)]

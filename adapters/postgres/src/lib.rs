@@ -92,17 +92,17 @@ pub mod tracked;
 
 pub use connector::{PgConn, PgConnector};
 pub use sanspool_pgconn::{
-    Bounds, CancelToken, Error, Op, PgSocket, SessionReset, SslMode, StatusCell, TxStatus,
-    DEFAULT_CHECK_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESET_TIMEOUT,
-    DISCARD_SESSION,
+    Bounds, CancelToken, Error, Liveness, Op, PgSocket, SessionReset, SslMode, StatusCell,
+    TxStatus, DEFAULT_CHECK_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_RESET_TIMEOUT, DISCARD_SESSION,
 };
 
 pub use postgres;
 pub use sanspool;
 pub use sanspool::psycopg2;
 pub use sanspool::{
-    BuildError, Builder, Connector, CoreError, Fairness, GetError, IdleOrder, KeepIdle, OwnedConn,
-    Pool, PooledConn, Returned, Stats,
+    BuildError, Builder, Connector, CoreError, Event, Events, Fairness, GetError, IdleOrder,
+    KeepIdle, LogEvents, OwnedConn, Pool, PooledConn, Returned, Stats,
 };
 
 // The README's examples, compiled (and run where they can) as doctests.

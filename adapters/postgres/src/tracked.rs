@@ -3,7 +3,7 @@
 //! The server states its transaction status in every ReadyForQuery message; libpq keeps the last
 //! one (`PQtransactionStatus`), `postgres::Client` does not. A client opened by [`connect`] or
 //! [`connect_tls`] talks through a transparent observer of the protocol, and its
-//! [`StatusCell::get`] is one atomic load. The observer's rule and limits are those of
+//! [`StatusCell::get`](crate::StatusCell::get) is one atomic load. The observer's rule and limits are those of
 //! `sanspool-pgconn` (its `tracker` module); how it gets into a stock `postgres::Client`, its
 //! `handshake` module.
 //!
@@ -15,9 +15,7 @@ use std::time::Duration;
 
 use postgres::tls::{MakeTlsConnect, TlsConnect};
 use postgres::{Client, Config};
-use sanspool_pgconn::{Error, Opener};
-
-pub use sanspool_pgconn::{Liveness, PgSocket, StatusCell, TxStatus};
+use sanspool_pgconn::{Error, Opener, PgSocket, StatusCell};
 
 /// Opens a tracked connection without TLS: plaintext unless `sslmode=require`, which then fails
 /// as libpq built without TLS would. Within [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT)

@@ -36,11 +36,14 @@ fn a_bad_dsn_is_a_typed_config_error() {
     ] {
         let err = PgConnector::new(dsn).unwrap_err();
         assert!(matches!(err, Error::Config(_)), "{dsn}: {err:?}");
-        assert_eq!(err.to_string(), "invalid connection string");
+        // The text says what is wrong: the parser's error, which is also the source.
+        let text = err.to_string();
+        let cause = err.source().expect("the parser's error is the source");
         assert!(
-            err.source().is_some(),
-            "{dsn}: the parser's error is the source"
+            text.starts_with("invalid connection string: "),
+            "{dsn}: {text}"
         );
+        assert!(text.contains(&cause.to_string()), "{dsn}: {text}");
         assert!(err.as_postgres().is_some());
     }
 }

@@ -14,8 +14,9 @@ use postgres::config::{SslMode, SslNegotiation};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 use postgres::{Client, Config, NoTls, SimpleQueryMessage};
-use sanspool_postgres::tracked::{connect, connect_tls, StatusCell, TxStatus};
+use sanspool_postgres::tracked::{connect, connect_tls};
 use sanspool_postgres::PgSocket;
+use sanspool_postgres::{StatusCell, TxStatus};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 const BIN: &str = "/usr/lib/postgresql/15/bin";

@@ -3,11 +3,12 @@
 
 use crate::inner::{lock, maintain, Got, Shared, State, WARM_UP_BOUND, WARM_UP_LEAST};
 use crate::internals::Slot;
-use crate::{BuildError, Connector, CoreError, GetError};
+use crate::{BuildError, Connector, CoreError, Events, GetError};
 use parking_lot::Mutex;
 use sanspool_core::{Config, Io, Lease, Returned, Stats};
 use sanspool_kit::{Engine, Granted, Settings};
 use std::fmt;
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -54,8 +55,14 @@ impl<M: Connector> Pool<M> {
     pub(crate) async fn build(
         settings: Settings<M>,
         config: Config,
+        events: Option<Arc<dyn Events>>,
     ) -> Result<Self, BuildError<M::Error>> {
-        let engine = Engine::new(config)?;
+        // Without refills nothing would retry a failed open.
+        let retry = config.refill;
+        let mut engine = Engine::new(config)?;
+        if let Some(events) = events {
+            engine.observe(events, settings.clock);
+        }
         let bound = settings
             .timeout
             .map_or(WARM_UP_BOUND, |t| t.max(WARM_UP_LEAST));
@@ -75,13 +82,17 @@ impl<M: Connector> Pool<M> {
             owner: Arc::new(Owner { shared }),
         };
         // On an error the pool is dropped here, which closes it.
-        pool.warm_up(bound).await.map_err(BuildError::from_open)?;
+        pool.warm_up(bound, retry)
+            .await
+            .map_err(BuildError::from_open)?;
         Ok(pool)
     }
 
-    /// Opens `min` connections, psycopg2's way: the first failed open is the build's error;
-    /// bounded, so an unreachable server ends in a timeout.
-    async fn warm_up(&self, bound: Duration) -> Result<(), GetError<M::Error>> {
+    /// Opens `min` connections, bounded, so an unreachable server ends in a timeout. With
+    /// `retry` (r2d2's and bb8's way) the core retries failed opens with backoff, and only a
+    /// permanent failure or a panic ends the wait early; without, the first failed open is the
+    /// build's error.
+    async fn warm_up(&self, bound: Duration, retry: bool) -> Result<(), GetError<M::Error>> {
         let s = &self.owner.shared;
         let out = s.drain(&mut lock(&s.state));
         s.finish(out);
@@ -90,6 +101,8 @@ impl<M: Connector> Pool<M> {
             .wait_until(deadline, |st| {
                 if st.engine.core.is_warm() {
                     Some(Ok(()))
+                } else if retry {
+                    st.engine.hopeless_failure().map(Err)
                 } else {
                     st.engine.open_failure().map(Err)
                 }
@@ -106,32 +119,21 @@ impl<M: Connector> Pool<M> {
     /// it waits (or is woken) leaves no trace in the pool.
     pub async fn get(&self) -> Result<PooledConn<M>, GetError<M::Error>> {
         let s = &self.owner.shared;
-        // The first attempt sets the deadline (from its clock read); a retry after a failed
-        // vetting keeps it.
-        let mut wait = None;
-        loop {
-            let got = s.attempt(&mut wait)?;
-            let (lease, conn, fresh, slot) = match got {
-                Got::Ready(lease, conn) => (lease, conn, false, None),
-                Got::Waiting(pending) => {
-                    let (outcome, slot) = pending.await;
-                    let Granted { lease, conn, fresh } = outcome?;
-                    (lease, conn, fresh, Some(slot))
-                }
-            };
-            // A guard before the vetting's awaits: a future dropped there still gives it back.
-            let mut guard = PooledConn {
-                pool: self.clone(),
-                lease,
-                conn: Some(conn),
-                close: false,
-                slot,
-            };
-            if fresh || !s.settings.vets() || s.settings.vet(guard.conn_mut()).await {
-                return Ok(guard);
+        let (lease, conn, slot) = match s.attempt()? {
+            Got::Ready(lease, conn) => (lease, conn, None),
+            Got::Waiting(pending) => {
+                let (outcome, slot) = pending.await;
+                let Granted { lease, conn } = outcome?;
+                (lease, conn, Some(slot))
             }
-            guard.give_back(Returned::Broken);
-        }
+        };
+        Ok(PooledConn {
+            pool: self.clone(),
+            lease,
+            conn: Some(conn),
+            close: false,
+            slot,
+        })
     }
 
     /// Gauges and counters (see [`Stats`]).
@@ -149,15 +151,33 @@ impl<M: Connector> Pool<M> {
         &self.owner.shared.settings.connector
     }
 
-    /// Closes the pool: idle connections are closed now (on tasks), checked-out ones when they
-    /// come back; waiting checkouts fail with [`GetError::Closed`]. A second call is
-    /// [`CoreError::Closed`].
-    pub fn close(&self) -> Result<(), CoreError> {
-        let s = &self.owner.shared;
-        s.input(|core, now| core.close(now))?;
-        s.stopped.store(true, Ordering::Release);
-        s.wake.notify_one();
-        Ok(())
+    /// Closes the pool at once, and returns a future that resolves once its connections are
+    /// closed: the idle ones and those being reset are closed now (on tasks, each bounded by the
+    /// connector's close), and the future waits until every one of those closes has finished —
+    /// so a program that exits right after `pool.close().await` leaves no session behind.
+    /// Checked-out connections are closed when they come back, and one still being opened when
+    /// it opens: neither is waited for. Waiting checkouts fail with [`GetError::Closed`]. A second
+    /// call is [`CoreError::Closed`].
+    ///
+    /// The close happens in this call, not in the future: a future dropped (or never awaited)
+    /// leaves the pool closed, its connections closing on their tasks, as dropping the pool's
+    /// last handle does.
+    pub fn close(&self) -> impl Future<Output = Result<(), CoreError>> + Send + 'static {
+        let s = Arc::clone(&self.owner.shared);
+        let closed = s.input(|core, now| core.close(now));
+        if closed.is_ok() {
+            s.stopped.store(true, Ordering::Release);
+            s.wake.notify_one();
+        }
+        async move {
+            closed?;
+            s.wait_until(None, |st| {
+                let stats = st.engine.core.stats();
+                (stats.resetting + stats.closing == 0).then_some(())
+            })
+            .await;
+            Ok(())
+        }
     }
 
     /// Retires every connection that exists now: idle ones close at once, checked-out ones when

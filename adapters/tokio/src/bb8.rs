@@ -19,7 +19,7 @@
 //! | `Builder::min_idle` (default none) | `min`, connections kept open (default 1) |
 //! | `Builder::test_on_check_out` (default **on**) | `check_on_checkout` (default off: no round trip per checkout) |
 //! | `Builder::connection_timeout` (30 s): `RunError::TimedOut` | `timeout` (30 s): [`GetError::Timeout`](crate::GetError::Timeout), with the last connect error if opens were failing |
-//! | `Builder::retry_connection` (default on) | always: a failed open is retried with backoff while checkouts wait out their timeout |
+//! | `Builder::retry_connection` (default on) | always: a failed open is retried with backoff while checkouts wait out their timeout, and while [`build`](crate::Builder::build) waits for `min` (a permanent failure fails both at once) |
 //! | `Builder::max_lifetime` (30 min), `idle_timeout` (10 min) | `max_lifetime`, `max_idle` (default: none), plus `lifetime_jitter` |
 //! | `Builder::queue_strategy` (`Fifo`, `Lifo`) | `idle_order` ([`IdleOrder::Fifo`](crate::IdleOrder::Fifo) by default, `Lifo`) |
 //! | `Builder::connection_customizer` | [`Manager::with_customizer`]: its `on_acquire` after each connect |

@@ -1,16 +1,18 @@
 //! The pool's settings, and its construction.
 
-use crate::{BuildError, Connector, Pool};
+use crate::{BuildError, Connector, Events, Pool};
 use futures_util::future::BoxFuture;
 use sanspool_core::{Config, Fairness, IdleOrder};
 use sanspool_kit::{Hook, Settings};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Settings for a pool of `M`'s connections: the blocking pool's settings, with async hooks.
 ///
-/// Defaults: `min` 1, `max` 10, checkouts wait up to 30 s, up to 1 024 waiters, every returned
-/// connection kept, no lifetime limits, open retries backing off from 100 ms to 10 s, no check on
+/// Defaults: `min` 1, `max` 10, checkouts wait up to 30 s, no bound on how many wait
+/// (`max_waiting`), every returned connection kept, no lifetime limits, open retries backing off
+/// from 100 ms to 1 s, no check on
 /// checkout; and two that differ from the blocking pool's, each measured (`docs/tuning.md`):
 /// - [`IdleOrder::Fifo`]: the least recently returned connection first, as deadpool and bb8 do:
 ///   consecutive checkouts of one task go to different server processes. The price: a steadily
@@ -30,6 +32,7 @@ pub struct Builder<M: Connector> {
     check_on_checkout: bool,
     after_connect: Option<Hook<M::Conn, M::Error>>,
     before_reuse: Option<Hook<M::Conn, M::Error>>,
+    events: Option<Arc<dyn Events>>,
 }
 
 impl<M: Connector> Pool<M> {
@@ -53,6 +56,7 @@ impl<M: Connector> Builder<M> {
             check_on_checkout: false,
             after_connect: None,
             before_reuse: None,
+            events: None,
         }
     }
 
@@ -84,8 +88,22 @@ impl<M: Connector> Builder<M> {
         self
     }
 
-    /// The pool, with `min` connections open (the first failed open is the error), on the
-    /// current tokio runtime: its tasks (opens, resets, closes, maintenance) are spawned there.
+    /// Gives every [`Event`](crate::Event) of the pool to `events` (r2d2's `event_handler`): a
+    /// connection's acquire and release, each checkout and checkin, each checkout's timeout.
+    /// [`LogEvents`](crate::LogEvents) logs them. See [`Events`] for where it runs.
+    pub fn events(mut self, events: impl Events) -> Self {
+        self.events = Some(Arc::new(events));
+        self
+    }
+
+    /// The pool, once `min` connections are open (r2d2's and bb8's build), on the current tokio
+    /// runtime: its tasks (opens, resets, closes, maintenance) are spawned there.
+    ///
+    /// A failed open is retried with backoff until the build's bound — the checkout timeout, at
+    /// least 1 s; 30 s without one — and the error then is [`BuildError::Timeout`] with the last
+    /// open's error; an open that fails for good ([`Connector::is_permanent`]: a bad password,
+    /// no such database) or panics is the error at once. Without refills
+    /// ([`psycopg2`](Builder::psycopg2)) nothing would retry: the first failed open is the error.
     ///
     /// # Panics
     /// Outside a tokio runtime.
@@ -96,7 +114,8 @@ impl<M: Connector> Builder<M> {
             check_on_checkout: self.check_on_checkout,
             ..Settings::new(self.connector, self.timeout)
         };
-        Pool::build(settings, sanspool_kit::tagged(self.config)).await
+        let config = settings.config(self.config);
+        Pool::build(settings, config, self.events).await
     }
 }
 
@@ -109,6 +128,7 @@ impl<M: Connector + fmt::Debug> fmt::Debug for Builder<M> {
             .field("check_on_checkout", &self.check_on_checkout)
             .field("after_connect", &self.after_connect.is_some())
             .field("before_reuse", &self.before_reuse.is_some())
+            .field("events", &self.events.is_some())
             .finish()
     }
 }

@@ -176,22 +176,19 @@ impl<M: Connector> Shared<M> {
         self.run(rest.io);
     }
 
-    /// One checkout attempt: a connection, or a place in line (a slot; its future leaves its
-    /// task's waker there when first polled).
+    /// A checkout: a connection, or a place in line (a slot; its future leaves its task's waker
+    /// there when first polled).
     ///
     /// The clock is read before the lock (a contended lock's holder should not be reading
-    /// clocks), and the deadline (`wait`, set by the first attempt) is taken from the pool's
-    /// latest time if that is later: two checkouts racing for the lock then still queue with
-    /// their deadlines in line order, the order the core's timer table finds the earliest in at
-    /// once (out of order, the core searches the line whenever its front leaves).
-    pub(crate) fn attempt<'a>(
-        self: &'a Arc<Self>,
-        wait: &mut Option<Wait>,
-    ) -> Result<Got<'a, M>, GetError<M::Error>> {
+    /// clocks), and the deadline is taken from the pool's latest time if that is later: two
+    /// checkouts racing for the lock then still queue with their deadlines in line order, the
+    /// order the core's timer table finds the earliest in at once (out of order, the core
+    /// searches the line whenever its front leaves).
+    pub(crate) fn attempt(self: &Arc<Self>) -> Result<Got<'_, M>, GetError<M::Error>> {
         let now = self.settings.clock.now();
         let mut st = lock(&self.state);
         let start = now.max(st.engine.core.now());
-        let wait = *wait.get_or_insert_with(|| Wait::within(start, self.settings.timeout));
+        let wait = Wait::within(start, self.settings.timeout);
         let got = match st.engine.core.checkout(now, None, wait) {
             Err(e) => Err(st.engine.error(e)),
             Ok(Checkout::Ready { lease, conn }) => Ok(Got::Ready(lease, conn)),
@@ -221,10 +218,14 @@ impl<M: Connector> Shared<M> {
         got
     }
 
-    /// Spawns each command's I/O as a task of its own.
+    /// Spawns each command's I/O as a task of its own — but a vet the probe decides, which
+    /// costs a look at a socket: that is done here.
     pub(crate) fn run(self: &Arc<Self>, io: Vec<Io<M::Conn>>) {
         for cmd in io {
-            drop(self.spawn(cmd));
+            match self.settings.perform_at_once(cmd) {
+                Ok(done) => self.report(done),
+                Err(cmd) => drop(self.spawn(cmd)),
+            }
         }
     }
 
@@ -449,9 +450,7 @@ impl<M: Connector> Pending<'_, M> {
             Ok(Checkout::Ready { lease, conn }) => {
                 st.waiters.remove(self.id);
                 *entry = Entry::Done;
-                // Taken from the idle set: vetted like any reused connection.
-                let fresh = false;
-                Some(Ok(Granted { lease, conn, fresh }))
+                Some(Ok(Granted { lease, conn }))
             }
             Ok(Checkout::Waiting(_)) => {
                 // In the slot before the drain, which may wake it again at once.

@@ -12,6 +12,10 @@
 //! return costs no round trip. With feature `bb8` (off by default), `bb8::Manager` pools what
 //! any bb8 connection manager opens (bb8-postgres, bb8-redis, ...).
 //!
+//! An event hook ([`Builder::events`], r2d2's `HandleEvent`) sees each connection's acquire and
+//! release, each checkout, checkin and timeout ([`Event`]); [`LogEvents`] logs them, and with
+//! feature `tracing`, `TracingEvents` emits them as `tracing` events.
+//!
 //! ```
 //! # use sanspool_tokio::{Builder, Connector, Returned};
 //! # use std::convert::Infallible;
@@ -69,7 +73,10 @@ pub use api::{Pool, PooledConn};
 pub use builder::Builder;
 pub use sanspool_core::Error as CoreError;
 pub use sanspool_core::{Fairness, IdleOrder, KeepIdle, Returned, Stats};
-pub use sanspool_kit::{BuildError, Connector, GetError};
+#[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+pub use sanspool_kit::TracingEvents;
+pub use sanspool_kit::{BuildError, Connector, Event, Events, GetError, LogEvents};
 
 // The README's examples, compiled (and run where they can) as doctests.
 #[cfg(doctest)]

@@ -286,6 +286,17 @@ impl Connector for PgConnector {
 
     /// No I/O: the status the server sent last (and, for a session-resetting policy, whether the
     /// borrower sent anything).
+    /// A look at the socket, no round trip ([`PgConn::probe`]): so the pool vets every idle
+    /// connection before a checkout gets it, and a connection the server closed while it sat
+    /// idle (a restart, a terminated backend, a network reset) is replaced, not handed out.
+    fn probes(&self) -> bool {
+        true
+    }
+
+    fn probe(&self, conn: &mut PgConn) -> Liveness {
+        conn.probe()
+    }
+
     fn state(&self, conn: &mut PgConn) -> Returned {
         let resets_sessions = self.session_reset.resets_sessions();
         conn.0
@@ -324,6 +335,13 @@ impl Connector for PgConnector {
         )
         .await?;
         conn.0.session.checked(unused)
+    }
+
+    /// A login the server refused, a database that does not exist or may not be connected to,
+    /// an unusable configuration ([`Error::is_permanent`]): waiting checkouts fail at once, and
+    /// the pool's build gives up at once.
+    fn is_permanent(&self, error: &Error) -> bool {
+        error.is_permanent()
     }
 
     /// A reset, check or close cut off at its bound ([`Error::TimedOut`]): counted by the pool

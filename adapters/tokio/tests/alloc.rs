@@ -86,6 +86,6 @@ fn checkouts_and_returns_allocate_nothing_once_warm() {
             }
         });
         assert_eq!(allocs, 0, "{fairness:?}: allocations in 100 warm rounds");
-        runtime.block_on(async { pool.close().expect("close") });
+        runtime.block_on(async { pool.close().await.expect("close") });
     }
 }

@@ -34,6 +34,9 @@ impl Driver for Tasks {
         if let Some(n) = o.max_waiting {
             b = b.max_waiting(n);
         }
+        if let Some(events) = &o.events {
+            b = b.events(events.clone());
+        }
         self.0.block_on(b.build())
     }
 
@@ -66,7 +69,7 @@ impl Driver for Tasks {
     }
 
     fn close(&self, pool: &Pool<Fake>) -> Result<(), CoreError> {
-        pool.close()
+        self.0.block_on(pool.close())
     }
 
     fn check(&self, pool: &Pool<Fake>) -> Result<usize, CoreError> {

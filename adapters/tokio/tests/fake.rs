@@ -369,15 +369,25 @@ async fn without_a_timeout_a_full_pool_is_exhausted() {
     assert!(matches!(pool.get().await, Err(GetError::Exhausted)));
 }
 
+/// The build retries a failing open until its bound (r2d2's and bb8's), then names the cause.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_build_is_the_connect_error() {
+async fn a_failed_build_times_out_with_the_connect_error() {
     let fake = Fake::default();
     fake.0.fail_opens.store(true, Ordering::SeqCst);
-    let err = Builder::new(fake.clone()).min(1).build().await.unwrap_err();
-    match err {
-        BuildError::Connect(e) => assert_eq!(e.to_string(), "refused"),
+    let err = Builder::new(fake.clone())
+        .min(1)
+        .timeout(Duration::from_millis(10))
+        .build()
+        .await
+        .unwrap_err();
+    match &err {
+        BuildError::Timeout(Some(e)) => assert_eq!(e.to_string(), "refused"),
         other => panic!("{other:?}"),
     }
+    assert_eq!(
+        err.to_string(),
+        "timed out waiting for a connection: refused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -444,10 +454,10 @@ async fn close_fails_waiters_and_closes_every_connection() {
         async move { pool.get().await.map(drop) }
     });
     eventually("queued", || pool.stats().waiting == 1).await;
-    pool.close().unwrap();
+    pool.close().await.unwrap();
     assert!(matches!(waiter.await.unwrap(), Err(GetError::Closed)));
     assert!(matches!(pool.get().await, Err(GetError::Closed)));
-    assert!(matches!(pool.close(), Err(CoreError::Closed)));
+    assert!(matches!(pool.close().await, Err(CoreError::Closed)));
     drop(held);
     drop(_other);
     eventually("closed", || fake.0.closed.load(Ordering::SeqCst) == 2).await;
@@ -531,7 +541,11 @@ async fn hooks_run_after_connect_and_before_reuse() {
     // checkout and be reused, and refused, first.)
     let conn = pool.get().await.unwrap();
     assert!(conn.id > 101);
-    assert_eq!(pool.stats().broken_returns, u64::from(conn.id - 101));
+    assert_eq!(
+        pool.stats().stale,
+        u64::from(conn.id - 101),
+        "closed by their vets"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -539,6 +553,7 @@ async fn a_failing_after_connect_fails_the_build() {
     let fake = Fake::default();
     let err = Builder::new(fake.clone())
         .min(1)
+        .psycopg2()
         .after_connect(|_| Box::pin(async { Err(FakeError("hook")) }))
         .build()
         .await
@@ -581,7 +596,7 @@ async fn check_waits_for_the_answers_and_counts_the_failures() {
     let _one = pool.get().await.unwrap();
     assert_eq!(pool.check().await.unwrap(), 0);
     assert_eq!(fake.0.checks.load(Ordering::SeqCst), 7);
-    pool.close().unwrap();
+    pool.close().await.unwrap();
     assert!(matches!(pool.check().await, Err(CoreError::Closed)));
 }
 
@@ -592,6 +607,7 @@ fn futures_are_send(pool: &Pool<Fake>) {
     send(pool.get());
     send(pool.check());
     send(pool.wait_ready(Duration::ZERO));
+    send(pool.close());
 }
 
 /// Polls `get` until it waits, then drops it as soon as it is woken (by a wake or by its

@@ -350,7 +350,7 @@ async fn close_closes_every_connection_on_the_server() {
         }
     });
     eventually("queued", || pool.stats().waiting == 1).await;
-    pool.close().unwrap();
+    pool.close().await.unwrap();
     assert!(matches!(waiter.await.unwrap(), Err(GetError::Closed)));
     mon.until_count(1).await;
     drop(held);

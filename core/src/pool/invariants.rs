@@ -84,7 +84,13 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
         // 4. waiters are served before anything idles — or, under a fairness bound none of them
         // has reached, woken to claim it — and have opens coming when opens are allowed.
-        if !self.waiters.is_empty() && counts.idle() > 0 {
+        if !self.waiters.is_empty() && counts.idle() > 0 && self.config.vet {
+            assert!(
+                self.waiters.len() <= counts.checking(),
+                "a connection is idle and a waiter has no vet coming"
+            );
+            assert_eq!(self.line.woken, 0, "a waiter woken while the pool vets");
+        } else if !self.waiters.is_empty() && counts.idle() > 0 {
             assert!(
                 !self.front_starving(),
                 "a checkout waits while a connection is idle, past the fairness bound"
@@ -131,20 +137,27 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         let backing_off = self.retry_at.is_some_and(|t| self.now < t);
         if !self.closed && !backing_off && counts.occupied() < self.config.max {
             assert!(
-                self.waiters.len() <= counts.opening() + counts.idle(),
+                self.waiters.len() <= counts.coming(),
                 "a waiter has no open coming"
             );
             assert!(
                 !self.config.refill || counts.open() + counts.opening() >= self.config.min,
                 "below min with room to open"
             );
+            assert!(
+                !self.config.refill || counts.coming() >= self.waiters.len() + self.config.min_idle,
+                "below min_idle with room to open"
+            );
         }
         assert!(
             self.waiters.len() + self.fails.len() <= self.waiter_capacity(),
             "waiters over the storage's bound"
         );
-        let waiting =
-            (0..self.waiters.len()).filter(|&p| self.waiters.get(p).is_some_and(|w| !w.fail_fast));
+        let waiting = (0..self.waiters.len()).filter(|&p| {
+            self.waiters
+                .get(p)
+                .is_some_and(|w| !w.fail_fast && !w.for_vet)
+        });
         assert!(
             waiting.count() <= self.waiter_bound(),
             "waiters over max_waiting"
@@ -161,8 +174,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             let (r, ok): (_, StageTest<C, K>) = match self.io.get(p).expect("len") {
                 Io::Open(t) => (t.0, |s| matches!(s, State::Opening)),
                 Io::Close { ticket, .. } => (ticket.0, |s| matches!(s, State::Closing)),
-                Io::Reset { ticket, .. } | Io::Check { ticket, .. } => {
-                    (ticket.0, |s| matches!(s, State::Resetting))
+                Io::Reset { ticket, .. } => (ticket.0, |s| matches!(s, State::Resetting)),
+                Io::Check { ticket, .. } | Io::Vet { ticket, .. } => {
+                    (ticket.0, |s| matches!(s, State::Checking))
                 }
             };
             let s = &slots[usize::from(r.index)];
@@ -257,16 +271,20 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         let idle = self
             .config
             .max_idle
-            .filter(|_| self.counts.open() > self.config.min)
+            .filter(|_| {
+                self.counts.open() > self.config.min && self.counts.idle() > self.config.min_idle
+            })
             .and_then(|d| Some(self.slot_at_idle(0)?.idle_since.saturating_add(d)));
         let retry = self
             .retry_at
             .filter(|_| self.open_deficit() > 0 && self.counts.occupied() < self.config.max);
         let starve = match self.config.fairness {
-            crate::Fairness::Bounded(b) if self.idle.len() > 0 => (0..self.waiters.len())
-                .filter_map(|p| self.waiters.get(p))
-                .map(|w| w.since.saturating_add(b))
-                .min(),
+            crate::Fairness::Bounded(b) if self.idle.len() > 0 && !self.config.vet => {
+                (0..self.waiters.len())
+                    .filter_map(|p| self.waiters.get(p))
+                    .map(|w| w.since.saturating_add(b))
+                    .min()
+            }
             _ => None,
         };
         let leak = (0..crate::storage::Buffer::as_slice(&self.slots).len())

@@ -40,7 +40,7 @@ use core::time::Duration;
 /// - **driver reports**: [`handle`](Pool::handle) with the [`Completion`] of an [`Io`] the
 ///   driver performed, and [`handle_timeout`](Pool::handle_timeout) when the deadline came;
 /// - **outputs**, one per consumer: [`poll_io`](Pool::poll_io) — [`Io`] to start (open a
-///   connection; close, reset or check this one), whose outcome comes back later as a
+///   connection; close, reset, check or vet this one), whose outcome comes back later as a
 ///   [`Completion`]; [`poll_handoff`](Pool::poll_handoff) — a [`Handoff`] for the queued
 ///   checkout it names (a grant, a failure, or a wake: the woken checkout calls
 ///   [`claim`](Pool::claim) when it runs); [`poll_report`](Pool::poll_report) — a [`Report`] for
@@ -75,10 +75,12 @@ use core::time::Duration;
 ///    oldest waiter has waited less than the bound and the line is not in its strict phase (a
 ///    waiter served at the bound, none since in under half of it, the line not drained since):
 ///    then at least as many waiters as there are idle connections (or all) are woken to claim
-///    one. None waits without an open on its way unless the pool is at `max`, backing off after
-///    a failed open, or closed; grants go to the oldest waiter;
+///    one; and with [`Config::vet`], while every waiter has a vet on its way (nobody is woken
+///    then). None waits without an open, an idle connection or a check on its way unless the
+///    pool is at `max`, backing off after a failed open, or closed; grants go to the oldest
+///    waiter;
 /// 5. every connection the core received is in exactly one place: idle inside, with a borrower,
-///    or inside an emitted command (reset, check, grant, close) — detached ones have left;
+///    or inside an emitted command (reset, check, vet, grant, close) — detached ones have left;
 /// 6. after [`close`](Pool::close), no `Open` is emitted, nothing waits, nothing is idle, and every
 ///    connection that comes back leaves in a `Close` command;
 /// 7. each deadline kept in the timer table is the one its definition gives for the current state,
@@ -107,8 +109,10 @@ pub struct Pool<C, K, S: Storage<C, K>> {
     idle_seq: u64,
     /// The drain generation: connections opened in an older one are retired when they come back.
     epoch: u32,
-    /// Consecutive failed opens, and when the next may be tried.
+    /// Consecutive rounds of failed opens, the current round (each backoff starts a new one), and
+    /// when the next open may be tried.
     failures: u32,
+    round: u32,
     retry_at: Option<Time>,
     rng: u64,
     stats: Stats,
@@ -149,6 +153,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     pub fn new(config: Config) -> Result<Self, Error> {
         let slots = S::Slots::default();
         Config::check_sizes(config.min, config.max, slots.capacity())?;
+        if config.min_idle > config.max {
+            return Err(Error::MinAboveMax);
+        }
         config.check_timing()?;
         let mut pool = Pool {
             ceiling: config.max,
@@ -173,6 +180,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             idle_seq: 0,
             epoch: 0,
             failures: 0,
+            round: 0,
             retry_at: None,
             stats: Stats::default(),
         };
@@ -191,7 +199,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// past its lifetime is closed instead); otherwise the checkout is queued ([`Checkout::Waiting`])
     /// and an open is ordered if there is room, or refused with [`Error::Exhausted`] (no room and
     /// [`Wait::No`]) or [`Error::TooManyWaiters`]. A key that is already waiting is
-    /// [`Error::KeyBusy`].
+    /// [`Error::KeyBusy`]. With [`Config::vet`], a checkout an idle connection could serve is
+    /// queued too (whatever `max_waiting` and its wait say), and the connection sent for its vet.
     pub fn checkout(
         &mut self,
         now: Time,
@@ -222,7 +231,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     #[inline]
     fn checkout_idle(&mut self, key: Option<K>, wait: Wait) -> Result<Checkout<C>, Error> {
-        while let Some(i) = self.idle_pop(self.config.idle_order) {
+        while let Some(i) = self.idle_pop_unvetted() {
             if self.outlived(i) {
                 self.stats.expired += 1;
                 self.close_idle(i);
@@ -240,12 +249,17 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 conn,
             });
         }
-        if wait == Wait::No && self.counts.occupied() >= self.config.max {
+        // With vetting, an idle connection serves a checkout through its vet: it queues for it.
+        let for_vet =
+            self.config.vet && self.waiters.len() < self.counts.checking() + self.idle.len();
+        if wait == Wait::No && !for_vet && self.counts.occupied() >= self.config.max {
             return Err(Error::Exhausted);
         }
         // `max_waiting` bounds checkouts that wait; one that will not is queued only for the open
-        // it triggers (at most `max` of those), so only the storage bounds it.
+        // it triggers (at most `max` of those), one an idle connection serves only for its vet:
+        // only the storage bounds them.
         let bound = match wait {
+            _ if for_vet => self.waiter_capacity(),
             Wait::No => self.waiter_capacity(),
             Wait::Until(_) | Wait::Forever => self.waiter_bound(),
         };
@@ -262,6 +276,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             fail_fast: wait == Wait::No,
             since: self.now,
             woken: false,
+            for_vet,
             key,
         };
         if let Some(k) = &waiter.key {
@@ -283,7 +298,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.next_waiter += 1;
         // psycopg2 connects on demand: a checkout that will not wait gets its own open at once,
         // backoff or not, and hears if it fails.
-        if wait == Wait::No && self.waiters.len() > self.counts.opening() {
+        if wait == Wait::No && self.waiters.len() > self.counts.coming() {
             self.order_open();
         }
         Ok(Checkout::Waiting(id))
@@ -379,14 +394,16 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     /// A queued checkout, woken by [`Handoff::Wake`] (or not), tries for an idle connection from
     /// its place in line: [`Checkout::Ready`] if one is idle and no older waiter must be served
-    /// first (past the fairness bound, or the line in its strict phase); otherwise
-    /// [`Checkout::Waiting`], still queued in its place (its outcome may then come as a
-    /// [`Handoff::Grant`]). [`Error::UnknownWaiter`] if it is not waiting (served, failed, or
+    /// first (past the fairness bound, or the line in its strict phase), and the pool does not
+    /// [`vet`](Config::vet) connections (then idle ones reach the line by their vets only);
+    /// otherwise [`Checkout::Waiting`], still queued in its place (its outcome may then come as
+    /// a [`Handoff::Grant`]). [`Error::UnknownWaiter`] if it is not waiting (served, failed, or
     /// cancelled meanwhile: its outcome is among the hand-offs drained).
     pub fn claim(&mut self, now: Time, waiter: WaiterId) -> Result<Checkout<C>, Error> {
         let pos = self.waiter_pos(waiter).ok_or(Error::UnknownWaiter)?;
         self.advance(now);
-        let served = if pos == 0 || !self.front_starving() {
+        // With vetting, idle connections reach the line through their vets only.
+        let served = if !self.config.vet && (pos == 0 || !self.front_starving()) {
             self.claim_idle(pos)
         } else {
             None
@@ -410,7 +427,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// Serves the waiter at `pos` with an idle connection, if one is (closing those past their
     /// lifetime on the way).
     fn claim_idle(&mut self, pos: usize) -> Option<(Lease, C)> {
-        while let Some(i) = self.idle_pop(self.config.idle_order) {
+        while let Some(i) = self.idle_pop_unvetted() {
             if self.outlived(i) {
                 self.stats.expired += 1;
                 self.close_idle(i);
@@ -429,13 +446,15 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     ///
     /// - [`Completion::Opened`]: the connection goes to the oldest waiter, else idle (or is closed
     ///   if the pool was closed or shrunk meanwhile); the open backoff resets.
-    /// - [`Completion::OpenFailed`]: the next open waits for the backoff (doubling per consecutive
-    ///   failure, from `backoff_initial` to `backoff_max`); the oldest checkout that does not wait
+    /// - [`Completion::OpenFailed`]: the next open waits for the backoff (doubling per round of
+    ///   failures — the opens under way together count once — from `backoff_initial` to
+    ///   `backoff_max`, shortened by its jitter); the oldest checkout that does not wait
     ///   fails with [`Error::OpenFailed`]; waiting ones keep waiting until their deadline — unless
     ///   the failure is `permanent`: then every queued checkout fails with it at once.
     /// - [`Completion::Reset`] and [`Completion::Checked`]: [`Finished::Ok`] puts the connection
-    ///   back in service (a reset one as a clean checkin would, a checked one in its old place
-    ///   among the idle); otherwise it is closed. [`Finished::Abandoned`] is counted in
+    ///   back in service (a reset one as a clean checkin would; a checked or vetted one goes to
+    ///   the oldest waiter, else to its old place among the idle); otherwise it is closed (a
+    ///   checked or vetted one counted in [`Stats::stale`]). [`Finished::Abandoned`] is counted in
     ///   [`Stats::abandoned_resets`] or [`Stats::abandoned_checks`].
     /// - [`Completion::Closed`]: its place is free, and may be refilled, whatever the outcome
     ///   ([`Finished::Abandoned`] is counted in [`Stats::abandoned_closes`]).
@@ -448,8 +467,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             Completion::Opened { .. } | Completion::OpenFailed { .. } => {
                 |s| matches!(s.state, State::Opening)
             }
-            Completion::Reset { .. } => |s| matches!(s.state, State::Resetting) && !s.checking,
-            Completion::Checked { .. } => |s| matches!(s.state, State::Resetting) && s.checking,
+            Completion::Reset { .. } => |s| matches!(s.state, State::Resetting),
+            Completion::Checked { .. } => |s| matches!(s.state, State::Checking),
             Completion::Closed { .. } => |s| matches!(s.state, State::Closing),
         };
         let i = match self.ticket_slot(ticket, stage) {
@@ -475,7 +494,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 if outcome == Finished::Abandoned {
                     self.stats.abandoned_checks += 1;
                 }
-                self.slots.as_mut_slice()[i].checking = false;
+                if !outcome.is_ok() {
+                    self.stats.stale += 1;
+                }
                 self.back_from_driver(i, conn, outcome.is_ok(), Arrival::Checked)
             }
             Completion::Closed { outcome, .. } => {
@@ -508,11 +529,10 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     fn open_failed(&mut self, i: usize, permanent: bool) {
         self.set_state(i, State::Free);
         self.stats.open_failures += 1;
-        self.failures = self.failures.saturating_add(1);
-        let doubled =
-            nanos(self.config.backoff_initial).saturating_mul(1 << min(self.failures - 1, 63));
-        let delay = Duration::from_nanos(doubled).min(self.config.backoff_max);
-        self.retry_at = Some(self.now.saturating_add(delay));
+        // Opens ordered before the current backoff began were counted with the first of them.
+        if self.slots.as_slice()[i].round == self.round {
+            self.back_off();
+        }
         if self.line.fail_fast > 0 {
             if let Some(pos) = self.waiters.position(|w| w.fail_fast) {
                 self.fail_waiter(pos, Error::OpenFailed);
@@ -523,6 +543,20 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 self.fail_waiter(0, Error::OpenFailed);
             }
         }
+    }
+
+    /// A new round of backoff: one step more (doubling, up to `backoff_max`), shortened by the
+    /// jitter.
+    fn back_off(&mut self) {
+        self.round = self.round.wrapping_add(1);
+        self.failures = self.failures.saturating_add(1);
+        let doubled =
+            nanos(self.config.backoff_initial).saturating_mul(1 << min(self.failures - 1, 63));
+        let mut delay = nanos(self.config.backoff_max).min(doubled);
+        if self.config.backoff_jitter {
+            delay -= self.random_below(delay / 5 + 1);
+        }
+        self.retry_at = Some(self.now.saturating_add(Duration::from_nanos(delay)));
     }
 
     /// A reset or check came back: in service if `ok`, else closed.
@@ -610,7 +644,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 .config
                 .max_idle
                 .is_some_and(|d| since.saturating_add(d) <= self.now)
-                && self.counts.open() > self.config.min;
+                && self.counts.open() > self.config.min
+                && self.counts.idle() > self.config.min_idle;
             if self.outlived(i) || idled_out {
                 self.stats.expired += 1;
                 self.idle.remove(pos);
@@ -671,8 +706,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.advance(now);
         let mut sent = 0;
         while let Some(i) = self.idle_pop(IdleOrder::Fifo) {
-            if let Some(conn) = self.take_idle(i, State::Resetting) {
-                self.slots.as_mut_slice()[i].checking = true;
+            if let Some(conn) = self.take_idle(i, State::Checking) {
                 let ticket = Ticket(self.slot_ref(i));
                 self.push_io(i, Io::Check { ticket, conn });
                 sent += 1;
@@ -783,7 +817,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         let Fairness::Bounded(bound) = self.config.fairness else {
             return None;
         };
-        if self.idle.is_empty() {
+        if self.idle.is_empty() || self.config.vet {
             return None;
         }
         Some(self.waiters.get(0)?.since.saturating_add(bound))
@@ -794,7 +828,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// `handle_timeout` acts on (no busy loop for the driver).
     fn idle_deadline(&self) -> Option<Time> {
         let d = self.config.max_idle?;
-        if self.counts.open() <= self.config.min {
+        if self.counts.open() <= self.config.min || self.counts.idle() <= self.config.min_idle {
             return None;
         }
         Some(self.slot_at_idle(0)?.idle_since.saturating_add(d))
@@ -816,7 +850,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             in_use: self.counts.in_use(),
             waiting: self.waiters.len(),
             opening: self.counts.opening(),
-            resetting: self.counts.resetting(),
+            resetting: self.counts.resetting() + self.counts.checking(),
             closing: self.counts.closing(),
             ..self.stats
         }
@@ -832,10 +866,14 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.closed
     }
 
-    /// Whether at least `min` connections are open now (idle, in use, or being reset): a warm-up
-    /// wait ends when this turns true. False once the pool is closed.
+    /// Whether at least `min` connections are open now (idle, in use, or being reset or checked),
+    /// `min_idle` of them idle unless the pool is at `max`: a warm-up wait ends when this turns
+    /// true. False once the pool is closed.
     pub fn is_warm(&self) -> bool {
-        !self.closed && self.counts.open() >= self.config.min
+        !self.closed
+            && self.counts.open() >= self.config.min
+            && (self.counts.idle() >= self.config.min_idle
+                || self.counts.occupied() >= self.config.max)
     }
 
     /// Idle connections now (as [`Stats::idle`], without building the stats).
@@ -901,6 +939,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// them, under load) pays only for the rules that act.
     #[inline(never)]
     fn settle_slow(&mut self) {
+        if self.config.vet && !self.idle.is_empty() && self.waiters.len() > self.counts.checking() {
+            self.vet_for_line();
+        }
         if !self.idle.is_empty() {
             self.serve_starving();
         }
@@ -912,8 +953,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         // A checkout that would not wait, whose open went to an older waiter, with no room for
         // another: exhausted after all, as psycopg2 would have said at once.
         if self.line.fail_fast > 0 && !self.has_room() {
-            // Those the opens in flight and the idle connections will not serve.
-            let mut pos = self.counts.opening() + self.counts.idle();
+            // Those the opens in flight, the idle connections and the checks will not serve.
+            let mut pos = self.counts.coming();
             while let Some(w) = self.waiters.get(pos) {
                 if w.fail_fast {
                     self.fail_waiter(pos, Error::Exhausted);
@@ -922,7 +963,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 }
             }
         }
-        if self.line.woken < min(self.idle.len(), self.waiters.len()) {
+        if !self.config.vet && self.line.woken < min(self.idle.len(), self.waiters.len()) {
             self.wake_claimers();
         }
         self.rearm();
@@ -967,19 +1008,22 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     }
 
     /// Opens wanted: up to `min` (when the pool refills), and one per waiter without an open on its
-    /// way or an idle connection to claim.
+    /// way or an idle connection to claim — plus `min_idle` spare ones beyond the waiters' (when
+    /// the pool refills).
     #[inline]
     fn open_deficit(&self) -> usize {
         if self.closed {
             return 0;
         }
-        let coming = self.counts.opening() + self.counts.idle();
-        let unserved = self.waiters.len().saturating_sub(coming);
         if !self.config.refill {
-            return unserved;
+            return self.waiters.len().saturating_sub(self.counts.coming());
         }
+        let wanted = self.waiters.len() + self.config.min_idle;
         let size = self.counts.open() + self.counts.opening();
-        max(self.config.min.saturating_sub(size), unserved)
+        max(
+            self.config.min.saturating_sub(size),
+            wanted.saturating_sub(self.counts.coming()),
+        )
     }
 
     #[inline]
@@ -1023,6 +1067,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             }
         };
         self.set_state(i, State::Opening);
+        self.slots.as_mut_slice()[i].round = self.round;
         let ticket = Ticket(self.slot_ref(i));
         self.push_io(i, Io::Open(ticket));
         true
@@ -1038,9 +1083,11 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             }
             self.close_conn(i, conn);
         } else if !self.waiters.is_empty()
-            && (arrival != Arrival::Returned || self.front_starving())
+            && (arrival != Arrival::Returned || self.config.vet || self.front_starving())
         {
-            self.grant(i, conn, arrival == Arrival::Opened);
+            // With vetting, idle connections are vetted before use: one just used goes straight
+            // to the line instead.
+            self.grant(i, conn);
         } else if arrival == Arrival::Checked {
             // A check is not a use: the connection keeps its idle time and its place in the order.
             self.set_state(i, State::Idle(conn));
@@ -1099,7 +1146,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     }
 
     /// Gives the connection of slot `i` (taken out of it) to the oldest waiter, by a grant.
-    fn grant(&mut self, i: usize, conn: C, fresh: bool) {
+    fn grant(&mut self, i: usize, conn: C) {
         let waiter = match self.waiters.get(0) {
             Some(w) => w.id,
             None => return debug_assert!(false, "grant without a waiter"),
@@ -1111,7 +1158,6 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 waiter,
                 lease,
                 conn,
-                fresh,
             };
             let pushed = self.grants.push_back(Queued { seq, item: grant });
             debug_assert!(pushed.is_ok(), "grant queue over its bound");
@@ -1136,14 +1182,32 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// Idle connections go to the oldest waiters while the oldest must be served first.
     fn serve_starving(&mut self) {
         while !self.idle.is_empty() && self.front_starving() {
-            let Some(i) = self.idle_pop(self.config.idle_order) else {
+            let Some(i) = self.idle_pop_unvetted() else {
                 break;
             };
             if self.outlived(i) {
                 self.stats.expired += 1;
                 self.close_idle(i);
             } else if let Some(conn) = self.take_idle(i, State::Resetting) {
-                self.grant(i, conn, false);
+                self.grant(i, conn);
+            }
+        }
+    }
+
+    /// With vetting: idle connections go out for a vet, in the idle order, until every waiter
+    /// has one coming (each is granted to the oldest waiter when it passes).
+    fn vet_for_line(&mut self) {
+        while self.waiters.len() > self.counts.checking() {
+            let Some(i) = self.idle_pop(self.config.idle_order) else {
+                break;
+            };
+            if self.outlived(i) {
+                self.stats.expired += 1;
+                self.close_idle(i);
+            } else if let Some(conn) = self.take_idle(i, State::Checking) {
+                self.stats.vets += 1;
+                let ticket = Ticket(self.slot_ref(i));
+                self.push_io(i, Io::Vet { ticket, conn });
             }
         }
     }
@@ -1202,6 +1266,16 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         self.slots.as_slice()[i]
             .expires
             .is_some_and(|t| t <= self.now)
+    }
+
+    /// The idle slot a checkout may take as it is: none with vetting (see
+    /// [`vet_for_line`](Self::vet_for_line)).
+    #[inline]
+    fn idle_pop_unvetted(&mut self) -> Option<usize> {
+        if self.config.vet {
+            return None;
+        }
+        self.idle_pop(self.config.idle_order)
     }
 
     /// Takes the most (`Lifo`) or least (`Fifo`) recently returned idle slot out of the queue.
@@ -1397,18 +1471,20 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         }
     }
 
-    /// A pseudo-random part of `lifetime_jitter` (xorshift64 from the configured seed).
+    /// A pseudo-random part of `lifetime_jitter`.
     fn jitter(&mut self) -> Duration {
+        let span = nanos(self.config.lifetime_jitter);
+        // `span + 1` overflows for a jitter of `Duration::MAX`: then every value is in range.
+        Duration::from_nanos(self.random_below(span.wrapping_add(1)))
+    }
+
+    /// A pseudo-random number below `bound` (any, for 0: the whole range), by xorshift64 from
+    /// the configured seed.
+    fn random_below(&mut self, bound: u64) -> u64 {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
-        let span = nanos(self.config.lifetime_jitter);
-        // `span + 1` overflows for a jitter of `Duration::MAX`: then every value is in range.
-        let part = self
-            .rng
-            .checked_rem(span.wrapping_add(1))
-            .unwrap_or(self.rng);
-        Duration::from_nanos(if span == 0 { 0 } else { part })
+        self.rng.checked_rem(bound).unwrap_or(self.rng)
     }
 }
 

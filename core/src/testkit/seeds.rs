@@ -385,5 +385,41 @@ pub fn all() -> Vec<(&'static str, Case)> {
                 ],
             ),
         ),
+        (
+            // Vetting: checkouts wait for the vets of idle connections; one fails (closed, the
+            // next vetted), one waiter times out during its vet (the connection goes back idle),
+            // a getconn is served by a vet, a connection just used goes straight to a waiter.
+            "vet-before-use",
+            case(
+                Setup {
+                    huge: super::vocab::VET,
+                    ..setup(2, 3)
+                },
+                vec![
+                    Serve,
+                    out(None, WaitArg::Forever),
+                    out(Some(1), WaitArg::Until(20)),
+                    Poll { n: 0 },
+                    CheckDone {
+                        ticket: Live(0),
+                        outcome: Outcome::Failed,
+                    },
+                    Poll { n: 0 },
+                    Timeout { ms: 30 },
+                    CheckDone {
+                        ticket: Live(0),
+                        outcome: Outcome::Ok,
+                    },
+                    Serve,
+                    out(None, WaitArg::No),
+                    Serve,
+                    out(None, WaitArg::Forever),
+                    back(Back::Clean),
+                    Serve,
+                    Close,
+                    Serve,
+                ],
+            ),
+        ),
     ]
 }

@@ -48,7 +48,9 @@ pub enum Cmd {
     Reset(Conn),
     /// [`Io::Check`].
     Check(Conn),
-    /// [`Handoff::Grant`] (its `fresh` flag is checked, not recorded).
+    /// [`Io::Vet`].
+    Vet(Conn),
+    /// [`Handoff::Grant`].
     Grant(WaiterId, Conn),
     /// [`Handoff::Fail`].
     Fail(WaiterId, Error),
@@ -166,8 +168,6 @@ pub struct Sim<S: Storage<Conn, K>, K = u64> {
     waiter_keys: Vec<(WaiterId, K)>,
     held_keys: Vec<(Conn, K)>,
     opened: BTreeSet<Conn>,
-    /// Connections that have left the pool at least once (a grant of one is not fresh).
-    outings: BTreeSet<Conn>,
     detached: BTreeSet<Conn>,
     /// Every slot handle issued, in order, and as a set: a new one must be new.
     history: Vec<SlotRef>,
@@ -234,7 +234,6 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
             waiter_keys: Vec::new(),
             held_keys: Vec::new(),
             opened: BTreeSet::new(),
-            outings: BTreeSet::new(),
             detached: BTreeSet::new(),
             history: Vec::new(),
             seen: HashSet::new(),
@@ -316,6 +315,10 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
                 assert!(
                     !strict || key_holder.is_none(),
                     "a held key got a second connection"
+                );
+                assert!(
+                    !self.pool.config().vet,
+                    "an idle connection handed out unvetted"
                 );
                 self.take_out(*conn);
                 self.issued(lease.0);
@@ -449,6 +452,10 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
         let out = self.call(|p, now| p.claim(now, waiter));
         match &out {
             Ok(Checkout::Ready { lease, conn }) => {
+                assert!(
+                    !self.pool.config().vet,
+                    "an idle connection claimed unvetted"
+                );
                 self.take_out(*conn);
                 self.issued(lease.0);
                 let key = self.resolve(waiter);
@@ -615,7 +622,6 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
     }
 
     fn perform(&mut self, io: Io<Conn>) {
-        let check = matches!(io, Io::Check { .. });
         match io {
             Io::Open(ticket) => {
                 assert!(!self.pool.is_closed(), "Open after close");
@@ -644,22 +650,24 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
                     self.closes.push((ticket, conn));
                 }
             }
-            Io::Reset { ticket, conn } | Io::Check { ticket, conn } => {
-                self.take_out(conn);
-                self.issued(ticket.0);
-                self.log.push(if check {
-                    Cmd::Check(conn)
-                } else {
-                    Cmd::Reset(conn)
-                });
-                if self.auto_reset {
-                    self.do_reset(ticket, conn, check);
-                } else if check {
-                    self.checks.push((ticket, conn));
-                } else {
-                    self.resets.push((ticket, conn));
-                }
-            }
+            Io::Reset { ticket, conn } => self.out_for(ticket, conn, Cmd::Reset(conn)),
+            Io::Check { ticket, conn } => self.out_for(ticket, conn, Cmd::Check(conn)),
+            Io::Vet { ticket, conn } => self.out_for(ticket, conn, Cmd::Vet(conn)),
+        }
+    }
+
+    /// A connection out for a reset, a check or a vet (`cmd` says which).
+    fn out_for(&mut self, ticket: Ticket, conn: Conn, cmd: Cmd) {
+        let check = !matches!(cmd, Cmd::Reset(_));
+        self.take_out(conn);
+        self.issued(ticket.0);
+        self.log.push(cmd);
+        if self.auto_reset {
+            self.do_reset(ticket, conn, check);
+        } else if check {
+            self.checks.push((ticket, conn));
+        } else {
+            self.resets.push((ticket, conn));
         }
     }
 
@@ -669,13 +677,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
                 waiter,
                 lease,
                 conn,
-                fresh,
             } => {
-                assert_eq!(
-                    fresh,
-                    !self.outings.contains(&conn),
-                    "grant of {conn}: fresh is {fresh}"
-                );
                 self.take_out(conn);
                 self.issued(lease.0);
                 self.log.push(Cmd::Grant(waiter, conn));
@@ -912,7 +914,6 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
         );
         assert!(!self.closed.contains_key(&conn), "{conn} was closed");
         assert!(!self.detached.contains(&conn), "{conn} was detached");
-        self.outings.insert(conn);
     }
 
     /// The pool's invariants, a monotonic clock, `max`, and conservation of connections.
@@ -1298,7 +1299,8 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug + From<u8>> Sim<S, K> {
             Op::Resize { min, max } => {
                 let (min, max) = (usize::from(min % 6), usize::from(max % 8));
                 let mut config = self.pool.config().clone();
-                (config.min, config.max) = (min, max);
+                // A resize may take `max` below `min_idle`: fewer spare ones, as `max` allows.
+                (config.min, config.max, config.min_idle) = (min, max, 0);
                 let expected = match expected_config_error(&config, self.capacity) {
                     Some(e) => Some(e),
                     None => self.pool.is_closed().then_some(Error::Closed),
@@ -1423,6 +1425,8 @@ fn expected_config_error(config: &Config, capacity: usize) -> Option<Error> {
         Some(Error::MinAboveMax)
     } else if config.max > capacity.min(65_535) {
         Some(Error::CapacityExceeded)
+    } else if config.min_idle > config.max {
+        Some(Error::MinAboveMax)
     } else if churns || config.backoff_initial.is_zero() {
         Some(Error::InvalidTiming)
     } else {

@@ -18,6 +18,12 @@ pub const TAG: u32 = 0x5a5a;
 /// [`Setup::huge`]'s bit for a pool that does not refill `min`.
 pub const NO_REFILL: u8 = 1 << 5;
 
+/// [`Setup::huge`]'s bit for a pool that vets idle connections before use ([`Config::vet`]).
+pub const VET: u8 = 1 << 6;
+
+/// [`Setup::huge`]'s bit for a jittered open backoff ([`Config::backoff_jitter`]).
+pub const BACKOFF_JITTER: u8 = 1 << 7;
+
 /// A pool's configuration, in raw form ([`Setup::config`] reads it): any value is a
 /// configuration, the refused ones included.
 #[derive(arbitrary::Arbitrary, Strategic, Clone, Debug, PartialEq, Eq)]
@@ -52,9 +58,10 @@ pub struct Setup {
     pub backoff_max_ms: u16,
     /// Bit 0: lifetime `Duration::MAX`; 1: jitter the largest accepted (lifetime - 1 ns; without a
     /// lifetime, `Duration::MAX`); 2: backoff_initial MAX; 3: backoff_max MAX; 4: max_idle MAX;
-    /// 5: no refill of `min` (psycopg2's pool; a bit here keeps stored fuzz inputs' layout).
+    /// 5: no refill of `min` (psycopg2's pool); 6: vetting ([`VET`]); 7: backoff jitter
+    /// ([`BACKOFF_JITTER`]). (Bits here keep stored fuzz inputs' layout.)
     #[proptest(
-        strategy = "proptest::prop_oneof![6 => proptest::strategy::Just(0u8), 3 => proptest::strategy::Just(NO_REFILL), 1 => any::<u8>()]"
+        strategy = "proptest::prop_oneof![5 => proptest::strategy::Just(0u8), 3 => proptest::strategy::Just(NO_REFILL), 2 => proptest::strategy::Just(VET), 1 => proptest::strategy::Just(BACKOFF_JITTER), 1 => any::<u8>()]"
     )]
     pub huge: u8,
     /// Seed of the lifetime jitter.
@@ -67,6 +74,11 @@ pub struct Setup {
     /// `leak_after` in ms.
     #[proptest(strategy = "proptest::option::weighted(0.3, 0u16..400)")]
     pub leak_ms: Option<u16>,
+    /// `min_idle`, `% 4` (above `max`: refused).
+    #[proptest(
+        strategy = "proptest::prop_oneof![3 => proptest::strategy::Just(0u8), 1 => 1u8..4]"
+    )]
+    pub min_idle: u8,
 }
 
 impl Setup {
@@ -87,6 +99,7 @@ impl Setup {
             seed: 0x5eed,
             bound_ms: Some(1),
             leak_ms: None,
+            min_idle: 0,
         }
     }
 
@@ -129,7 +142,10 @@ impl Setup {
             max_idle: self.max_idle_ms.map(|v| huge(4, ms(v))),
             backoff_initial: huge(2, ms(self.backoff_initial_ms)),
             backoff_max: huge(3, ms(self.backoff_max_ms)),
+            min_idle: usize::from(self.min_idle % 4),
             refill: self.huge & NO_REFILL == 0,
+            vet: self.huge & VET != 0,
+            backoff_jitter: self.huge & BACKOFF_JITTER != 0,
             leak_after: self.leak_ms.map(ms),
             fairness: match self.bound_ms {
                 Some(b) => Fairness::Bounded(ms(u16::from(b))),

@@ -46,10 +46,11 @@ type Res = Result<(), String>;
 
 // ------------------------------------------------------------------------------ one case
 
-/// The model has no random numbers, so cases run without lifetime jitter (the rule tests and the
-/// fuzzers cover jitter); every other part of the generated setup is kept.
+/// The model has no random numbers, so cases run without lifetime or backoff jitter (the rule
+/// tests and the fuzzers cover jitter); every other part of the generated setup is kept.
 fn without_jitter(mut case: Case) -> Case {
     case.setup.jitter_ms = 0;
+    case.setup.huge &= !sanspool_core::testkit::vocab::BACKOFF_JITTER;
     case.setup.huge &= !2;
     case
 }

@@ -68,7 +68,7 @@ enum Place {
     },
     /// Out for a reset after a dirty return.
     Resetting,
-    /// Out for a check asked by `check_idle`.
+    /// Out for a check asked by `check_idle`, or for a vet before a checkout gets it.
     Checking,
     /// Being closed: it still counts against `max` until the driver reports it gone.
     Closing,
@@ -111,6 +111,7 @@ enum Out {
     Close(u64, Conn),
     Reset(u64, Conn),
     Check(u64, Conn),
+    Vet(u64, Conn),
     Grant(u64, Conn, u64),
     Fail(u64, Error),
     Wake(u64),
@@ -122,6 +123,8 @@ enum Out {
 pub struct Model {
     // ---- what the user configured
     min: usize,
+    /// Spare idle connections wanted beyond the waiters (when the pool refills).
+    min_idle: usize,
     /// Whether `min` is kept open after the start (psycopg2's pool does not).
     refill: bool,
     max: usize,
@@ -135,6 +138,8 @@ pub struct Model {
     max_idle: Option<Duration>,
     backoff_initial: Duration,
     backoff_max: Duration,
+    /// Idle connections are vetted before a checkout gets them.
+    vet: bool,
     /// The storage's room: connections and queued checkouts.
     slot_room: usize,
     waiter_room: usize,
@@ -153,8 +158,13 @@ pub struct Model {
     /// Opens ordered and not reported yet (read by the driver or not).
     opening: usize,
     outbox: VecDeque<Out>,
+    /// Rounds of failed opens in a row, and when the next open may be tried.
     failed_opens: u32,
     retry_at: Option<Time>,
+    /// The backoff round now (each backoff starts the next), and the round each open in flight
+    /// was ordered in, by ticket: opens that were under way together fail as one round.
+    round: u32,
+    open_rounds: BTreeMap<u64, u32>,
     drains: u32,
     next_waiter: u64,
     next_loan: u64,
@@ -179,7 +189,12 @@ pub struct Model {
 
 /// Why a configuration is refused, by the documented rules.
 fn refusal(config: &Config, slot_room: usize) -> Option<Error> {
-    sizes(config.min, config.max, slot_room).err().or_else(|| {
+    let sizes = sizes(config.min, config.max, slot_room).and_then(|()| {
+        (config.min_idle <= config.max)
+            .then_some(())
+            .ok_or(Error::MinAboveMax)
+    });
+    sizes.err().or_else(|| {
         let churns = match config.max_lifetime {
             Some(life) => life.is_zero() || config.lifetime_jitter >= life,
             None => false,
@@ -212,8 +227,10 @@ impl Model {
         }
         // The model has no random numbers: it is only run with no lifetime jitter.
         assert!(config.lifetime_jitter.is_zero(), "the model needs jitter 0");
+        assert!(!config.backoff_jitter, "the model needs no backoff jitter");
         let mut m = Model {
             min: config.min,
+            min_idle: config.min_idle,
             refill: config.refill,
             max: config.max,
             max_waiting: config.max_waiting,
@@ -229,6 +246,7 @@ impl Model {
             max_idle: config.max_idle,
             backoff_initial: config.backoff_initial,
             backoff_max: config.backoff_max,
+            vet: config.vet,
             slot_room,
             waiter_room,
             now: Time::ZERO,
@@ -240,6 +258,8 @@ impl Model {
             outbox: VecDeque::new(),
             failed_opens: 0,
             retry_at: None,
+            round: 0,
+            open_rounds: BTreeMap::new(),
             drains: 0,
             next_waiter: 0,
             next_loan: 0,
@@ -298,8 +318,11 @@ impl Model {
         }
     }
 
+    /// `min` open, and `min_idle` of them idle unless the pool is full.
     pub fn is_warm(&self) -> bool {
-        !self.closed && self.open() >= self.min
+        !self.closed
+            && self.open() >= self.min
+            && (self.idle.len() >= self.min_idle || self.size() >= self.max)
     }
 
     pub fn is_closed(&self) -> bool {
@@ -331,7 +354,7 @@ impl Model {
         let waits = self.line.iter().filter_map(|w| w.deadline);
         let lives = self.idle.iter().filter_map(|c| self.conns[c].expires);
         let idled = match self.max_idle {
-            Some(d) if self.open() > self.min => self
+            Some(d) if self.open() > self.min && self.idle.len() > self.min_idle => self
                 .idle
                 .iter()
                 .map(|c| after(self.conns[c].idle_since, d))
@@ -342,7 +365,7 @@ impl Model {
             .retry_at
             .filter(|_| self.opens_wanted() > 0 && self.room());
         let starve = match (self.bound, self.line.front()) {
-            (Some(b), Some(w)) if !self.idle.is_empty() => Some(after(w.since, b)),
+            (Some(b), Some(w)) if !self.idle.is_empty() && !self.vet => Some(after(w.since, b)),
             _ => None,
         };
         waits
@@ -460,8 +483,8 @@ impl Model {
                 match self.ticket_pick(ticket, |m| m.opens.clone()) {
                     None => Expect::Is(Reply::Skipped),
                     Some(Some(i)) => {
-                        self.opens.remove(i);
-                        self.perform_open(ok, permanent);
+                        let ticket = self.opens.remove(i);
+                        self.perform_open(ticket, ok, permanent);
                         done(Ok(()))
                     }
                     Some(None) => done(Err(Error::UnknownTicket)),
@@ -608,7 +631,7 @@ impl Model {
     /// order per kind of output, not across them).
     fn read_one(&mut self, read: &mut Vec<Cmd>) -> bool {
         let kind = |o: &Out| match o {
-            Out::Open(_) | Out::Close(..) | Out::Reset(..) | Out::Check(..) => 0,
+            Out::Open(_) | Out::Close(..) | Out::Reset(..) | Out::Check(..) | Out::Vet(..) => 0,
             Out::Grant(..) | Out::Fail(..) | Out::Wake(_) => 1,
             Out::Leak(_) => 2,
         };
@@ -636,6 +659,11 @@ impl Model {
                 self.handles.push(Handle::Ticket(t));
                 self.checks.push((t, c));
                 Cmd::Check(c)
+            }
+            Out::Vet(t, c) => {
+                self.handles.push(Handle::Ticket(t));
+                self.checks.push((t, c));
+                Cmd::Vet(c)
             }
             Out::Grant(w, c, loan) => {
                 self.handles.push(Handle::Loan(loan));
@@ -669,8 +697,8 @@ impl Model {
     fn serve(&mut self, read: &mut Vec<Cmd>) {
         self.read_all(read);
         loop {
-            if self.opens.pop().is_some() {
-                self.perform_open(true, false);
+            if let Some(ticket) = self.opens.pop() {
+                self.perform_open(ticket, true, false);
             } else if let Some((_, c)) = self.resets.pop() {
                 self.accept(self.clock, |m| m.back_from_driver(c, Outcome::Ok, false));
             } else if let Some((_, c)) = self.checks.pop() {
@@ -684,14 +712,15 @@ impl Model {
         }
     }
 
-    fn perform_open(&mut self, ok: bool, permanent: bool) {
+    fn perform_open(&mut self, ticket: u64, ok: bool, permanent: bool) {
         self.accept(self.clock, |m| {
             m.opening -= 1;
+            let round = m.open_rounds.remove(&ticket);
             if ok {
                 m.last_conn += 1;
                 m.opened(m.last_conn);
             } else {
-                m.open_failed(permanent);
+                m.open_failed(round == Some(m.round), permanent);
             }
         });
     }
@@ -747,7 +776,8 @@ impl Model {
             return Err(Error::UnknownWaiter);
         };
         self.accept(self.clock, |m| {
-            if pos == 0 || !m.starving() {
+            // With vetting, idle connections reach the line through their vets only.
+            if !m.vet && (pos == 0 || !m.starving()) {
                 while let Some(conn) = m.pop_idle() {
                     if m.expired(conn) {
                         m.stats.expired += 1;
@@ -779,7 +809,7 @@ impl Model {
 
     /// While the oldest waiter is past the bound, idle connections go to the line, oldest first.
     fn serve_starving(&mut self) {
-        while !self.line.is_empty() && !self.idle.is_empty() && self.starving() {
+        while !self.vet && !self.line.is_empty() && !self.idle.is_empty() && self.starving() {
             let conn = self.pop_idle().expect("idle");
             if self.expired(conn) {
                 self.stats.expired += 1;
@@ -790,8 +820,30 @@ impl Model {
         }
     }
 
+    /// With vetting: idle connections go out for a vet (in the idle order; one past its lifetime
+    /// is closed instead) until every waiter has a check or a vet coming.
+    fn vet_for_line(&mut self) {
+        while self.vet && self.line.len() > self.checking() {
+            let Some(conn) = self.pop_idle() else {
+                break;
+            };
+            if self.expired(conn) {
+                self.stats.expired += 1;
+                self.shut(conn);
+            } else {
+                self.stats.vets += 1;
+                self.place(conn, Place::Checking);
+                let t = self.ticket();
+                self.outbox.push_back(Out::Vet(t, conn));
+            }
+        }
+    }
+
     /// Wake waiters (oldest not yet woken first) until as many are woken as connections idle.
     fn wake_claimers(&mut self) {
+        if self.vet {
+            return;
+        }
         let want = self.idle.len().min(self.line.len());
         let mut woken = self.line.iter().filter(|w| w.woken).count();
         for w in self.line.iter_mut() {
@@ -823,7 +875,7 @@ impl Model {
         key: Option<u8>,
         deadline: Option<Option<Time>>,
     ) -> Result<Got, Error> {
-        while let Some(conn) = self.pop_idle() {
+        while let Some(conn) = if self.vet { None } else { self.pop_idle() } {
             if self.expired(conn) {
                 self.stats.expired += 1;
                 self.shut(conn);
@@ -836,11 +888,14 @@ impl Model {
             return Ok(Got::Ready(conn));
         }
         let no_wait = deadline == Some(None);
-        if no_wait && !self.room() {
+        // With vetting, an idle connection serves a checkout through its vet: it waits for it.
+        let for_vet = self.vet && self.line.len() < self.checking() + self.idle.len();
+        if no_wait && !for_vet && !self.room() {
             return Err(Error::Exhausted);
         }
-        // `max_waiting` bounds those who wait; a getconn is in line only for its own open.
-        let bound = if no_wait {
+        // `max_waiting` bounds those who wait; a getconn is in line only for its own open, one
+        // an idle connection serves only for its vet.
+        let bound = if no_wait || for_vet {
             self.waiter_room
         } else {
             self.max_waiting.min(self.waiter_room)
@@ -866,7 +921,7 @@ impl Model {
         self.waiting.insert(id);
         self.waiter_history.push(id);
         // psycopg2 connects on demand: a getconn gets its own open at once, backoff or not.
-        if no_wait && self.line.len() > self.opening {
+        if no_wait && self.line.len() > self.coming() {
             self.order_open();
         }
         Ok(Got::Waiting(forge::waiter(id)))
@@ -953,6 +1008,9 @@ impl Model {
             (Outcome::Abandoned, true) => self.stats.abandoned_checks += 1,
             _ => {}
         }
+        if check && outcome != Outcome::Ok {
+            self.stats.stale += 1;
+        }
         match (outcome == Outcome::Ok, check) {
             (false, _) => self.shut(conn),
             // A reset connection comes back as a clean checkin would.
@@ -989,18 +1047,22 @@ impl Model {
         }
     }
 
-    /// A failed open: the next waits out the backoff (doubling per consecutive failure, at most
-    /// `backoff_max`); the oldest getconn in line hears of it, those who wait keep waiting.
-    /// A failed open: backoff; the oldest checkout that does not wait hears of it; when the
-    /// failure is permanent (bad credentials), every queued checkout does, in line order.
-    fn open_failed(&mut self, permanent: bool) {
+    /// A failed open: the oldest checkout that does not wait hears of it; when the failure is
+    /// permanent (bad credentials), every queued checkout does, in line order. The first failure
+    /// of a round (an open ordered since the last backoff began: `new_round`) starts the next
+    /// backoff, doubling per round, at most `backoff_max`; the opens that were under way with it
+    /// fail without another step.
+    fn open_failed(&mut self, new_round: bool, permanent: bool) {
         self.stats.open_failures += 1;
-        self.failed_opens += 1;
-        let mut delay = self.backoff_initial;
-        for _ in 1..self.failed_opens.min(80) {
-            delay = delay.saturating_mul(2);
+        if new_round {
+            self.round += 1;
+            self.failed_opens += 1;
+            let mut delay = self.backoff_initial;
+            for _ in 1..self.failed_opens.min(80) {
+                delay = delay.saturating_mul(2);
+            }
+            self.retry_at = Some(after(self.now, delay.min(self.backoff_max)));
         }
-        self.retry_at = Some(after(self.now, delay.min(self.backoff_max)));
         if let Some(pos) = self.line.iter().position(|w| w.no_wait) {
             self.fail(pos, Error::OpenFailed);
         }
@@ -1040,9 +1102,10 @@ impl Model {
     /// borrower gave back only when the line is starving (else a woken waiter claims it, or a
     /// running checkout takes it first) — else it is the most recently returned idle one.
     fn ready_for_use(&mut self, conn: Conn, from_borrower: bool) {
+        // With vetting, a connection just used goes straight to the line (idle ones are vetted).
         let next = self
             .next_in_line()
-            .filter(|_| !from_borrower || self.starving());
+            .filter(|_| !from_borrower || self.vet || self.starving());
         if let Some(pos) = next {
             self.grant(pos, conn);
         } else {
@@ -1111,7 +1174,17 @@ impl Model {
     /// Positions in line that the opens in flight and the idle connections will not serve
     /// (under the grant rule above, the oldest are served first).
     fn beyond_the_opens(&self) -> std::ops::Range<usize> {
-        (self.opening + self.idle.len()).min(self.line.len())..self.line.len()
+        self.coming().min(self.line.len())..self.line.len()
+    }
+
+    /// Connections out for a check or a vet: each goes to the oldest waiter when it passes.
+    fn checking(&self) -> usize {
+        self.count(|p| *p == Place::Checking)
+    }
+
+    /// What will serve the line: opens in flight, idle connections, checks and vets.
+    fn coming(&self) -> usize {
+        self.opening + self.idle.len() + self.checking()
     }
 
     fn close_unkept(&mut self, conn: Conn) {
@@ -1143,6 +1216,7 @@ impl Model {
         if self.room() {
             self.opening += 1;
             let t = self.ticket();
+            self.open_rounds.insert(t, self.round);
             self.outbox.push_back(Out::Open(t));
         }
     }
@@ -1158,14 +1232,16 @@ impl Model {
         } else {
             0
         };
-        let coming = self.opening + self.idle.len();
-        for_min.max(self.line.len().saturating_sub(coming))
+        // Beyond the line, `min_idle` spare ones (psycopg2's pool keeps none).
+        let spare = if self.refill { self.min_idle } else { 0 };
+        for_min.max((self.line.len() + spare).saturating_sub(self.coming()))
     }
 
     /// After every accepted input: open what `min` and the line want (room and backoff
     /// permitting); a getconn that no open in flight will serve, with no room for another, is
     /// "connection pool exhausted", as psycopg2 would have said at once.
     fn top_up(&mut self) {
+        self.vet_for_line();
         self.serve_starving();
         let backing_off = self.retry_at.is_some_and(|t| self.now < t);
         while !backing_off && self.opens_wanted() > 0 && self.room() {
@@ -1199,7 +1275,9 @@ impl Model {
             }
             for conn in m.idle.clone() {
                 let idled_out = m.max_idle.is_some_and(|d| {
-                    after(m.conns[&conn].idle_since, d) <= now && m.open() > m.min
+                    after(m.conns[&conn].idle_since, d) <= now
+                        && m.open() > m.min
+                        && m.idle.len() > m.min_idle
                 });
                 if m.expired(conn) || idled_out {
                     m.stats.expired += 1;
@@ -1248,7 +1326,9 @@ impl Model {
         let Some(pos) = self.outbox.iter().rposition(|o| matches!(o, Out::Open(_))) else {
             return false;
         };
-        self.outbox.remove(pos);
+        if let Some(Out::Open(t)) = self.outbox.remove(pos) {
+            self.open_rounds.remove(&t);
+        }
         self.opening -= 1;
         true
     }

@@ -35,6 +35,7 @@ mod putconn;
 mod random;
 mod resize;
 mod stats_time;
+mod vet;
 mod waiting;
 mod warm;
 
@@ -44,11 +45,21 @@ fn refused(out: Result<(), Rejected<Conn>>) -> (Error, Option<Conn>) {
     (error, conn)
 }
 
-/// A backoff short enough to watch: 100 ms doubling up to 1 s.
+/// A backoff short enough to watch: 100 ms doubling up to 1 s, without jitter (the delays are
+/// exact).
 fn backoff_config(min: usize, max: usize) -> Config {
     Config {
         backoff_initial: Duration::from_millis(100),
         backoff_max: Duration::from_secs(1),
+        backoff_jitter: false,
+        ..Config::new(min, max)
+    }
+}
+
+/// Idle connections vetted before use ([`Config::vet`]).
+fn vetting(min: usize, max: usize) -> Config {
+    Config {
+        vet: true,
         ..Config::new(min, max)
     }
 }

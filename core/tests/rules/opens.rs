@@ -11,6 +11,11 @@ on_both_backends! {
     backoff_resets_after_a_successful_open,
     non_waiting_checkout_fails_when_its_open_fails,
     non_waiting_checkout_skips_the_backoff,
+    opens_failing_together_are_one_round_of_backoff,
+    min_idle_keeps_spare_connections_beyond_the_borrowed,
+    max_idle_closes_down_to_min_idle,
+    min_idle_above_max_is_refused,
+    backoff_jitter_shortens_each_delay_by_up_to_a_fifth,
     waiting_checkout_survives_open_failures_until_its_deadline,
     check_idle_orders_opens_due_after_backoff,
     a_permanent_open_failure_fails_every_waiter_at_once,
@@ -171,4 +176,110 @@ fn a_permanent_open_failure_fails_every_waiter_at_once<S: Storage<Conn, u64>>() 
     assert!(sim.pool().is_warm());
     let (_, conn) = sim.get(Some(7));
     sim.put(conn, Returned::Clean);
+}
+
+/// Four waiters' opens fail together against a server that is down or full: the backoff grows
+/// by one step per round, not per open — after 4 rounds of 4 failures the delay is 800 ms, not
+/// the cap — and the next round is ordered all together.
+fn opens_failing_together_are_one_round_of_backoff<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::manual(Config {
+        backoff_max: Duration::from_secs(10),
+        ..backoff_config(0, 4)
+    });
+    sim.fail_opens = 16;
+    for _ in 0..4 {
+        sim.wait(None, Wait::Forever);
+    }
+    let mut t = ms(0);
+    for delay in [100, 200, 400, 800] {
+        assert_eq!(sim.opens.len(), 4, "a round of opens");
+        for _ in 0..4 {
+            sim.open_next();
+        }
+        t = t.saturating_add(Duration::from_millis(delay));
+        assert_eq!(sim.pool().poll_timeout(), Some(t), "one step per round");
+        sim.advance_to(t);
+    }
+    assert_eq!(sim.stats().open_failures, 16);
+    for _ in 0..4 {
+        sim.open_next();
+    }
+    assert_eq!((sim.stats().opens, sim.stats().waiting), (4, 0));
+}
+
+/// With jitter (the default), each delay is between four fifths of the step and the step, and
+/// pools seeded apart retry apart.
+fn backoff_jitter_shortens_each_delay_by_up_to_a_fifth<S: Storage<Conn, u64>>() {
+    let retry = |seed: u64| {
+        let mut sim = Sim::<S>::manual(Config {
+            backoff_jitter: true,
+            seed,
+            ..backoff_config(1, 1)
+        });
+        sim.fail_opens = 1;
+        sim.open_next();
+        sim.pool().poll_timeout().expect("a retry")
+    };
+    let retries: Vec<Time> = (1..=8).map(retry).collect();
+    for &t in &retries {
+        assert!(ms(80) <= t && t <= ms(100), "{t:?}");
+    }
+    assert!(retries.iter().any(|&t| t != retries[0]), "{retries:?}");
+}
+
+/// `min_idle` (r2d2's and bb8's): spare connections are kept idle beyond those borrowed, as far
+/// as `max` allows; the pool is warm once they are.
+fn min_idle_keeps_spare_connections_beyond_the_borrowed<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(Config {
+        min_idle: 2,
+        ..backoff_config(0, 3)
+    });
+    assert_eq!((sim.stats().idle, sim.stats().size), (2, 2));
+    assert!(sim.pool().is_warm());
+    let (_, a) = sim.get(None);
+    assert_eq!(
+        (sim.stats().idle, sim.stats().size),
+        (2, 3),
+        "a spare one opened"
+    );
+    let (_, b) = sim.get(None);
+    assert_eq!(
+        (sim.stats().idle, sim.stats().size),
+        (1, 3),
+        "no room for another"
+    );
+    assert!(sim.pool().is_warm(), "warm as far as max allows");
+    sim.put(a, Returned::Clean);
+    sim.put(b, Returned::Clean);
+    assert_eq!((sim.stats().idle, sim.stats().opens), (3, 3));
+}
+
+/// Idle connections past `max_idle` are closed, down to `min_idle` spare ones.
+fn max_idle_closes_down_to_min_idle<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(Config {
+        min_idle: 1,
+        max_idle: Some(Duration::from_millis(100)),
+        ..backoff_config(0, 3)
+    });
+    let held: Vec<_> = (0..3).map(|_| sim.get(None).1).collect();
+    for conn in held {
+        sim.put(conn, Returned::Clean);
+    }
+    assert_eq!(sim.stats().idle, 3);
+    sim.run_until(ms(1000));
+    let s = sim.stats();
+    assert_eq!((s.idle, s.expired), (1, 2));
+    assert_eq!(sim.pool().poll_timeout(), None, "nothing more to close");
+}
+
+/// `min_idle` above `max` is refused, as `min` above `max` is.
+fn min_idle_above_max_is_refused<S: Storage<Conn, u64>>() {
+    let config = Config {
+        min_idle: 3,
+        ..Config::new(0, 2)
+    };
+    assert_eq!(
+        sanspool_core::Pool::<Conn, u64, S>::new(config).err(),
+        Some(Error::MinAboveMax)
+    );
 }

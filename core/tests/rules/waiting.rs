@@ -2,9 +2,7 @@
 
 use crate::{backoff_config, strict};
 use sanspool_core::testkit::{forge, secs, Cmd, Conn, Sim};
-use sanspool_core::{
-    Checkout, Config, Error, Fixed, Handoff, Returned, Storage, Time, Wait, WaiterId,
-};
+use sanspool_core::{Checkout, Config, Error, Fixed, Returned, Storage, Time, Wait, WaiterId};
 
 on_both_backends! {
     waiters_are_granted_in_fifo_order,
@@ -15,7 +13,6 @@ on_both_backends! {
     returned_connection_goes_to_oldest_waiter,
     non_waiting_checkout_is_exhausted_when_its_open_serves_an_older_waiter,
     non_waiting_checkout_is_not_bounded_by_max_waiting,
-    grant_is_fresh_only_for_a_connection_opened_for_it,
 }
 
 /// Strict: waiters are granted in arrival order.
@@ -188,74 +185,4 @@ fn non_waiting_checkout_is_not_bounded_by_max_waiting<S: Storage<Conn, u64>>() {
     let out = sim.unchanged(|s| s.checkout(None, Wait::Forever));
     assert_eq!(out, Err(Error::TooManyWaiters));
     assert_eq!(sim.get(None).1, 2);
-}
-
-/// Drains the next hand-off here instead of in the Sim, so that its `fresh` flag can be read: it
-/// must be a grant to `waiter`, which is then entered in the Sim's books as the Sim would have.
-/// (The Sim asserts `fresh` on the grants it drains itself; a connection granted here must also
-/// have its later grants drained here.)
-fn next_grant<S: Storage<Conn, u64>>(sim: &mut Sim<S>, waiter: WaiterId) -> (Conn, bool) {
-    assert!(!sim.auto_poll, "the Sim would drain the grant first");
-    match sim.with(|p, _| p.poll_handoff()) {
-        Some(Handoff::Grant {
-            waiter: w,
-            lease,
-            conn,
-            fresh,
-        }) => {
-            assert_eq!(w, waiter);
-            assert!(sim.waiting.remove(&w));
-            sim.grants.insert(w, (lease, conn));
-            sim.held.insert(conn, lease);
-            (conn, fresh)
-        }
-        other => panic!("expected a grant to {waiter:?}, got {other:?}"),
-    }
-}
-
-/// `Grant.fresh` is true for a connection opened for the very checkout it serves (its own open, or
-/// a refill that arrived while it waited), false for one returned by another borrower, back from
-/// a reset or back from a check.
-fn grant_is_fresh_only_for_a_connection_opened_for_it<S: Storage<Conn, u64>>() {
-    let mut sim = Sim::<S>::new(strict(0, 1));
-    (sim.auto_poll, sim.auto_open, sim.auto_reset) = (false, false, false);
-
-    let w = sim.wait(None, Wait::Forever);
-    sim.poll();
-    sim.open_next();
-    assert_eq!(next_grant(&mut sim, w), (1, true), "opened for the waiter");
-
-    let w = sim.wait(None, Wait::Forever);
-    sim.put(1, Returned::Clean);
-    assert_eq!(
-        next_grant(&mut sim, w),
-        (1, false),
-        "returned by a borrower"
-    );
-
-    let w = sim.wait(None, Wait::Forever);
-    sim.put(1, Returned::Dirty);
-    sim.poll();
-    sim.reset_next();
-    assert_eq!(next_grant(&mut sim, w), (1, false), "back from a reset");
-
-    sim.put(1, Returned::Clean);
-    assert_eq!(sim.check_idle(), Ok(1));
-    sim.poll();
-    let w = sim.wait(None, Wait::Forever);
-    sim.check_next();
-    assert_eq!(next_grant(&mut sim, w), (1, false), "back from a check");
-
-    // A broken return frees the room; the refill is opened for the waiter.
-    let w = sim.wait(None, Wait::Forever);
-    sim.put(1, Returned::Broken);
-    sim.poll();
-    assert_eq!((sim.closed.len(), sim.opens.len()), (1, 1));
-    sim.open_next();
-    assert_eq!(
-        next_grant(&mut sim, w),
-        (2, true),
-        "a refill opened for the waiter"
-    );
-    assert_eq!(sim.stats().waits, 5);
 }

@@ -62,9 +62,9 @@ fn is_warm_follows_opens_failures_and_closes<S: Storage<Conn, u64>>() {
     sim.open_next();
     assert!(!sim.pool().is_warm());
     assert_eq!(sim.stats().open_failures, 2);
-    // Two consecutive failures: the retry comes after 200 ms.
-    assert_eq!(sim.pool().poll_timeout(), Some(ms(200)));
-    sim.advance_to(ms(200));
+    // Two opens under way together failed: one round, the retry comes after 100 ms.
+    assert_eq!(sim.pool().poll_timeout(), Some(ms(100)));
+    sim.advance_to(ms(100));
     assert_eq!(sim.opens.len(), 2);
     sim.open_next();
     assert!(!sim.pool().is_warm());

@@ -318,8 +318,8 @@ pub extern "C" fn checkin(now_ms: f64, lease: u32, key_: u32, conn: u32, state: 
 
 /// The next output — I/O first, then hand-offs, then reports (the pool's three queues) — or 0
 /// when there is none. 1 OPEN (`out_handle` the ticket), 2 CLOSE (ticket,
-/// `out_conn`), 3 RESET (ticket, conn), 4 CHECK (ticket, conn), 5 GRANT (`out_waiter`, the lease,
-/// conn, `out_flag` 1 if freshly opened), 6 FAIL (`out_waiter`, `out_flag` the error code), 7 WAKE
+/// `out_conn`), 3 RESET (ticket, conn), 4 CHECK (ticket, conn; also a vet before reuse, when the
+/// pool vets), 5 GRANT (`out_waiter`, the lease, conn), 6 FAIL (`out_waiter`, `out_flag` the error code), 7 WAKE
 /// (`out_waiter`: a connection came back, that checkout should [`claim`] it), 8 LEAK (`out_flag`
 /// the slot whose borrower held it past `leak_after`).
 #[no_mangle]
@@ -330,7 +330,7 @@ pub extern "C" fn next_output() -> i32 {
                 Io::Open(t) => (1, t, 0),
                 Io::Close { ticket, conn } => (2, ticket, conn),
                 Io::Reset { ticket, conn } => (3, ticket, conn),
-                Io::Check { ticket, conn } => (4, ticket, conn),
+                Io::Check { ticket, conn } | Io::Vet { ticket, conn } => (4, ticket, conn),
             };
             glue.out.handle = glue.tickets.issue(ticket.slot(), ticket);
             glue.out.conn = conn;
@@ -348,13 +348,12 @@ pub extern "C" fn next_output() -> i32 {
                 waiter,
                 lease,
                 conn,
-                fresh,
             } => {
                 glue.out = Out {
                     handle: glue.leases.issue(lease.slot(), lease),
                     conn,
                     waiter: waiter.get() as f64,
-                    flag: u32::from(fresh),
+                    flag: 0,
                 };
                 5
             }
@@ -512,7 +511,7 @@ pub extern "C" fn out_waiter() -> f64 {
     out().waiter
 }
 
-/// GRANT: 1 if freshly opened; FAIL: the error code; a refusal: 1 if the connection is handed back.
+/// FAIL: the error code; a refusal: 1 if the connection is handed back.
 #[no_mangle]
 pub extern "C" fn out_flag() -> u32 {
     out().flag

@@ -207,3 +207,20 @@ pub fn outside_transaction(client: &mut Client) -> bool {
 pub fn table(name: &str) -> String {
     format!("sp_{}_{}", name.replace('-', "_"), std::process::id())
 }
+
+/// The TCP address of the server at `dsn` (for a proxy in front of it).
+pub fn server_addr(dsn: &str) -> std::net::SocketAddr {
+    let config: Config = dsn.parse().expect("a valid DSN");
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let host = match config.get_hostaddrs().first() {
+        Some(ip) => ip.to_string(),
+        None => match config.get_hosts().first() {
+            Some(sanspool_postgres::postgres::config::Host::Tcp(name)) => name.clone(),
+            other => panic!("the proxy needs a TCP server, not {other:?}"),
+        },
+    };
+    std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+        .expect("resolve the server")
+        .next()
+        .expect("an address")
+}

@@ -93,11 +93,14 @@ impl<M: Connector, K: Key> Keyed<M, K> {
     }
 
     /// psycopg2's `closeall()`: the pool closes; the handles held only under their keys give
-    /// their connections back now (to be closed).
+    /// their connections back now (to be closed); returns once those closes and the idle
+    /// connections' are done.
     pub(crate) fn closeall(&self) -> Result<(), CoreError> {
-        self.pool.close()?;
+        let shared = self.pool.shared();
+        shared.close()?;
         let handles = std::mem::take(&mut *lock(&self.held));
         drop(handles);
+        shared.wait_closed();
         Ok(())
     }
 

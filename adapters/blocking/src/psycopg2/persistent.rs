@@ -3,6 +3,7 @@
 use super::PutError;
 use super::{Conn, ThreadedConnectionPool};
 use crate::guard::PooledConn;
+use crate::pool::Start;
 use crate::{thread_exit, BuildError, Builder, Connector, CoreError, GetError, Pool};
 use std::fmt;
 use std::ops::Deref;
@@ -51,9 +52,11 @@ pub struct PersistentConnectionPool<M: Connector> {
 
 impl<M: Connector, K> Builder<M, K> {
     /// A [`PersistentConnectionPool`], with `min` connections open. The first failed open is the
-    /// error.
+    /// error (psycopg2's build).
     pub fn build_persistent(self) -> Result<PersistentConnectionPool<M>, BuildError<M::Error>> {
-        self.keys().build().map(PersistentConnectionPool::from_pool)
+        self.keys()
+            .start(Start::FirstFailure)
+            .map(PersistentConnectionPool::from_pool)
     }
 }
 
@@ -95,9 +98,11 @@ impl<M: Connector> PersistentConnectionPool<M> {
         self.pool.putconn(conn, Some(&me), close)
     }
 
-    /// psycopg2's `closeall()`: [`Pool::close`].
+    /// psycopg2's `closeall()`: [`ThreadedConnectionPool::closeall`] — the connections held
+    /// only under their threads' keys are given back and closed with the idle ones, and it
+    /// returns once those closes are done.
     pub fn closeall(&self) -> Result<(), CoreError> {
-        self.pool.close()
+        self.pool.closeall()
     }
 
     /// This thread's connection as a guard, given back to the pool on drop. While it lives, the

@@ -4,6 +4,7 @@ use super::keyed::Keyed;
 use super::LocalConn;
 use super::PutError;
 use crate::guard::{Home, PooledConn};
+use crate::pool::Start;
 use crate::{BuildError, Connector, CoreError, GetError, Key, Pool, Stats};
 use std::fmt;
 use std::marker::PhantomData;
@@ -88,10 +89,8 @@ impl<M: Connector, K: Key> crate::Builder<M, K> {
     /// A [`SimpleConnectionPool`] (I/O inline, no thread, never waits), with `min` connections
     /// open. The first failed open is the error.
     pub fn build_simple(self) -> Result<SimpleConnectionPool<M, K>, BuildError<M::Error>> {
-        let (mut settings, config) = self.parts();
-        // One thread: nobody else could give a connection back.
-        settings.timeout = None;
-        Pool::start(settings, config, false).map(SimpleConnectionPool::new_inline)
+        self.start(Start::Inline)
+            .map(SimpleConnectionPool::new_inline)
     }
 }
 
@@ -128,8 +127,9 @@ impl<M: Connector, K: Key> SimpleConnectionPool<M, K> {
         self.keyed.putconn(&conn.handle, key, close, true)
     }
 
-    /// psycopg2's `closeall()`: closes the pool. Idle connections are closed now, checked-out ones
-    /// when they come back. A second call is [`CoreError::Closed`].
+    /// psycopg2's `closeall()`: closes the pool. Idle connections are closed now, on this thread,
+    /// before it returns; checked-out ones when they come back. A second call is
+    /// [`CoreError::Closed`].
     pub fn closeall(&self) -> Result<(), CoreError> {
         self.keyed.closeall()
     }

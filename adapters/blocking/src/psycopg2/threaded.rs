@@ -3,6 +3,7 @@
 use super::keyed::Keyed;
 use super::Conn;
 use super::PutError;
+use crate::pool::Start;
 use crate::{BuildError, Builder, Connector, CoreError, GetError, Key, Pool};
 use std::fmt;
 use std::ops::Deref;
@@ -59,9 +60,11 @@ impl<M: Connector> ThreadedConnectionPool<M> {
 }
 
 impl<M: Connector, K: Key> Builder<M, K> {
-    /// A [`ThreadedConnectionPool`]: a [`Pool`] with psycopg2's API.
+    /// A [`ThreadedConnectionPool`]: a [`Pool`] with psycopg2's API, with `min` connections
+    /// open. The first failed open is the error (psycopg2's build).
     pub fn build_threaded(self) -> Result<ThreadedConnectionPool<M, K>, BuildError<M::Error>> {
-        self.build().map(ThreadedConnectionPool::from)
+        self.start(Start::FirstFailure)
+            .map(ThreadedConnectionPool::from)
     }
 }
 
@@ -91,8 +94,10 @@ impl<M: Connector, K: Key> ThreadedConnectionPool<M, K> {
         self.keyed.putconn(&conn.0, key, close, false)
     }
 
-    /// psycopg2's `closeall()`: [`Pool::close`]; the handles held under their keys give their
-    /// connections back then (to be closed).
+    /// psycopg2's `closeall()`: [`Pool::close`]; the handles held only under their keys give
+    /// their connections back then, to be closed. Returns once the idle connections and those
+    /// are closed (psycopg2's closes them before it returns); a handle still held elsewhere is
+    /// closed when it comes back.
     pub fn closeall(&self) -> Result<(), CoreError> {
         self.keyed.closeall()
     }

@@ -46,7 +46,14 @@ impl<M: Connector, K: Key> Shared<M, K> {
             self.defer(tasks, None);
         } else {
             for task in tasks {
-                self.spawn_io(task);
+                // A vet the probe decides costs a look at a socket: here, not on a thread.
+                match self.settings.perform_at_once(task) {
+                    Ok(done) => {
+                        let next = self.report(done);
+                        self.run(next);
+                    }
+                    Err(task) => self.spawn_io(task),
+                }
             }
         }
     }
@@ -115,6 +122,10 @@ impl<M: Connector, K: Key> Shared<M, K> {
         st.alarm = None;
         if let Some(m) = &self.maintenance {
             m.rearm(&mut st.alarm, Some(self.settings.clock.now()));
+        }
+        // A close waiting for the pool's connections runs it (the maintenance thread is stopped).
+        if st.ready_waiters > 0 {
+            self.changed.notify_all();
         }
     }
 

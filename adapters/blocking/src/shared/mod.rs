@@ -93,9 +93,15 @@ impl<M: Connector, K: Key> Shared<M, K> {
         shared
     }
 
-    /// Runs the opens the build ordered and waits, up to `bound`, for `min` connections, psycopg2's
-    /// way: the first failed open is the error. A connect that hangs cannot hang the build.
-    pub(crate) fn warm_up(self: &Arc<Self>, bound: Duration) -> Result<(), GetError<M::Error>> {
+    /// Runs the opens the build ordered and waits, up to `bound`, for `min` connections. Without
+    /// `retry` (psycopg2's way) the first failed open is the error; with it (r2d2's) the core
+    /// retries failed opens with backoff, and only a permanent failure or a panic ends the wait
+    /// early. A connect that hangs cannot hang the build.
+    pub(crate) fn warm_up(
+        self: &Arc<Self>,
+        bound: Duration,
+        retry: bool,
+    ) -> Result<(), GetError<M::Error>> {
         let deadline = Instant::now().checked_add(bound);
         let tasks = self.drain(&mut self.state.lock());
         self.run(tasks);
@@ -104,7 +110,12 @@ impl<M: Connector, K: Key> Shared<M, K> {
             if st.engine.core.is_warm() {
                 return Ok(());
             }
-            if let Some(failed) = st.engine.open_failure() {
+            let failed = if retry {
+                st.engine.hopeless_failure()
+            } else {
+                st.engine.open_failure()
+            };
+            if let Some(failed) = failed {
                 return Err(failed);
             }
             st = match self.wait_changed(st, deadline) {
@@ -163,7 +174,8 @@ impl<M: Connector, K: Key> Shared<M, K> {
     }
 
     /// Closes the pool: idle connections close now, checked-out ones when they come back,
-    /// waiting checkouts fail; the maintenance thread is joined.
+    /// waiting checkouts fail; the maintenance thread is joined. Does not wait for the closes:
+    /// [`wait_closed`](Self::wait_closed) does.
     pub(crate) fn close(self: &Arc<Self>) -> Result<(), CoreError> {
         let mut st = self.state.lock();
         let now = self.settings.clock.now();
@@ -178,6 +190,40 @@ impl<M: Connector, K: Key> Shared<M, K> {
         self.run(io);
         self.stop_maintenance();
         Ok(())
+    }
+
+    /// After a close: waits until no connection the pool holds is left to close — none idle,
+    /// being reset (a reset connection comes back to be closed) or being closed. Each of those
+    /// closes is bounded by the connector, so this is too. I/O handed over by exiting threads
+    /// meanwhile (the maintenance thread that would take it is stopped) runs from here. Inline,
+    /// the closes ran already; on a thread that is exiting none may start here, so it does not
+    /// wait (the pool's drop closes what is left).
+    pub(crate) fn wait_closed(self: &Arc<Self>) {
+        if self.maintenance.is_none() || self.hand_over() {
+            return;
+        }
+        let mut st = self.state.lock();
+        loop {
+            if !st.deferred.is_empty() || !st.strays.is_empty() {
+                let io = Self::cancel_deferred_opens(&mut st, self.settings.clock.now());
+                let strays = std::mem::take(&mut st.strays);
+                drop(st);
+                for conn in strays {
+                    self.discard(conn);
+                }
+                self.run(io);
+                st = self.state.lock();
+                continue;
+            }
+            let stats = st.engine.core.stats();
+            if stats.resetting + stats.closing == 0 {
+                return;
+            }
+            st = match self.wait_changed(st, None) {
+                Some(st) => st,
+                None => return,
+            };
+        }
     }
 
     pub(crate) fn stop_maintenance(&self) {
@@ -242,58 +288,45 @@ impl<M: Connector, K: Key> Shared<M, K> {
     }
 
     /// A checkout: an idle connection, the lease holding the key already, or a wait for a grant
-    /// up to `timeout` (`None`: no wait). A connection that fails `before_reuse` or the checkout
-    /// check is given back broken, and the next one tried, within the same deadline.
+    /// up to `timeout` (`None`: no wait) — the grant of a vetted idle connection included (the
+    /// core's rule: a vet runs while the checkout waits, within its deadline).
     pub(crate) fn checkout(
         self: &Arc<Self>,
         key: Option<K>,
         timeout: Option<Duration>,
     ) -> Result<Checked<M>, GetError<M::Error>> {
-        // The deadline is set by the first attempt, on its clock.
-        let mut wait: Option<Wait> = None;
-        loop {
-            let mut st = self.state.lock();
-            let core = &st.engine.core;
-            // Served at once, a checkout needs no precise time; one that may queue reads the
-            // precise clock, for its deadline and the fairness bound.
-            let now = if core.idle() > 0 && core.waiting() == 0 {
-                self.settings.clock.recent()
-            } else {
-                self.settings.clock.now()
-            };
-            // From the pool's latest time at least: a cheap reading may lag it.
-            let start = now.max(core.now());
-            let wait = *wait.get_or_insert_with(|| Wait::within(start, timeout));
-            let got = match st.engine.core.checkout(now, key.clone(), wait) {
-                Err(e) => Err(st.engine.error(e)),
-                Ok(Checkout::Held(lease)) => Ok(Got::<M>::Held(lease)),
-                Ok(Checkout::Ready { lease, conn }) => Ok(Got::Ready(lease, conn)),
-                Ok(Checkout::Waiting(id)) => {
-                    let parking = Parking::for_this_thread();
-                    st.parked.insert(id, Arc::clone(&parking));
-                    Ok(Got::Waiting(id, parking))
-                }
-            };
-            let tasks = self.drain(&mut st);
-            drop(st);
-            self.run(tasks);
-            let (lease, mut conn, fresh) = match got? {
-                Got::Held(lease) => return Ok(Checked::Held(lease)),
-                Got::Ready(lease, conn) => (lease, conn, false),
-                Got::Waiting(id, parking) => {
-                    let outcome = self.wait_for(id, &parking, self.settings.clock.deadline(wait));
-                    Parking::keep_for_this_thread(parking);
-                    let Granted { lease, conn, fresh } = outcome?;
-                    (lease, conn, fresh)
-                }
-            };
-            if fresh || driver::vet(&self.settings, &mut conn) {
-                return Ok(Checked::Conn(lease, conn));
+        let mut st = self.state.lock();
+        let core = &st.engine.core;
+        // Served at once, a checkout needs no precise time; one that may queue reads the
+        // precise clock, for its deadline and the fairness bound.
+        let now = if core.idle() > 0 && core.waiting() == 0 && !core.config().vet {
+            self.settings.clock.recent()
+        } else {
+            self.settings.clock.now()
+        };
+        // From the pool's latest time at least: a cheap reading may lag it.
+        let wait = Wait::within(now.max(core.now()), timeout);
+        let got = match st.engine.core.checkout(now, key, wait) {
+            Err(e) => Err(st.engine.error(e)),
+            Ok(Checkout::Held(lease)) => Ok(Got::<M>::Held(lease)),
+            Ok(Checkout::Ready { lease, conn }) => Ok(Got::Ready(lease, conn)),
+            Ok(Checkout::Waiting(id)) => {
+                let parking = Parking::for_this_thread();
+                st.parked.insert(id, Arc::clone(&parking));
+                Ok(Got::Waiting(id, parking))
             }
-            if let Err(Rejected { conn: Some(c), .. }) =
-                self.checkin(lease, None, conn, Returned::Broken)
-            {
-                self.discard(c);
+        };
+        let tasks = self.drain(&mut st);
+        drop(st);
+        self.run(tasks);
+        match got? {
+            Got::Held(lease) => Ok(Checked::Held(lease)),
+            Got::Ready(lease, conn) => Ok(Checked::Conn(lease, conn)),
+            Got::Waiting(id, parking) => {
+                let outcome = self.wait_for(id, &parking, self.settings.clock.deadline(wait));
+                Parking::keep_for_this_thread(parking);
+                let Granted { lease, conn } = outcome?;
+                Ok(Checked::Conn(lease, conn))
             }
         }
     }
@@ -362,8 +395,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
         let served = match st.engine.core.claim(now, id) {
             Ok(Checkout::Ready { lease, conn }) => {
                 st.parked.remove(id);
-                let fresh = false;
-                Some(Ok(Granted { lease, conn, fresh }))
+                Some(Ok(Granted { lease, conn }))
             }
             // Still waiting (a running checkout took it first), or served or failed meanwhile:
             // then its outcome is delivered by this drain at the latest.

@@ -26,6 +26,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         print!("{} ", task.await?.map_err(|e| e.to_string())?);
     }
     println!("\nasync: {:?}", pool.stats());
-    pool.close()?;
+    pool.close().await?;
     Ok(())
 }
