@@ -4,9 +4,12 @@
 //!
 //! Equal work: the peer is r2d2 with `test_on_check_out(false)`, so that both pools send one
 //! query per checkout; r2d2's defaults (`test_on_check_out(true)`: `is_valid`, a second round trip
-//! before every checkout) are a second row, labelled, never the peer of a ratio. Beside them
-//! sanspool with its default fairness (`BOUND_US` measures another bound) and with
-//! `Fairness::Strict`, and at one thread a dedicated connection (no pool: the ceiling).
+//! before every checkout) are a second row, labelled, never the peer of a ratio. sanspool runs
+//! with its defaults — `PgConnector` probes, so the pool vets each idle connection before a
+//! checkout gets it (a look at its socket, no round trip: work r2d2 does not do) — and, for equal
+//! work, over the same connector with the probe turned off, with its default fairness
+//! (`BOUND_US` measures another bound) and with `Fairness::Strict`. At one thread, a dedicated
+//! connection (no pool: the ceiling).
 //!
 //! Each round builds every pool afresh (new connections, new server processes), warms it, and
 //! runs it once; which pool goes first changes from round to round. Figures: checkouts per second
@@ -24,6 +27,7 @@
 //! `docs/bench-pg.svg`, the README's chart: throughput and p99 wait against threads at max 4.
 
 use r2d2_postgres::PostgresConnectionManager;
+use sanspool::{Connector, Returned, Stats};
 use sanspool_postgres::postgres::{Client, Config, NoTls};
 use sanspool_postgres::{Fairness, PgConnector, Pool};
 use sanspool_tests::bench::{env, histogram, median_by, ms, paired, Waits, BUCKETS_US};
@@ -40,7 +44,11 @@ const SETS: &str = "4:1,2,4,8,16,64;16:32";
 enum Kind {
     /// The peer: `test_on_check_out(false)`, one query per checkout like sanspool.
     R2d2,
+    /// `PgConnector` as it is: every idle connection probed before a checkout gets it.
     Sanspool,
+    /// `PgConnector` without its probe: equal work.
+    NoProbe,
+    /// The same, with `Fairness::Strict`.
     Strict,
     /// r2d2's defaults: a validation query before every checkout.
     R2d2Defaults,
@@ -52,8 +60,9 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::R2d2 => "r2d2_postgres",
-            Kind::Sanspool => "sanspool",
-            Kind::Strict => "sanspool, Fairness::Strict",
+            Kind::Sanspool => "sanspool, defaults (+1 socket probe per checkout)",
+            Kind::NoProbe => "sanspool, no probe (equal work)",
+            Kind::Strict => "sanspool, no probe, Fairness::Strict",
             Kind::R2d2Defaults => "r2d2_postgres, defaults (+1 query per checkout)",
             Kind::Dedicated => "dedicated connection",
         }
@@ -63,14 +72,73 @@ impl Kind {
 /// One checkout: how long it waited for a connection (then `SELECT 1`, then give it back).
 type One = Arc<dyn Fn() -> Duration + Send + Sync>;
 
+/// A sanspool pool's stats.
+type StatsOf = Box<dyn Fn() -> Stats>;
+
+/// `PgConnector` with its liveness probe turned off: the pool then vets nothing before a
+/// checkout, as r2d2 with `test_on_check_out(false)`.
+struct NoProbe(PgConnector);
+
+impl Connector for NoProbe {
+    type Conn = <PgConnector as Connector>::Conn;
+    type Error = <PgConnector as Connector>::Error;
+
+    fn connect(&self) -> Result<Self::Conn, Self::Error> {
+        self.0.connect()
+    }
+
+    fn state(&self, conn: &mut Self::Conn) -> Returned {
+        self.0.state(conn)
+    }
+
+    fn reset(&self, conn: &mut Self::Conn) -> Result<(), Self::Error> {
+        self.0.reset(conn)
+    }
+
+    fn check(&self, conn: &mut Self::Conn) -> Result<(), Self::Error> {
+        self.0.check(conn)
+    }
+
+    fn is_permanent(&self, error: &Self::Error) -> bool {
+        self.0.is_permanent(error)
+    }
+
+    fn is_abandoned(&self, error: &Self::Error) -> bool {
+        self.0.is_abandoned(error)
+    }
+
+    fn close(&self, conn: Self::Conn) -> Result<(), Self::Error> {
+        self.0.close(conn)
+    }
+}
+
+/// A sanspool pool over `connector` as a checkout function, and its stats.
+fn sanspool<M: Connector<Conn = <PgConnector as Connector>::Conn>>(
+    connector: M,
+    max: usize,
+    fairness: Fairness,
+) -> (One, Option<StatsOf>) {
+    let pool = Pool::<M>::builder(connector)
+        .min(max)
+        .max(max)
+        .timeout(Duration::from_secs(60))
+        .fairness(fairness)
+        .build()
+        .expect("sanspool pool");
+    let kept = pool.clone();
+    let one: One = Arc::new(move || {
+        let t0 = Instant::now();
+        let mut conn = pool.get().expect("sanspool get");
+        let waited = t0.elapsed();
+        conn.simple_query("SELECT 1").expect("SELECT 1");
+        waited
+    });
+    (one, Some(Box::new(move || kept.stats())))
+}
+
 /// A pool of `kind` with `max` connections, open and warm, as a checkout function; and for
 /// sanspool's pools, their stats.
-fn build(
-    kind: Kind,
-    config: &Config,
-    max: usize,
-    bound: Fairness,
-) -> (One, Option<Pool<PgConnector>>) {
+fn build(kind: Kind, config: &Config, max: usize, bound: Fairness) -> (One, Option<StatsOf>) {
     let r2d2 = |test: bool| {
         let pool = r2d2::Pool::builder()
             .max_size(max as u32)
@@ -87,29 +155,20 @@ fn build(
         });
         (one, None)
     };
-    let sanspool = |fairness| {
-        let pool = Pool::<PgConnector>::builder(PgConnector::from_config(config.clone()))
-            .min(max)
-            .max(max)
-            .timeout(Duration::from_secs(60))
-            .fairness(fairness)
-            .build()
-            .expect("sanspool pool");
-        let kept = pool.clone();
-        let one: One = Arc::new(move || {
-            let t0 = Instant::now();
-            let mut conn = pool.get().expect("sanspool get");
-            let waited = t0.elapsed();
-            conn.simple_query("SELECT 1").expect("SELECT 1");
-            waited
-        });
-        (one, Some(kept))
-    };
     let built = match kind {
         Kind::R2d2 => r2d2(false),
         Kind::R2d2Defaults => r2d2(true),
-        Kind::Sanspool => sanspool(bound),
-        Kind::Strict => sanspool(Fairness::Strict),
+        Kind::Sanspool => sanspool(PgConnector::from_config(config.clone()), max, bound),
+        Kind::NoProbe => sanspool(
+            NoProbe(PgConnector::from_config(config.clone())),
+            max,
+            bound,
+        ),
+        Kind::Strict => sanspool(
+            NoProbe(PgConnector::from_config(config.clone())),
+            max,
+            Fairness::Strict,
+        ),
         Kind::Dedicated => {
             let client: Client = config.connect(NoTls).expect("a dedicated connection");
             let client = Mutex::new(client);
@@ -207,7 +266,13 @@ fn main() {
     let mut detail = String::new();
     for &(max, ref counts) in &sets {
         for &threads in counts {
-            let mut kinds = vec![Kind::R2d2, Kind::Sanspool, Kind::Strict, Kind::R2d2Defaults];
+            let mut kinds = vec![
+                Kind::R2d2,
+                Kind::Sanspool,
+                Kind::NoProbe,
+                Kind::Strict,
+                Kind::R2d2Defaults,
+            ];
             if threads == 1 {
                 kinds.push(Kind::Dedicated);
             }
@@ -215,15 +280,15 @@ fn main() {
             for r in 0..runs {
                 for i in (0..kinds.len()).map(|k| (k + r) % kinds.len()) {
                     let (one, pool) = build(kinds[i], &config, max, bound);
-                    let before = pool.as_ref().map(Pool::stats);
+                    let before = pool.as_ref().map(|stats| stats());
                     let (cpu0, sw0) = usage();
                     let (waits, elapsed) = run(threads, ops, &one);
                     let (cpu1, sw1) = usage();
                     let n = waits.len() as f64;
                     let cpu_us = (cpu1 - cpu0).as_secs_f64() * 1e6 / n;
                     let switches = (sw1 - sw0) as f64 / n;
-                    let queued = pool.as_ref().zip(before).map(|(p, b)| {
-                        let s = p.stats();
+                    let queued = pool.as_ref().zip(before).map(|(stats, b)| {
+                        let s = stats();
                         (s.waits - b.waits) as f64 / (s.checkouts - b.checkouts).max(1) as f64
                     });
                     if hist {
@@ -256,7 +321,9 @@ fn main() {
             for (kind, rs) in kinds.iter().zip(&rounds) {
                 let m = Waits::median(&rs.iter().map(|r| r.waits).collect::<Vec<_>>());
                 let (ratio, lo, hi) = paired(&figure(rs, per_sec), &figure(&peer, per_sec));
-                let p99_ratio = if *kind == Kind::Dedicated {
+                // Where r2d2's p99 is a few microseconds (nobody waits), a ratio says nothing.
+                let quiet = peer.iter().any(|r| r.waits.p99 < Duration::from_micros(50));
+                let p99_ratio = if *kind == Kind::Dedicated || quiet {
                     "-".to_string()
                 } else {
                     let (r, lo, hi) = paired(&figure(rs, p99), &figure(&peer, p99));
@@ -285,7 +352,7 @@ fn main() {
                 detail += "\n";
             }
             if max == 4 {
-                chart.push((threads, medians[1], medians[0], medians[3]));
+                chart.push((threads, [medians[1], medians[2], medians[0], medians[4]]));
             }
         }
     }
@@ -322,9 +389,10 @@ fn parse_sets(sets: &str) -> Vec<(usize, Vec<usize>)> {
 /// A chart panel: its title and the figure it plots.
 type Panel = (&'static str, fn(&Waits) -> f64);
 
-/// Two panels, checkouts per second and p99 wait against threads (log scale) at max 4: sanspool,
-/// r2d2_postgres with equal work, and r2d2_postgres's defaults (dashed); an SVG written by hand.
-fn svg(points: &[(usize, Waits, Waits, Waits)], runs: usize, ops: usize) -> String {
+/// Two panels, checkouts per second and p99 wait against threads (log scale) at max 4: sanspool
+/// with its defaults and without its probe (dashed), r2d2_postgres with equal work and with its
+/// defaults (dashed); an SVG written by hand.
+fn svg(points: &[(usize, [Waits; 4])], runs: usize, ops: usize) -> String {
     const W: f64 = 360.0;
     const H: f64 = 220.0;
     let most = points.iter().map(|p| p.0).max().unwrap_or(1).max(2) as f64;
@@ -338,8 +406,10 @@ fn svg(points: &[(usize, Waits, Waits, Waits)], runs: usize, ops: usize) -> Stri
         ("checkouts per second", |r| r.per_sec),
         ("p99 wait for a connection (ms)", |r| ms(r.p99)),
     ];
-    let lines: [(&str, &str, &str); 3] = [
-        ("sanspool", "#1f77b4", ""),
+    // In the order of each point's figures.
+    let lines: [(&str, &str, &str); 4] = [
+        ("sanspool, defaults (probe)", "#1f77b4", ""),
+        ("sanspool, no probe", "#1f77b4", " stroke-dasharray='4 3'"),
         ("r2d2_postgres, equal work", "#d62728", ""),
         (
             "r2d2_postgres, defaults",
@@ -351,7 +421,7 @@ fn svg(points: &[(usize, Waits, Waits, Waits)], runs: usize, ops: usize) -> Stri
         let dx = i as f64 * W;
         let top = points
             .iter()
-            .flat_map(|(_, a, b, c)| [value(a), value(b), value(c)])
+            .flat_map(|(_, rows)| rows.map(|r| value(&r)))
             .fold(f64::MIN_POSITIVE, f64::max)
             * 1.1;
         let y = |v: f64| H - 20.0 - v / top * (H - 50.0);
@@ -380,10 +450,7 @@ fn svg(points: &[(usize, Waits, Waits, Waits)], runs: usize, ops: usize) -> Stri
         for (k, (name, colour, dash)) in lines.iter().enumerate() {
             let line: Vec<String> = points
                 .iter()
-                .map(|(t, a, b, c)| {
-                    let r = [a, b, c][k];
-                    format!("{:.1},{:.1}", x(*t), y(value(r)))
-                })
+                .map(|(t, rows)| format!("{:.1},{:.1}", x(*t), y(value(&rows[k]))))
                 .collect();
             out += &format!(
                 "<polyline fill='none' stroke='{colour}' stroke-width='2'{dash} points='{}'/>\n<text x='{}' y='{}' fill='{colour}'>{name}</text>\n",
@@ -400,7 +467,7 @@ fn svg(points: &[(usize, Waits, Waits, Waits)], runs: usize, ops: usize) -> Stri
         H + 22.0
     );
     out += &format!(
-        "<text x='{}' y='{}' text-anchor='middle'>equal work: r2d2 with test_on_check_out(false); its defaults add a query per checkout</text>\n</svg>\n",
+        "<text x='{}' y='{}' text-anchor='middle'>equal work: r2d2 with test_on_check_out(false), sanspool without its probe; r2d2's defaults add a query per checkout</text>\n</svg>\n",
         W,
         H + 38.0
     );
