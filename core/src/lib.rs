@@ -132,7 +132,6 @@
 #[cfg(feature = "testkit")]
 extern crate std;
 
-mod builder;
 mod command;
 mod config;
 mod error;

@@ -1,15 +1,12 @@
 //! The pools' settings, and their construction.
 
 use crate::connector::Blocking;
-use crate::driver::Settings;
 use crate::pool::Start;
-use crate::{BuildError, Connector, Events, Key, Pool};
+use crate::{BuildError, Connector, Key, Pool};
 use sanspool_core::Config;
-use sanspool_kit::Hook;
+use sanspool_kit::{Draft, Hook};
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
-use std::time::Duration;
 
 /// Settings for a pool of `M`'s connections, checked out under keys of type `K` (see
 /// [`keys`](Builder::keys)).
@@ -24,13 +21,7 @@ use std::time::Duration;
 /// does; `build_simple`, `build_threaded` and `build_persistent` make psycopg2's pools (see
 /// [`psycopg2`](crate::psycopg2)), failing on the first failed open as psycopg2's do.
 pub struct Builder<M: Connector, K = u64> {
-    connector: M,
-    config: Config,
-    timeout: Option<Duration>,
-    check_on_checkout: bool,
-    after_connect: Option<Hook<M::Conn, M::Error>>,
-    before_reuse: Option<Hook<M::Conn, M::Error>>,
-    events: Option<Arc<dyn Events>>,
+    draft: Draft<Blocking<M>>,
     keys: PhantomData<fn() -> K>,
 }
 
@@ -50,27 +41,21 @@ impl<M: Connector> Builder<M> {
     /// Settings for a pool of `connector`'s connections, with the defaults.
     pub fn new(connector: M) -> Self {
         Builder {
-            connector,
-            config: Config::new(1, 10),
-            timeout: Some(Duration::from_secs(30)),
-            check_on_checkout: false,
-            after_connect: None,
-            before_reuse: None,
-            events: None,
+            draft: Draft::new(Blocking(connector), Config::new(1, 10)),
             keys: PhantomData,
         }
     }
 }
 
 impl<M: Connector, K> Builder<M, K> {
-    sanspool_core::builder_settings!();
+    sanspool_kit::builder_settings!();
 
     /// Runs on every new connection; an error makes the open fail (and the connection is closed).
     pub fn after_connect<F>(mut self, hook: F) -> Self
     where
         F: Fn(&mut M::Conn) -> Result<(), M::Error> + Send + Sync + 'static,
     {
-        self.after_connect = Some(Hook::Sync(Box::new(hook)));
+        self.draft.settings.after_connect = Some(Hook::Sync(Box::new(hook)));
         self
     }
 
@@ -80,28 +65,14 @@ impl<M: Connector, K> Builder<M, K> {
     where
         F: Fn(&mut M::Conn) -> Result<(), M::Error> + Send + Sync + 'static,
     {
-        self.before_reuse = Some(Hook::Sync(Box::new(hook)));
-        self
-    }
-
-    /// Gives every [`Event`](crate::Event) of the pool to `events` (r2d2's `event_handler`): a
-    /// connection's acquire and release, each checkout and checkin, each checkout's timeout.
-    /// [`LogEvents`](crate::LogEvents) logs them. See [`Events`] for where it runs.
-    pub fn events(mut self, events: impl Events) -> Self {
-        self.events = Some(Arc::new(events));
+        self.draft.settings.before_reuse = Some(Hook::Sync(Box::new(hook)));
         self
     }
 
     /// Checkouts keyed by `K2` (psycopg2's keys may be anything hashable).
     pub fn keys<K2>(self) -> Builder<M, K2> {
         Builder {
-            connector: self.connector,
-            config: self.config,
-            timeout: self.timeout,
-            check_on_checkout: self.check_on_checkout,
-            after_connect: self.after_connect,
-            before_reuse: self.before_reuse,
-            events: self.events,
+            draft: self.draft,
             keys: PhantomData,
         }
     }
@@ -111,19 +82,13 @@ impl<M: Connector, K> Builder<M, K> {
     where
         K: Key,
     {
+        let mut draft = self.draft;
         // Inline, one thread: nobody else could give a connection back, so no checkout waits.
-        let timeout = match start {
-            Start::Inline => None,
-            Start::FirstFailure | Start::Retrying => self.timeout,
-        };
-        let settings = Settings {
-            after_connect: self.after_connect,
-            before_reuse: self.before_reuse,
-            check_on_checkout: self.check_on_checkout,
-            ..Settings::new(Blocking(self.connector), timeout)
-        };
-        let config = settings.config(self.config);
-        Pool::start(settings, config, self.events, start)
+        if start == Start::Inline {
+            draft.settings.timeout = None;
+        }
+        let (settings, config, events) = draft.finish();
+        Pool::start(settings, config, events, start)
     }
 
     /// A [`Pool`], once `min` connections are open (r2d2's build). A failed open is retried
@@ -136,7 +101,7 @@ impl<M: Connector, K> Builder<M, K> {
     where
         K: Key,
     {
-        let start = if self.config.refill {
+        let start = if self.draft.config.refill {
             Start::Retrying
         } else {
             Start::FirstFailure
@@ -147,14 +112,6 @@ impl<M: Connector, K> Builder<M, K> {
 
 impl<M: Connector + fmt::Debug, K> fmt::Debug for Builder<M, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
-            .field("connector", &self.connector)
-            .field("config", &self.config)
-            .field("timeout", &self.timeout)
-            .field("check_on_checkout", &self.check_on_checkout)
-            .field("after_connect", &self.after_connect.is_some())
-            .field("before_reuse", &self.before_reuse.is_some())
-            .field("events", &self.events.is_some())
-            .finish()
+        self.draft.fmt(f)
     }
 }

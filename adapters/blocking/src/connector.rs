@@ -79,6 +79,12 @@ pub trait Connector: Send + Sync + 'static {
 /// [`run_ready`](sanspool_kit::run_ready) on the thread that does the I/O.
 pub(crate) struct Blocking<M>(pub(crate) M);
 
+impl<M: std::fmt::Debug> std::fmt::Debug for Blocking<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 impl<M: Connector> sanspool_kit::Connector for Blocking<M> {
     type Conn = M::Conn;
     type Error = M::Error;

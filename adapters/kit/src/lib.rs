@@ -14,6 +14,8 @@
 //! - [`Event`], [`Events`]: the event hook (r2d2's `HandleEvent`), fed from the [`Engine`]
 //!   ([`Observed`]); [`LogEvents`] logs them (and, with feature `tracing`, `TracingEvents`
 //!   emits them as `tracing` events);
+//! - [`Draft`]: what a builder holds until `build`, and `builder_settings!`, the settings every
+//!   driver's builder offers, written once;
 //! - [`Waiters`]: the table of queued checkouts; [`tagged`]: each pool's tag, unique in the
 //!   process whichever driver built it;
 //! - feature `conformance`: the suite every driver runs (`conformance` module).
@@ -29,6 +31,7 @@ mod clock;
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 mod connector;
+mod draft;
 mod engine;
 mod error;
 mod events;
@@ -39,6 +42,7 @@ mod waiters;
 
 pub use clock::Clock;
 pub use connector::{AsyncHook, Connector, Hook, SyncHook};
+pub use draft::Draft;
 pub use engine::{Delivery, Engine, Granted, Outcome, Outputs};
 pub use error::{BuildError, Failure, GetError};
 #[cfg(feature = "tracing")]
@@ -48,6 +52,10 @@ pub use ready::run_ready;
 pub use settings::{guarded, AtOnce, Done, Settings};
 pub use tag::tagged;
 pub use waiters::Waiters;
+
+/// The core, for [`builder_settings!`]'s expansions in the drivers' crates.
+#[doc(hidden)]
+pub use sanspool_core as __core;
 
 // The README's examples, compiled (and run where they can) as doctests.
 #[cfg(doctest)]

@@ -1,12 +1,10 @@
 //! The pool's settings, and its construction.
 
-use crate::{BuildError, Connector, Events, Pool};
+use crate::{BuildError, Connector, Pool};
 use futures_util::future::BoxFuture;
 use sanspool_core::{Config, Fairness, IdleOrder};
-use sanspool_kit::{Hook, Settings};
+use sanspool_kit::{Draft, Hook};
 use std::fmt;
-use std::sync::Arc;
-use std::time::Duration;
 
 /// Settings for a pool of `M`'s connections: the blocking pool's settings, with async hooks.
 ///
@@ -26,13 +24,7 @@ use std::time::Duration;
 /// [`IdleOrder::Lifo`]: sanspool_core::IdleOrder::Lifo
 /// [`Fairness::Strict`]: sanspool_core::Fairness::Strict
 pub struct Builder<M: Connector> {
-    connector: M,
-    config: Config,
-    timeout: Option<Duration>,
-    check_on_checkout: bool,
-    after_connect: Option<Hook<M::Conn, M::Error>>,
-    before_reuse: Option<Hook<M::Conn, M::Error>>,
-    events: Option<Arc<dyn Events>>,
+    draft: Draft<M>,
 }
 
 impl<M: Connector> Pool<M> {
@@ -45,22 +37,17 @@ impl<M: Connector> Pool<M> {
 impl<M: Connector> Builder<M> {
     /// Settings for a pool of `connector`'s connections, with the defaults.
     pub fn new(connector: M) -> Self {
+        let config = Config {
+            idle_order: IdleOrder::Fifo,
+            fairness: Fairness::Strict,
+            ..Config::new(1, 10)
+        };
         Builder {
-            connector,
-            config: Config {
-                idle_order: IdleOrder::Fifo,
-                fairness: Fairness::Strict,
-                ..Config::new(1, 10)
-            },
-            timeout: Some(Duration::from_secs(30)),
-            check_on_checkout: false,
-            after_connect: None,
-            before_reuse: None,
-            events: None,
+            draft: Draft::new(connector, config),
         }
     }
 
-    sanspool_core::builder_settings!();
+    sanspool_kit::builder_settings!();
 
     /// Runs on every new connection; an error makes the open fail (and the connection is
     /// closed). Write it as `|conn| Box::pin(async move { ... })`.
@@ -71,7 +58,7 @@ impl<M: Connector> Builder<M> {
             + Sync
             + 'static,
     {
-        self.after_connect = Some(Hook::Async(Box::new(hook)));
+        self.draft.settings.after_connect = Some(Hook::Async(Box::new(hook)));
         self
     }
 
@@ -84,15 +71,7 @@ impl<M: Connector> Builder<M> {
             + Sync
             + 'static,
     {
-        self.before_reuse = Some(Hook::Async(Box::new(hook)));
-        self
-    }
-
-    /// Gives every [`Event`](crate::Event) of the pool to `events` (r2d2's `event_handler`): a
-    /// connection's acquire and release, each checkout and checkin, each checkout's timeout.
-    /// [`LogEvents`](crate::LogEvents) logs them. See [`Events`] for where it runs.
-    pub fn events(mut self, events: impl Events) -> Self {
-        self.events = Some(Arc::new(events));
+        self.draft.settings.before_reuse = Some(Hook::Async(Box::new(hook)));
         self
     }
 
@@ -108,27 +87,13 @@ impl<M: Connector> Builder<M> {
     /// # Panics
     /// Outside a tokio runtime.
     pub async fn build(self) -> Result<Pool<M>, BuildError<M::Error>> {
-        let settings = Settings {
-            after_connect: self.after_connect,
-            before_reuse: self.before_reuse,
-            check_on_checkout: self.check_on_checkout,
-            ..Settings::new(self.connector, self.timeout)
-        };
-        let config = settings.config(self.config);
-        Pool::build(settings, config, self.events).await
+        let (settings, config, events) = self.draft.finish();
+        Pool::build(settings, config, events).await
     }
 }
 
 impl<M: Connector + fmt::Debug> fmt::Debug for Builder<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
-            .field("connector", &self.connector)
-            .field("config", &self.config)
-            .field("timeout", &self.timeout)
-            .field("check_on_checkout", &self.check_on_checkout)
-            .field("after_connect", &self.after_connect.is_some())
-            .field("before_reuse", &self.before_reuse.is_some())
-            .field("events", &self.events.is_some())
-            .finish()
+        self.draft.fmt(f)
     }
 }
