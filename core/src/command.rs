@@ -37,12 +37,13 @@ pub enum Io<C> {
         /// The connection to check.
         conn: C,
     },
-    /// Vet this idle connection before a queued checkout gets it ([`Config::vet`]): whatever
-    /// the driver does before reuse — a look at its socket ([`Liveness`]), a hook, a round trip
-    /// if asked. Report [`Completion::Checked`]: [`Finished::Ok`] grants it to the oldest
-    /// waiter (or puts it back in its place among the idle if nobody waits any more), otherwise
-    /// the core closes it and vets the next. The checkouts wait meanwhile, each up to its own
-    /// deadline: a slow vet delays nobody past it.
+    /// Vet this idle connection before the queued checkout it is for gets it ([`Config::vet`]):
+    /// whatever the driver does before reuse — a look at its socket ([`Liveness`]), a hook, a
+    /// round trip if asked. Report [`Completion::Checked`]: [`Finished::Ok`] grants it to that
+    /// checkout (or, if it left meanwhile, to the oldest waiter, else back to its place among
+    /// the idle), otherwise the core closes it. The checkout waits meanwhile up to its own
+    /// deadline: a slow vet delays nobody past it. A vet decided without waiting (a look at a
+    /// socket) may be done on the spot, by the thread or task that drained it.
     ///
     /// [`Config::vet`]: crate::Config::vet
     Vet {
@@ -159,8 +160,9 @@ pub enum Completion<C> {
         outcome: Finished,
     },
     /// The [`Io::Check`] or [`Io::Vet`] finished: [`Finished::Ok`] grants the connection to the
-    /// oldest waiter, else puts it back in its place among the idle; otherwise the core closes
-    /// it (counted in [`Stats::stale`](crate::Stats::stale)).
+    /// checkout it was vetted for, else to the oldest waiter, else puts it back in its place
+    /// among the idle; otherwise the core closes it (counted in
+    /// [`Stats::stale`](crate::Stats::stale)).
     Checked {
         /// The check's ticket.
         ticket: Ticket,

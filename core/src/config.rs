@@ -105,13 +105,14 @@ pub struct Config {
     /// that failed together (every process of a service, when the database restarted) do not
     /// retry together.
     pub backoff_jitter: bool,
-    /// Vet every idle connection before a checkout gets it: the checkout queues, and the
-    /// connection goes out as an [`Io::Vet`](crate::Io::Vet) (the driver's look at its socket, a
-    /// hook, a round trip: the driver's choice) to be granted to the oldest waiter once it
-    /// passes; one that fails is closed and the next idle one vetted. Connections handed over
-    /// at checkin or just opened are not vetted (they were in use a moment ago). With vetting,
-    /// every idle connection goes to the line by grant, oldest waiter first: there are no
-    /// [`Handoff::Wake`](crate::Handoff::Wake)s and [`claim`](crate::Pool::claim) takes nothing.
+    /// Vet every idle connection before a checkout gets it: wherever the pool would hand one
+    /// over (to a new checkout, a claim, a waiter past the fairness bound), the checkout waits
+    /// in line instead and the connection goes out as an [`Io::Vet`](crate::Io::Vet) on its
+    /// behalf (the driver's look at its socket, a hook, a round trip: the driver's choice); it
+    /// is that checkout's by grant once it passes, and if it fails it is closed and the
+    /// checkout is served by the rules as any waiter (the next idle one vetted for it, or woken
+    /// to claim it). The fairness rules hold as without vetting. Connections handed over at
+    /// checkin or just opened are not vetted (they were in use a moment ago).
     pub vet: bool,
     /// Seed for the lifetime jitter: the core has no entropy of its own.
     pub seed: u64,

@@ -28,6 +28,9 @@ pub struct Slot<C, K> {
     /// The backoff round its open was ordered in: a failure from an older round was counted
     /// already.
     pub(crate) round: u32,
+    /// Out for a vet on behalf of this checkout (which gets it if it passes and the checkout
+    /// still waits); `None` for a check, or a vet whose checkout left.
+    pub(crate) vet_for: Option<crate::WaiterId>,
     /// When it was last handed to a borrower (for `leak_after`), and in which order: reports of
     /// one `handle_timeout` come in checkout order.
     pub(crate) out_since: Time,
@@ -68,6 +71,7 @@ impl<C, K> Slot<C, K> {
             idle_seq: 0,
             epoch: 0,
             round: 0,
+            vet_for: None,
             out_since: Time::ZERO,
             out_seq: 0,
             leak_told: false,
@@ -176,4 +180,7 @@ pub struct Waiter<K> {
     /// `assert_invariants` reads it back.)
     #[cfg_attr(not(feature = "testkit"), allow(dead_code))]
     pub(crate) for_vet: bool,
+    /// An idle connection is out for a vet on its behalf: it gets that connection if it
+    /// passes, and nothing else is sent or woken for it meanwhile.
+    pub(crate) vetting: bool,
 }

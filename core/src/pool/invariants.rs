@@ -84,28 +84,16 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
         // 4. waiters are served before anything idles — or, under a fairness bound none of them
         // has reached, woken to claim it — and have opens coming when opens are allowed.
-        if !self.waiters.is_empty() && counts.idle() > 0 && self.config.vet {
-            assert!(
-                self.waiters.len() <= counts.checking(),
-                "a connection is idle and a waiter has no vet coming"
-            );
-            assert_eq!(self.line.woken, 0, "a waiter woken while the pool vets");
-        } else if !self.waiters.is_empty() && counts.idle() > 0 {
+        if !self.waiters.is_empty() && counts.idle() > 0 && self.line.vetting < self.waiters.len() {
             assert!(
                 !self.front_starving(),
                 "a checkout waits while a connection is idle, past the fairness bound"
             );
             assert!(
-                self.line.woken >= counts.idle().min(self.waiters.len()),
+                self.line.woken >= counts.idle().min(self.waiters.len() - self.line.vetting),
                 "a connection is idle and too few waiters are woken to claim it"
             );
         }
-        assert!(
-            !self.line.strict
-                || (!self.waiters.is_empty()
-                    && matches!(self.config.fairness, crate::Fairness::Bounded(_))),
-            "a strict phase without a line, or without a fairness bound"
-        );
         let woken =
             (0..self.waiters.len()).filter(|&p| self.waiters.get(p).is_some_and(|w| w.woken));
         assert_eq!(woken.count(), self.line.woken, "woken waiters miscounted");
@@ -212,6 +200,34 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             assert!(self.io.position(|io| matches!(io, Io::Open(_))).is_none());
         }
 
+        // Vets on behalf of waiters: each vetting waiter has exactly one connection out for a vet
+        // for it, and a vet for a waiter still in line is for a vetting one.
+        let vetting = (0..self.waiters.len())
+            .filter_map(|p| self.waiters.get(p))
+            .filter(|w| w.vetting);
+        assert_eq!(
+            vetting.clone().count(),
+            self.line.vetting,
+            "vetting waiters miscounted"
+        );
+        for w in vetting {
+            let vets = slots.iter().filter(|s| s.vet_for == Some(w.id)).count();
+            assert_eq!(vets, 1, "a vetting waiter with {vets} vets for it");
+            assert!(!w.woken, "a vetting waiter is woken");
+        }
+        for s in slots.iter().filter(|s| s.vet_for.is_some()) {
+            assert!(
+                matches!(s.state, State::Checking),
+                "a vet for a slot not out"
+            );
+            if let Some(p) = s.vet_for.and_then(|id| self.waiter_pos(id)) {
+                assert!(
+                    self.waiters.get(p).is_some_and(|w| w.vetting),
+                    "a vet for a waiter not vetting"
+                );
+            }
+        }
+
         // The line's summary.
         let queued = (0..self.waiters.len()).filter_map(|p| self.waiters.get(p));
         let fail_fast = queued.clone().filter(|w| w.fail_fast).count();
@@ -279,7 +295,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             .retry_at
             .filter(|_| self.open_deficit() > 0 && self.counts.occupied() < self.config.max);
         let starve = match self.config.fairness {
-            crate::Fairness::Bounded(b) if self.idle.len() > 0 && !self.config.vet => {
+            crate::Fairness::Bounded(b)
+                if self.idle.len() > 0 && self.line.vetting < self.waiters.len() =>
+            {
                 (0..self.waiters.len())
                     .filter_map(|p| self.waiters.get(p))
                     .map(|w| w.since.saturating_add(b))

@@ -74,11 +74,12 @@ use core::time::Duration;
 /// 4. no checkout waits while a connection is idle — except under [`Fairness::Bounded`], while the
 ///    oldest waiter has waited less than the bound and the line is not in its strict phase (a
 ///    waiter served at the bound, none since in under half of it, the line not drained since):
-///    then at least as many waiters as there are idle connections (or all) are woken to claim
-///    one; and with [`Config::vet`], while every waiter has a vet on its way (nobody is woken
-///    then). None waits without an open, an idle connection or a check on its way unless the
+///    then at least as many waiters as there are idle connections (or all those without a vet
+///    on their behalf) are woken to claim one — or while every waiter has an idle connection out
+///    for a vet on its behalf ([`Config::vet`]; one each at most, and a vetting waiter is never
+///    woken). None waits without an open, an idle connection or a check on its way unless the
 ///    pool is at `max`, backing off after a failed open, or closed; grants go to the oldest
-///    waiter;
+///    waiter, a vetted connection's to the checkout it was vetted for;
 /// 5. every connection the core received is in exactly one place: idle inside, with a borrower,
 ///    or inside an emitted command (reset, check, vet, grant, close) — detached ones have left;
 /// 6. after [`close`](Pool::close), no `Open` is emitted, nothing waits, nothing is idle, and every
@@ -135,6 +136,8 @@ struct Line {
     /// waiting the bound, and none since in under half of it. Ends too when the line drains
     /// (with the rest of this summary).
     strict: bool,
+    /// Waiters with an idle connection out for a vet on their behalf.
+    vetting: usize,
 }
 
 /// How a connection arrives in a slot, which decides whether the pool keeps it and where.
@@ -231,12 +234,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     #[inline]
     fn checkout_idle(&mut self, key: Option<K>, wait: Wait) -> Result<Checkout<C>, Error> {
-        while let Some(i) = self.idle_pop_unvetted() {
-            if self.outlived(i) {
-                self.stats.expired += 1;
-                self.close_idle(i);
-                continue;
-            }
+        // With vetting, an idle connection serves a checkout through its vet: it queues for it.
+        let for_vet = self.config.vet && !self.idle.is_empty();
+        if let Some(i) = (!for_vet).then(|| self.idle_pop_live()).flatten() {
             if let Some(k) = &key {
                 self.keys.insert(k, Holder::Slot(slot_u16(i)));
             }
@@ -249,9 +249,6 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 conn,
             });
         }
-        // With vetting, an idle connection serves a checkout through its vet: it queues for it.
-        let for_vet =
-            self.config.vet && self.waiters.len() < self.counts.checking() + self.idle.len();
         if wait == Wait::No && !for_vet && self.counts.occupied() >= self.config.max {
             return Err(Error::Exhausted);
         }
@@ -277,6 +274,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             since: self.now,
             woken: false,
             for_vet,
+            vetting: false,
             key,
         };
         if let Some(k) = &waiter.key {
@@ -296,6 +294,11 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         }
         self.line.fail_fast += usize::from(fail_fast);
         self.next_waiter += 1;
+        if for_vet {
+            if let Some(i) = self.idle_pop_live() {
+                self.vet_for_waiter(i, self.waiters.len() - 1);
+            }
+        }
         // psycopg2 connects on demand: a checkout that will not wait gets its own open at once,
         // backoff or not, and hears if it fails.
         if wait == Wait::No && self.waiters.len() > self.counts.coming() {
@@ -402,8 +405,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     pub fn claim(&mut self, now: Time, waiter: WaiterId) -> Result<Checkout<C>, Error> {
         let pos = self.waiter_pos(waiter).ok_or(Error::UnknownWaiter)?;
         self.advance(now);
-        // With vetting, idle connections reach the line through their vets only.
-        let served = if !self.config.vet && (pos == 0 || !self.front_starving()) {
+        let served = if pos == 0 || !self.front_starving() {
             self.claim_idle(pos)
         } else {
             None
@@ -425,19 +427,19 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     }
 
     /// Serves the waiter at `pos` with an idle connection, if one is (closing those past their
-    /// lifetime on the way).
+    /// lifetime on the way) — with vetting, sends it for a vet on the waiter's behalf instead.
     fn claim_idle(&mut self, pos: usize) -> Option<(Lease, C)> {
-        while let Some(i) = self.idle_pop_unvetted() {
-            if self.outlived(i) {
-                self.stats.expired += 1;
-                self.close_idle(i);
-                continue;
-            }
-            let conn = self.take_idle(i, State::Resetting)?;
-            let lease = self.serve_waiter(pos, i)?;
-            return Some((lease, conn));
+        if self.waiters.get(pos).is_some_and(|w| w.vetting) {
+            return None;
         }
-        None
+        let i = self.idle_pop_live()?;
+        if self.config.vet {
+            self.vet_for_waiter(i, pos);
+            return None;
+        }
+        let conn = self.take_idle(i, State::Resetting)?;
+        let lease = self.serve_waiter(pos, i)?;
+        Some((lease, conn))
     }
 
     // ---------------------------------------------------------------- driver reports
@@ -497,7 +499,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
                 if !outcome.is_ok() {
                     self.stats.stale += 1;
                 }
-                self.back_from_driver(i, conn, outcome.is_ok(), Arrival::Checked)
+                self.vetted(i, conn, outcome.is_ok())
             }
             Completion::Closed { outcome, .. } => {
                 if outcome == Finished::Abandoned {
@@ -557,6 +559,25 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             delay -= self.random_below(delay / 5 + 1);
         }
         self.retry_at = Some(self.now.saturating_add(Duration::from_nanos(delay)));
+    }
+
+    /// A check or vet came back: a vetted connection that passed goes to the checkout it was
+    /// vetted for, if that one still waits; otherwise as any checked one (to the oldest waiter,
+    /// else its old place among the idle), or closed if it failed (its checkout waits on, and is
+    /// vetted for, woken for, or granted the next connection as the rules say).
+    fn vetted(&mut self, i: usize, conn: C, ok: bool) {
+        let pos = self.slots.as_mut_slice()[i]
+            .vet_for
+            .take()
+            .and_then(|id| self.waiter_pos(id));
+        if let Some(w) = pos.and_then(|p| self.waiters.get_mut(p)) {
+            w.vetting = false;
+            self.line.vetting -= 1;
+        }
+        match pos {
+            Some(p) if ok && self.keeps(i, false) => self.grant(p, i, conn),
+            _ => self.back_from_driver(i, conn, ok, Arrival::Checked),
+        }
     }
 
     /// A reset or check came back: in service if `ok`, else closed.
@@ -817,7 +838,8 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         let Fairness::Bounded(bound) = self.config.fairness else {
             return None;
         };
-        if self.idle.is_empty() || self.config.vet {
+        // Nobody to serve: nothing idle, or every waiter has its vet coming.
+        if self.idle.is_empty() || self.line.vetting == self.waiters.len() {
             return None;
         }
         Some(self.waiters.get(0)?.since.saturating_add(bound))
@@ -939,9 +961,6 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// them, under load) pays only for the rules that act.
     #[inline(never)]
     fn settle_slow(&mut self) {
-        if self.config.vet && !self.idle.is_empty() && self.waiters.len() > self.counts.checking() {
-            self.vet_for_line();
-        }
         if !self.idle.is_empty() {
             self.serve_starving();
         }
@@ -953,17 +972,22 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         // A checkout that would not wait, whose open went to an older waiter, with no room for
         // another: exhausted after all, as psycopg2 would have said at once.
         if self.line.fail_fast > 0 && !self.has_room() {
-            // Those the opens in flight, the idle connections and the checks will not serve.
-            let mut pos = self.counts.coming();
+            // Those the opens in flight, the idle connections and the checks will not serve: a
+            // vet serves the waiter it is for; the rest serve the oldest of the others.
+            let mut unbound = self.counts.coming() - self.line.vetting;
+            let mut pos = 0;
             while let Some(w) = self.waiters.get(pos) {
-                if w.fail_fast {
+                if w.vetting || unbound > 0 {
+                    unbound -= usize::from(!w.vetting);
+                    pos += 1;
+                } else if w.fail_fast {
                     self.fail_waiter(pos, Error::Exhausted);
                 } else {
                     pos += 1;
                 }
             }
         }
-        if !self.config.vet && self.line.woken < min(self.idle.len(), self.waiters.len()) {
+        if self.line.woken < min(self.idle.len(), self.waiters.len() - self.line.vetting) {
             self.wake_claimers();
         }
         self.rearm();
@@ -1083,11 +1107,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             }
             self.close_conn(i, conn);
         } else if !self.waiters.is_empty()
-            && (arrival != Arrival::Returned || self.config.vet || self.front_starving())
+            && (arrival != Arrival::Returned || self.front_starving())
         {
-            // With vetting, idle connections are vetted before use: one just used goes straight
-            // to the line instead.
-            self.grant(i, conn);
+            self.grant(0, i, conn);
         } else if arrival == Arrival::Checked {
             // A check is not a use: the connection keeps its idle time and its place in the order.
             self.set_state(i, State::Idle(conn));
@@ -1145,13 +1167,14 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         }
     }
 
-    /// Gives the connection of slot `i` (taken out of it) to the oldest waiter, by a grant.
-    fn grant(&mut self, i: usize, conn: C) {
-        let waiter = match self.waiters.get(0) {
+    /// Gives the connection of slot `i` (taken out of it) to the waiter at `pos` — the oldest,
+    /// or the one it was vetted for — by a grant.
+    fn grant(&mut self, pos: usize, i: usize, conn: C) {
+        let waiter = match self.waiters.get(pos) {
             Some(w) => w.id,
             None => return debug_assert!(false, "grant without a waiter"),
         };
-        if let Some(lease) = self.serve_waiter(0, i) {
+        if let Some(lease) = self.serve_waiter(pos, i) {
             let seq = self.next_seq();
             self.slots.as_mut_slice()[i].queued = true;
             let grant = Handoff::Grant {
@@ -1179,49 +1202,68 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
         Some(Lease(self.slot_ref(i)))
     }
 
-    /// Idle connections go to the oldest waiters while the oldest must be served first.
+    /// Idle connections go to the oldest waiters while the oldest must be served first (with
+    /// vetting: out for a vet on behalf of each, oldest first, skipping those with one already).
     fn serve_starving(&mut self) {
         while !self.idle.is_empty() && self.front_starving() {
-            let Some(i) = self.idle_pop_unvetted() else {
+            let Some(pos) = self.first_unvetted() else {
                 break;
             };
-            if self.outlived(i) {
-                self.stats.expired += 1;
-                self.close_idle(i);
+            let Some(i) = self.idle_pop_live() else {
+                break;
+            };
+            if self.config.vet {
+                self.vet_for_waiter(i, pos);
             } else if let Some(conn) = self.take_idle(i, State::Resetting) {
-                self.grant(i, conn);
+                self.grant(pos, i, conn);
             }
         }
     }
 
-    /// With vetting: idle connections go out for a vet, in the idle order, until every waiter
-    /// has one coming (each is granted to the oldest waiter when it passes).
-    fn vet_for_line(&mut self) {
-        while self.waiters.len() > self.counts.checking() {
-            let Some(i) = self.idle_pop(self.config.idle_order) else {
-                break;
-            };
-            if self.outlived(i) {
-                self.stats.expired += 1;
-                self.close_idle(i);
-            } else if let Some(conn) = self.take_idle(i, State::Checking) {
-                self.stats.vets += 1;
-                let ticket = Ticket(self.slot_ref(i));
-                self.push_io(i, Io::Vet { ticket, conn });
-            }
+    /// The oldest waiter without a vet on its behalf (without vetting: the oldest).
+    fn first_unvetted(&self) -> Option<usize> {
+        if self.line.vetting == 0 {
+            return (!self.waiters.is_empty()).then_some(0);
         }
+        self.waiters.position(|w| !w.vetting)
     }
 
-    /// Wakes waiters, oldest first, until as many are woken as connections are idle (or all).
+    /// Sends idle slot `i` (out of the idle queue) for a vet on behalf of the waiter at `pos`:
+    /// if it passes and the waiter still waits, it is that waiter's. Its wake, if any, is used.
+    fn vet_for_waiter(&mut self, i: usize, pos: usize) {
+        let Some(conn) = self.take_idle(i, State::Checking) else {
+            return;
+        };
+        let Some(w) = self.waiters.get_mut(pos) else {
+            // Cannot happen (the callers name a waiter in line): checked as any connection.
+            debug_assert!(false, "a vet for nobody");
+            let ticket = Ticket(self.slot_ref(i));
+            return self.push_io(i, Io::Check { ticket, conn });
+        };
+        let id = w.id;
+        w.vetting = true;
+        if core::mem::take(&mut w.woken) {
+            self.line.woken -= 1;
+            self.unwake(id);
+        }
+        self.line.vetting += 1;
+        self.stats.vets += 1;
+        self.slots.as_mut_slice()[i].vet_for = Some(id);
+        let ticket = Ticket(self.slot_ref(i));
+        self.push_io(i, Io::Vet { ticket, conn });
+    }
+
+    /// Wakes waiters, oldest first, until as many are woken as connections are idle (or all
+    /// those without a vet on their behalf).
     fn wake_claimers(&mut self) {
-        let want = min(self.idle.len(), self.waiters.len());
+        let want = min(self.idle.len(), self.waiters.len() - self.line.vetting);
         let mut pos = 0;
         while self.line.woken < want {
             let Some(w) = self.waiters.get_mut(pos) else {
                 break;
             };
             pos += 1;
-            if w.woken {
+            if w.woken || w.vetting {
                 continue;
             }
             w.woken = true;
@@ -1268,14 +1310,18 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             .is_some_and(|t| t <= self.now)
     }
 
-    /// The idle slot a checkout may take as it is: none with vetting (see
-    /// [`vet_for_line`](Self::vet_for_line)).
+    /// The next idle slot in the idle order, out of the queue, closing those past their lifetime
+    /// on the way.
     #[inline]
-    fn idle_pop_unvetted(&mut self) -> Option<usize> {
-        if self.config.vet {
-            return None;
+    fn idle_pop_live(&mut self) -> Option<usize> {
+        while let Some(i) = self.idle_pop(self.config.idle_order) {
+            if !self.outlived(i) {
+                return Some(i);
+            }
+            self.stats.expired += 1;
+            self.close_idle(i);
         }
-        self.idle_pop(self.config.idle_order)
+        None
     }
 
     /// Takes the most (`Lifo`) or least (`Fifo`) recently returned idle slot out of the queue.
@@ -1343,6 +1389,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             self.line.woken -= 1;
             self.unwake(w.id);
         }
+        self.line.vetting -= usize::from(w.vetting);
         if self.waiters.is_empty() {
             self.line = Line::default();
         }

@@ -168,6 +168,10 @@ pub struct Sim<S: Storage<Conn, K>, K = u64> {
     waiter_keys: Vec<(WaiterId, K)>,
     held_keys: Vec<(Conn, K)>,
     opened: BTreeSet<Conn>,
+    /// Connections out for a vet, and those whose vet passed and are not handed out since: a
+    /// grant of one may go to the checkout it was vetted for, not only the oldest.
+    vetting: BTreeSet<Conn>,
+    vetted: BTreeSet<Conn>,
     detached: BTreeSet<Conn>,
     /// Every slot handle issued, in order, and as a set: a new one must be new.
     history: Vec<SlotRef>,
@@ -234,6 +238,8 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
             waiter_keys: Vec::new(),
             held_keys: Vec::new(),
             opened: BTreeSet::new(),
+            vetting: BTreeSet::new(),
+            vetted: BTreeSet::new(),
             detached: BTreeSet::new(),
             history: Vec::new(),
             seen: HashSet::new(),
@@ -652,7 +658,10 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
             }
             Io::Reset { ticket, conn } => self.out_for(ticket, conn, Cmd::Reset(conn)),
             Io::Check { ticket, conn } => self.out_for(ticket, conn, Cmd::Check(conn)),
-            Io::Vet { ticket, conn } => self.out_for(ticket, conn, Cmd::Vet(conn)),
+            Io::Vet { ticket, conn } => {
+                self.vetting.insert(conn);
+                self.out_for(ticket, conn, Cmd::Vet(conn))
+            }
         }
     }
 
@@ -678,11 +687,14 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
                 lease,
                 conn,
             } => {
+                let vetted = self.vetted.contains(&conn);
                 self.take_out(conn);
                 self.issued(lease.0);
                 self.log.push(Cmd::Grant(waiter, conn));
                 let oldest = self.waiting.first().copied();
-                assert_eq!(oldest, Some(waiter), "a younger waiter was served first");
+                if !vetted {
+                    assert_eq!(oldest, Some(waiter), "a younger waiter was served first");
+                }
                 let key = self.resolve(waiter);
                 self.held_keys.extend(key.map(|k| (conn, k)));
                 self.held.insert(conn, lease);
@@ -823,6 +835,9 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
 
     fn finish_reset(&mut self, ticket: Ticket, conn: Conn, check: bool, outcome: Finished) {
         self.abandoned[usize::from(check)] += u64::from(outcome == Finished::Abandoned);
+        if self.vetting.remove(&conn) && outcome == Finished::Ok {
+            self.vetted.insert(conn);
+        }
         self.report(if check {
             Completion::Checked {
                 ticket,
@@ -905,6 +920,7 @@ impl<S: Storage<Conn, K>, K: Eq + Clone + Debug> Sim<S, K> {
 
     /// A connection leaves the pool (in a checkout or a command): it must have been inside.
     fn take_out(&mut self, conn: Conn) {
+        self.vetted.remove(&conn);
         assert!(self.opened.contains(&conn), "{conn} was never opened");
         assert!(!self.held.contains_key(&conn), "{conn} is already held");
         let with_driver = self.closes.iter().chain(&self.resets).chain(&self.checks);

@@ -102,6 +102,8 @@ struct Waiter {
     since: Time,
     /// Told to claim an idle connection, and has not claimed since.
     woken: bool,
+    /// An idle connection is out for a vet on its behalf.
+    vetting: bool,
 }
 
 /// What the pool has decided and the driver has not read yet, in the order it was decided.
@@ -140,6 +142,8 @@ pub struct Model {
     backoff_max: Duration,
     /// Idle connections are vetted before a checkout gets them.
     vet: bool,
+    /// Connections out for a vet, with the checkout each is vetted for.
+    vets: BTreeMap<Conn, u64>,
     /// The storage's room: connections and queued checkouts.
     slot_room: usize,
     waiter_room: usize,
@@ -247,6 +251,7 @@ impl Model {
             backoff_initial: config.backoff_initial,
             backoff_max: config.backoff_max,
             vet: config.vet,
+            vets: BTreeMap::new(),
             slot_room,
             waiter_room,
             now: Time::ZERO,
@@ -365,7 +370,9 @@ impl Model {
             .retry_at
             .filter(|_| self.opens_wanted() > 0 && self.room());
         let starve = match (self.bound, self.line.front()) {
-            (Some(b), Some(w)) if !self.idle.is_empty() && !self.vet => Some(after(w.since, b)),
+            (Some(b), Some(w)) if !self.idle.is_empty() && self.vetting() < self.line.len() => {
+                Some(after(w.since, b))
+            }
             _ => None,
         };
         waits
@@ -776,13 +783,12 @@ impl Model {
             return Err(Error::UnknownWaiter);
         };
         self.accept(self.clock, |m| {
-            // With vetting, idle connections reach the line through their vets only.
-            if !m.vet && (pos == 0 || !m.starving()) {
-                while let Some(conn) = m.pop_idle() {
-                    if m.expired(conn) {
-                        m.stats.expired += 1;
-                        m.shut(conn);
-                        continue;
+            if (pos == 0 || !m.starving()) && !m.line[pos].vetting {
+                if let Some(conn) = m.pop_live() {
+                    if m.vet {
+                        // With vetting, it goes out for a vet on this waiter's behalf.
+                        m.vet_for(conn, pos);
+                        return Ok(Got::Waiting(forge::waiter(id)));
                     }
                     let loan = m.serve_waiter(pos, conn, true).1;
                     m.held.insert(conn, loan);
@@ -807,50 +813,66 @@ impl Model {
         }
     }
 
-    /// While the oldest waiter is past the bound, idle connections go to the line, oldest first.
+    /// While the oldest waiter must be served first, idle connections go to the line, oldest
+    /// first — with vetting, out for a vet on behalf of each, skipping those with one already.
     fn serve_starving(&mut self) {
-        while !self.vet && !self.line.is_empty() && !self.idle.is_empty() && self.starving() {
-            let conn = self.pop_idle().expect("idle");
-            if self.expired(conn) {
-                self.stats.expired += 1;
-                self.shut(conn);
+        while !self.idle.is_empty() && self.starving() {
+            let Some(pos) = self.line.iter().position(|w| !w.vetting) else {
+                break;
+            };
+            let Some(conn) = self.pop_live() else {
+                break;
+            };
+            if self.vet {
+                self.vet_for(conn, pos);
             } else {
-                self.grant(0, conn);
+                self.grant(pos, conn);
             }
         }
     }
 
-    /// With vetting: idle connections go out for a vet (in the idle order; one past its lifetime
-    /// is closed instead) until every waiter has a check or a vet coming.
-    fn vet_for_line(&mut self) {
-        while self.vet && self.line.len() > self.checking() {
-            let Some(conn) = self.pop_idle() else {
-                break;
-            };
-            if self.expired(conn) {
-                self.stats.expired += 1;
-                self.shut(conn);
-            } else {
-                self.stats.vets += 1;
-                self.place(conn, Place::Checking);
-                let t = self.ticket();
-                self.outbox.push_back(Out::Vet(t, conn));
+    /// The next idle connection in the idle order, closing those past their lifetime on the way.
+    fn pop_live(&mut self) -> Option<Conn> {
+        while let Some(conn) = self.pop_idle() {
+            if !self.expired(conn) {
+                return Some(conn);
             }
+            self.stats.expired += 1;
+            self.shut(conn);
         }
+        None
+    }
+
+    /// `conn` (out of the idle set) goes out for a vet on behalf of the waiter at `pos`, whose
+    /// wake, if any, is used up.
+    fn vet_for(&mut self, conn: Conn, pos: usize) {
+        let w = &mut self.line[pos];
+        w.vetting = true;
+        w.woken = false;
+        let id = w.id;
+        self.outbox
+            .retain(|o| !matches!(o, Out::Wake(x) if *x == id));
+        self.stats.vets += 1;
+        self.place(conn, Place::Checking);
+        self.vets.insert(conn, id);
+        let t = self.ticket();
+        self.outbox.push_back(Out::Vet(t, conn));
+    }
+
+    /// Waiters with a vet on their behalf.
+    fn vetting(&self) -> usize {
+        self.line.iter().filter(|w| w.vetting).count()
     }
 
     /// Wake waiters (oldest not yet woken first) until as many are woken as connections idle.
     fn wake_claimers(&mut self) {
-        if self.vet {
-            return;
-        }
-        let want = self.idle.len().min(self.line.len());
+        let want = self.idle.len().min(self.line.len() - self.vetting());
         let mut woken = self.line.iter().filter(|w| w.woken).count();
         for w in self.line.iter_mut() {
             if woken >= want {
                 break;
             }
-            if !w.woken {
+            if !w.woken && !w.vetting {
                 w.woken = true;
                 woken += 1;
                 self.outbox.push_back(Out::Wake(w.id));
@@ -875,12 +897,9 @@ impl Model {
         key: Option<u8>,
         deadline: Option<Option<Time>>,
     ) -> Result<Got, Error> {
-        while let Some(conn) = if self.vet { None } else { self.pop_idle() } {
-            if self.expired(conn) {
-                self.stats.expired += 1;
-                self.shut(conn);
-                continue;
-            }
+        // With vetting, an idle connection serves a checkout through its vet: it waits for it.
+        let for_vet = self.vet && !self.idle.is_empty();
+        if let Some(conn) = if for_vet { None } else { self.pop_live() } {
             let loan = self.lend(conn, key, true);
             self.held.insert(conn, loan);
             self.handles.push(Handle::Loan(loan));
@@ -888,8 +907,6 @@ impl Model {
             return Ok(Got::Ready(conn));
         }
         let no_wait = deadline == Some(None);
-        // With vetting, an idle connection serves a checkout through its vet: it waits for it.
-        let for_vet = self.vet && self.line.len() < self.checking() + self.idle.len();
         if no_wait && !for_vet && !self.room() {
             return Err(Error::Exhausted);
         }
@@ -917,9 +934,15 @@ impl Model {
             no_wait,
             since: self.now,
             woken: false,
+            vetting: false,
         });
         self.waiting.insert(id);
         self.waiter_history.push(id);
+        if for_vet {
+            if let Some(conn) = self.pop_live() {
+                self.vet_for(conn, self.line.len() - 1);
+            }
+        }
         // psycopg2 connects on demand: a getconn gets its own open at once, backoff or not.
         if no_wait && self.line.len() > self.coming() {
             self.order_open();
@@ -1010,6 +1033,16 @@ impl Model {
         }
         if check && outcome != Outcome::Ok {
             self.stats.stale += 1;
+        }
+        // A vet serves the checkout it was for, if that one still waits and the connection
+        // passed and may stay; that checkout waits on otherwise.
+        let vetted_for = self.vets.remove(&conn);
+        let pos = vetted_for.and_then(|id| self.line.iter().position(|w| w.id == id));
+        if let Some(p) = pos {
+            self.line[p].vetting = false;
+            if outcome == Outcome::Ok && self.may_stay(conn) {
+                return self.grant(p, conn);
+            }
         }
         match (outcome == Outcome::Ok, check) {
             (false, _) => self.shut(conn),
@@ -1102,10 +1135,9 @@ impl Model {
     /// borrower gave back only when the line is starving (else a woken waiter claims it, or a
     /// running checkout takes it first) — else it is the most recently returned idle one.
     fn ready_for_use(&mut self, conn: Conn, from_borrower: bool) {
-        // With vetting, a connection just used goes straight to the line (idle ones are vetted).
         let next = self
             .next_in_line()
-            .filter(|_| !from_borrower || self.vet || self.starving());
+            .filter(|_| !from_borrower || self.starving());
         if let Some(pos) = next {
             self.grant(pos, conn);
         } else {
@@ -1171,13 +1203,8 @@ impl Model {
         (!self.line.is_empty()).then_some(0)
     }
 
-    /// Positions in line that the opens in flight and the idle connections will not serve
-    /// (under the grant rule above, the oldest are served first).
-    fn beyond_the_opens(&self) -> std::ops::Range<usize> {
-        self.coming().min(self.line.len())..self.line.len()
-    }
-
-    /// Connections out for a check or a vet: each goes to the oldest waiter when it passes.
+    /// Connections out for a check or a vet (a check's goes to the oldest waiter when it passes,
+    /// a vet's to the checkout it is for).
     fn checking(&self) -> usize {
         self.count(|p| *p == Place::Checking)
     }
@@ -1241,16 +1268,22 @@ impl Model {
     /// permitting); a getconn that no open in flight will serve, with no room for another, is
     /// "connection pool exhausted", as psycopg2 would have said at once.
     fn top_up(&mut self) {
-        self.vet_for_line();
         self.serve_starving();
         let backing_off = self.retry_at.is_some_and(|t| self.now < t);
         while !backing_off && self.opens_wanted() > 0 && self.room() {
             self.order_open();
         }
         if !self.room() {
-            let mut pos = self.beyond_the_opens().start;
+            // A vet serves the waiter it is for; the other connections coming serve the oldest
+            // of the rest.
+            let mut unbound = self.coming() - self.vetting();
+            let mut pos = 0;
             while pos < self.line.len() {
-                if self.line[pos].no_wait {
+                let w = &self.line[pos];
+                if w.vetting || unbound > 0 {
+                    unbound -= usize::from(!w.vetting);
+                    pos += 1;
+                } else if w.no_wait {
                     self.fail(pos, Error::Exhausted);
                 } else {
                     pos += 1;

@@ -2,7 +2,7 @@
 //! gets it, and is granted to the oldest waiter once it passes; one that fails is closed and the
 //! next one vetted. The checkouts wait meanwhile, each up to its own deadline.
 
-use crate::vetting;
+use crate::{strict, vetting};
 use sanspool_core::testkit::{Cmd, Conn, Sim};
 use sanspool_core::{Checkout, Config, Error, Fairness, Returned, Storage, Wait};
 use std::time::Duration;
@@ -13,7 +13,9 @@ on_both_backends! {
     the_last_failed_vet_opens_a_replacement,
     a_deadline_holds_during_a_vet_and_the_connection_keeps_its_place,
     connections_just_used_or_opened_are_not_vetted,
-    a_vet_serves_the_oldest_waiter_and_nobody_is_woken,
+    a_vet_is_for_the_checkout_it_was_sent_for,
+    a_running_checkout_may_take_an_idle_one_first_through_its_vet,
+    a_failed_vet_under_a_fairness_bound_wakes_its_checkout_to_claim_the_next,
     getconn_waits_for_the_vet_or_is_exhausted,
     a_checkout_served_by_a_vet_is_not_bounded_by_max_waiting,
     a_vet_that_comes_back_after_close_is_closed,
@@ -35,9 +37,12 @@ fn an_idle_connection_is_vetted_then_granted<S: Storage<Conn, u64>>() {
 }
 
 /// A vet that fails closes the connection (counted stale) and vets the next idle one, in the
-/// idle order (LIFO: the most recently returned first).
+/// idle order (LIFO: the most recently returned first) — strictly ordered: at once.
 fn a_failed_vet_closes_it_and_vets_the_next<S: Storage<Conn, u64>>() {
-    let mut sim = Sim::<S>::new(vetting(2, 2));
+    let mut sim = Sim::<S>::new(Config {
+        vet: true,
+        ..strict(2, 2)
+    });
     (sim.auto_reset, sim.auto_open) = (false, false);
     sim.take_log();
     let w = sim.wait(None, Wait::Forever);
@@ -93,12 +98,13 @@ fn a_deadline_holds_during_a_vet_and_the_connection_keeps_its_place<S: Storage<C
     assert_eq!(sim.take_log(), [Cmd::Vet(1)]);
 }
 
-/// A connection handed over by a checkin goes straight to the oldest waiter (it was in use a
-/// moment ago), whatever the fairness; one opened for a waiter too.
+/// A connection handed over by a checkin straight to the oldest waiter (strict fairness, or a
+/// waiter past the bound) is not vetted: it was in use a moment ago; one opened for a waiter
+/// neither.
 fn connections_just_used_or_opened_are_not_vetted<S: Storage<Conn, u64>>() {
     let mut sim = Sim::<S>::new(Config {
-        fairness: Fairness::Bounded(Duration::from_millis(100)),
-        ..vetting(0, 1)
+        vet: true,
+        ..strict(0, 1)
     });
     sim.take_log();
     let first = sim.wait(None, Wait::Forever);
@@ -110,10 +116,14 @@ fn connections_just_used_or_opened_are_not_vetted<S: Storage<Conn, u64>>() {
     assert_eq!(sim.stats().vets, 0);
 }
 
-/// Two waiters, one idle connection: its vet serves the oldest; the younger waits for the next
-/// connection. Nobody is woken, and a claim takes nothing.
-fn a_vet_serves_the_oldest_waiter_and_nobody_is_woken<S: Storage<Conn, u64>>() {
-    let mut sim = Sim::<S>::new(vetting(2, 2));
+/// A vet serves the checkout it was sent for, not the oldest: the oldest waiter's vet is under
+/// way when a returned connection goes idle (under the fairness bound), so the next waiter is
+/// woken, claims it, and it goes out for a vet for that one. A vetting waiter is never woken.
+fn a_vet_is_for_the_checkout_it_was_sent_for<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(Config {
+        fairness: Fairness::Bounded(Duration::from_millis(100)),
+        ..vetting(2, 2)
+    });
     let (_, held) = sim.get(None);
     assert_eq!(held, 2);
     sim.auto_reset = false;
@@ -121,11 +131,62 @@ fn a_vet_serves_the_oldest_waiter_and_nobody_is_woken<S: Storage<Conn, u64>>() {
     let old = sim.wait(None, Wait::Forever);
     let young = sim.wait(None, Wait::Forever);
     assert_eq!(sim.take_log(), [Cmd::Vet(1)]);
-    assert_eq!(sim.claim(young), Ok(Checkout::Waiting(young)));
+    sim.put(held, Returned::Clean);
+    assert_eq!(sim.take_log(), [Cmd::Wake(young), Cmd::Vet(2)]);
+    // The younger one's vet passes first: it is the younger one's.
+    let (ticket, conn) = sim.checks.remove(1);
+    assert_eq!(conn, 2);
+    sim.checks.insert(0, (ticket, conn));
+    sim.check_next();
+    assert_eq!(sim.take_log(), [Cmd::Grant(young, 2)]);
     sim.check_next();
     assert_eq!(sim.take_log(), [Cmd::Grant(old, 1)]);
+    assert_eq!(sim.stats().vets, 3);
+}
+
+/// Barging, as without vetting: a connection comes back idle while a checkout waits under the
+/// bound; a running checkout gets there first, and the vet it starts is its own.
+fn a_running_checkout_may_take_an_idle_one_first_through_its_vet<S: Storage<Conn, u64>>() {
+    let mut sim = Sim::<S>::new(Config {
+        fairness: Fairness::Bounded(Duration::from_millis(100)),
+        ..vetting(1, 1)
+    });
+    let (_, held) = sim.get(None);
+    (sim.auto_reset, sim.auto_claim) = (false, false);
+    let waiting = sim.wait(None, Wait::Forever);
+    sim.take_log();
     sim.put(held, Returned::Clean);
-    assert_eq!(sim.take_log(), [Cmd::Grant(young, held)]);
+    assert_eq!(sim.take_log(), [Cmd::Wake(waiting)]);
+    let runner = sim.wait(None, Wait::Forever);
+    assert_eq!(sim.take_log(), [Cmd::Vet(held)]);
+    assert_eq!(
+        sim.claim(waiting),
+        Ok(Checkout::Waiting(waiting)),
+        "nothing left to claim"
+    );
+    sim.check_next();
+    assert_eq!(sim.take_log(), [Cmd::Grant(runner, held)]);
+}
+
+/// Under the bound, a checkout whose vet failed is woken to claim the next idle connection
+/// (sent for a vet on its behalf in turn), as any waiter would be.
+fn a_failed_vet_under_a_fairness_bound_wakes_its_checkout_to_claim_the_next<
+    S: Storage<Conn, u64>,
+>() {
+    let mut sim = Sim::<S>::new(Config {
+        fairness: Fairness::Bounded(Duration::from_millis(100)),
+        refill: false,
+        ..vetting(2, 2)
+    });
+    sim.auto_reset = false;
+    sim.take_log();
+    let w = sim.wait(None, Wait::Forever);
+    assert_eq!(sim.take_log(), [Cmd::Vet(2)]);
+    sim.fail_resets = 1;
+    sim.check_next();
+    assert_eq!(sim.take_log(), [Cmd::Close(2), Cmd::Wake(w), Cmd::Vet(1)]);
+    sim.check_next();
+    assert_eq!(sim.take_log(), [Cmd::Grant(w, 1)]);
 }
 
 /// psycopg2's `getconn` (no wait) with vetting: an idle connection serves it through its vet;
