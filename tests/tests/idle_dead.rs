@@ -141,6 +141,11 @@ fn a_network_reset_while_idle_fails_no_query() {
         failed += blocking_failures(&pool);
         async_failed += rt.block_on(tokio_failures(&async_pool));
     }
+    eprintln!(
+        "resets: blocking {failed} failed, {} stale; async {async_failed} failed, {} stale",
+        pool.stats().stale,
+        async_pool.stats().stale
+    );
     assert_eq!(
         (failed, async_failed),
         (0, 0),
@@ -182,6 +187,7 @@ fn get_keeps_its_timeout_while_checks_hang() {
                 "a get over a frozen network: {:?}",
                 got.map(drop)
             );
+            eprintln!("blocking: get() over a frozen network returned after {took:?}");
             assert!(took <= timeout + SLACK, "get() took {took:?}");
         }
         proxy.thaw();
@@ -209,6 +215,7 @@ fn get_keeps_its_timeout_while_checks_hang() {
                 "an async get over a frozen network: {:?}",
                 got.map(drop)
             );
+            eprintln!("async: get() over a frozen network returned after {took:?}");
             assert!(took <= timeout + SLACK, "get() took {took:?}");
         }
         proxy.thaw();

@@ -122,14 +122,19 @@ impl<M: Connector> Settings<M> {
         Finished::Ok
     }
 
+    /// Whether [`perform_at_once`](Self::perform_at_once) tries a vet on the spot: when only
+    /// the probe decides it (no hook, no check). Unless the probe is unsure, its report follows
+    /// at once.
+    pub fn vets_at_once(&self) -> bool {
+        self.before_reuse.is_none() && !self.check_on_checkout
+    }
+
     /// Performs `io` on the spot if it needs no waiting at all — a vet that the probe decides
     /// (no hook, no check) — else hands it back to be performed where I/O runs. A vet decided
     /// here costs a look at a socket, not a task or a thread.
     pub fn perform_at_once(&self, io: Io<M::Conn>) -> AtOnce<M::Conn, M::Error> {
         match io {
-            Io::Vet { ticket, mut conn }
-                if self.before_reuse.is_none() && !self.check_on_checkout =>
-            {
+            Io::Vet { ticket, mut conn } if self.vets_at_once() => {
                 let outcome = match self.probe(&mut conn) {
                     Liveness::Alive => Finished::Ok,
                     Liveness::Dead => Finished::Failed,

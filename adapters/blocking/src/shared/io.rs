@@ -52,7 +52,13 @@ impl<M: Connector, K: Key> Shared<M, K> {
                         let next = self.report(done);
                         self.run(next);
                     }
-                    Err(task) => self.spawn_io(task),
+                    Err(task) => {
+                        if matches!(task, Io::Vet { .. }) {
+                            // The drain left the alarm for this vet's report: it comes later.
+                            self.rearm(&mut self.state.lock());
+                        }
+                        self.spawn_io(task)
+                    }
                 }
             }
         }

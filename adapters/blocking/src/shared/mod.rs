@@ -251,15 +251,28 @@ impl<M: Connector, K: Key> Shared<M, K> {
         } else {
             VecDeque::new()
         };
-        if let Some(m) = &self.maintenance {
-            let next = st.engine.core.poll_timeout();
-            m.rearm(&mut st.alarm, next);
+        // A vet tried on the spot reports at once, and that report's drain rearms: a checkout
+        // queued only for its vet wakes no maintenance thread (a context switch per checkout).
+        // A vet that goes to a thread after all rearms first (`start_io`).
+        let vet_at_once =
+            self.settings.vets_at_once() && tasks.iter().any(|t| matches!(t, Io::Vet { .. }));
+        if !vet_at_once {
+            self.rearm(st);
         }
         // A notify is a syscall even with nobody waiting: only for `wait_ready` callers.
         if st.ready_waiters > 0 {
             self.changed.notify_all();
         }
         tasks
+    }
+
+    /// Wakes the maintenance thread if the core's next deadline is earlier than its alarm.
+    #[inline(always)]
+    fn rearm(&self, st: &mut State<M, K>) {
+        if let Some(m) = &self.maintenance {
+            let next = st.engine.core.poll_timeout();
+            m.rearm(&mut st.alarm, next);
+        }
     }
 
     /// [`drain`](Self::drain)'s outputs, when there are some.
