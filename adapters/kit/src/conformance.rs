@@ -704,7 +704,12 @@ fn panicking_open<D: Driver>(d: &D) {
     let p = pool(d, &fake, &options);
     fake.panic_opens.store(true, Ordering::SeqCst);
     let err = d.get(&p).map(|g| g.id).unwrap_err();
-    assert!(matches!(err, GetError::Panicked), "{err:?}");
+    assert!(matches!(err, GetError::Panicked(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("opening a connection panicked: "),
+        "{err}"
+    );
     fake.panic_opens.store(false, Ordering::SeqCst);
     assert_eq!(d.get(&p).unwrap().id, 1, "the pool goes on");
 }

@@ -143,8 +143,8 @@ impl<C, E, K: Hash + Eq + Clone> Engine<C, E, K> {
             (Completion::OpenFailed { permanent, .. }, Some(e)) => {
                 self.permanent = *permanent;
                 self.last = Some(match e {
-                    Some(e) => Failure::Error(Arc::new(e)),
-                    None => Failure::Panic,
+                    Ok(e) => Failure::Error(Arc::new(e)),
+                    Err(p) => Failure::Panic(p),
                 });
             }
             _ => {}

@@ -27,7 +27,7 @@ pub enum GetError<E> {
     /// Opening the connection this checkout needed failed (psycopg2 raises the connect error).
     Connect(Arc<E>),
     /// A connector method or hook panicked while opening the connection this checkout needed.
-    Panicked,
+    Panicked(Panic),
 }
 
 /// Why a pool could not be built: the settings were refused, or opening `min` connections failed.
@@ -39,7 +39,7 @@ pub enum BuildError<E> {
     /// Opening one of the `min` connections failed (psycopg2 raises the connect error).
     Connect(Arc<E>),
     /// A connector method or hook panicked while opening one of the `min` connections.
-    Panicked,
+    Panicked(Panic),
     /// The `min` connections were not open within the build's bound; carries the last connect
     /// error, if opens were failing.
     Timeout(Option<Arc<E>>),
@@ -51,7 +51,37 @@ pub enum Failure<E> {
     /// The connector's error.
     Error(Arc<E>),
     /// The connector (or a hook) panicked.
-    Panic,
+    Panic(Panic),
+}
+
+/// What a panic in a connector method or hook said: its message, if it was a string (as
+/// `panic!` with a message makes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Panic(Arc<str>);
+
+impl Panic {
+    /// The panic's message, from its payload.
+    pub fn of(payload: &(dyn std::any::Any + Send)) -> Panic {
+        let message = if let Some(s) = payload.downcast_ref::<&str>() {
+            s
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.as_str()
+        } else {
+            "a panic without a message"
+        };
+        Panic(message.into())
+    }
+
+    /// The panic's message.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Panic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 fn cause<E>(last: Option<&Failure<E>>) -> Option<Arc<E>> {
@@ -70,9 +100,10 @@ impl<E> GetError<E> {
             Core::Timeout => GetError::Timeout(cause(last)),
             Core::TooManyWaiters => GetError::TooManyWaiters,
             // The driver records the failure before it reports a failed open, so `last` is set.
-            Core::OpenFailed => match cause(last) {
-                Some(e) => GetError::Connect(e),
-                None => GetError::Panicked,
+            Core::OpenFailed => match last {
+                Some(Failure::Error(e)) => GetError::Connect(Arc::clone(e)),
+                Some(Failure::Panic(p)) => GetError::Panicked(p.clone()),
+                None => GetError::Panicked(Panic("no failure was recorded".into())),
             },
             // A key's second checkout while its first still waits; the core refuses nothing else
             // on a checkout.
@@ -87,7 +118,7 @@ impl<E> BuildError<E> {
         match error {
             GetError::Connect(e) => BuildError::Connect(e),
             GetError::Timeout(e) => BuildError::Timeout(e),
-            GetError::Panicked => BuildError::Panicked,
+            GetError::Panicked(p) => BuildError::Panicked(p),
             // The build's pool is not shared yet: nothing else can refuse its opens.
             _ => BuildError::Config(Core::Closed),
         }
@@ -95,11 +126,12 @@ impl<E> BuildError<E> {
 }
 
 /// The text of a failed open, with its cause (shared by checkouts and builds).
-fn open_failed<E: fmt::Display>(f: &mut fmt::Formatter<'_>, cause: Option<&E>) -> fmt::Result {
-    match cause {
-        Some(e) => write!(f, "could not open a connection: {e}"),
-        None => f.write_str("opening a connection panicked"),
-    }
+fn open_failed(f: &mut fmt::Formatter<'_>, cause: &dyn fmt::Display) -> fmt::Result {
+    write!(f, "could not open a connection: {cause}")
+}
+
+fn panicked(f: &mut fmt::Formatter<'_>, panic: &Panic) -> fmt::Result {
+    write!(f, "opening a connection panicked: {panic}")
 }
 
 fn timed_out<E: fmt::Display>(f: &mut fmt::Formatter<'_>, last: Option<&E>) -> fmt::Result {
@@ -118,8 +150,8 @@ impl<E: fmt::Display> fmt::Display for GetError<E> {
             GetError::Timeout(e) => timed_out(f, e.as_deref()),
             GetError::TooManyWaiters => fmt::Display::fmt(&Core::TooManyWaiters, f),
             GetError::KeyBusy => f.write_str("this key's connection is busy"),
-            GetError::Connect(e) => open_failed(f, Some(&**e)),
-            GetError::Panicked => open_failed::<E>(f, None),
+            GetError::Connect(e) => open_failed(f, &**e),
+            GetError::Panicked(p) => panicked(f, p),
         }
     }
 }
@@ -128,8 +160,8 @@ impl<E: fmt::Display> fmt::Display for BuildError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BuildError::Config(e) => fmt::Display::fmt(e, f),
-            BuildError::Connect(e) => open_failed(f, Some(&**e)),
-            BuildError::Panicked => open_failed::<E>(f, None),
+            BuildError::Connect(e) => open_failed(f, &**e),
+            BuildError::Panicked(p) => panicked(f, p),
             BuildError::Timeout(e) => timed_out(f, e.as_deref()),
         }
     }
@@ -201,14 +233,22 @@ mod tests {
             assert_eq!(err.to_string(), format!("{lead}{CAUSE}"));
             assert_eq!(err.source().map(|e| e.to_string()).as_deref(), Some(CAUSE));
         }
-        // A refused setting is its own cause; a panic is said as one (the panic hook printed it).
+        // A refused setting is its own cause; a panic is said with its message.
         let config: BuildError<Cause> = BuildError::Config(Core::MinAboveMax);
         assert_eq!(
             config.to_string(),
             "min connections is greater than max connections"
         );
-        let panicked: BuildError<Cause> = BuildError::Panicked;
-        assert_eq!(panicked.to_string(), "opening a connection panicked");
+        let payload = std::panic::catch_unwind(|| panic!("no route to {}", "db1")).unwrap_err();
+        let panicked: BuildError<Cause> = BuildError::Panicked(Panic::of(&*payload));
+        assert_eq!(
+            panicked.to_string(),
+            "opening a connection panicked: no route to db1"
+        );
+        let payload = std::panic::catch_unwind(|| panic!("static")).unwrap_err();
+        let last = Failure::<Cause>::Panic(Panic::of(&*payload));
+        let err = GetError::from_core(Core::OpenFailed, Some(&last));
+        assert_eq!(err.to_string(), "opening a connection panicked: static");
         // A checkout's error after a failed open keeps that open's cause, as a build's does.
         let last = Failure::Error(Arc::new(Cause));
         for core in [Core::OpenFailed, Core::Timeout] {

@@ -44,7 +44,7 @@ pub use clock::Clock;
 pub use connector::{AsyncHook, Connector, Hook, SyncHook};
 pub use draft::Draft;
 pub use engine::{Delivery, Engine, Granted, Outcome, Outputs};
-pub use error::{BuildError, Failure, GetError};
+pub use error::{BuildError, Failure, GetError, Panic};
 #[cfg(feature = "tracing")]
 pub use events::TracingEvents;
 pub use events::{Event, Events, LogEvents, Observed};

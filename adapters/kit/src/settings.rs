@@ -4,7 +4,7 @@
 //! failure (the connection is closed, or the open reported failed), so the pool's bookkeeping
 //! stays whole.
 
-use crate::{Clock, Connector, Hook};
+use crate::{Clock, Connector, Hook, Panic};
 use futures_util::FutureExt;
 use sanspool_core::{Completion, Config, Finished, Io, Liveness, Returned};
 use std::future::Future;
@@ -29,8 +29,9 @@ pub struct Settings<M: Connector> {
     pub clock: Clock,
 }
 
-/// A performed I/O's completion and, for a failed open, why it failed (`Some(None)`: it panicked).
-pub type Done<C, E> = (Completion<C>, Option<Option<E>>);
+/// A performed I/O's completion and, for a failed open, why it failed (the connector's error, or
+/// what it said when it panicked).
+pub type Done<C, E> = (Completion<C>, Option<Result<E, Panic>>);
 
 /// [`Settings::perform_at_once`]'s answer: the I/O done on the spot, or handed back.
 pub type AtOnce<C, E> = Result<Done<C, E>, Io<C>>;
@@ -59,9 +60,9 @@ impl<M: Connector> Settings<M> {
         }
     }
 
-    /// Connect and run `after_connect`; `Err(None)`: it panicked.
-    async fn open(&self) -> Result<M::Conn, Option<M::Error>> {
-        let opened = guarded_async(async {
+    /// Connect and run `after_connect`; `Err(Err(_))`: it panicked.
+    async fn open(&self) -> Result<M::Conn, Result<M::Error, Panic>> {
+        let opened = AssertUnwindSafe(async {
             let mut conn = self.connector.connect().await?;
             if let Some(hook) = &self.after_connect {
                 if let Err(e) = hook.run(&mut conn).await {
@@ -71,11 +72,12 @@ impl<M: Connector> Settings<M> {
             }
             Ok(conn)
         })
+        .catch_unwind()
         .await;
         match opened {
-            Some(Ok(conn)) => Ok(conn),
-            Some(Err(e)) => Err(Some(e)),
-            None => Err(None),
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(Ok(e)),
+            Err(payload) => Err(Err(Panic::of(&*payload))),
         }
     }
 
@@ -190,7 +192,7 @@ impl<M: Connector> Settings<M> {
                 Err(e) => {
                     let permanent = e
                         .as_ref()
-                        .is_some_and(|e| guarded(|| self.connector.is_permanent(e)) == Some(true));
+                        .is_ok_and(|e| guarded(|| self.connector.is_permanent(e)) == Some(true));
                     return (Completion::OpenFailed { ticket, permanent }, Some(e));
                 }
             },
