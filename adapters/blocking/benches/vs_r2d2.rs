@@ -4,7 +4,8 @@
 //! figure is the median of the runs' wall time per operation (total ops over all threads).
 //!
 //! `cargo bench -p sanspool --bench vs_r2d2` (`RUNS`, `OPS` to change the sizes,
-//! `THREADS` to run one thread count).
+//! `THREADS` to run one thread count, `ONLY=sanspool` or `ONLY=r2d2` to run one pool: for
+//! `valgrind --tool=callgrind`, whose instruction counts, unlike times, repeat on a busy machine).
 
 use sanspool::{Connector, Pool, Returned};
 use std::hint::black_box;
@@ -88,9 +89,10 @@ fn run(threads: usize, ops: usize, get: Arc<dyn Fn() + Send + Sync>) -> f64 {
     t0.elapsed().as_nanos() as f64 / (threads * ops) as f64
 }
 
+/// The median; NaN for a pool that did not run (`ONLY`).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn main() {
@@ -124,6 +126,7 @@ fn main() {
     println!("| threads | r2d2 ns/op | sanspool ns/op | ratio |");
     println!("|---|---|---|---|");
     let only: Option<usize> = std::env::var("THREADS").ok().and_then(|v| v.parse().ok());
+    let pool_only = std::env::var("ONLY").ok();
     for threads in [1, 2, 4, 8, 16] {
         if only.is_some_and(|t| t != threads) {
             continue;
@@ -131,8 +134,12 @@ fn main() {
         let ops = (ops / threads).max(if measuring { 1000 } else { 10 });
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for _ in 0..runs {
-            b.push(run(threads, ops, Arc::clone(&theirs)));
-            a.push(run(threads, ops, Arc::clone(&ours)));
+            if pool_only.as_deref() != Some("sanspool") {
+                b.push(run(threads, ops, Arc::clone(&theirs)));
+            }
+            if pool_only.as_deref() != Some("r2d2") {
+                a.push(run(threads, ops, Arc::clone(&ours)));
+            }
         }
         let (a, b) = (median(a), median(b));
         println!("| {threads} | {b:.0} | {a:.0} | {:.2} |", a / b);

@@ -911,8 +911,21 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     }
 
     /// The pool's clock: the latest `now` given with an input it accepted.
+    #[inline]
     pub fn now(&self) -> Time {
         self.now
+    }
+
+    /// Whether the pool dates its connections and borrowers: only with `max_lifetime`,
+    /// `max_idle` or `leak_after`. When it does not, the time of a checkout an idle connection
+    /// serves at once and of a checkin nobody waits for changes nothing (no waiter's deadline or
+    /// wait, no lifetime, idle time or leak threshold counts from it): a driver may give these
+    /// inputs the pool's own time, [`now`](Pool::now), and read no clock. Any input that may queue
+    /// or serve a queued checkout needs the time.
+    #[inline]
+    pub fn dates_connections(&self) -> bool {
+        let c = &self.config;
+        c.max_lifetime.is_some() || c.max_idle.is_some() || c.leak_after.is_some()
     }
 
     /// Whether the pool still holds anything: nothing occupied, nothing to drain. After close, the
