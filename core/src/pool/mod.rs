@@ -827,9 +827,18 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     #[must_use]
     #[inline]
     pub fn poll_timeout(&self) -> Option<Time> {
-        let kept = self.timers.next();
-        let computed = min_opt(self.idle_deadline(), self.backoff_deadline());
-        min_opt(kept, min_opt(computed, self.starve_deadline()))
+        let mut next = self.timers.next();
+        // Each computed deadline behind the one compare that rules it out on the hot path.
+        if self.config.max_idle.is_some() {
+            next = min_opt(next, self.idle_deadline());
+        }
+        if self.retry_at.is_some() {
+            next = min_opt(next, self.backoff_deadline());
+        }
+        if !self.waiters.is_empty() {
+            next = min_opt(next, self.starve_deadline());
+        }
+        next
     }
 
     /// When the oldest waiter reaches the fairness bound while a connection is idle: then it is
@@ -1438,7 +1447,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     /// The one place a slot changes state: counts follow, the generation moves on (so every handle
     /// for the old state goes stale), and the shrink ceiling comes down as connections leave.
-    #[inline]
+    #[inline(always)]
     fn set_state(&mut self, i: usize, state: State<C, K>) -> State<C, K> {
         if self.config.leak_after.is_some() {
             self.leak_watch(i, &state);
