@@ -1325,7 +1325,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             && wanted()
     }
 
-    #[inline]
+    #[inline(always)]
     fn outlived(&self, i: usize) -> bool {
         self.slots.as_slice()[i]
             .expires
@@ -1334,7 +1334,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     /// The next idle slot in the idle order, out of the queue, closing those past their lifetime
     /// on the way.
-    #[inline]
+    #[inline(always)]
     fn idle_pop_live(&mut self) -> Option<usize> {
         while let Some(i) = self.idle_pop(self.config.idle_order) {
             if !self.outlived(i) {
@@ -1347,7 +1347,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     }
 
     /// Takes the most (`Lifo`) or least (`Fifo`) recently returned idle slot out of the queue.
-    #[inline]
+    #[inline(always)]
     fn idle_pop(&mut self, end: IdleOrder) -> Option<usize> {
         let i = usize::from(match end {
             IdleOrder::Lifo => self.idle.pop_back(),
@@ -1364,7 +1364,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     }
 
     /// Move idle slot `i` (already out of the idle queue) to `next`, giving back its connection.
-    #[inline]
+    #[inline(always)]
     fn take_idle(&mut self, i: usize, next: State<C, K>) -> Option<C> {
         if !matches!(self.slots.as_slice()[i].state, State::Idle(_)) {
             debug_assert!(false, "idle queue points at slot {i}, which is not idle");

@@ -323,13 +323,22 @@ impl<M: Connector, K: Key> Shared<M, K> {
         match got? {
             Got::Held(lease) => Ok(Checked::Held(lease)),
             Got::Ready(lease, conn) => Ok(Checked::Conn(lease, conn)),
-            Got::Waiting(id, parking) => {
-                let outcome = self.wait_for(id, &parking, self.settings.clock.deadline(wait));
-                Parking::keep_for_this_thread(parking);
-                let Granted { lease, conn } = outcome?;
-                Ok(Checked::Conn(lease, conn))
-            }
+            Got::Waiting(id, parking) => self.queued(id, parking, wait),
         }
+    }
+
+    /// A queued checkout: waits for its outcome (off the path of one served at once).
+    #[inline(never)]
+    fn queued(
+        self: &Arc<Self>,
+        id: WaiterId,
+        parking: Parked<M>,
+        wait: Wait,
+    ) -> Result<Checked<M>, GetError<M::Error>> {
+        let outcome = self.wait_for(id, &parking, self.settings.clock.deadline(wait));
+        Parking::keep_for_this_thread(parking);
+        let Granted { lease, conn } = outcome?;
+        Ok(Checked::Conn(lease, conn))
     }
 
     /// Waits on the parking slot (inline, the I/O already ran: the outcome is there). At the
