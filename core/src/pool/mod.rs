@@ -32,7 +32,8 @@ use core::time::Duration;
 /// - **getters** read and change nothing: [`stats`](Pool::stats), [`idle`](Pool::idle),
 ///   [`waiting`](Pool::waiting), [`config`](Pool::config),
 ///   [`is_warm`](Pool::is_warm), [`is_closed`](Pool::is_closed), [`is_empty`](Pool::is_empty),
-///   [`now`](Pool::now), [`has_output`](Pool::has_output);
+///   [`now`](Pool::now), [`has_output`](Pool::has_output),
+///   [`dates_connections`](Pool::dates_connections);
 /// - **user actions**, plain verbs for what borrowers and the application ask:
 ///   [`checkout`](Pool::checkout), [`checkin`](Pool::checkin), [`detach`](Pool::detach),
 ///   [`cancel`](Pool::cancel), [`claim`](Pool::claim), [`resize`](Pool::resize), [`drain`](Pool::drain),
