@@ -1,7 +1,8 @@
 //! The threaded pool beside r2d2 in one process: `get()` and drop, max 4 connections, a
 //! connector that does no I/O, at 1, 2, 4, 8 and 16 threads; r2d2 with `test_on_check_out(false)`,
 //! so that neither pool vets a checkout. Runs of both pools alternate; each
-//! figure is the median of the runs' wall time per operation (total ops over all threads).
+//! figure is the median of the runs' wall time per operation (total ops over all threads); the
+//! last column is the share of sanspool's checkouts that queued over the runs.
 //!
 //! `cargo bench -p sanspool --bench vs_r2d2` (`RUNS`, `OPS` to change the sizes,
 //! `THREADS` to run one thread count, `ONLY=sanspool` or `ONLY=r2d2` to run one pool: for
@@ -118,13 +119,14 @@ fn main() {
         .connection_timeout(Duration::from_secs(30))
         .build(NoIo)
         .expect("r2d2 pool");
+    let stats = ours.clone();
     let ours: Arc<dyn Fn() + Send + Sync> =
         Arc::new(move || drop(black_box(ours.get().expect("sanspool get"))));
     let theirs: Arc<dyn Fn() + Send + Sync> =
         Arc::new(move || drop(black_box(theirs.get().expect("r2d2 get"))));
     println!("get() + drop, max {MAX}, no I/O; median of {runs} runs of {ops} ops per thread");
-    println!("| threads | r2d2 ns/op | sanspool ns/op | ratio |");
-    println!("|---|---|---|---|");
+    println!("| threads | r2d2 ns/op | sanspool ns/op | ratio | sanspool checkouts queued |");
+    println!("|---|---|---|---|---|");
     let only: Option<usize> = std::env::var("THREADS").ok().and_then(|v| v.parse().ok());
     let pool_only = std::env::var("ONLY").ok();
     for threads in [1, 2, 4, 8, 16] {
@@ -133,6 +135,7 @@ fn main() {
         }
         let ops = (ops / threads).max(if measuring { 1000 } else { 10 });
         let (mut a, mut b) = (Vec::new(), Vec::new());
+        let before = stats.stats();
         for _ in 0..runs {
             if pool_only.as_deref() != Some("sanspool") {
                 b.push(run(threads, ops, Arc::clone(&theirs)));
@@ -142,6 +145,16 @@ fn main() {
             }
         }
         let (a, b) = (median(a), median(b));
-        println!("| {threads} | {b:.0} | {a:.0} | {:.2} |", a / b);
+        // The share of sanspool's checkouts that queued: a run where some do is slower (while
+        // one waits, every checkout and checkin reads the precise clock and runs the fairness
+        // rules).
+        let after = stats.stats();
+        let queued = (after.waits - before.waits) as f64
+            / (after.checkouts - before.checkouts).max(1) as f64;
+        println!(
+            "| {threads} | {b:.0} | {a:.0} | {:.2} | {:.2}% |",
+            a / b,
+            queued * 100.0
+        );
     }
 }
