@@ -68,26 +68,31 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Wall time per operation of `threads` threads doing `ops` get+drop each.
+/// Wall time per operation of `threads` threads doing `ops` get+drop each: from the first
+/// thread's start to the last one's end, as the threads read the clock (the main thread may be
+/// descheduled between the barrier and a clock read of its own, and then time nothing).
 fn run(threads: usize, ops: usize, get: Arc<dyn Fn() + Send + Sync>) -> f64 {
-    let start = Arc::new(Barrier::new(threads + 1));
+    let start = Arc::new(Barrier::new(threads));
     let workers: Vec<_> = (0..threads)
         .map(|_| {
             let (start, get) = (Arc::clone(&start), Arc::clone(&get));
             thread::spawn(move || {
                 start.wait();
+                let t0 = Instant::now();
                 for _ in 0..ops {
                     get();
                 }
+                (t0, Instant::now())
             })
         })
         .collect();
-    start.wait();
-    let t0 = Instant::now();
-    for w in workers {
-        w.join().expect("worker");
-    }
-    t0.elapsed().as_nanos() as f64 / (threads * ops) as f64
+    let spans: Vec<_> = workers
+        .into_iter()
+        .map(|w| w.join().expect("worker"))
+        .collect();
+    let first = spans.iter().map(|s| s.0).min().expect("a thread");
+    let last = spans.iter().map(|s| s.1).max().expect("a thread");
+    last.duration_since(first).as_nanos() as f64 / (threads * ops) as f64
 }
 
 /// The median; NaN for a pool that did not run (`ONLY`).
