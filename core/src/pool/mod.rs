@@ -967,7 +967,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// the clock (which would otherwise pass a deadline without the pool acting on it).
     #[inline]
     fn advance(&mut self, now: Time) {
-        self.now = max(self.now, now);
+        if now > self.now {
+            self.now = now;
+        }
     }
 
     /// Order the opens that `min` and the waiters call for, as far as room and backoff allow, then
@@ -975,7 +977,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// deadline to find anew: every input on the hot path — this is a few compares, inline.
     #[inline]
     fn settle(&mut self) {
-        if self.open_deficit() > 0 || !self.waiters.is_empty() || self.timers.any_stale() {
+        if !self.waiters.is_empty() || self.timers.any_stale() || self.open_deficit() > 0 {
             self.settle_slow();
         }
     }
@@ -1122,7 +1124,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     /// Where a connection arriving in slot `i` goes (opened, returned clean, reset): closed if the
     /// pool does not keep it, else to the oldest waiter, else idle.
-    #[inline]
+    #[inline(always)]
     fn place(&mut self, i: usize, conn: C, arrival: Arrival) {
         if !self.keeps(i, arrival == Arrival::Returned) {
             if self.outlived(i) {
