@@ -32,7 +32,8 @@ use core::time::Duration;
 /// - **getters** read and change nothing: [`stats`](Pool::stats), [`idle`](Pool::idle),
 ///   [`waiting`](Pool::waiting), [`config`](Pool::config),
 ///   [`is_warm`](Pool::is_warm), [`is_closed`](Pool::is_closed), [`is_empty`](Pool::is_empty),
-///   [`now`](Pool::now), [`has_output`](Pool::has_output);
+///   [`now`](Pool::now), [`has_output`](Pool::has_output),
+///   [`dates_connections`](Pool::dates_connections);
 /// - **user actions**, plain verbs for what borrowers and the application ask:
 ///   [`checkout`](Pool::checkout), [`checkin`](Pool::checkin), [`detach`](Pool::detach),
 ///   [`cancel`](Pool::cancel), [`claim`](Pool::claim), [`resize`](Pool::resize), [`drain`](Pool::drain),
@@ -827,9 +828,18 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     #[must_use]
     #[inline]
     pub fn poll_timeout(&self) -> Option<Time> {
-        let kept = self.timers.next();
-        let computed = min_opt(self.idle_deadline(), self.backoff_deadline());
-        min_opt(kept, min_opt(computed, self.starve_deadline()))
+        let mut next = self.timers.next();
+        // Each computed deadline behind the one compare that rules it out on the hot path.
+        if self.config.max_idle.is_some() {
+            next = min_opt(next, self.idle_deadline());
+        }
+        if self.retry_at.is_some() {
+            next = min_opt(next, self.backoff_deadline());
+        }
+        if !self.waiters.is_empty() {
+            next = min_opt(next, self.starve_deadline());
+        }
+        next
     }
 
     /// When the oldest waiter reaches the fairness bound while a connection is idle: then it is
@@ -911,8 +921,21 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     }
 
     /// The pool's clock: the latest `now` given with an input it accepted.
+    #[inline]
     pub fn now(&self) -> Time {
         self.now
+    }
+
+    /// Whether the pool dates its connections and borrowers: only with `max_lifetime`,
+    /// `max_idle` or `leak_after`. When it does not, the time of a checkout an idle connection
+    /// serves at once and of a checkin nobody waits for changes nothing (no waiter's deadline or
+    /// wait, no lifetime, idle time or leak threshold counts from it): a driver may give these
+    /// inputs the pool's own time, [`now`](Pool::now), and read no clock. Any input that may queue
+    /// or serve a queued checkout needs the time.
+    #[inline]
+    pub fn dates_connections(&self) -> bool {
+        let c = &self.config;
+        c.max_lifetime.is_some() || c.max_idle.is_some() || c.leak_after.is_some()
     }
 
     /// Whether the pool still holds anything: nothing occupied, nothing to drain. After close, the
@@ -944,7 +967,9 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// the clock (which would otherwise pass a deadline without the pool acting on it).
     #[inline]
     fn advance(&mut self, now: Time) {
-        self.now = max(self.now, now);
+        if now > self.now {
+            self.now = now;
+        }
     }
 
     /// Order the opens that `min` and the waiters call for, as far as room and backoff allow, then
@@ -952,7 +977,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// deadline to find anew: every input on the hot path — this is a few compares, inline.
     #[inline]
     fn settle(&mut self) {
-        if self.open_deficit() > 0 || !self.waiters.is_empty() || self.timers.any_stale() {
+        if !self.waiters.is_empty() || self.timers.any_stale() || self.open_deficit() > 0 {
             self.settle_slow();
         }
     }
@@ -1099,7 +1124,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     /// Where a connection arriving in slot `i` goes (opened, returned clean, reset): closed if the
     /// pool does not keep it, else to the oldest waiter, else idle.
-    #[inline]
+    #[inline(always)]
     fn place(&mut self, i: usize, conn: C, arrival: Arrival) {
         if !self.keeps(i, arrival == Arrival::Returned) {
             if self.outlived(i) {
@@ -1303,7 +1328,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             && wanted()
     }
 
-    #[inline]
+    #[inline(always)]
     fn outlived(&self, i: usize) -> bool {
         self.slots.as_slice()[i]
             .expires
@@ -1312,7 +1337,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     /// The next idle slot in the idle order, out of the queue, closing those past their lifetime
     /// on the way.
-    #[inline]
+    #[inline(always)]
     fn idle_pop_live(&mut self) -> Option<usize> {
         while let Some(i) = self.idle_pop(self.config.idle_order) {
             if !self.outlived(i) {
@@ -1325,7 +1350,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     }
 
     /// Takes the most (`Lifo`) or least (`Fifo`) recently returned idle slot out of the queue.
-    #[inline]
+    #[inline(always)]
     fn idle_pop(&mut self, end: IdleOrder) -> Option<usize> {
         let i = usize::from(match end {
             IdleOrder::Lifo => self.idle.pop_back(),
@@ -1342,7 +1367,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     }
 
     /// Move idle slot `i` (already out of the idle queue) to `next`, giving back its connection.
-    #[inline]
+    #[inline(always)]
     fn take_idle(&mut self, i: usize, next: State<C, K>) -> Option<C> {
         if !matches!(self.slots.as_slice()[i].state, State::Idle(_)) {
             debug_assert!(false, "idle queue points at slot {i}, which is not idle");
@@ -1425,7 +1450,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
 
     /// The one place a slot changes state: counts follow, the generation moves on (so every handle
     /// for the old state goes stale), and the shrink ceiling comes down as connections leave.
-    #[inline]
+    #[inline(always)]
     fn set_state(&mut self, i: usize, state: State<C, K>) -> State<C, K> {
         if self.config.leak_after.is_some() {
             self.leak_watch(i, &state);

@@ -9,6 +9,7 @@ on_both_backends! {
     stats_follow_every_event,
     time_going_backwards_is_clamped,
     refused_inputs_do_not_move_the_clock,
+    an_undated_pool_needs_no_time_for_what_it_serves_at_once,
 }
 
 /// Every counter and gauge of `Stats` moves as documented.
@@ -128,4 +129,52 @@ fn refused_inputs_do_not_move_the_clock<S: Storage<Conn, u64>>() {
     assert_eq!(sim.pool().now(), Time::ZERO);
     sim.advance_to(secs(10));
     assert_eq!(sim.stats().timeouts, 1);
+}
+
+/// A pool that dates nothing (no `max_lifetime`, `max_idle` or `leak_after`) needs no time for a
+/// checkout an idle connection serves at once or a checkin nobody waits for: given its own time
+/// (what a driver that reads no clock gives it) or the real one, it ends in the same state. One
+/// that dates something says so.
+fn an_undated_pool_needs_no_time_for_what_it_serves_at_once<S: Storage<Conn, u64>>() {
+    let configs = [
+        Config::new(2, 4),
+        Config {
+            min_idle: 1,
+            ..Config::new(2, 4)
+        },
+        Config::psycopg2(2, 4),
+    ];
+    for config in configs {
+        let (mut timed, mut own) = (Sim::<S>::new(config.clone()), Sim::<S>::new(config.clone()));
+        assert!(!own.pool().dates_connections());
+        for step in 1..=6 {
+            timed.now = secs(step);
+            own.now = own.pool().now();
+            for sim in [&mut timed, &mut own] {
+                let (_, a) = sim.get(None);
+                let (_, b) = sim.get(Some(step));
+                sim.put(b, Returned::Clean);
+                sim.put(a, Returned::Clean);
+            }
+            assert_eq!(timed.stats(), own.stats(), "{config:?}");
+            assert_eq!(timed.pool().poll_timeout(), own.pool().poll_timeout());
+        }
+    }
+    let d = Some(Duration::from_secs(60));
+    for config in [
+        Config {
+            max_lifetime: d,
+            ..Config::new(1, 2)
+        },
+        Config {
+            max_idle: d,
+            ..Config::new(1, 2)
+        },
+        Config {
+            leak_after: d,
+            ..Config::new(1, 2)
+        },
+    ] {
+        assert!(Sim::<S>::new(config).pool().dates_connections());
+    }
 }

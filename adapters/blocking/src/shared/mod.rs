@@ -23,7 +23,7 @@ use crate::{Connector, CoreError, GetError, Key};
 mod io;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use sanspool_core::{Checkout, Io, Lease, Rejected, Returned, Stats, Time, Wait, WaiterId};
-use sanspool_kit::{Delivery, Granted, Outputs, Waiters};
+use sanspool_kit::{Delivery, Granted, Observed, Outputs, Waiters};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -310,10 +310,11 @@ impl<M: Connector, K: Key> Shared<M, K> {
     ) -> Result<Checked<M>, GetError<M::Error>> {
         let mut st = self.state.lock();
         let core = &st.engine.core;
-        // Served at once, a checkout needs no precise time; one that may queue reads the
-        // precise clock, for its deadline and the fairness bound.
+        // Served at once, a checkout needs no precise time (none at all if the pool dates
+        // nothing); one that may queue reads the precise clock, for its deadline and the
+        // fairness bound.
         let now = if core.idle() > 0 && core.waiting() == 0 && !core.config().vet {
-            self.settings.clock.recent()
+            self.served_at_once(core)
         } else {
             self.settings.clock.now()
         };
@@ -335,13 +336,22 @@ impl<M: Connector, K: Key> Shared<M, K> {
         match got? {
             Got::Held(lease) => Ok(Checked::Held(lease)),
             Got::Ready(lease, conn) => Ok(Checked::Conn(lease, conn)),
-            Got::Waiting(id, parking) => {
-                let outcome = self.wait_for(id, &parking, self.settings.clock.deadline(wait));
-                Parking::keep_for_this_thread(parking);
-                let Granted { lease, conn } = outcome?;
-                Ok(Checked::Conn(lease, conn))
-            }
+            Got::Waiting(id, parking) => self.queued(id, parking, wait),
         }
+    }
+
+    /// A queued checkout: waits for its outcome (off the path of one served at once).
+    #[inline(never)]
+    fn queued(
+        self: &Arc<Self>,
+        id: WaiterId,
+        parking: Parked<M>,
+        wait: Wait,
+    ) -> Result<Checked<M>, GetError<M::Error>> {
+        let outcome = self.wait_for(id, &parking, self.settings.clock.deadline(wait));
+        Parking::keep_for_this_thread(parking);
+        let Granted { lease, conn } = outcome?;
+        Ok(Checked::Conn(lease, conn))
     }
 
     /// Waits on the parking slot (inline, the I/O already ran: the outcome is there). At the
@@ -421,6 +431,17 @@ impl<M: Connector, K: Key> Shared<M, K> {
         outcome
     }
 
+    /// The time of an input the core serves at once: the kernel's coarse clock if the pool dates
+    /// its connections, else the pool's own time (no clock read).
+    #[inline]
+    fn served_at_once(&self, core: &Observed<M::Conn, K>) -> Time {
+        if core.dates_connections() {
+            self.settings.clock.recent()
+        } else {
+            core.now()
+        }
+    }
+
     /// A checkin, with its drain and I/O.
     pub(crate) fn checkin(
         self: &Arc<Self>,
@@ -432,7 +453,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
         let mut st = self.state.lock();
         // Nobody waits: the time only dates the idle connection, the cheap clock will do.
         let now = if st.engine.core.waiting() == 0 {
-            self.settings.clock.recent()
+            self.served_at_once(&st.engine.core)
         } else {
             self.settings.clock.now()
         };
