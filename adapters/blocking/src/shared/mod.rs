@@ -254,8 +254,9 @@ impl<M: Connector, K: Key> Shared<M, K> {
         // A vet tried on the spot reports at once, and that report's drain rearms: a checkout
         // queued only for its vet wakes no maintenance thread (a context switch per checkout).
         // A vet that goes to a thread after all rearms first (`start_io`).
-        let vet_at_once =
-            self.settings.vets_at_once() && tasks.iter().any(|t| matches!(t, Io::Vet { .. }));
+        let vet_at_once = !tasks.is_empty()
+            && self.settings.vets_at_once()
+            && tasks.iter().any(|t| matches!(t, Io::Vet { .. }));
         if !vet_at_once {
             self.rearm(st);
         }
