@@ -188,26 +188,34 @@ fn build(kind: Kind, config: &Config, max: usize, bound: Fairness) -> (One, Opti
 }
 
 /// `threads` threads sharing `ops` checkouts, released together: the waits, and the time from
-/// their release to the end of the last.
+/// the first thread's start to the last one's end, as the threads read the clock (the main
+/// thread may be descheduled between the barrier and a clock read of its own).
 fn run(threads: usize, ops: usize, one: &One) -> (Vec<Duration>, Duration) {
     let per_thread = (ops / threads).max(1);
-    let start = Arc::new(Barrier::new(threads + 1));
+    let start = Arc::new(Barrier::new(threads));
     let workers: Vec<_> = (0..threads)
         .map(|_| {
             let (start, one) = (Arc::clone(&start), Arc::clone(one));
             thread::spawn(move || {
                 start.wait();
-                (0..per_thread).map(|_| one()).collect::<Vec<_>>()
+                let t0 = Instant::now();
+                let waits = (0..per_thread).map(|_| one()).collect::<Vec<_>>();
+                (t0, Instant::now(), waits)
             })
         })
         .collect();
-    start.wait();
-    let t0 = Instant::now();
-    let waits: Vec<Duration> = workers
-        .into_iter()
-        .flat_map(|w| w.join().expect("worker"))
-        .collect();
-    (waits, t0.elapsed())
+    let (mut first, mut last, mut waits) = (None::<Instant>, None::<Instant>, Vec::new());
+    for w in workers {
+        let (t0, t1, w) = w.join().expect("worker");
+        first = Some(first.map_or(t0, |f| f.min(t0)));
+        last = Some(last.map_or(t1, |l| l.max(t1)));
+        waits.extend(w);
+    }
+    let elapsed = match (first, last) {
+        (Some(f), Some(l)) => l.duration_since(f),
+        _ => Duration::ZERO,
+    };
+    (waits, elapsed)
 }
 
 /// One pool's run in a round.
