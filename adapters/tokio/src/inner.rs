@@ -19,7 +19,7 @@ use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
@@ -136,10 +136,13 @@ impl<M: Connector> Shared<M> {
         let State {
             engine, waiters, ..
         } = st;
-        engine.drain(&mut Sink {
-            waiters,
-            out: &mut out,
-        });
+        // Most inputs under load leave nothing to drain but a grant or none.
+        if engine.core.has_output() {
+            engine.drain(&mut Sink {
+                waiters,
+                out: &mut out,
+            });
+        }
         let next = st.engine.core.poll_timeout();
         let earlier = match (next, st.alarm) {
             (Some(n), Some(a)) => n < a,
@@ -184,7 +187,10 @@ impl<M: Connector> Shared<M> {
     /// checkouts racing for the lock then still queue with their deadlines in line order, the
     /// order the core's timer table finds the earliest in at once (out of order, the core
     /// searches the line whenever its front leaves).
-    pub(crate) fn attempt(self: &Arc<Self>) -> Result<Got<'_, M>, GetError<M::Error>> {
+    pub(crate) fn attempt(
+        self: &Arc<Self>,
+        waker: &Waker,
+    ) -> Result<Got<'_, M>, GetError<M::Error>> {
         let now = self.settings.clock.now();
         let mut st = lock(&self.state);
         let start = now.max(st.engine.core.now());
@@ -193,20 +199,25 @@ impl<M: Connector> Shared<M> {
             Err(e) => Err(st.engine.error(e)),
             Ok(Checkout::Ready { lease, conn }) => Ok(Got::Ready(lease, conn)),
             Ok(Checkout::Waiting(id)) => {
-                // A spare slot is the pool's alone: set without locking it.
-                let slot = st
-                    .spare
-                    .pop()
-                    .and_then(|mut slot| {
-                        *Arc::get_mut(&mut slot)?.0.get_mut() = Entry::Queued(None);
-                        Some(slot)
-                    })
-                    .unwrap_or_else(|| Arc::new(Slot(Mutex::new(Entry::Queued(None)))));
+                // With the task's waker already: a grant drained from now on wakes it. A spare
+                // slot is the pool's alone: set without locking it.
+                let entry = Entry::Queued(Some(waker.clone()));
+                let slot = match st.spare.pop() {
+                    Some(mut slot) => match Arc::get_mut(&mut slot) {
+                        Some(only) => {
+                            *only.0.get_mut() = entry;
+                            slot
+                        }
+                        None => Arc::new(Slot(Mutex::new(entry))),
+                    },
+                    None => Arc::new(Slot(Mutex::new(entry))),
+                };
                 st.waiters.insert(id, Arc::clone(&slot));
                 Ok(Got::Waiting(Pending {
                     shared: self,
                     id,
                     slot: Some(slot),
+                    registered: true,
                 }))
             }
             // Only keyed checkouts are held, and this pool has no keys.
@@ -384,6 +395,10 @@ pub(crate) struct Pending<'a, M: Connector> {
     id: WaiterId,
     /// `None` once the outcome was taken (nothing to undo).
     slot: Option<Arc<Slot<M>>>,
+    /// The slot holds the waker of the poll that queued the checkout: `get()` polls this future
+    /// first in that same poll, which has nothing to look at yet (an outcome settled since then
+    /// woke the task, which polls again).
+    registered: bool,
 }
 
 impl<M: Connector> Future for Pending<'_, M> {
@@ -391,6 +406,9 @@ impl<M: Connector> Future for Pending<'_, M> {
 
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Served<M>> {
+        if std::mem::take(&mut self.registered) {
+            return Poll::Pending;
+        }
         self.look(cx)
     }
 }

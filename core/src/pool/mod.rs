@@ -223,7 +223,7 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
             }
         }
         self.advance(now);
-        if !self.waiters.is_empty() {
+        if !self.waiters.is_empty() && !self.idle.is_empty() {
             // A waiter past the fairness bound comes before this newcomer.
             self.serve_starving();
         }
@@ -950,9 +950,19 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     /// Order the opens that `min` and the waiters call for, as far as room and backoff allow, then
     /// re-arm the deadlines. When there is nothing to do — no open wanted, nobody waiting, no
     /// deadline to find anew: every input on the hot path — this is a few compares, inline.
+    ///
+    /// Under load — checkouts waiting, nothing idle, the pool at `max`, none that will not
+    /// wait — no rule but the timers' can act (nothing to serve, open, fail or wake): only the
+    /// timers are re-armed.
     #[inline]
     fn settle(&mut self) {
-        if self.open_deficit() > 0 || !self.waiters.is_empty() || self.timers.any_stale() {
+        if self.waiters.is_empty() {
+            if self.open_deficit() > 0 || self.timers.any_stale() {
+                self.settle_slow();
+            }
+        } else if self.idle.is_empty() && self.line.fail_fast == 0 && !self.has_room() {
+            self.rearm();
+        } else {
             self.settle_slow();
         }
     }
