@@ -776,18 +776,20 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     #[must_use = "every hand-off must be delivered: a connection or a waiter's outcome is in it"]
     #[inline]
     pub fn poll_handoff(&mut self) -> Option<Handoff<C>> {
-        // Three queues, one order: the emission sequence.
-        let seq = |q: Option<u64>| q.unwrap_or(u64::MAX);
-        let grant = seq(self.grants.get(0).map(|q| q.seq));
-        let fail = seq(self.fails.get(0).map(|q| q.seq));
-        let wake = seq(self.wakes.get(0).map(|q| q.seq));
-        if wake < grant && wake < fail {
-            let waiter = self.wakes.pop_front()?.item;
-            return Some(Handoff::Wake { waiter });
-        }
-        if fail < grant {
-            let (waiter, error) = self.fails.pop_front()?.item;
-            return Some(Handoff::Fail { waiter, error });
+        // Three queues, one order: the emission sequence. Usually there are grants only.
+        if !(self.fails.is_empty() && self.wakes.is_empty()) {
+            let seq = |q: Option<u64>| q.unwrap_or(u64::MAX);
+            let grant = seq(self.grants.get(0).map(|q| q.seq));
+            let fail = seq(self.fails.get(0).map(|q| q.seq));
+            let wake = seq(self.wakes.get(0).map(|q| q.seq));
+            if wake < grant && wake < fail {
+                let waiter = self.wakes.pop_front()?.item;
+                return Some(Handoff::Wake { waiter });
+            }
+            if fail < grant {
+                let (waiter, error) = self.fails.pop_front()?.item;
+                return Some(Handoff::Fail { waiter, error });
+            }
         }
         let grant = self.grants.pop_front()?.item;
         if let Handoff::Grant { lease, .. } = &grant {
@@ -827,9 +829,18 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     #[must_use]
     #[inline]
     pub fn poll_timeout(&self) -> Option<Time> {
-        let kept = self.timers.next();
-        let computed = min_opt(self.idle_deadline(), self.backoff_deadline());
-        min_opt(kept, min_opt(computed, self.starve_deadline()))
+        let mut next = self.timers.next();
+        // Each of the others is off unless configured or backing off: one compare each then.
+        if self.config.max_idle.is_some() {
+            next = min_opt(next, self.idle_deadline());
+        }
+        if self.retry_at.is_some() {
+            next = min_opt(next, self.backoff_deadline());
+        }
+        if let Fairness::Bounded(_) = self.config.fairness {
+            next = min_opt(next, self.starve_deadline());
+        }
+        next
     }
 
     /// When the oldest waiter reaches the fairness bound while a connection is idle: then it is
@@ -1201,14 +1212,15 @@ impl<C, K: Eq + Clone, S: Storage<C, K>> Pool<C, K, S> {
     fn serve_waiter(&mut self, pos: usize, i: usize) -> Option<Lease> {
         let w = self.waiters.remove(pos)?;
         self.waiter_left(&w);
-        self.note_wait(self.now.saturating_since(w.since));
+        let waited = self.now.saturating_since(w.since);
+        self.note_wait(waited);
         if let Some(k) = &w.key {
             self.keys.insert(k, Holder::Slot(slot_u16(i)));
         }
         self.set_state(i, State::InUse(w.key));
         self.stats.checkouts += 1;
         self.stats.waits += 1;
-        self.stats.wait_time += self.now.saturating_since(w.since);
+        self.stats.wait_time += waited;
         Some(Lease(self.slot_ref(i)))
     }
 
