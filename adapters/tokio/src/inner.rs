@@ -47,6 +47,9 @@ pub(crate) struct Shared<M: Connector> {
     pub(crate) changed: Notify,
 }
 
+/// Aligned to a cache line of its own, so that the lock's word is alone on the line before it:
+/// a task spinning for the lock then does not pull away, line by line, what the holder writes.
+#[repr(align(64))]
 pub(crate) struct State<M: Connector> {
     pub(crate) engine: Engine<M::Conn, M::Error, ()>,
     /// Queued checkouts' slots, by waiter id, while they are in line.
