@@ -202,9 +202,14 @@ impl<M: Connector> Shared<M> {
             Err(e) => Err(st.engine.error(e)),
             Ok(Checkout::Ready { lease, conn }) => Ok(Got::Ready(lease, conn)),
             Ok(Checkout::Waiting(id)) => {
-                // With the task's waker already: a grant drained from now on wakes it. A spare
-                // slot is the pool's alone: set without locking it.
-                let entry = Entry::Queued(Some(waker.clone()));
+                // Queued with nothing to start (the usual case under load: it waits for a
+                // return), it leaves its task's waker now, so a grant drained from now on wakes
+                // it and its first poll has nothing to look at. With I/O to start (an open, or a
+                // vet on its behalf, which may pass at once, before the lock is released
+                // again), it leaves none: its first poll looks, and may find its connection
+                // there without a wake. A spare slot is the pool's alone: set without locking it.
+                let registered = !st.engine.core.has_output();
+                let entry = Entry::Queued(registered.then(|| waker.clone()));
                 let slot = match st.spare.pop() {
                     Some(mut slot) => match Arc::get_mut(&mut slot) {
                         Some(only) => {
@@ -220,7 +225,7 @@ impl<M: Connector> Shared<M> {
                     shared: self,
                     id,
                     slot: Some(slot),
-                    registered: true,
+                    registered,
                 }))
             }
             // Only keyed checkouts are held, and this pool has no keys.
@@ -399,8 +404,8 @@ pub(crate) struct Pending<'a, M: Connector> {
     /// `None` once the outcome was taken (nothing to undo).
     slot: Option<Arc<Slot<M>>>,
     /// The slot holds the waker of the poll that queued the checkout: `get()` polls this future
-    /// first in that same poll, which has nothing to look at yet (an outcome settled since then
-    /// woke the task, which polls again).
+    /// first in that same poll, which then has nothing to look at (an outcome settled since the
+    /// checkout queued woke the task, which polls again).
     registered: bool,
 }
 
