@@ -3,8 +3,17 @@
 use core::time::Duration;
 
 /// A snapshot of the pool. Gauges describe now; counters add up since the pool was made.
+// `repr(C)`, the three counters every served checkout writes first: the pool keeps its counters
+// in one of these, right after what every hand-off writes (see `Pool`'s layout).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
 pub struct Stats {
+    /// Checkouts served (at once or after waiting).
+    pub checkouts: u64,
+    /// Checkouts served after waiting.
+    pub waits: u64,
+    /// Total time served checkouts spent waiting.
+    pub wait_time: Duration,
     /// Connections that exist or are being opened or closed (what `max` bounds).
     pub size: usize,
     /// Idle connections.
@@ -19,12 +28,6 @@ pub struct Stats {
     pub resetting: usize,
     /// Connections out to be closed.
     pub closing: usize,
-    /// Checkouts served (at once or after waiting).
-    pub checkouts: u64,
-    /// Checkouts served after waiting.
-    pub waits: u64,
-    /// Total time served checkouts spent waiting.
-    pub wait_time: Duration,
     /// Queued checkouts that timed out.
     pub timeouts: u64,
     /// Opens that succeeded.

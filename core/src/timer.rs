@@ -67,6 +67,21 @@ impl TimerTable {
         min_opt(self.at[0], min_opt(self.at[1], self.at[2]))
     }
 
+    /// Whether `timer` is the only entry marked stale.
+    #[inline]
+    pub(crate) fn only_stale(&self, timer: Timer) -> bool {
+        let mut only = [false; 3];
+        only[timer as usize] = true;
+        self.stale == only
+    }
+
+    /// `timer`'s minimum found anew: `at`.
+    #[inline]
+    pub(crate) fn rearmed(&mut self, timer: Timer, at: Option<Time>) {
+        self.at[timer as usize] = at;
+        self.stale[timer as usize] = false;
+    }
+
     /// Whether any entry is marked stale.
     #[inline]
     pub(crate) fn any_stale(&self) -> bool {

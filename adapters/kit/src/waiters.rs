@@ -37,6 +37,7 @@ impl<V> Waiters<V> {
     }
 
     /// Enters a queued checkout.
+    #[inline]
     pub fn insert(&mut self, id: WaiterId, entry: V) {
         let id = id.get();
         if self.entries.is_empty() {
@@ -86,6 +87,7 @@ impl<V> Waiters<V> {
     }
 
     /// Takes a checkout out of the table.
+    #[inline]
     pub fn remove(&mut self, id: WaiterId) -> Option<V> {
         let Some(at) = self.at(id) else {
             return self.stragglers.remove(&id.get());

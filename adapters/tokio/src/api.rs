@@ -12,6 +12,7 @@ use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
@@ -46,7 +47,9 @@ pub struct Pool<M: Connector> {
 }
 
 /// What handles and guards share: its drop (the last handle's) closes the pool. Tasks hold the
-/// [`Shared`] state only.
+/// [`Shared`] state only. On a cache line of its own, away from its reference counts, which
+/// every checkout's guard changes (from every worker thread) while every call reads this.
+#[repr(align(64))]
 struct Owner<M: Connector> {
     shared: Arc<Shared<M>>,
 }
@@ -119,7 +122,10 @@ impl<M: Connector> Pool<M> {
     /// it waits (or is woken) leaves no trace in the pool.
     pub async fn get(&self) -> Result<PooledConn<M>, GetError<M::Error>> {
         let s = &self.owner.shared;
-        let (lease, conn, slot) = match s.attempt()? {
+        // The attempt runs in this future's poll, with its waker: a checkout that queues leaves
+        // it in its slot at once, under the pool's lock, so its first wait costs no second look.
+        let got = std::future::poll_fn(|cx| Poll::Ready(s.attempt(cx.waker()))).await?;
+        let (lease, conn, slot) = match got {
             Got::Ready(lease, conn) => (lease, conn, None),
             Got::Waiting(pending) => {
                 let (outcome, slot) = pending.await;

@@ -19,7 +19,7 @@ use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
@@ -47,6 +47,9 @@ pub(crate) struct Shared<M: Connector> {
     pub(crate) changed: Notify,
 }
 
+/// Aligned to a cache line of its own, so that the lock's word is alone on the line before it:
+/// a task spinning for the lock then does not pull away, line by line, what the holder writes.
+#[repr(align(64))]
 pub(crate) struct State<M: Connector> {
     pub(crate) engine: Engine<M::Conn, M::Error, ()>,
     /// Queued checkouts' slots, by waiter id, while they are in line.
@@ -136,10 +139,13 @@ impl<M: Connector> Shared<M> {
         let State {
             engine, waiters, ..
         } = st;
-        engine.drain(&mut Sink {
-            waiters,
-            out: &mut out,
-        });
+        // Most inputs under load leave nothing to drain but a grant or none.
+        if engine.core.has_output() {
+            engine.drain(&mut Sink {
+                waiters,
+                out: &mut out,
+            });
+        }
         let next = st.engine.core.poll_timeout();
         let earlier = match (next, st.alarm) {
             (Some(n), Some(a)) => n < a,
@@ -184,7 +190,10 @@ impl<M: Connector> Shared<M> {
     /// checkouts racing for the lock then still queue with their deadlines in line order, the
     /// order the core's timer table finds the earliest in at once (out of order, the core
     /// searches the line whenever its front leaves).
-    pub(crate) fn attempt(self: &Arc<Self>) -> Result<Got<'_, M>, GetError<M::Error>> {
+    pub(crate) fn attempt(
+        self: &Arc<Self>,
+        waker: &Waker,
+    ) -> Result<Got<'_, M>, GetError<M::Error>> {
         let now = self.settings.clock.now();
         let mut st = lock(&self.state);
         let start = now.max(st.engine.core.now());
@@ -193,20 +202,30 @@ impl<M: Connector> Shared<M> {
             Err(e) => Err(st.engine.error(e)),
             Ok(Checkout::Ready { lease, conn }) => Ok(Got::Ready(lease, conn)),
             Ok(Checkout::Waiting(id)) => {
-                // A spare slot is the pool's alone: set without locking it.
-                let slot = st
-                    .spare
-                    .pop()
-                    .and_then(|mut slot| {
-                        *Arc::get_mut(&mut slot)?.0.get_mut() = Entry::Queued(None);
-                        Some(slot)
-                    })
-                    .unwrap_or_else(|| Arc::new(Slot(Mutex::new(Entry::Queued(None)))));
+                // Queued with nothing to start (the usual case under load: it waits for a
+                // return), it leaves its task's waker now, so a grant drained from now on wakes
+                // it and its first poll has nothing to look at. With I/O to start (an open, or a
+                // vet on its behalf, which may pass at once, before the lock is released
+                // again), it leaves none: its first poll looks, and may find its connection
+                // there without a wake. A spare slot is the pool's alone: set without locking it.
+                let registered = !st.engine.core.has_output();
+                let entry = Entry::Queued(registered.then(|| waker.clone()));
+                let slot = match st.spare.pop() {
+                    Some(mut slot) => match Arc::get_mut(&mut slot) {
+                        Some(only) => {
+                            *only.0.get_mut() = entry;
+                            slot
+                        }
+                        None => Arc::new(Slot(Mutex::new(entry))),
+                    },
+                    None => Arc::new(Slot(Mutex::new(entry))),
+                };
                 st.waiters.insert(id, Arc::clone(&slot));
                 Ok(Got::Waiting(Pending {
                     shared: self,
                     id,
                     slot: Some(slot),
+                    registered,
                 }))
             }
             // Only keyed checkouts are held, and this pool has no keys.
@@ -384,6 +403,10 @@ pub(crate) struct Pending<'a, M: Connector> {
     id: WaiterId,
     /// `None` once the outcome was taken (nothing to undo).
     slot: Option<Arc<Slot<M>>>,
+    /// The slot holds the waker of the poll that queued the checkout: `get()` polls this future
+    /// first in that same poll, which then has nothing to look at (an outcome settled since the
+    /// checkout queued woke the task, which polls again).
+    registered: bool,
 }
 
 impl<M: Connector> Future for Pending<'_, M> {
@@ -391,6 +414,9 @@ impl<M: Connector> Future for Pending<'_, M> {
 
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Served<M>> {
+        if std::mem::take(&mut self.registered) {
+            return Poll::Pending;
+        }
         self.look(cx)
     }
 }

@@ -879,3 +879,47 @@ async fn a_woken_get_granted_at_the_bound_takes_or_gives_back_its_connection() {
         assert_eq!((s.waiting, s.idle, s.in_use), (0, 1, 0), "{s:?}");
     }
 }
+
+/// Connections that are numbers, vetted by a probe that passes at once (as a look at a live
+/// socket does).
+struct Probed;
+
+impl Connector for Probed {
+    type Conn = u32;
+    type Error = FakeError;
+
+    async fn connect(&self) -> Result<u32, FakeError> {
+        Ok(1)
+    }
+
+    fn state(&self, _: &mut u32) -> Returned {
+        Returned::Clean
+    }
+
+    async fn reset(&self, _: &mut u32) -> Result<(), FakeError> {
+        Ok(())
+    }
+
+    async fn check(&self, _: &mut u32) -> Result<(), FakeError> {
+        Ok(())
+    }
+
+    fn probes(&self) -> bool {
+        true
+    }
+}
+
+/// A checkout whose vet the probe passes at once has its connection in the poll that asked: it
+/// queues for the vet, but is neither woken nor polled again for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vet_passed_at_once_serves_the_checkout_in_the_poll_that_asked() {
+    let pool = Builder::new(Probed).min(1).max(1).build().await.unwrap();
+    for _ in 0..3 {
+        let mut get = Box::pin(pool.get());
+        let Poll::Ready(got) = poll_once(&mut get) else {
+            panic!("the checkout waits on a vet that passed");
+        };
+        assert_eq!(*got.unwrap(), 1);
+    }
+    assert_eq!(pool.stats().vets, 3);
+}

@@ -65,7 +65,12 @@ impl<T> Queue<T> for VecDeque<T> {
     fn get_mut(&mut self, index: usize) -> Option<&mut T> {
         VecDeque::get_mut(self, index)
     }
+    #[inline]
     fn remove(&mut self, index: usize) -> Option<T> {
+        // The front is the usual case (the oldest waiter served): no shifting to do.
+        if index == 0 {
+            return VecDeque::pop_front(self);
+        }
         VecDeque::remove(self, index)
     }
     fn insert(&mut self, index: usize, value: T) -> Result<(), T> {

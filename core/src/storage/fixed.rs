@@ -61,6 +61,10 @@ impl<T, const N: usize> Queue<T> for heapless::Deque<T, N> {
         heapless::Deque::get_mut(self, index)
     }
     fn remove(&mut self, index: usize) -> Option<T> {
+        // The front is the usual case (the oldest waiter served): no rotation.
+        if index == 0 {
+            return heapless::Deque::pop_front(self);
+        }
         // Rotate once through the ring, dropping the one element: O(N) on a small N, order kept.
         let len = self.len();
         let mut removed = None;
