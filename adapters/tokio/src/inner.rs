@@ -146,6 +146,23 @@ impl<M: Connector> Shared<M> {
                 out: &mut out,
             });
         }
+        // A vet tried on the spot reports at once, and that report's drain rearms: a checkout
+        // queued only for its vet wakes no maintenance task. One spawned after all rearms first
+        // (`run`).
+        let vet_at_once = out.rest.as_ref().is_some_and(|rest| {
+            rest.io.iter().any(|io| matches!(io, Io::Vet { .. })) && self.settings.vets_at_once()
+        });
+        if !vet_at_once {
+            self.rearm(st);
+        }
+        if st.ready_waiters > 0 {
+            self.changed.notify_waiters();
+        }
+        out
+    }
+
+    /// Wakes the maintenance task if the core's next deadline is earlier than its alarm.
+    fn rearm(&self, st: &mut State<M>) {
         let next = st.engine.core.poll_timeout();
         let earlier = match (next, st.alarm) {
             (Some(n), Some(a)) => n < a,
@@ -156,10 +173,6 @@ impl<M: Connector> Shared<M> {
             st.alarm = next;
             self.wake.notify_one();
         }
-        if st.ready_waiters > 0 {
-            self.changed.notify_waiters();
-        }
-        out
     }
 
     /// After unlock: wakes the drained checkouts' tasks, in the core's order, and spawns the I/O.
@@ -243,7 +256,13 @@ impl<M: Connector> Shared<M> {
         for cmd in io {
             match self.settings.perform_at_once(cmd) {
                 Ok(done) => self.report(done),
-                Err(cmd) => drop(self.spawn(cmd)),
+                Err(cmd) => {
+                    if matches!(cmd, Io::Vet { .. }) {
+                        // The drain left the alarm for this vet's report: it comes later.
+                        self.rearm(&mut lock(&self.state));
+                    }
+                    drop(self.spawn(cmd))
+                }
             }
         }
     }
