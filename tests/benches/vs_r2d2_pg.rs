@@ -30,7 +30,7 @@ use r2d2_postgres::PostgresConnectionManager;
 use sanspool::{Connector, Returned, Stats};
 use sanspool_postgres::postgres::{Client, Config, NoTls};
 use sanspool_postgres::{Fairness, PgConnector, Pool};
-use sanspool_tests::bench::{env, histogram, median_by, ms, paired, Waits, BUCKETS_US};
+use sanspool_tests::bench::{env, histogram, median_by, ms, paired, usage, Waits, BUCKETS_US};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -228,19 +228,6 @@ struct Round {
     cpu_us: f64,
     /// This process's context switches per checkout.
     switches: f64,
-}
-
-/// This process's CPU time (user and system) and context switches so far.
-fn usage() -> (Duration, u64) {
-    // SAFETY: getrusage writes only the struct it is given.
-    let ru = unsafe {
-        let mut ru = std::mem::zeroed::<libc::rusage>();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    let switches = (ru.ru_nvcsw + ru.ru_nivcsw) as u64;
-    (tv(ru.ru_utime) + tv(ru.ru_stime), switches)
 }
 
 fn main() {

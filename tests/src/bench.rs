@@ -1,5 +1,5 @@
 //! What the benchmarks against a real server share: their settings from the environment, one
-//! run's waits summed up, and medians over runs.
+//! run's waits summed up, medians over runs, and what the process spent.
 
 use std::time::Duration;
 
@@ -100,4 +100,17 @@ pub fn histogram(waits: &[Duration]) -> [f64; 13] {
 /// A duration in milliseconds.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// This process's CPU time (user and system) and context switches so far.
+pub fn usage() -> (Duration, u64) {
+    // SAFETY: getrusage writes only the struct it is given.
+    let ru = unsafe {
+        let mut ru = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let switches = (ru.ru_nvcsw + ru.ru_nivcsw) as u64;
+    (tv(ru.ru_utime) + tv(ru.ru_stime), switches)
 }

@@ -30,7 +30,7 @@ mod rounds;
 
 use bb8_postgres::PostgresConnectionManager;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
-use sanspool_tests::bench::{env, median_by, ms, Waits};
+use sanspool_tests::bench::{env, median_by, ms, usage, Waits};
 use sanspool_tokio::postgres::{tokio_postgres, PgConnector};
 use sanspool_tokio::{Builder, Fairness};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -97,19 +97,6 @@ struct Run {
     cpu_us: f64,
     /// This process's context switches per checkout.
     switches: f64,
-}
-
-/// This process's CPU time (user and system) and context switches so far.
-fn usage() -> (Duration, u64) {
-    // SAFETY: getrusage writes only the struct it is given.
-    let ru = unsafe {
-        let mut ru = std::mem::zeroed::<libc::rusage>();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    let switches = (ru.ru_nvcsw + ru.ru_nivcsw) as u64;
-    (tv(ru.ru_utime) + tv(ru.ru_stime), switches)
 }
 
 /// `tasks` tasks sharing `ops` checkouts, started together.
