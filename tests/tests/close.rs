@@ -12,7 +12,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{app_name, monitor_for};
+use common::{monitor_for, named, runtime};
 use sanspool_postgres::{Connector, Error, Op, PgConnector};
 use sanspool_tests::harness::Proxy;
 use sanspool_tests::{shared_dsn, Frozen, PgServer, Setup};
@@ -23,18 +23,6 @@ use sanspool_tokio::Connector as _;
 const ROUNDS: usize = 10;
 /// Room for a slow, busy machine beyond a bound.
 const MARGIN: Duration = Duration::from_secs(4);
-
-fn named(dsn: &str, name: &str) -> String {
-    format!("{dsn} application_name={}", app_name(name))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
 
 /// Both connectors' closes, and the blocking connection's drop, against the server at `dsn`
 /// (watched in plaintext through `plain`): the session is gone when each returns.
@@ -57,7 +45,7 @@ fn closes_leave_nothing(plain: &str, dsn: &str, name: &str) {
             "blocking, round {round}: the session outlived its close"
         );
     }
-    let rt = runtime();
+    let rt = runtime(1);
     let connector = tpg::PgConnector::new(&dsn).expect("a valid DSN");
     for round in 0..ROUNDS {
         let conn = rt.block_on(connector.connect()).expect("connect");
@@ -134,7 +122,7 @@ fn a_close_against_a_stopped_backend_times_out_at_its_bound() {
     );
     drop((frozen, frozen_too));
 
-    let rt = runtime();
+    let rt = runtime(1);
     let connector = tpg::PgConnector::new(&dsn)
         .expect("a valid DSN")
         .close_timeout(bound);
@@ -172,7 +160,7 @@ fn a_close_over_a_frozen_link_times_out_at_its_bound() {
     let connector = PgConnector::new(&dsn)
         .expect("a valid DSN")
         .close_timeout(bound);
-    let rt = runtime();
+    let rt = runtime(1);
     let tokio_connector = tpg::PgConnector::new(&dsn)
         .expect("a valid DSN")
         .close_timeout(bound);
@@ -317,7 +305,7 @@ fn the_async_close_returns_with_every_idle_session_gone() {
     let dsn = shared_dsn();
     let name = "closeall-async";
     let mut mon = monitor_for(&dsn, name);
-    let rt = runtime();
+    let rt = runtime(1);
     let connector = tpg::PgConnector::new(&named(&dsn, name)).expect("a valid DSN");
     let pool = rt
         .block_on(

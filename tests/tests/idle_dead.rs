@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{app_name, server_addr};
+use common::{named, runtime, server_addr};
 use sanspool_postgres::{GetError, PgConnector, Pool};
 use sanspool_tests::harness::Proxy;
 use sanspool_tests::{shared_dsn, PgServer};
@@ -20,18 +20,6 @@ const SIZE: usize = 4;
 
 /// How far past its timeout a `get()` may return.
 const SLACK: Duration = Duration::from_millis(100);
-
-fn named(dsn: &str, name: &str) -> String {
-    format!("{dsn} application_name={}", app_name(name))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
 
 /// A blocking pool of `SIZE` connections, each having answered a query, all idle.
 fn blocking_pool(dsn: &str) -> Pool<PgConnector> {
@@ -99,7 +87,7 @@ fn restarts_while_idle_fail_no_query() {
     let mut server = PgServer::start().expect("a server of our own");
     let dsn = named(&server.dsn(), "dead-restart");
     let pool = blocking_pool(&dsn);
-    let rt = runtime();
+    let rt = runtime(2);
     let async_pool = rt.block_on(tokio_pool(&dsn));
     let (mut failed, mut async_failed) = (0, 0);
     for _ in 0..3 {
@@ -133,7 +121,7 @@ fn a_network_reset_while_idle_fails_no_query() {
     let proxy = Proxy::start(server_addr(&dsn)).expect("a proxy");
     let dsn = named(&proxy.dsn(&dsn), "dead-reset");
     let pool = blocking_pool(&dsn);
-    let rt = runtime();
+    let rt = runtime(2);
     let async_pool = rt.block_on(tokio_pool(&dsn));
     let (mut failed, mut async_failed) = (0, 0);
     for _ in 0..3 {
@@ -195,7 +183,7 @@ fn get_keeps_its_timeout_while_checks_hang() {
         conn.simple_query("SELECT 1").expect("a query");
     }
 
-    let rt = runtime();
+    let rt = runtime(2);
     rt.block_on(async {
         let pool = sanspool_tokio::Pool::builder(tpg::PgConnector::new(&dsn).expect("a DSN"))
             .min(SIZE)

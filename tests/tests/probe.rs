@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{app_name, eventually, monitor, monitor_for, server_addr, PATIENCE};
+use common::{eventually, monitor, monitor_for, named, server_addr, PATIENCE};
 use sanspool_postgres::postgres::fallible_iterator::FallibleIterator;
 use sanspool_postgres::Liveness;
 use sanspool_postgres::{Connector, PgConn, PgConnector};
@@ -28,7 +28,7 @@ struct Idle {
 
 impl Idle {
     fn open(dsn: &str, name: &str) -> Idle {
-        let dsn = format!("{dsn} application_name={}", app_name(name));
+        let dsn = named(dsn, name);
         let connector = PgConnector::new(&dsn).expect("a valid DSN");
         let blocking = (0..EACH)
             .map(|_| {
@@ -169,12 +169,7 @@ fn a_pending_notification_probes_alive_and_reaches_its_client() {
     let dsn = shared_dsn();
     // Through a proxy, to know when the notification has reached the client's socket.
     let proxy = Proxy::start(server_addr(&dsn)).expect("a proxy");
-    let connector = PgConnector::new(&format!(
-        "{} application_name={}",
-        proxy.dsn(&dsn),
-        app_name(name)
-    ))
-    .expect("a valid DSN");
+    let connector = PgConnector::new(&named(&proxy.dsn(&dsn), name)).expect("a valid DSN");
     let mut conn = connector.connect().expect("connect");
     let channel = format!("sp_probe_{}", std::process::id());
     conn.batch_execute(&format!("LISTEN {channel}"))

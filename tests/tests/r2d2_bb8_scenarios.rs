@@ -9,25 +9,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{app_name, monitor_for};
+use common::{monitor_for, named, runtime};
 use sanspool_postgres::{BuildError, Event, GetError, LogEvents, PgConnector, Pool};
 use sanspool_tests::{shared_dsn, PgServer};
 use sanspool_tokio::postgres as tpg;
 
 /// Room for a busy machine past a bound the pool keeps.
 const MARGIN: Duration = Duration::from_millis(300);
-
-fn runtime(workers: usize) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
-
-fn named(dsn: &str, name: &str) -> String {
-    format!("{dsn} application_name={}", app_name(name))
-}
 
 // ------------------------------------------------------------------------ build
 

@@ -35,6 +35,20 @@ pub fn app_name(name: &str) -> String {
     format!("sp-{name}-{}", std::process::id())
 }
 
+/// The DSN `dsn` with the application name `name` (made unique to this process).
+pub fn named(dsn: &str, name: &str) -> String {
+    format!("{dsn} application_name={}", app_name(name))
+}
+
+/// A multi-thread tokio runtime of `workers` workers, for tests that drive both pools.
+pub fn runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
 /// A connector to the shared server whose connections carry the application name of `name`.
 pub fn connector(name: &str) -> PgConnector {
     PgConnector::from_config(config(name))
