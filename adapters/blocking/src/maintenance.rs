@@ -82,12 +82,7 @@ impl Maintenance {
     /// thread sleeps until (`alarm`).
     #[inline]
     pub(crate) fn rearm(&self, alarm: &mut Option<Time>, next: Option<Time>) {
-        let earlier = match (next, *alarm) {
-            (Some(n), Some(a)) => n < a,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if earlier {
+        if sanspool_kit::sooner(next, *alarm) {
             *alarm = next;
             self.wake_up();
         }

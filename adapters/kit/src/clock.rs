@@ -72,3 +72,14 @@ impl Clock {
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
+
+/// Whether the core's next deadline `next` comes before `alarm`, the one the driver's
+/// maintenance sleeps until (`None`: it sleeps until woken): then it must be woken.
+#[inline]
+pub fn sooner(next: Option<Time>, alarm: Option<Time>) -> bool {
+    match (next, alarm) {
+        (Some(n), Some(a)) => n < a,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}

@@ -40,7 +40,7 @@ mod settings;
 mod tag;
 mod waiters;
 
-pub use clock::Clock;
+pub use clock::{sooner, Clock};
 pub use connector::{AsyncHook, Connector, Hook, SyncHook};
 pub use draft::Draft;
 pub use engine::{Delivery, Engine, Granted, Outcome, Outputs};

@@ -164,12 +164,7 @@ impl<M: Connector> Shared<M> {
     /// Wakes the maintenance task if the core's next deadline is earlier than its alarm.
     fn rearm(&self, st: &mut State<M>) {
         let next = st.engine.core.poll_timeout();
-        let earlier = match (next, st.alarm) {
-            (Some(n), Some(a)) => n < a,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if earlier {
+        if sanspool_kit::sooner(next, st.alarm) {
             st.alarm = next;
             self.wake.notify_one();
         }
