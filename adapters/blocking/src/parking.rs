@@ -104,15 +104,21 @@ impl<C, E> Parking<C, E> {
     pub(crate) fn deliver(&self, outcome: Outcome<C, E>) {
         let mut slot = lock(&self.slot);
         slot.outcome = Some(outcome);
-        if slot.sleeping {
-            self.cv.notify_one();
-        }
+        self.notify(slot);
     }
 
     pub(crate) fn wake(&self) {
         let mut slot = lock(&self.slot);
         slot.woken = true;
-        if slot.sleeping {
+        self.notify(slot);
+    }
+
+    /// Wakes the waiter if it sleeps, after letting go of its slot: woken under the lock, it
+    /// could find the lock still held and sleep on it again.
+    fn notify(&self, slot: MutexGuard<'_, Slot<C, E>>) {
+        let sleeping = slot.sleeping;
+        drop(slot);
+        if sleeping {
             self.cv.notify_one();
         }
     }
