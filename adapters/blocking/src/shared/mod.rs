@@ -311,15 +311,14 @@ impl<M: Connector, K: Key> Shared<M, K> {
     ) -> Result<Checked<M>, GetError<M::Error>> {
         let mut st = self.state.lock();
         let core = &st.engine.core;
-        // Served at once, a checkout needs no precise time (none at all if the pool dates
-        // nothing); one that may queue reads the precise clock, for its deadline and the
-        // fairness bound.
+        // Served at once, a checkout needs no time if the pool dates nothing; one that may queue
+        // reads the clock, for its deadline and the fairness bound.
         let now = if core.idle() > 0 && core.waiting() == 0 && !core.config().vet {
             self.served_at_once(core)
         } else {
             self.settings.clock.now()
         };
-        // From the pool's latest time at least: a cheap reading may lag it.
+        // From the pool's latest time at least.
         let wait = Wait::within(now.max(core.now()), timeout);
         let got = match st.engine.core.checkout(now, key, wait) {
             Err(e) => Err(st.engine.error(e)),
@@ -390,8 +389,9 @@ impl<M: Connector, K: Key> Shared<M, K> {
         let outcome = match parking.take() {
             Some(outcome) => outcome,
             None => {
-                // Not timed out by the core (it always is: the deadline is on the same clock), or
-                // inline, not granted (cannot happen: its open ran inline). Give up the wait.
+                // Not timed out by the core (the sleep ended a moment early on the pool's clock,
+                // see `Clock`), or inline, not granted (cannot happen: its open ran inline).
+                // Give up the wait.
                 let _ = st.engine.core.cancel(now, id);
                 st.parked.remove(id);
                 tasks.extend(self.drain(&mut st));
@@ -432,12 +432,12 @@ impl<M: Connector, K: Key> Shared<M, K> {
         outcome
     }
 
-    /// The time of an input the core serves at once: the kernel's coarse clock if the pool dates
-    /// its connections, else the pool's own time (no clock read).
+    /// The time of an input the core serves at once: the clock if the pool dates its
+    /// connections, else the pool's own time (no clock read).
     #[inline]
     fn served_at_once(&self, core: &Observed<M::Conn, K>) -> Time {
         if core.dates_connections() {
-            self.settings.clock.recent()
+            self.settings.clock.now()
         } else {
             core.now()
         }
@@ -452,7 +452,7 @@ impl<M: Connector, K: Key> Shared<M, K> {
         returned: Returned,
     ) -> Result<(), Rejected<M::Conn>> {
         let mut st = self.state.lock();
-        // Nobody waits: the time only dates the idle connection, the cheap clock will do.
+        // Nobody waits: the time only dates the idle connection, if the pool dates anything.
         let now = if st.engine.core.waiting() == 0 {
             self.served_at_once(&st.engine.core)
         } else {
