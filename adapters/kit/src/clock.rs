@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 /// A pool's clock: the CPU's time-stamp counter, calibrated against the OS's monotonic clock
 /// (`quanta`; the OS's clock itself where the counter is not reliable), counted from the pool's
 /// start. Read on every checkout and checkin made while checkouts wait, where `Instant::now`
-/// cost about 30 ns here and the counter about 10 (`docs/tuning.md`).
+/// costs 23 ns here and the counter 9 (`docs/tuning.md`).
 ///
 /// Its rate and the OS clock's may differ a little (the counter's calibration, the OS clock's
 /// NTP slewing), so a pool time becomes an `Instant` only for a sleep, counted from the moment
