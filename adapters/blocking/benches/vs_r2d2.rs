@@ -151,8 +151,7 @@ fn main() {
         }
         let (a, b) = (median(a), median(b));
         // The share of sanspool's checkouts that queued: a run where some do is slower (while
-        // one waits, every checkout and checkin reads the precise clock and runs the fairness
-        // rules).
+        // one waits, every checkout and checkin reads the clock and runs the fairness rules).
         let after = stats.stats();
         let queued = (after.waits - before.waits) as f64
             / (after.checkouts - before.checkouts).max(1) as f64;
